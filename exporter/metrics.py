@@ -1,0 +1,172 @@
+"""Every metric family the exporter publishes: the one place its names, types, help and labels live.
+
+The table in README.md, the alert rules, the dashboards and the tests all read from here
+(`../shared/conventions/metrics.md` is the contract this implements).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+NAMESPACE = "camera_recorder"
+
+MetricType = Literal["gauge", "counter", "histogram", "info", "stateset"]
+
+# Closed label value sets: collectors emit only these, tests and bundle checks import them.
+CAMERA_STATES: tuple[str, ...] = (
+    "starting",
+    "recording",
+    "backoff",
+    "stalled",
+    "waiting_for_device",
+    "stopped",
+    "failed",
+)
+RESTART_REASONS: tuple[str, ...] = (
+    "exited",
+    "crashed",
+    "stall",
+    "device_gone",
+    "device_busy",
+    "hotplug",
+    "config",
+)
+DISCARD_REASONS: tuple[str, ...] = ("empty", "unreadable")
+DELETION_REASONS: tuple[str, ...] = ("max_age", "disk_pressure", "alert")
+RETENTION_TRIGGERS: tuple[str, ...] = ("schedule", "disk_pressure", "alert", "manual")
+HOTPLUG_ACTIONS: tuple[str, ...] = ("add", "remove", "change")
+WEBHOOK_RESULTS: tuple[str, ...] = ("accepted", "unauthorized", "invalid", "ignored")
+SOURCE_KINDS: tuple[str, ...] = ("device", "url", "file", "test_pattern")
+
+# Collector names for the scrape's report on itself (node_exporter's scrape_collector_* shape).
+SUB_COLLECTORS: tuple[str, ...] = ("cameras", "storage", "retention", "process", "events")
+
+
+@dataclass(frozen=True)
+class Family:
+    """One metric family: `name` is the full name without the `_total` suffix of counters."""
+
+    name: str
+    type: MetricType
+    help: str
+    labels: tuple[str, ...] = ()
+
+    @property
+    def exposed_name(self) -> str:
+        """The name a scrape shows for the family's main sample."""
+        return f"{self.name}_total" if self.type == "counter" else self.name
+
+
+def _f(suffix: str, type_: MetricType, help_: str, *labels: str) -> Family:
+    return Family(f"{NAMESPACE}_{suffix}", type_, help_, labels)
+
+
+# Per camera.
+CAMERA_INFO = _f("camera", "info", "Configured camera.", "camera", "name", "source", "codec", "container")
+CAMERA_STATE = _f("camera_state", "gauge", "1 for the camera's current supervision state.", "camera", "state")
+CAMERA_RECORDING = _f("camera_recording", "gauge", "1 while frames are being written, else 0.", "camera")
+CAMERA_PRESENT = _f("camera_present", "gauge", "1 if the camera's source is present.", "camera")
+CONFIGURED_FPS = _f("configured_fps", "gauge", "Frame rate asked for in the configuration.", "camera")
+ENCODE_FPS = _f("encode_fps", "gauge", "Frame rate FFmpeg reports now.", "camera")
+ENCODE_SPEED = _f("encode_speed_ratio", "gauge", "FFmpeg's speed, 1.0 being real time.", "camera")
+OUTPUT_BITRATE = _f(
+    "output_bitrate_bits_per_second", "gauge", "Output bitrate FFmpeg reports now.", "camera"
+)
+FRAMES = _f("frames", "counter", "Frames written.", "camera")
+DROPPED_FRAMES = _f("dropped_frames", "counter", "Frames FFmpeg dropped.", "camera")
+DUPLICATED_FRAMES = _f("duplicated_frames", "counter", "Frames FFmpeg duplicated.", "camera")
+WRITTEN_BYTES = _f("written_bytes", "counter", "Bytes written to completed segments.", "camera")
+SEGMENTS_COMPLETED = _f("segments_completed", "counter", "Segments closed.", "camera")
+SEGMENT_DURATION = _f(
+    "segment_duration_seconds", "histogram", "Duration of each completed segment.", "camera"
+)
+LAST_PROGRESS = _f(
+    "last_progress_timestamp_seconds", "gauge", "Unix time FFmpeg last reported progress.", "camera"
+)
+LAST_SEGMENT = _f(
+    "last_segment_timestamp_seconds", "gauge", "Unix time the last segment was completed.", "camera"
+)
+FFMPEG_RESTARTS = _f("ffmpeg_restarts", "counter", "FFmpeg restarts by reason.", "camera", "reason")
+SEGMENTS_DISCARDED = _f(
+    "segments_discarded", "counter", "Segments removed because they held no usable video.", "camera", "reason"
+)
+RECORDING_GAP = _f(
+    "recording_gap_seconds",
+    "counter",
+    "Seconds in which this camera recorded nothing while it should have.",
+    "camera",
+)
+FFMPEG_CPU = _f("ffmpeg_cpu_seconds", "counter", "CPU time of this camera's FFmpeg processes.", "camera")
+FFMPEG_RSS = _f("ffmpeg_resident_memory_bytes", "gauge", "Resident memory of this camera's FFmpeg.", "camera")
+RECORDINGS_BYTES = _f("recordings_bytes", "gauge", "Bytes of this camera's segments on disk.", "camera")
+RECORDINGS_FILES = _f("recordings_files", "gauge", "Number of this camera's segments on disk.", "camera")
+OLDEST_RECORDING = _f(
+    "oldest_recording_timestamp_seconds",
+    "gauge",
+    "Start time of the oldest segment kept (the retention horizon).",
+    "camera",
+)
+RETENTION_DELETED_FILES = _f(
+    "retention_deleted_files", "counter", "Segments deleted by retention.", "camera", "reason"
+)
+RETENTION_DELETED_BYTES = _f(
+    "retention_deleted_bytes", "counter", "Bytes deleted by retention.", "camera", "reason"
+)
+# Additions to the contract: the configured limits alerts compare against.
+SEGMENT_TIME = _f("segment_time_seconds", "gauge", "Configured segment duration.", "camera")
+STALL_TIMEOUT = _f(
+    "stall_timeout_seconds", "gauge", "Seconds without progress after which FFmpeg is restarted.", "camera"
+)
+
+# Storage and retention (label `path` = the recordings folder).
+FILESYSTEM_SIZE = _f("filesystem_size_bytes", "gauge", "Size of the filesystem holding recordings.", "path")
+FILESYSTEM_AVAIL = _f("filesystem_avail_bytes", "gauge", "Bytes available to the recorder there.", "path")
+STORAGE_WRITABLE = _f(
+    "storage_writable", "gauge", "1 if the last write probe in the recordings folder succeeded.", "path"
+)
+RETENTION_MAX_AGE = _f(
+    "retention_max_age_seconds", "gauge", "Configured maximum age of recordings.", "path", "camera"
+)
+RETENTION_THRESHOLD = _f(
+    "retention_disk_usage_threshold_ratio",
+    "gauge",
+    "Disk usage (0-1) at which the oldest segments are deleted.",
+    "path",
+)
+RETENTION_LOW_SPACE = _f(
+    "retention_low_space_warning_ratio", "gauge", "Disk usage (0-1) that warns of low space.", "path"
+)
+RETENTION_RUNS = _f("retention_runs", "counter", "Retention passes by trigger.", "path", "trigger")
+RETENTION_LAST_RUN = _f(
+    "retention_last_run_timestamp_seconds", "gauge", "When the last retention pass finished.", "path"
+)
+RETENTION_CAPACITY = _f(
+    "retention_capacity_seconds",
+    "gauge",
+    "Seconds of recording that fit in the space the recorder may use, at the current write rate.",
+    "path",
+)
+
+# Process and events.
+BUILD_INFO = _f("build", "info", "Build information.", "version", "ffmpeg_version", "python_version")
+START_TIME = _f("start_time_seconds", "gauge", "Unix time the daemon started.")
+HOTPLUG_EVENTS = _f("hotplug_events", "counter", "udev events for video devices.", "action", "matched")
+WEBHOOK_REQUESTS = _f(
+    "alert_webhook_requests", "counter", "Alertmanager webhook requests by result.", "result"
+)
+CPU_TEMPERATURE = _f("cpu_temperature_celsius", "gauge", "Hottest CPU sensor.")
+SCRAPE_DURATION = _f(
+    "scrape_collector_duration_seconds", "gauge", "Time a sub-collector took in this scrape.", "collector"
+)
+SCRAPE_SUCCESS = _f(
+    "scrape_collector_success", "gauge", "1 if a sub-collector succeeded in this scrape.", "collector"
+)
+
+ALL_FAMILIES: tuple[Family, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Family))
+
+
+def segment_duration_buckets(segment_time_seconds: float) -> tuple[float, ...]:
+    """Histogram buckets around the configured segment time, so short and cut segments stand out."""
+    fractions = (0.1, 0.25, 0.5, 0.75, 0.9, 0.98, 1.0, 1.02, 1.1, 1.5, 2.0)
+    return tuple(round(segment_time_seconds * f, 3) for f in fractions)
