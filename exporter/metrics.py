@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from recorder.segments import segment_duration_buckets
+
+__all__ = ["segment_duration_buckets"]  # re-exported: the histogram's bounds belong to its family
+
 NAMESPACE = "camera_recorder"
 
 MetricType = Literal["gauge", "counter", "histogram", "info", "stateset"]
@@ -165,8 +169,3 @@ SCRAPE_SUCCESS = _f(
 
 ALL_FAMILIES: tuple[Family, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Family))
 
-
-def segment_duration_buckets(segment_time_seconds: float) -> tuple[float, ...]:
-    """Histogram buckets around the configured segment time, so short and cut segments stand out."""
-    fractions = (0.1, 0.25, 0.5, 0.75, 0.9, 0.98, 1.0, 1.02, 1.1, 1.5, 2.0)
-    return tuple(round(segment_time_seconds * f, 3) for f in fractions)

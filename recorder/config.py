@@ -1,0 +1,706 @@
+"""Configuration: read once, validated once, into frozen objects; nothing else reads raw dicts."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+DEFAULT_CONFIG_PATH = Path("/etc/camera-recorder/config.yaml")
+CONFIG_ENV = "CAMERA_RECORDER_CONFIG"
+
+# Camera ids become folder and file names, so only a conservative character set is accepted.
+CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+RESOLUTION_RE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
+URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "srt", "tcp")
+
+
+class ConfigError(Exception):
+    """An invalid configuration: one line per problem, each naming the key path and the value."""
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
+        self.problems = problems
+        self.source = source
+        prefix = f"{source}: " if source else ""
+        super().__init__("\n".join(prefix + p for p in problems))
+
+
+class SourceKind(StrEnum):
+    DEVICE = "device"
+    URL = "url"
+    FILE = "file"
+    TEST_PATTERN = "test_pattern"
+
+
+class Codec(StrEnum):
+    COPY = "copy"
+    H264_QSV = "h264_qsv"
+    HEVC_QSV = "hevc_qsv"
+    H264_VAAPI = "h264_vaapi"
+    HEVC_VAAPI = "hevc_vaapi"
+    LIBX264 = "libx264"
+    LIBX265 = "libx265"
+
+
+class Container(StrEnum):
+    MKV = "mkv"
+    MP4 = "mp4"
+
+
+class BitrateMode(StrEnum):
+    VBR = "VBR"
+    CBR = "CBR"
+    CQP = "CQP"
+
+
+class ThresholdAction(StrEnum):
+    DELETE_OLDEST = "delete_oldest"
+    STOP_RECORDING = "stop_recording"
+
+
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+INPUT_FORMATS = ("h264", "hevc", "mjpeg", "yuyv", "nv12", "rgb24", "gray")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class Resolution:
+    width: int
+    height: int
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+@dataclass(frozen=True)
+class DeviceMatch:
+    """Stable identity of a USB camera; any field set must match the udev properties of its node."""
+
+    serial: str | None = None  # udev ID_SERIAL
+    id_path: str | None = None  # udev ID_PATH (the USB port)
+    usb_id: str | None = None  # "vendor:product", lowercase hex
+    by_id: str | None = None  # a /dev/v4l/by-id/ link name or path
+
+    def is_empty(self) -> bool:
+        return not (self.serial or self.id_path or self.usb_id or self.by_id)
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    id: str
+    name: str
+    source: SourceKind
+    # Device path, URL or file path; "" for a test pattern or a device found only by `match`.
+    location: str
+    match: DeviceMatch | None = None
+    input_format: str | None = None
+    resolution: Resolution | None = None
+    framerate: int | None = None
+    enabled: bool = True
+    cleanup_days: float | None = None  # None: the storage section's value applies
+
+
+@dataclass(frozen=True)
+class EncodingConfig:
+    codec: Codec = Codec.COPY
+    preset: str = "medium"
+    quality: int = 23
+    bitrate_mode: BitrateMode = BitrateMode.VBR
+    target_bitrate: int = 8000  # kbit/s
+    max_bitrate: int = 12000  # kbit/s
+    gop_size: int = 120
+    ref_frames: int = 3
+    lookahead: bool = True
+    extra_hw_frames: int = 64
+
+
+@dataclass(frozen=True)
+class RecordingConfig:
+    segment_time: int = 1800
+    container_format: Container = Container.MKV
+    base_directory: Path = Path("/storage/recordings")
+    flush_packets: bool = True
+    movflags: str | None = None
+    align_segments: bool = False  # cut at wall-clock multiples of segment_time
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    cleanup_enabled: bool = True
+    cleanup_days: float = 30.0
+    disk_usage_threshold: float = 90.0  # percent
+    low_space_warning: float = 80.0  # percent
+    pressure_target: float | None = None  # percent; None: 5 points below the threshold
+    min_free_minutes: float = 60.0
+    on_threshold: ThresholdAction = ThresholdAction.DELETE_OLDEST
+    check_interval: float = 60.0
+    resync_interval: float = 3600.0
+
+    @property
+    def effective_pressure_target(self) -> float:
+        return self.pressure_target if self.pressure_target is not None else max(
+            self.disk_usage_threshold - 5.0, 1.0
+        )
+
+
+@dataclass(frozen=True)
+class TranscodingConfig:
+    """The original's night-time transcoding: loaded and kept, not built yet."""
+
+    enabled: bool = False
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    stall_timeout: float = 10.0
+    backoff_initial: float = 0.25
+    backoff_max: float = 30.0
+    stable_after: float = 30.0
+    stop_timeout: float = 10.0
+    presence_check_interval: float = 2.0
+
+
+@dataclass(frozen=True)
+class ExporterConfig:
+    listen_address: str = "0.0.0.0:9100"
+    instance_names: tuple[str, ...] = ()
+    webhook_token_file: Path | None = None
+    webhook_max_body_bytes: int = 1 << 20
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    basic_auth_username: str | None = None
+    basic_auth_password_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    ffmpeg: str | None = None  # None: jellyfin-ffmpeg, ffmpeg-qsv, then PATH
+    ffprobe: str | None = None
+    v4l2_ctl: str | None = None
+    hw_device: str = "/dev/dri/renderD128"
+    udev: bool | None = None  # None: use udev when /run/udev/control exists
+
+
+@dataclass(frozen=True)
+class Config:
+    cameras: tuple[CameraConfig, ...]
+    encoding: EncodingConfig = EncodingConfig()
+    recording: RecordingConfig = RecordingConfig()
+    storage: StorageConfig = StorageConfig()
+    transcoding: TranscodingConfig = TranscodingConfig()
+    supervisor: SupervisorConfig = SupervisorConfig()
+    exporter: ExporterConfig = ExporterConfig()
+    system: SystemConfig = SystemConfig()
+    vaapi_driver: str = "iHD"
+    log_level: str = "INFO"
+    # Things that loaded but deserve the operator's attention, reported once at start.
+    warnings: tuple[str, ...] = ()
+    source: str | None = None
+
+    @property
+    def enabled_cameras(self) -> tuple[CameraConfig, ...]:
+        return tuple(c for c in self.cameras if c.enabled)
+
+    def camera(self, camera_id: str) -> CameraConfig:
+        for cam in self.cameras:
+            if cam.id == camera_id:
+                return cam
+        raise KeyError(camera_id)
+
+    def max_age_days(self, camera: CameraConfig) -> float | None:
+        """The age after which this camera's segments go, or None when age cleanup is off."""
+        if not self.storage.cleanup_enabled:
+            return None
+        return camera.cleanup_days if camera.cleanup_days is not None else self.storage.cleanup_days
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation machinery: a reader walks one mapping, records every problem and never raises midway,
+# so the operator sees all mistakes of a file at once.
+
+T = TypeVar("T")
+_MISSING: Any = object()
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+class _Section:
+    def __init__(self, raw: Any, path: str, problems: list[str], allowed: tuple[str, ...]) -> None:
+        self.path = path
+        self.problems = problems
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            problems.append(f"{path}: expected a mapping, got {_show(raw)}")
+            raw = {}
+        self.raw: Mapping[str, Any] = raw
+        for key in raw:
+            if key not in allowed:
+                hint = difflib.get_close_matches(str(key), allowed, n=1)
+                suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
+                problems.append(f"{self._key(str(key))}: unknown key{suffix}")
+
+    def _key(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def has(self, key: str) -> bool:
+        return key in self.raw and self.raw[key] is not None
+
+    def get(self, key: str, convert: Callable[[Any], T], default: T, expected: str) -> T:
+        if not self.has(key):
+            return default
+        value = self.raw[key]
+        try:
+            return convert(value)
+        except (TypeError, ValueError):
+            self.problems.append(f"{self._key(key)}: expected {expected}, got {_show(value)}")
+            return default
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{self._key(key)}: {message}")
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return value.strip().lower() in ("true", "yes", "on", "1")
+    raise ValueError(value)
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or value <= 0:
+        raise ValueError(value)
+    return value
+
+
+def _non_negative_int(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(value)
+    return value
+
+
+def _positive_number(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    number = float(value)
+    if not number > 0 or number == float("inf"):
+        raise ValueError(value)
+    return number
+
+
+def _percent(value: Any) -> float:
+    if isinstance(value, str):
+        value = value.strip().rstrip("%")
+    number = _positive_number(value)
+    if number > 100:
+        raise ValueError(value)
+    return number
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float) or str(value).strip() == "":
+        raise ValueError(value)
+    return str(value).strip()
+
+
+def _choice(options: tuple[str, ...], *, fold: Callable[[str], str] = str.lower) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        text = _text(value)
+        for option in options:
+            if fold(option) == fold(text):
+                return option
+        raise ValueError(value)
+
+    return convert
+
+
+def _resolution(value: Any) -> Resolution:
+    match = RESOLUTION_RE.match(str(value)) if isinstance(value, str) else None
+    if not match or int(match[1]) == 0 or int(match[2]) == 0:
+        raise ValueError(value)
+    return Resolution(int(match[1]), int(match[2]))
+
+
+def _one_of(options: tuple[str, ...]) -> str:
+    return "one of " + ", ".join(options)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+
+_CAMERA_KEYS = (
+    "device", "url", "file", "test_pattern", "match", "name", "resolution", "framerate",
+    "input_format", "enabled", "cleanup_days",
+)  # fmt: skip
+_MATCH_KEYS = ("serial", "id_path", "usb_id", "by_id")
+_SOURCE_KEYS = ("device", "url", "file", "test_pattern")
+
+
+def _camera(camera_id: Any, raw: Any, problems: list[str], base_dir: Path | None) -> CameraConfig | None:
+    path = f"cameras.{camera_id}"
+    if not isinstance(camera_id, str) or not CAMERA_ID_RE.match(camera_id):
+        problems.append(
+            f"cameras.{camera_id!r}: camera id must be 1-64 letters, digits, '_' or '-' "
+            "(it names a folder), got " + _show(camera_id)
+        )
+        return None
+    sec = _Section(raw, path, problems, _CAMERA_KEYS)
+    given = [k for k in _SOURCE_KEYS if sec.has(k) and not (k == "test_pattern" and sec.raw[k] is False)]
+    match = _device_match(sec) if sec.has("match") else None
+    if not given and match is not None:
+        given = ["device"]
+    if len(given) != 1:
+        what = "none" if not given else " and ".join(given)
+        sec.problem("source", f"exactly one of device, url, file, test_pattern is required, got {what}")
+        return None
+    kind = SourceKind(given[0])
+    location = ""
+    if kind is SourceKind.DEVICE and sec.has("device"):
+        location = sec.get("device", _text, "", "a device path")
+        if location and not location.startswith("/"):
+            sec.problem("device", f"expected an absolute device path, got {_show(location)}")
+    elif kind is SourceKind.URL:
+        location = sec.get("url", _text, "", "a URL")
+        scheme = location.split("://", 1)[0].lower() if "://" in location else ""
+        if location and scheme not in URL_SCHEMES:
+            sec.problem("url", f"expected a URL with scheme {_one_of(URL_SCHEMES)}, got {_show(location)}")
+    elif kind is SourceKind.FILE:
+        location = sec.get("file", _text, "", "a file path")
+        if location and base_dir is not None and not Path(location).is_absolute():
+            location = str(base_dir / location)
+    elif kind is SourceKind.TEST_PATTERN:
+        sec.get("test_pattern", _bool, True, "true")
+    if match is not None and kind is not SourceKind.DEVICE:
+        sec.problem("match", f"only applies to device cameras, this camera is a {kind.value} source")
+    resolution = sec.get("resolution", _resolution, None, "WIDTHxHEIGHT such as 2560x1440")
+    framerate = sec.get("framerate", _positive_int, None, "a positive integer")
+    if kind is SourceKind.TEST_PATTERN:
+        resolution = resolution or Resolution(1280, 720)
+        framerate = framerate or 30
+    return CameraConfig(
+        id=camera_id,
+        name=sec.get("name", _text, camera_id, "a name"),
+        source=kind,
+        location=location,
+        match=match,
+        input_format=sec.get("input_format", _choice(INPUT_FORMATS), None, _one_of(INPUT_FORMATS)),
+        resolution=resolution,
+        framerate=framerate,
+        enabled=sec.get("enabled", _bool, True, "true or false"),
+        cleanup_days=sec.get("cleanup_days", _positive_number, None, "a positive number of days"),
+    )
+
+
+def _device_match(camera: _Section) -> DeviceMatch | None:
+    sec = _Section(camera.raw["match"], camera._key("match"), camera.problems, _MATCH_KEYS)
+    usb_id = sec.get("usb_id", _text, None, "vendor:product such as 046d:085e")
+    if usb_id is not None:
+        usb_id = usb_id.lower()
+        if not re.fullmatch(r"[0-9a-f]{4}:[0-9a-f]{4}", usb_id):
+            sec.problem("usb_id", f"expected vendor:product such as 046d:085e, got {_show(usb_id)}")
+    result = DeviceMatch(
+        serial=sec.get("serial", _text, None, "a udev ID_SERIAL"),
+        id_path=sec.get("id_path", _text, None, "a udev ID_PATH"),
+        usb_id=usb_id,
+        by_id=sec.get("by_id", _text, None, "a /dev/v4l/by-id link"),
+    )
+    if result.is_empty():
+        camera.problem("match", "needs at least one of " + ", ".join(_MATCH_KEYS))
+        return None
+    return result
+
+
+def _encoding(raw: Any, problems: list[str]) -> EncodingConfig:
+    keys = (
+        "codec", "preset", "quality", "bitrate_mode", "target_bitrate", "max_bitrate", "gop_size",
+        "ref_frames", "lookahead", "extra_hw_frames",
+    )  # fmt: skip
+    sec = _Section(raw, "encoding", problems, keys)
+    d = EncodingConfig()
+    codecs = tuple(c.value for c in Codec)
+    modes = tuple(m.value for m in BitrateMode)
+    enc = EncodingConfig(
+        codec=Codec(sec.get("codec", _choice(codecs), d.codec.value, _one_of(codecs))),
+        preset=sec.get("preset", _choice(PRESETS), d.preset, _one_of(PRESETS)),
+        quality=sec.get("quality", _positive_int, d.quality, "a positive integer (18-32 is usual)"),
+        bitrate_mode=BitrateMode(
+            sec.get("bitrate_mode", _choice(modes, fold=str.upper), d.bitrate_mode.value, _one_of(modes))
+        ),
+        target_bitrate=sec.get("target_bitrate", _positive_int, d.target_bitrate, "a positive integer (kbit/s)"),
+        max_bitrate=sec.get("max_bitrate", _positive_int, d.max_bitrate, "a positive integer (kbit/s)"),
+        gop_size=sec.get("gop_size", _positive_int, d.gop_size, "a positive integer"),
+        ref_frames=sec.get("ref_frames", _positive_int, d.ref_frames, "a positive integer"),
+        lookahead=sec.get("lookahead", _bool, d.lookahead, "true or false"),
+        extra_hw_frames=sec.get("extra_hw_frames", _non_negative_int, d.extra_hw_frames, "an integer >= 0"),
+    )
+    if enc.max_bitrate < enc.target_bitrate:
+        sec.problem("max_bitrate", f"must be >= target_bitrate ({enc.target_bitrate}), got {enc.max_bitrate}")
+    return enc
+
+
+def _recording(raw: Any, problems: list[str], warnings: list[str]) -> RecordingConfig:
+    keys = ("segment_time", "container_format", "base_directory", "flush_packets", "movflags", "align_segments")
+    sec = _Section(raw, "recording", problems, keys)
+    d = RecordingConfig()
+    containers = tuple(c.value for c in Container)
+    base = sec.get("base_directory", _text, str(d.base_directory), "a folder path")
+    rec = RecordingConfig(
+        segment_time=sec.get("segment_time", _positive_int, d.segment_time, "a positive integer (seconds)"),
+        container_format=Container(
+            sec.get("container_format", _choice(containers), d.container_format.value, _one_of(containers))
+        ),
+        base_directory=Path(base),
+        flush_packets=sec.get("flush_packets", _bool, d.flush_packets, "true or false"),
+        movflags=sec.get("movflags", _text, None, "movflags such as +frag_keyframe"),
+        align_segments=sec.get("align_segments", _bool, d.align_segments, "true or false"),
+    )
+    if rec.movflags and "faststart" in rec.movflags:
+        warnings.append(
+            "recording.movflags: 'faststart' is ignored: MP4 segments are always written fragmented "
+            "so that a crash loses at most about one second"
+        )
+    return rec
+
+
+def _storage(raw: Any, problems: list[str]) -> StorageConfig:
+    keys = (
+        "cleanup_enabled", "cleanup_days", "disk_usage_threshold", "low_space_warning", "pressure_target",
+        "min_free_minutes", "on_threshold", "check_interval", "resync_interval",
+    )  # fmt: skip
+    sec = _Section(raw, "storage", problems, keys)
+    d = StorageConfig()
+    actions = tuple(a.value for a in ThresholdAction)
+    pct = "a percentage between 0 and 100"
+    st = StorageConfig(
+        cleanup_enabled=sec.get("cleanup_enabled", _bool, d.cleanup_enabled, "true or false"),
+        cleanup_days=sec.get("cleanup_days", _positive_number, d.cleanup_days, "a positive number of days"),
+        disk_usage_threshold=sec.get("disk_usage_threshold", _percent, d.disk_usage_threshold, pct),
+        low_space_warning=sec.get("low_space_warning", _percent, d.low_space_warning, pct),
+        pressure_target=sec.get("pressure_target", _percent, None, pct),
+        min_free_minutes=sec.get("min_free_minutes", _positive_number, d.min_free_minutes, "a positive number"),
+        on_threshold=ThresholdAction(sec.get("on_threshold", _choice(actions), d.on_threshold.value, _one_of(actions))),
+        check_interval=sec.get("check_interval", _positive_number, d.check_interval, "a positive number (seconds)"),
+        resync_interval=sec.get(
+            "resync_interval", _positive_number, d.resync_interval, "a positive number (seconds)"
+        ),
+    )
+    if st.low_space_warning > st.disk_usage_threshold:
+        sec.problem(
+            "low_space_warning",
+            f"must not exceed disk_usage_threshold ({st.disk_usage_threshold:g}), got {st.low_space_warning:g}",
+        )
+    if st.effective_pressure_target >= st.disk_usage_threshold:
+        sec.problem(
+            "pressure_target",
+            f"must be below disk_usage_threshold ({st.disk_usage_threshold:g}), got {st.effective_pressure_target:g}",
+        )
+    return st
+
+
+_TRANSCODING_KEYS = (
+    "enabled", "min_age_days", "run_schedule_start", "run_schedule_end", "max_cpu_percent", "max_io_wait",
+    "codec", "preset", "quality", "keep_original_days", "min_free_space_gb", "min_savings_percent",
+    "verify_quality",
+)  # fmt: skip
+
+
+def _transcoding(raw: Any, problems: list[str], warnings: list[str]) -> TranscodingConfig:
+    sec = _Section(raw, "transcoding", problems, _TRANSCODING_KEYS)
+    enabled = sec.get("enabled", _bool, False, "true or false")
+    if enabled:
+        warnings.append(
+            "transcoding.enabled: night-time transcoding is not built yet; recordings are kept as recorded"
+        )
+    settings = {k: v for k, v in sec.raw.items() if k in _TRANSCODING_KEYS and k != "enabled"}
+    return TranscodingConfig(enabled=enabled, settings=settings)
+
+
+def _supervisor(raw: Any, problems: list[str]) -> SupervisorConfig:
+    keys = (
+        "stall_timeout", "backoff_initial", "backoff_max", "stable_after", "stop_timeout",
+        "presence_check_interval",
+    )  # fmt: skip
+    sec = _Section(raw, "supervisor", problems, keys)
+    d = SupervisorConfig()
+    secs = "a positive number (seconds)"
+    sup = SupervisorConfig(
+        stall_timeout=sec.get("stall_timeout", _positive_number, d.stall_timeout, secs),
+        backoff_initial=sec.get("backoff_initial", _positive_number, d.backoff_initial, secs),
+        backoff_max=sec.get("backoff_max", _positive_number, d.backoff_max, secs),
+        stable_after=sec.get("stable_after", _positive_number, d.stable_after, secs),
+        stop_timeout=sec.get("stop_timeout", _positive_number, d.stop_timeout, secs),
+        presence_check_interval=sec.get("presence_check_interval", _positive_number, d.presence_check_interval, secs),
+    )
+    if sup.backoff_max < sup.backoff_initial:
+        sec.problem("backoff_max", f"must be >= backoff_initial ({sup.backoff_initial:g}), got {sup.backoff_max:g}")
+    return sup
+
+
+def _listen_address(value: Any) -> str:
+    text = _text(value)
+    _host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(value)
+    return text
+
+
+def _exporter(raw: Any, problems: list[str], base_dir: Path | None) -> ExporterConfig:
+    keys = (
+        "listen_address", "instance_names", "webhook_token_file", "webhook_max_body_bytes", "tls_cert_file",
+        "tls_key_file", "basic_auth_username", "basic_auth_password_file",
+    )  # fmt: skip
+    sec = _Section(raw, "exporter", problems, keys)
+    d = ExporterConfig()
+
+    def a_path(value: Any) -> Path:
+        p = Path(_text(value))
+        return p if p.is_absolute() or base_dir is None else base_dir / p
+
+    def names(value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise ValueError(value)
+        return tuple(_text(v) for v in value)
+
+    exp = ExporterConfig(
+        listen_address=sec.get("listen_address", _listen_address, d.listen_address, "HOST:PORT such as 0.0.0.0:9100"),
+        instance_names=sec.get("instance_names", names, (), "a list of instance names"),
+        webhook_token_file=sec.get("webhook_token_file", a_path, None, "a file path"),
+        webhook_max_body_bytes=sec.get(
+            "webhook_max_body_bytes", _positive_int, d.webhook_max_body_bytes, "a positive integer (bytes)"
+        ),
+        tls_cert_file=sec.get("tls_cert_file", a_path, None, "a file path"),
+        tls_key_file=sec.get("tls_key_file", a_path, None, "a file path"),
+        basic_auth_username=sec.get("basic_auth_username", _text, None, "a user name"),
+        basic_auth_password_file=sec.get("basic_auth_password_file", a_path, None, "a file path"),
+    )
+    if (exp.tls_cert_file is None) != (exp.tls_key_file is None):
+        sec.problem("tls_cert_file", "tls_cert_file and tls_key_file go together; only one is set")
+    if (exp.basic_auth_username is None) != (exp.basic_auth_password_file is None):
+        sec.problem("basic_auth_username", "basic_auth_username and basic_auth_password_file go together")
+    return exp
+
+
+def _system(raw: Any, problems: list[str]) -> SystemConfig:
+    sec = _Section(raw, "system", problems, ("ffmpeg", "ffprobe", "v4l2_ctl", "hw_device", "udev"))
+    d = SystemConfig()
+    return SystemConfig(
+        ffmpeg=sec.get("ffmpeg", _text, None, "a program path"),
+        ffprobe=sec.get("ffprobe", _text, None, "a program path"),
+        v4l2_ctl=sec.get("v4l2_ctl", _text, None, "a program path"),
+        hw_device=sec.get("hw_device", _text, d.hw_device, "a device path such as /dev/dri/renderD128"),
+        udev=sec.get("udev", _bool, None, "true or false"),
+    )
+
+
+_TOP_KEYS = (
+    "cameras", "encoding", "recording", "storage", "transcoding", "supervisor", "exporter", "system",
+    "vaapi_driver", "log_level", "web_port", "web_host",
+)  # fmt: skip
+
+
+def parse_config(raw: Any, source: str | None = None, base_dir: Path | None = None) -> Config:
+    """Validate a raw mapping (from YAML or the legacy converter) into a Config, or raise ConfigError."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    top = _Section(raw, "", problems, _TOP_KEYS)
+    cameras: list[CameraConfig] = []
+    cams_raw = top.raw.get("cameras")
+    if not isinstance(cams_raw, Mapping) or not cams_raw:
+        problems.append(f"cameras: expected a mapping of camera id to camera, got {_show(cams_raw)}")
+    else:
+        for camera_id, cam_raw in cams_raw.items():
+            cam = _camera(camera_id, cam_raw, problems, base_dir)
+            if cam is not None:
+                cameras.append(cam)
+        if cameras and not any(c.enabled for c in cameras):
+            warnings.append("cameras: every camera is disabled; nothing will be recorded")
+    for key in ("web_port", "web_host"):
+        if key in top.raw:
+            warnings.append(f"{key}: the web interface is gone; the status page is served on exporter.listen_address")
+    for location, cams in _duplicates(cameras):
+        problems.append(f"cameras: {' and '.join(cams)} record the same source {location!r}")
+    config = Config(
+        cameras=tuple(cameras),
+        encoding=_encoding(top.raw.get("encoding"), problems),
+        recording=_recording(top.raw.get("recording"), problems, warnings),
+        storage=_storage(top.raw.get("storage"), problems),
+        transcoding=_transcoding(top.raw.get("transcoding"), problems, warnings),
+        supervisor=_supervisor(top.raw.get("supervisor"), problems),
+        exporter=_exporter(top.raw.get("exporter"), problems, base_dir),
+        system=_system(top.raw.get("system"), problems),
+        vaapi_driver=top.get("vaapi_driver", _text, "iHD", "a VA-API driver name such as iHD"),
+        log_level=top.get("log_level", _choice(LOG_LEVELS, fold=str.upper), "INFO", _one_of(LOG_LEVELS)),
+        warnings=tuple(warnings),
+        source=source,
+    )
+    if problems:
+        raise ConfigError(problems, source)
+    return config
+
+
+def _duplicates(cameras: list[CameraConfig]) -> Iterator[tuple[str, list[str]]]:
+    seen: dict[str, list[str]] = {}
+    for cam in cameras:
+        if cam.location and cam.source is not SourceKind.FILE:
+            seen.setdefault(cam.location, []).append(cam.id)
+    for location, ids in seen.items():
+        if len(ids) > 1:
+            yield location, ids
+
+
+def resolve_config_path(cli_path: str | None) -> Path:
+    """The -c flag wins, then $CAMERA_RECORDER_CONFIG, then /etc/camera-recorder/config.yaml."""
+    if cli_path:
+        return Path(cli_path)
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else DEFAULT_CONFIG_PATH
+
+
+def load_raw(path: Path) -> Any:
+    """The raw mapping of a YAML or legacy bash config file, or ConfigError if it cannot be read."""
+    from recorder import legacy
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read config: {exc.strerror or exc}"], str(path)) from None
+    if legacy.looks_legacy(path, text):
+        raw, unsupported = legacy.legacy_to_raw(text, source=str(path))
+        return raw, [f"{key}: no equivalent in camera-recorder; ignored" for key in unsupported]
+    try:
+        return yaml.safe_load(text), []
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}invalid YAML: {problem}"], str(path)) from None
+
+
+def load_config(path: Path) -> Config:
+    """Read, validate and return the configuration at `path` (YAML or legacy camera-mapping.conf)."""
+    raw, notes = load_raw(path)
+    config = parse_config(raw, source=str(path), base_dir=path.parent)
+    if notes:
+        config = Config(**{**config.__dict__, "warnings": (*notes, *config.warnings)})
+    return config

@@ -1,0 +1,230 @@
+"""The original bash `camera-mapping.conf`: read it as a config, and convert it to YAML and back."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recorder.config import Config, SourceKind
+
+_ASSIGNMENT_RE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+_CAMERA_KEY_RE = re.compile(r"^CAMERA(\d+)_([A-Z_]+)$")
+_DEFAULT_EXPANSION_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+# Legacy key -> (YAML section or None for top level, YAML key, converter).
+_CAMERA_FIELDS: dict[str, str] = {
+    "DEVICE": "device",
+    "NAME": "name",
+    "RESOLUTION": "resolution",
+    "FRAMERATE": "framerate",
+    "FORMAT": "input_format",
+    "ENABLED": "enabled",
+}
+
+
+def _int(value: str) -> int | str:
+    return int(value) if value.strip().isdigit() else value
+
+
+def _flag(value: str) -> bool | str:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    return value
+
+
+def _number(value: str) -> float | int | str:
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return int(number) if number.is_integer() else number
+
+
+def _log_level(value: str) -> str:
+    return "DEBUG" if _flag(value) is True else "INFO"
+
+
+_GLOBAL_FIELDS: dict[str, tuple[str | None, str, Any]] = {
+    "ENCODING_CODEC": ("encoding", "codec", str),
+    "ENCODING_PRESET": ("encoding", "preset", str),
+    "ENCODING_QUALITY": ("encoding", "quality", _int),
+    "LOOKAHEAD_ENABLED": ("encoding", "lookahead", _flag),
+    "BITRATE_MODE": ("encoding", "bitrate_mode", str),
+    "TARGET_BITRATE": ("encoding", "target_bitrate", _int),
+    "MAX_BITRATE": ("encoding", "max_bitrate", _int),
+    "GOP_SIZE": ("encoding", "gop_size", _int),
+    "REF_FRAMES": ("encoding", "ref_frames", _int),
+    "EXTRA_HW_FRAMES": ("encoding", "extra_hw_frames", _int),
+    "SEGMENT_TIME": ("recording", "segment_time", _int),
+    "CONTAINER_FORMAT": ("recording", "container_format", str),
+    "FLUSH_PACKETS": ("recording", "flush_packets", _flag),
+    "MOVFLAGS": ("recording", "movflags", str),
+    "RECORDINGS_BASE": ("recording", "base_directory", str),
+    "CLEANUP_ENABLED": ("storage", "cleanup_enabled", _flag),
+    "CLEANUP_DAYS": ("storage", "cleanup_days", _number),
+    "DISK_USAGE_THRESHOLD": ("storage", "disk_usage_threshold", _number),
+    "LOW_SPACE_WARNING": ("storage", "low_space_warning", _number),
+    "MONITORING_INTERVAL": ("storage", "check_interval", _number),
+    "VAAPI_DRIVER": (None, "vaapi_driver", str),
+    "DEBUG_LOGGING": (None, "log_level", _log_level),
+    "WEB_PORT": (None, "web_port", _int),
+}
+
+# Keys the original used that have no counterpart here: reported, never silently dropped.
+_NO_EQUIVALENT = (
+    "INPUT_BUFFER_SIZE", "THREAD_COUNT", "WEB_INTERFACE", "ALLOWED_NETWORKS", "CUSTOM_FFMPEG_OPTS",
+    "DISK_MONITORING",
+)  # fmt: skip
+
+
+def looks_legacy(path: Path, text: str) -> bool:
+    """A bash config is KEY=value lines; YAML never has `=` right after a bare upper-case key."""
+    if path.suffix in (".yaml", ".yml"):
+        return False
+    if path.suffix == ".conf":
+        return True
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    return bool(lines) and all(_ASSIGNMENT_RE.match(ln) for ln in lines)
+
+
+def parse_assignments(text: str) -> dict[str, str]:
+    """Evaluate the KEY="value" lines the way bash would for the shapes these files use."""
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = _ASSIGNMENT_RE.match(line)
+        if not match:
+            if line.strip() and not line.lstrip().startswith("#"):
+                raise ValueError(f"line {number}: not a KEY=value assignment: {line.strip()!r}")
+            continue
+        key, rest = match.groups()
+        try:
+            words = shlex.split(rest, comments=True, posix=True)
+        except ValueError as exc:
+            raise ValueError(f"line {number}: {key}: {exc}") from None
+        raw = words[0] if words else ""
+        values[key] = _expand(raw, values)
+    return values
+
+
+def _expand(value: str, known: dict[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match[1] or match[3]
+        default = match[2] if match[2] is not None else ""
+        return known.get(name) or default
+
+    return _DEFAULT_EXPANSION_RE.sub(replace, value)
+
+
+def legacy_to_raw(text: str, source: str = "camera-mapping.conf") -> tuple[dict[str, Any], list[str]]:
+    """The raw YAML-shaped mapping of a legacy file, and the keys that have no equivalent."""
+    from recorder.config import ConfigError
+
+    try:
+        values = parse_assignments(text)
+    except ValueError as exc:
+        raise ConfigError([str(exc)], source) from None
+    raw: dict[str, Any] = {}
+    cameras: dict[str, dict[str, Any]] = {}
+    unsupported: list[str] = []
+    for key, value in values.items():
+        cam = _CAMERA_KEY_RE.match(key)
+        if cam and cam[2] in _CAMERA_FIELDS:
+            field = _CAMERA_FIELDS[cam[2]]
+            converted: Any = value
+            if field == "framerate":
+                converted = _int(value)
+            elif field == "input_format":
+                converted = value.lower()
+            elif field == "enabled":
+                converted = _flag(value)
+            cameras.setdefault(f"cam{int(cam[1])}", {})[field] = converted
+        elif key in _GLOBAL_FIELDS:
+            section, name, convert = _GLOBAL_FIELDS[key]
+            target = raw if section is None else raw.setdefault(section, {})
+            target[name] = convert(value)
+        else:
+            unsupported.append(key)
+    if cameras:
+        raw["cameras"] = dict(sorted(cameras.items(), key=lambda kv: int(kv[0][3:])))
+    return raw, unsupported
+
+
+def raw_to_yaml(raw: dict[str, Any]) -> str:
+    """YAML text of a raw mapping, sections in the order of config.yaml.example."""
+    order = ["cameras", "encoding", "recording", "storage", "vaapi_driver", "log_level", "web_port"]
+    ordered = {k: raw[k] for k in order if k in raw} | {k: v for k, v in raw.items() if k not in order}
+    return yaml.safe_dump(ordered, sort_keys=False, default_flow_style=False)
+
+
+def config_to_legacy(config: Config) -> tuple[str, list[str]]:
+    """The camera-mapping.conf text of a config, and what cannot be said in that format."""
+    lines = ["# camera-mapping.conf written by camera-recorder --convert-config --to legacy"]
+    unsupported: list[str] = []
+
+    def put(key: str, value: object) -> None:
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        lines.append(f'{key}="{text}"')
+
+    for index, cam in enumerate(config.cameras, start=1):
+        if cam.id != f"cam{index}":
+            unsupported.append(f"cameras.{cam.id}: written as CAMERA{index} (legacy ids are numbered)")
+        if cam.source is not SourceKind.DEVICE or not cam.location:
+            unsupported.append(f"cameras.{cam.id}: a {cam.source.value} source has no legacy form")
+            continue
+        prefix = f"CAMERA{index}_"
+        put(prefix + "DEVICE", cam.location)
+        put(prefix + "NAME", cam.name)
+        if cam.resolution:
+            put(prefix + "RESOLUTION", cam.resolution)
+        if cam.framerate:
+            put(prefix + "FRAMERATE", cam.framerate)
+        if cam.input_format:
+            put(prefix + "FORMAT", cam.input_format)
+        if not cam.enabled:
+            unsupported.append(f"cameras.{cam.id}.enabled: false has no legacy form")
+        if cam.match is not None:
+            unsupported.append(f"cameras.{cam.id}.match: has no legacy form")
+        if cam.cleanup_days is not None:
+            unsupported.append(f"cameras.{cam.id}.cleanup_days: has no legacy form")
+    e, r, s = config.encoding, config.recording, config.storage
+    put("ENCODING_CODEC", e.codec.value)
+    put("ENCODING_PRESET", e.preset)
+    put("ENCODING_QUALITY", e.quality)
+    put("LOOKAHEAD_ENABLED", int(e.lookahead))
+    put("BITRATE_MODE", e.bitrate_mode.value)
+    put("TARGET_BITRATE", e.target_bitrate)
+    put("MAX_BITRATE", e.max_bitrate)
+    put("GOP_SIZE", e.gop_size)
+    put("REF_FRAMES", e.ref_frames)
+    put("EXTRA_HW_FRAMES", e.extra_hw_frames)
+    put("SEGMENT_TIME", r.segment_time)
+    put("CONTAINER_FORMAT", r.container_format.value)
+    put("FLUSH_PACKETS", int(r.flush_packets))
+    if r.movflags:
+        put("MOVFLAGS", r.movflags)
+    put("RECORDINGS_BASE", r.base_directory)
+    put("CLEANUP_ENABLED", s.cleanup_enabled)
+    put("CLEANUP_DAYS", f"{s.cleanup_days:g}")
+    put("DISK_USAGE_THRESHOLD", f"{s.disk_usage_threshold:g}")
+    put("LOW_SPACE_WARNING", f"{s.low_space_warning:g}")
+    put("MONITORING_INTERVAL", f"{s.check_interval:g}")
+    put("VAAPI_DRIVER", config.vaapi_driver)
+    put("DEBUG_LOGGING", int(config.log_level == "DEBUG"))
+    defaults = Config(cameras=())
+    for section in ("supervisor", "exporter", "system", "transcoding"):
+        if getattr(config, section) != getattr(defaults, section):
+            unsupported.append(f"{section}: has no legacy form")
+    if r.align_segments:
+        unsupported.append("recording.align_segments: has no legacy form")
+    if s.pressure_target is not None or s.min_free_minutes != defaults.storage.min_free_minutes:
+        unsupported.append("storage.pressure_target/min_free_minutes: have no legacy form")
+    if s.on_threshold != defaults.storage.on_threshold:
+        unsupported.append("storage.on_threshold: has no legacy form")
+    return "\n".join(lines) + "\n", unsupported

@@ -1,0 +1,136 @@
+"""Segment files: their names, what FFmpeg reports when one completes, and checking a cut-off one."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from recorder.config import CameraConfig, Container
+
+log = logging.getLogger(__name__)
+
+SEGMENT_EXTENSIONS = tuple(c.value for c in Container)
+# `<camera>_YYYYmmdd_HHMMSS.<ext>`, as the original named them (FFmpeg `-strftime 1`).
+SEGMENT_NAME_RE = re.compile(
+    r"^(?P<camera>[A-Za-z0-9][A-Za-z0-9_-]*)_(?P<stamp>\d{8}_\d{6})\.(?P<ext>" + "|".join(SEGMENT_EXTENSIONS) + r")$"
+)
+STRFTIME_STAMP = "%Y%m%d_%H%M%S"
+
+
+@dataclass(frozen=True)
+class SegmentName:
+    camera: str
+    start: float  # Unix time of the segment's first frame, to the second, in local time as FFmpeg names it
+    extension: str
+
+
+def parse_segment_name(name: str) -> SegmentName | None:
+    """The camera and start time a segment file name encodes, or None for anything else."""
+    match = SEGMENT_NAME_RE.match(name)
+    if not match:
+        return None
+    try:
+        start = datetime.strptime(match["stamp"], STRFTIME_STAMP).timestamp()
+    except ValueError:
+        return None
+    return SegmentName(match["camera"], start, match["ext"])
+
+
+def output_pattern(camera: CameraConfig, container: Container) -> str:
+    """The strftime file name pattern FFmpeg writes this camera's segments with."""
+    return f"{camera.id}_{STRFTIME_STAMP}.{container.value}"
+
+
+def segment_duration_buckets(segment_time_seconds: float) -> tuple[float, ...]:
+    """Histogram bounds around the configured segment time, so short and cut segments stand out."""
+    fractions = (0.1, 0.25, 0.5, 0.75, 0.9, 0.98, 1.0, 1.02, 1.1, 1.5, 2.0)
+    return tuple(round(segment_time_seconds * f, 3) for f in fractions)
+
+
+@dataclass(frozen=True)
+class CompletedSegment:
+    camera: str
+    path: Path
+    start: float  # Unix time
+    duration: float  # seconds
+    size: int  # bytes
+
+
+def parse_segment_list_line(line: str) -> tuple[str, float, float] | None:
+    """FFmpeg's `-segment_list_type csv` entry: file name, start and end in stream seconds."""
+    parts = line.strip().rsplit(",", 2)
+    if len(parts) != 3:
+        return None
+    name, start, end = parts
+    try:
+        return name.strip('"'), float(start), float(end)
+    except ValueError:
+        return None
+
+
+def newest_segment_start(folder: Path, camera_id: str) -> float | None:
+    """Start time of the newest segment of this camera in its folder (one directory listing)."""
+    newest: float | None = None
+    try:
+        names = [entry.name for entry in _scandir(folder)]
+    except OSError:
+        return None
+    for name in names:
+        parsed = parse_segment_name(name)
+        if parsed and parsed.camera == camera_id and (newest is None or parsed.start > newest):
+            newest = parsed.start
+    return newest
+
+
+def unfinished_segments(folder: Path, camera_id: str, since: float, completed: set[str]) -> list[Path]:
+    """Segment files of this camera started at or after `since` that FFmpeg never reported complete."""
+    found = []
+    try:
+        entries = list(_scandir(folder))
+    except OSError:
+        return []
+    for entry in entries:
+        parsed = parse_segment_name(entry.name)
+        if parsed and parsed.camera == camera_id and parsed.start >= int(since) and entry.name not in completed:
+            found.append(Path(entry.path))
+    return sorted(found)
+
+
+def _scandir(folder: Path) -> list[os.DirEntry[str]]:
+    with os.scandir(folder) as it:
+        return [e for e in it if e.is_file(follow_symlinks=False)]
+
+
+@dataclass(frozen=True)
+class SegmentCheck:
+    frames: int  # 0 or 1: only the first frame is decoded, which is what "playable" needs
+    duration: float | None
+    readable: bool
+
+
+def check_segment(ffprobe: str, path: Path, timeout: float = 20.0) -> SegmentCheck:
+    """Decode the first video frame of a segment; a cut-off file is kept only if that works."""
+    cmd = [
+        ffprobe, "-v", "error", "-select_streams", "v:0", "-read_intervals", "%+#1", "-count_frames",
+        "-show_entries", "stream=nb_read_frames:format=duration", "-of", "default=noprint_wrappers=1", str(path),
+    ]  # fmt: skip
+    started = time.monotonic()
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("ffprobe could not check %s: %s", path, exc)
+        return SegmentCheck(0, None, False)
+    values = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    frames = int(values["nb_read_frames"]) if values.get("nb_read_frames", "").isdigit() else 0
+    try:
+        duration: float | None = float(values.get("duration", ""))
+    except ValueError:
+        duration = None
+    log.debug("checked %s in %.3f s: %d frames", path, time.monotonic() - started, frames)
+    return SegmentCheck(frames, duration, result.returncode == 0 and "nb_read_frames" in values)
