@@ -8,7 +8,7 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from recorder.config import CameraConfig, Container
@@ -16,7 +16,9 @@ from recorder.config import CameraConfig, Container
 log = logging.getLogger(__name__)
 
 SEGMENT_EXTENSIONS = tuple(c.value for c in Container)
-# `<camera>_YYYYmmdd_HHMMSS.<ext>`, as the original named them (FFmpeg `-strftime 1`).
+# `<camera>_YYYYmmdd_HHMMSS.<ext>`, as the original named them (FFmpeg `-strftime 1`), but in UTC: local
+# time repeats an hour when daylight saving ends, and FFmpeg would overwrite that hour's segments.
+NAME_TIMEZONE_ENV = {"TZ": "UTC0"}
 SEGMENT_NAME_RE = re.compile(
     r"^(?P<camera>[A-Za-z0-9][A-Za-z0-9_-]*)_(?P<stamp>\d{8}_\d{6})\.(?P<ext>" + "|".join(SEGMENT_EXTENSIONS) + r")$"
 )
@@ -26,7 +28,7 @@ STRFTIME_STAMP = "%Y%m%d_%H%M%S"
 @dataclass(frozen=True)
 class SegmentName:
     camera: str
-    start: float  # Unix time of the segment's first frame, to the second, in local time as FFmpeg names it
+    start: float  # Unix time of the segment's first frame, to the second
     extension: str
 
 
@@ -36,7 +38,7 @@ def parse_segment_name(name: str) -> SegmentName | None:
     if not match:
         return None
     try:
-        start = datetime.strptime(match["stamp"], STRFTIME_STAMP).timestamp()
+        start = datetime.strptime(match["stamp"], STRFTIME_STAMP).replace(tzinfo=UTC).timestamp()
     except ValueError:
         return None
     return SegmentName(match["camera"], start, match["ext"])
@@ -111,7 +113,14 @@ def _scandir(folder: Path) -> list[os.DirEntry[str]]:
 class SegmentCheck:
     frames: int  # 0 or 1: only the first frame is decoded, which is what "playable" needs
     duration: float | None
-    readable: bool
+    readable: bool  # ffprobe could read the container
+
+    @property
+    def discard_reason(self) -> str | None:
+        """Why the file is no recording ("empty", "unreadable"), or None when it has a frame."""
+        if self.frames > 0:
+            return None
+        return "empty" if self.readable else "unreadable"
 
 
 def check_segment(ffprobe: str, path: Path, timeout: float = 20.0) -> SegmentCheck:
@@ -120,6 +129,12 @@ def check_segment(ffprobe: str, path: Path, timeout: float = 20.0) -> SegmentChe
         ffprobe, "-v", "error", "-select_streams", "v:0", "-read_intervals", "%+#1", "-count_frames",
         "-show_entries", "stream=nb_read_frames:format=duration", "-of", "default=noprint_wrappers=1", str(path),
     ]  # fmt: skip
+    try:
+        if path.stat().st_size == 0:
+            # Killed before the muxer wrote its header: nothing to probe.
+            return SegmentCheck(0, None, True)
+    except OSError:
+        return SegmentCheck(0, None, False)
     started = time.monotonic()
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)

@@ -1,0 +1,303 @@
+"""FFmpeg arguments as tables: input per source kind, encoder per codec, segment output per container.
+
+Each table value is a tuple of fragments; a fragment is an argv list whose `{placeholders}` are filled
+from typed config. A fragment naming a value that is None (not configured) is left out whole, so
+optional flags need no if-chains. The command is built once per camera; the supervisor only runs it.
+"""
+
+from __future__ import annotations
+
+import shlex
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recorder.config import BitrateMode, CameraConfig, Codec, Config, Container, SourceKind
+from recorder.segments import NAME_TIMEZONE_ENV, output_pattern
+
+Fragment = tuple[str, ...]
+
+# FFmpeg writes completed-segment entries to this inherited descriptor; the supervisor maps its pipe
+# onto it when spawning, so the argv stays a constant built from config alone.
+SEGMENT_LIST_FD = 3
+
+GLOBAL_ARGS: tuple[Fragment, ...] = (
+    ("-hide_banner", "-nostdin", "-nostats"),
+    # `level+` prefixes each line with its severity, which the stderr classifier and logs use.
+    ("-loglevel", "level+warning"),
+    # Machine-readable progress once a second on stdout drives the stall watchdog and the metrics.
+    ("-progress", "pipe:1", "-stats_period", "1"),
+    # Never overwrite: the output name is a strftime pattern, the supervisor keeps names unique.
+    ("-n",),
+)
+
+# Per source kind, before `-i`.
+INPUT_ARGS: Mapping[SourceKind, tuple[Fragment, ...]] = {
+    SourceKind.DEVICE: (
+        ("-f", "v4l2"),
+        ("-thread_queue_size", "512"),
+        ("-input_format", "{v4l2_input_format}"),
+        ("-video_size", "{resolution}"),
+        ("-framerate", "{framerate}"),
+        ("-i", "{device_node}"),
+    ),
+    # Preceded by the scheme's own options (URL_SCHEME_ARGS).
+    SourceKind.URL: (("-i", "{location}"),),
+    # A recorded clip replayed in real time, forever: the cheapest stand-in for a camera.
+    SourceKind.FILE: (
+        ("-re", "-stream_loop", "-1"),
+        ("-i", "{location}"),
+    ),
+    SourceKind.TEST_PATTERN: (
+        ("-re", "-f", "lavfi"),
+        ("-i", "testsrc2=size={resolution}:rate={framerate}"),
+    ),
+}
+
+_HTTP_ARGS: tuple[Fragment, ...] = (
+    ("-reconnect", "1", "-reconnect_streamed", "1", "-reconnect_delay_max", "5"),
+    ("-rw_timeout", "10000000"),
+)
+# Input options per URL scheme, before the URL source's own.
+URL_SCHEME_ARGS: Mapping[str, tuple[Fragment, ...]] = {
+    # TCP interleaving survives lossy Wi-Fi; the socket timeout (µs) turns a dead camera into an exit.
+    "rtsp": (("-rtsp_transport", "tcp"), ("-timeout", "10000000")),
+    "rtsps": (("-rtsp_transport", "tcp"), ("-timeout", "10000000")),
+    "http": _HTTP_ARGS,
+    "https": _HTTP_ARGS,
+    "udp": (("-timeout", "10000000"), ("-fifo_size", "1000000", "-overrun_nonfatal", "1")),
+}
+
+# V4L2 names of the configured input formats.
+V4L2_INPUT_FORMATS: Mapping[str, str] = {
+    "h264": "h264",
+    "hevc": "hevc",
+    "mjpeg": "mjpeg",
+    "yuyv": "yuyv422",
+    "nv12": "nv12",
+    "rgb24": "rgb24",
+    "gray": "gray",
+}
+
+_QSV_HW: tuple[Fragment, ...] = (("-init_hw_device", "qsv=hw"), ("-filter_hw_device", "hw"))
+_VAAPI_HW: tuple[Fragment, ...] = (("-vaapi_device", "{hw_device}"),)
+
+
+@dataclass(frozen=True)
+class EncoderPreset:
+    """How one encoder is driven: hardware set-up before the input, filters and codec options after."""
+
+    hw_init: tuple[Fragment, ...] = ()
+    video_filter: str | None = None
+    codec_args: tuple[Fragment, ...] = ()
+    rate_control: Mapping[BitrateMode, tuple[Fragment, ...]] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+_QSV_RATE: Mapping[BitrateMode, tuple[Fragment, ...]] = {
+    BitrateMode.VBR: (("-b:v", "{target_bitrate}k", "-maxrate", "{max_bitrate}k"),),
+    BitrateMode.CBR: (("-b:v", "{target_bitrate}k", "-maxrate", "{target_bitrate}k", "-minrate", "{target_bitrate}k"),),
+    BitrateMode.CQP: (("-q:v", "{quality}"),),
+}
+_VAAPI_RATE: Mapping[BitrateMode, tuple[Fragment, ...]] = {
+    BitrateMode.VBR: (("-rc_mode", "VBR", "-b:v", "{target_bitrate}k", "-maxrate", "{max_bitrate}k"),),
+    BitrateMode.CBR: (("-rc_mode", "CBR", "-b:v", "{target_bitrate}k"),),
+    BitrateMode.CQP: (("-rc_mode", "CQP", "-qp", "{quality}"),),
+}
+_X26X_RATE: Mapping[BitrateMode, tuple[Fragment, ...]] = {
+    BitrateMode.VBR: (("-crf", "{quality}", "-maxrate", "{max_bitrate}k", "-bufsize", "{max_bitrate}k"),),
+    BitrateMode.CBR: (("-b:v", "{target_bitrate}k", "-maxrate", "{target_bitrate}k", "-bufsize", "{target_bitrate}k"),),
+    BitrateMode.CQP: (("-qp", "{quality}"),),
+}
+_QSV_CODEC_ARGS: tuple[Fragment, ...] = (
+    ("-preset", "{preset}"),
+    ("-global_quality", "{quality}"),
+    ("-look_ahead", "{lookahead}"),
+    ("-g", "{gop_size}"),
+    ("-refs", "{ref_frames}"),
+)
+_X26X_CODEC_ARGS: tuple[Fragment, ...] = (
+    ("-preset", "{preset}"),
+    ("-g", "{gop_size}"),
+    ("-refs", "{ref_frames}"),
+    ("-pix_fmt", "yuv420p"),
+)
+
+ENCODER_PRESETS: Mapping[Codec, EncoderPreset] = {
+    Codec.COPY: EncoderPreset(codec_args=(("-c:v", "copy"),)),
+    Codec.H264_QSV: EncoderPreset(
+        hw_init=_QSV_HW,
+        video_filter="hwupload=extra_hw_frames={extra_hw_frames},format=qsv",
+        codec_args=(("-c:v", "h264_qsv"), *_QSV_CODEC_ARGS),
+        rate_control=_QSV_RATE,
+        env={"LIBVA_DRIVER_NAME": "{vaapi_driver}"},
+    ),
+    Codec.HEVC_QSV: EncoderPreset(
+        hw_init=_QSV_HW,
+        video_filter="hwupload=extra_hw_frames={extra_hw_frames},format=qsv",
+        codec_args=(("-c:v", "hevc_qsv"), *_QSV_CODEC_ARGS),
+        rate_control=_QSV_RATE,
+        env={"LIBVA_DRIVER_NAME": "{vaapi_driver}"},
+    ),
+    Codec.H264_VAAPI: EncoderPreset(
+        hw_init=_VAAPI_HW,
+        video_filter="format=nv12,hwupload",
+        codec_args=(("-c:v", "h264_vaapi"), ("-g", "{gop_size}")),
+        rate_control=_VAAPI_RATE,
+        env={"LIBVA_DRIVER_NAME": "{vaapi_driver}"},
+    ),
+    Codec.HEVC_VAAPI: EncoderPreset(
+        hw_init=_VAAPI_HW,
+        video_filter="format=nv12,hwupload",
+        codec_args=(("-c:v", "hevc_vaapi"), ("-g", "{gop_size}")),
+        rate_control=_VAAPI_RATE,
+        env={"LIBVA_DRIVER_NAME": "{vaapi_driver}"},
+    ),
+    Codec.LIBX264: EncoderPreset(codec_args=(("-c:v", "libx264"), *_X26X_CODEC_ARGS), rate_control=_X26X_RATE),
+    Codec.LIBX265: EncoderPreset(codec_args=(("-c:v", "libx265"), *_X26X_CODEC_ARGS), rate_control=_X26X_RATE),
+}
+
+# Live test patterns are encoded as cheaply as possible, with one keyframe a second so that a killed
+# FFmpeg loses at most a second.
+TEST_PATTERN_ENCODING: tuple[Fragment, ...] = (
+    ("-c:v", "libx264"),
+    ("-preset", "ultrafast"),
+    ("-tune", "zerolatency"),
+    ("-g", "{framerate}"),
+    ("-pix_fmt", "yuv420p"),
+)
+
+# Sources that deliver raw frames: stream copy of those would write uncompressed video, so for them
+# `copy` means this encoder (a test pattern is "encoded live").
+RAW_SOURCE_ENCODERS: Mapping[SourceKind, tuple[Codec, EncoderPreset]] = {
+    SourceKind.TEST_PATTERN: (Codec.LIBX264, EncoderPreset(codec_args=TEST_PATTERN_ENCODING)),
+}
+
+# Common to every segment output: one video stream, timestamps from zero in each file, names by
+# wall-clock time, completed segments reported on SEGMENT_LIST_FD.
+SEGMENT_ARGS: tuple[Fragment, ...] = (
+    ("-map", "0:v:0"),
+    ("-an", "-sn", "-dn"),
+    ("-f", "segment"),
+    ("-segment_time", "{segment_time}"),
+    ("-segment_atclocktime", "{align_segments}"),
+    ("-reset_timestamps", "1"),
+    ("-strftime", "1"),
+    ("-segment_list", f"pipe:{SEGMENT_LIST_FD}", "-segment_list_type", "csv"),
+    ("-flush_packets", "{flush_packets}"),
+)
+
+# Per container: how often the muxer writes what it holds, which bounds what a crash loses.
+CONTAINER_ARGS: Mapping[Container, tuple[Fragment, ...]] = {
+    # Matroska buffers a whole cluster in memory: one-second clusters bound a crash's loss to ~1 s.
+    Container.MKV: (("-segment_format", "matroska"), ("-segment_format_options", "cluster_time_limit=1000")),
+    # A plain MP4 killed mid-segment is unreadable (its index is written last); fragmented MP4 is
+    # readable up to its last fragment, cut at every keyframe and at least every second.
+    Container.MP4: (
+        ("-segment_format", "mp4"),
+        (
+            "-segment_format_options",
+            "movflags=+frag_keyframe+empty_moov+default_base_moof{extra_movflags}:frag_duration=1000000",
+        ),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class FFmpegCommand:
+    """Everything needed to start one camera's FFmpeg: argv, extra environment, output folder."""
+
+    camera_id: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    output_dir: Path
+    codec: Codec  # the encoder that actually runs (copy of a raw source becomes an encoder)
+
+    def shell(self) -> str:
+        """The command as an operator would paste it into a shell."""
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items()))
+        return (env + " " if env else "") + shlex.join(self.argv)
+
+
+class _Values(dict[str, str | None]):
+    """Placeholder values; unknown names are a programming error, caught by the golden tests."""
+
+    def __missing__(self, key: str) -> str:
+        raise KeyError(f"no value for placeholder {{{key}}}")
+
+
+def _placeholders(text: str) -> list[str]:
+    return [name for _, name, _, _ in string.Formatter().parse(text) if name]
+
+
+def _expand(fragments: tuple[Fragment, ...], values: _Values) -> list[str]:
+    argv: list[str] = []
+    for fragment in fragments:
+        names = [name for part in fragment for name in _placeholders(part)]
+        if any(values[name] is None for name in names):
+            continue
+        argv.extend(part.format_map(values) for part in fragment)
+    return argv
+
+
+def _extra_movflags(movflags: str | None) -> str:
+    """The user's own movflags that still make sense for fragmented output."""
+    if not movflags:
+        return ""
+    keep = [f for f in movflags.replace("+", " ").split() if f and f not in ("faststart", "frag_keyframe")]
+    return "".join("+" + f for f in keep)
+
+
+def encoder_preset(camera: CameraConfig, config: Config) -> tuple[Codec, EncoderPreset]:
+    """The encoder that runs: `copy` of a source that only yields raw frames means encoding it."""
+    codec = config.encoding.codec
+    if codec is Codec.COPY and camera.source in RAW_SOURCE_ENCODERS:
+        return RAW_SOURCE_ENCODERS[camera.source]
+    return codec, ENCODER_PRESETS[codec]
+
+
+def build_command(
+    camera: CameraConfig, config: Config, ffmpeg: str, device_node: str | None = None
+) -> FFmpegCommand:
+    """The FFmpeg command recording `camera`, from typed config alone."""
+    enc = config.encoding
+    rec = config.recording
+    codec, preset = encoder_preset(camera, config)
+    scheme = camera.location.split("://", 1)[0].lower() if camera.source is SourceKind.URL else ""
+    values = _Values(
+        location=camera.location,
+        device_node=device_node or camera.location or None,
+        v4l2_input_format=V4L2_INPUT_FORMATS.get(camera.input_format) if camera.input_format else None,
+        resolution=str(camera.resolution) if camera.resolution else None,
+        framerate=str(camera.framerate) if camera.framerate else None,
+        preset=enc.preset,
+        quality=str(enc.quality),
+        target_bitrate=str(enc.target_bitrate),
+        max_bitrate=str(enc.max_bitrate),
+        gop_size=str(enc.gop_size),
+        ref_frames=str(enc.ref_frames),
+        lookahead=str(int(enc.lookahead)),
+        extra_hw_frames=str(enc.extra_hw_frames),
+        hw_device=config.system.hw_device,
+        vaapi_driver=config.vaapi_driver,
+        segment_time=str(rec.segment_time),
+        align_segments="1" if rec.align_segments else None,
+        flush_packets=str(int(rec.flush_packets)),
+        extra_movflags=_extra_movflags(rec.movflags),
+    )
+    input_fragments = URL_SCHEME_ARGS.get(scheme, ()) + INPUT_ARGS[camera.source]
+    argv = [ffmpeg]
+    argv += _expand(GLOBAL_ARGS, values)
+    argv += _expand(preset.hw_init, values)
+    argv += _expand(input_fragments, values)
+    if preset.video_filter:
+        argv += ["-vf", preset.video_filter.format_map(values)]
+    argv += _expand(preset.codec_args, values)
+    argv += _expand(preset.rate_control.get(enc.bitrate_mode, ()), values)
+    argv += _expand(SEGMENT_ARGS, values)
+    argv += _expand(CONTAINER_ARGS[rec.container_format], values)
+    output_dir = rec.base_directory / camera.id
+    argv.append(str(output_dir / output_pattern(camera, rec.container_format)))
+    env = {**NAME_TIMEZONE_ENV, **{key: value.format_map(values) for key, value in preset.env.items()}}
+    return FFmpegCommand(camera.id, tuple(argv), env, output_dir, codec)

@@ -1,0 +1,88 @@
+"""Camera supervision states and the read-only snapshot of one camera that everybody else reads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+
+class CameraState(StrEnum):
+    STARTING = "starting"  # FFmpeg launched, no frame written yet
+    RECORDING = "recording"  # progress arrives and frames are written
+    BACKOFF = "backoff"  # FFmpeg ended; waiting before the next start
+    STALLED = "stalled"  # no progress for stall_timeout: being killed
+    WAITING_FOR_DEVICE = "waiting_for_device"  # the camera is unplugged; nothing to start
+    STOPPED = "stopped"  # not supervised (shutdown, disabled, or recording paused by retention)
+    FAILED = "failed"  # cannot be recorded as configured (bad option, permission): retried slowly
+
+
+# States in which the camera should be recording: time spent in the others (but stopped) is a gap.
+GAP_STATES = frozenset(
+    {CameraState.STARTING, CameraState.BACKOFF, CameraState.STALLED, CameraState.WAITING_FOR_DEVICE, CameraState.FAILED}
+)
+
+
+def _empty() -> Mapping[str, int]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Cumulative bucket counts of an observed quantity, immutable (a new one per observation)."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]  # per bound, cumulative, plus +Inf last
+    total: float = 0.0
+
+    @classmethod
+    def empty(cls, bounds: tuple[float, ...]) -> Histogram:
+        return cls(bounds, (0,) * (len(bounds) + 1))
+
+    def observe(self, value: float) -> Histogram:
+        counts = tuple(
+            c + (1 if i == len(self.bounds) or value <= self.bounds[i] else 0) for i, c in enumerate(self.counts)
+        )
+        return Histogram(self.bounds, counts, self.total + value)
+
+    @property
+    def count(self) -> int:
+        return self.counts[-1]
+
+
+@dataclass(frozen=True)
+class CameraSnapshot:
+    """What one camera's supervisor knows, published whole after every change; never mutated."""
+
+    camera: str
+    state: CameraState
+    present: bool
+    taken_at: float  # monotonic time the snapshot was published
+    frames: int = 0  # totals over all FFmpeg runs since the daemon started
+    dropped_frames: int = 0
+    duplicated_frames: int = 0
+    fps: float = 0.0
+    speed: float = 0.0
+    bitrate_bits_per_second: float = 0.0
+    written_bytes: int = 0
+    segments_completed: int = 0
+    segment_durations: Histogram = field(default_factory=lambda: Histogram.empty(()))
+    last_progress_at: float | None = None  # Unix time
+    last_segment_at: float | None = None  # Unix time
+    restarts: Mapping[str, int] = field(default_factory=_empty)
+    discarded: Mapping[str, int] = field(default_factory=_empty)
+    gap_seconds: float = 0.0  # accumulated up to taken_at
+    ffmpeg_pid: int | None = None
+    last_error: str | None = None
+    current_segment: str | None = None  # path FFmpeg writes now, if known
+
+    @property
+    def recording(self) -> bool:
+        return self.state is CameraState.RECORDING
+
+    def gap_seconds_at(self, monotonic_now: float) -> float:
+        """The recording gap extrapolated to now, so a scrape sees it grow between publications."""
+        if self.state in GAP_STATES:
+            return self.gap_seconds + max(0.0, monotonic_now - self.taken_at)
+        return self.gap_seconds

@@ -1,0 +1,562 @@
+"""One camera's supervisor: runs its FFmpeg, watches it, restarts it, and publishes a snapshot."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import selectors
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import MappingProxyType
+
+import psutil
+from tenacity import RetryCallState, Retrying, retry_if_exception
+
+from recorder import ffmpeg_errors
+from recorder.config import CameraConfig, SourceKind, SupervisorConfig
+from recorder.ffmpeg_process import FFmpegProcess, Launcher, spawn_ffmpeg
+from recorder.presets import FFmpegCommand
+from recorder.progress import Progress, ProgressParser
+from recorder.segments import (
+    CompletedSegment,
+    check_segment,
+    newest_segment_start,
+    parse_segment_list_line,
+    parse_segment_name,
+    segment_duration_buckets,
+    unfinished_segments,
+)
+from recorder.states import GAP_STATES, CameraSnapshot, CameraState, Histogram
+
+log = logging.getLogger(__name__)
+
+STDERR_LINES_KEPT = 40
+# How long a stalled or stopping FFmpeg gets after SIGTERM before SIGKILL: a frozen process (SIGSTOP,
+# stuck in a USB ioctl) never finalizes, and a healthy one needs well under a second.
+STALL_KILL_GRACE = 2.0
+# CPU and memory of FFmpeg are read every this many progress blocks (progress comes once a second).
+RESOURCE_SAMPLE_EVERY = 5
+# Waiting for a new second before a restart bounds at this; a larger gap means the clock stepped back.
+NAME_COLLISION_MAX_WAIT = 3.0
+
+CommandFactory = Callable[[str | None], FFmpegCommand]
+
+
+class FFmpegEnded(Exception):
+    """One FFmpeg run is over; `reason` is a restart reason, or None when the daemon asked for it."""
+
+    def __init__(self, reason: str | None, *, stable: bool = False) -> None:
+        super().__init__(reason or "stopped")
+        self.reason = reason
+        self.stable = stable
+
+
+@dataclass(frozen=True)
+class ResourceUsage:
+    cpu_seconds: float = 0.0  # all FFmpeg runs of this camera, finished ones included
+    rss_bytes: int = 0  # the current FFmpeg, 0 when none runs
+
+
+class _Run:
+    """Book-keeping of one FFmpeg run; touched only by the supervisor thread."""
+
+    def __init__(self, process: FFmpegProcess, command: FFmpegCommand, monotonic_start: float, wall_start: float):
+        self.process = process
+        self.command = command
+        self.monotonic_start = monotonic_start
+        self.wall_start = wall_start
+        self.parser = ProgressParser()
+        self.last_progress: Progress | None = None
+        self.last_advance = monotonic_start  # monotonic time frames last advanced
+        self.made_progress = False
+        self.completed_names: set[str] = set()
+        self.last_segment_end = 0.0  # stream seconds where the open segment starts
+        self.stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
+        self.kill_reason: str | None = None  # set when the supervisor itself ended the run
+        self.progress_blocks = 0
+        self.psutil_process: psutil.Process | None = None
+        self.cpu_seconds = 0.0
+
+
+class CameraSupervisor:
+    """Keeps one camera recording; one camera's trouble never touches another's supervisor."""
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        command_factory: CommandFactory,
+        settings: SupervisorConfig,
+        *,
+        segment_time: float,
+        ffprobe: str,
+        on_segment: Callable[[CompletedSegment], None] = lambda segment: None,
+        device_node: Callable[[], str | None] | None = None,
+        launcher: Launcher = spawn_ffmpeg,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.camera = camera
+        self._command_factory = command_factory
+        self._settings = settings
+        self._ffprobe = ffprobe
+        self._on_segment = on_segment
+        # Device cameras are present when this returns a node; other sources are always present.
+        self._device_node = device_node if camera.source is SourceKind.DEVICE else None
+        self._launcher = launcher
+        self._clock = clock
+        self._monotonic = monotonic
+        self._log = logging.LoggerAdapter(log, {"camera": camera.id})
+
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        self._stopping = threading.Event()
+        self._paused = False  # retention's stop_recording: the camera is stopped, not failing
+        self._thread: threading.Thread | None = None
+        self._failures = 0  # consecutive failed runs since the last stable one
+        self._run: _Run | None = None
+        self._finished_cpu = 0.0
+
+        # Fields only the supervisor thread writes; the snapshot is their published copy.
+        self._state = CameraState.STOPPED
+        self._state_since = monotonic()
+        self._present = self._source_present()
+        self._frames_base = self._dropped_base = self._duplicated_base = 0
+        self._restarts: collections.Counter[str] = collections.Counter()
+        self._discarded: collections.Counter[str] = collections.Counter()
+        self._gap = 0.0
+        self._last_error: str | None = None
+        self._snapshot = CameraSnapshot(
+            camera=camera.id,
+            state=self._state,
+            present=self._present,
+            taken_at=self._state_since,
+            segment_durations=Histogram.empty(segment_duration_buckets(segment_time)),
+        )
+        self._resources = ResourceUsage()
+
+    # -- what others read -----------------------------------------------------------------------
+
+    @property
+    def snapshot(self) -> CameraSnapshot:
+        """The latest published state: an immutable object, read without locks."""
+        return self._snapshot
+
+    @property
+    def resources(self) -> ResourceUsage:
+        return self._resources
+
+    def active_segments(self) -> list[Path]:
+        """Segment files the current FFmpeg may still be writing (never to be deleted)."""
+        run = self._run
+        if run is None:
+            return []
+        return unfinished_segments(run.command.output_dir, self.camera.id, run.wall_start, set(run.completed_names))
+
+    # -- what others tell it --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name=f"supervisor-{self.camera.id}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Ask FFmpeg to finalize its segment and the thread to end; True if it ended in time."""
+        self._stopping.set()
+        self._wake()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout if timeout is not None else self._settings.stop_timeout + STALL_KILL_GRACE + 1)
+        return not self._thread.is_alive()
+
+    def device_added(self) -> None:
+        """udev says the camera is back: start at once, without waiting out a backoff."""
+        self._present = True
+        self._failures = 0
+        self._wake()
+
+    def device_removed(self) -> None:
+        """udev says the camera is gone: stop its FFmpeg and wait for it to come back."""
+        self._present = False
+        self._wake()
+
+    def pause(self, paused: bool) -> None:
+        """Stop (True) or resume (False) recording, for retention's stop_recording policy."""
+        if self._paused != paused:
+            self._paused = paused
+            self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_write, b"x")
+        except BlockingIOError:
+            pass  # already awake: the pipe is full of wake-ups
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _wait(self, seconds: float | None) -> None:
+        """Sleep until woken (stop, hot-plug, pause) or `seconds` have passed."""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._wake_read, selectors.EVENT_READ)
+            sel.select(seconds)
+        self._drain_wake()
+
+    # -- the state machine ----------------------------------------------------------------------
+
+    def _change_state(self, new: CameraState, why: str = "") -> None:
+        now = self._monotonic()
+        old = self._state
+        if old in GAP_STATES:
+            self._gap += now - self._state_since
+        self._state, self._state_since = new, now
+        if old is not new:
+            level = logging.INFO if new in (CameraState.RECORDING, CameraState.STOPPED) else logging.WARNING
+            self._log.log(level, "%s -> %s%s", old.value, new.value, f" ({why})" if why else "")
+        self._publish()
+
+    def _publish(self, **changes: object) -> None:
+        run = self._run
+        progress = run.last_progress if run else None
+        now = self._monotonic()
+        self._snapshot = replace(
+            self._snapshot,
+            state=self._state,
+            present=self._present,
+            taken_at=now,
+            restarts=MappingProxyType(dict(self._restarts)),
+            discarded=MappingProxyType(dict(self._discarded)),
+            # `_gap` holds the gap of earlier states; the current one adds its time so far.
+            gap_seconds=self._gap + (now - self._state_since if self._state in GAP_STATES else 0.0),
+            frames=self._frames_base + (progress.frame if progress else 0),
+            dropped_frames=self._dropped_base + (progress.drop_frames if progress else 0),
+            duplicated_frames=self._duplicated_base + (progress.dup_frames if progress else 0),
+            fps=progress.fps if progress and self._state is CameraState.RECORDING else 0.0,
+            speed=progress.speed if progress and self._state is CameraState.RECORDING else 0.0,
+            bitrate_bits_per_second=(
+                progress.bitrate_bits_per_second if progress and self._state is CameraState.RECORDING else 0.0
+            ),
+            ffmpeg_pid=run.process.pid if run else None,
+            last_error=self._last_error,
+            **changes,
+        )
+
+    def _source_present(self) -> bool:
+        return self._device_node is None or self._device_node() is not None
+
+    def _main(self) -> None:
+        retrying = Retrying(
+            retry=retry_if_exception(self._should_retry),
+            wait=self._backoff_seconds,
+            sleep=self._backoff_sleep,
+            before_sleep=self._enter_backoff,
+            reraise=True,
+        )
+        try:
+            while not self._stopping.is_set():
+                if self._paused:
+                    self._change_state(CameraState.STOPPED, "recording paused by retention")
+                    self._wait(None)
+                    continue
+                if not self._present or not self._source_present():
+                    self._present = False
+                    self._change_state(CameraState.WAITING_FOR_DEVICE, "source absent")
+                    # udev wakes us on `add`; the poll covers systems without udev events.
+                    self._wait(self._settings.presence_check_interval)
+                    self._present = self._source_present()
+                    continue
+                try:
+                    retrying(self._record_once)
+                except FFmpegEnded:
+                    pass  # stop, pause or a vanished device: the loop above decides what comes next
+        except Exception:
+            self._log.exception("supervisor crashed; camera %s is no longer recorded", self.camera.id)
+            self._last_error = "supervisor crashed"
+            self._change_state(CameraState.FAILED, "supervisor crashed")
+            raise
+        self._change_state(CameraState.STOPPED, "daemon stopping")
+
+    def _should_retry(self, exc: BaseException) -> bool:
+        return (
+            isinstance(exc, FFmpegEnded)
+            and exc.reason is not None
+            and not self._stopping.is_set()
+            and not self._paused
+            and self._present
+            and self._source_present()
+        )
+
+    def _backoff_seconds(self, retry_state: RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, FFmpegEnded) and exc.stable:
+            self._failures = 0
+        self._failures += 1
+        if isinstance(exc, FFmpegEnded) and exc.reason == "config":
+            # A bad option or a permission problem will not fix itself within seconds.
+            return self._settings.backoff_max
+        return min(self._settings.backoff_max, self._settings.backoff_initial * 2 ** (self._failures - 1))
+
+    def _enter_backoff(self, retry_state: RetryCallState) -> None:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        state = CameraState.FAILED if isinstance(exc, FFmpegEnded) and exc.reason == "config" else CameraState.BACKOFF
+        wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
+        self._change_state(state, f"restart in {wait:.2f} s")
+
+    def _backoff_sleep(self, seconds: float) -> None:
+        self._wait(seconds)
+
+    # -- one FFmpeg run -------------------------------------------------------------------------
+
+    def _record_once(self) -> None:
+        if self._stopping.is_set() or self._paused:
+            raise FFmpegEnded(None)
+        node = self._device_node() if self._device_node else None
+        if self._device_node is not None and node is None:
+            self._present = False
+            raise FFmpegEnded("device_gone")
+        command = self._command_factory(node)
+        command.output_dir.mkdir(parents=True, exist_ok=True)
+        self._wait_for_unused_name(command.output_dir)
+        if self._stopping.is_set():
+            raise FFmpegEnded(None)
+        self._change_state(CameraState.STARTING)
+        wall_start = self._clock()
+        try:
+            process = self._launcher(command)
+        except OSError as exc:
+            self._last_error = f"cannot start FFmpeg: {exc}"
+            self._log.error("%s", self._last_error)
+            self._restarts["config"] += 1
+            raise FFmpegEnded("config") from exc
+        run = _Run(process, command, self._monotonic(), wall_start)
+        self._run = run
+        self._log.info("FFmpeg started (pid %d)", process.pid)
+        try:
+            self._watch(run)
+        finally:
+            reason, stable = self._finish(run)
+        raise FFmpegEnded(reason, stable=stable)
+
+    def _wait_for_unused_name(self, folder: Path) -> None:
+        """Start in a later second than the newest segment, so FFmpeg never reuses a file name."""
+        newest = newest_segment_start(folder, self.camera.id)
+        if newest is None:
+            return
+        wait = newest + 1.0 - self._clock()
+        if wait > NAME_COLLISION_MAX_WAIT:
+            self._log.error(
+                "the clock is %.0f s behind the newest segment name; new segments may reuse old names", wait
+            )
+        elif wait > 0:
+            self._wait(wait)
+
+    def _watch(self, run: _Run) -> None:
+        """Read FFmpeg's pipes until it exits, ending it on stall, stop, pause or unplug."""
+        proc = run.process
+        buffers = {proc.stdout_fd: b"", proc.stderr_fd: b"", proc.segment_list_fd: b""}
+        handlers = {
+            proc.stdout_fd: lambda line: self._on_stdout(run, line),
+            proc.stderr_fd: lambda line: self._on_stderr(run, line),
+            proc.segment_list_fd: lambda line: self._on_segment_line(run, line),
+        }
+        kill_deadline: float | None = None
+        with selectors.DefaultSelector() as sel:
+            for fd in buffers:
+                sel.register(fd, selectors.EVENT_READ)
+            sel.register(self._wake_read, selectors.EVENT_READ)
+            open_fds = set(buffers)
+            while open_fds:
+                now = self._monotonic()
+                if kill_deadline is None:
+                    reason = self._reason_to_end(run, now)
+                    if reason is not None:
+                        run.kill_reason = reason
+                        kill_deadline = self._begin_kill(run, reason, now)
+                elif now >= kill_deadline:
+                    proc.signal(signal.SIGKILL)
+                    kill_deadline = now + 3600  # nothing left to escalate to; wait for the pipes to close
+                stall_at = run.last_advance + self._settings.stall_timeout
+                timeout = max(0.0, (kill_deadline if kill_deadline is not None else stall_at) - now)
+                for key, _ in sel.select(timeout):
+                    fd = key.fd
+                    if fd == self._wake_read:
+                        self._drain_wake()
+                        continue
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        sel.unregister(fd)
+                        open_fds.discard(fd)
+                        continue
+                    data = buffers[fd] + chunk
+                    *lines, buffers[fd] = data.split(b"\n")
+                    for raw in lines:
+                        handlers[fd](raw.decode("utf-8", "replace"))
+
+    def _reason_to_end(self, run: _Run, now: float) -> str | None:
+        if self._stopping.is_set():
+            return "stop"
+        if self._paused:
+            return "pause"
+        if not self._present:
+            return "hotplug"
+        if now - run.last_advance > self._settings.stall_timeout:
+            return "stall"
+        return None
+
+    def _begin_kill(self, run: _Run, reason: str, now: float) -> float:
+        if reason == "stall":
+            self._change_state(CameraState.STALLED, f"no progress for {self._settings.stall_timeout:g} s")
+        self._log.info("stopping FFmpeg (pid %d): %s", run.process.pid, reason)
+        run.process.signal(signal.SIGTERM)
+        # A SIGSTOPped FFmpeg only acts on SIGTERM once it runs again; then it finalizes the segment.
+        run.process.signal(signal.SIGCONT)
+        grace = self._settings.stop_timeout if reason in ("stop", "pause") else STALL_KILL_GRACE
+        return now + grace
+
+    def _on_stdout(self, run: _Run, line: str) -> None:
+        progress = run.parser.feed(line)
+        if progress is None:
+            return
+        previous = run.last_progress
+        run.last_progress = progress
+        run.progress_blocks += 1
+        if run.progress_blocks % RESOURCE_SAMPLE_EVERY == 1:
+            self._sample_resources(run)
+        if progress.frame <= (previous.frame if previous else 0):
+            self._publish()  # FFmpeg is alive but no frame came: the stall watchdog decides
+            return
+        run.last_advance = self._monotonic()
+        self._snapshot = replace(self._snapshot, last_progress_at=self._clock())
+        if not run.made_progress:
+            run.made_progress = True
+            self._change_state(CameraState.RECORDING, "frames are written")
+        else:
+            self._publish()
+
+    def _on_stderr(self, run: _Run, line: str) -> None:
+        line = ffmpeg_errors.scrub(line.rstrip("\r"))
+        if line:
+            run.stderr.append(line)
+            self._log.debug("ffmpeg: %s", line)
+
+    def _on_segment_line(self, run: _Run, line: str) -> None:
+        entry = parse_segment_list_line(line)
+        if entry is None:
+            return
+        name, start, end = entry
+        name = Path(name).name
+        run.completed_names.add(name)
+        run.last_segment_end = end
+        self._publish_segment(run, run.command.output_dir / name, end - start)
+
+    def _publish_segment(self, run: _Run, path: Path, duration: float) -> None:
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            self._log.warning("completed segment %s is gone: %s", path, exc)
+            return
+        parsed = parse_segment_name(path.name)
+        start = parsed.start if parsed else self._clock() - duration
+        snap = self._snapshot
+        self._publish(
+            segments_completed=snap.segments_completed + 1,
+            written_bytes=snap.written_bytes + size,
+            segment_durations=snap.segment_durations.observe(duration),
+            last_segment_at=self._clock(),
+        )
+        self._log.info("segment %s completed: %.1f s, %d bytes", path.name, duration, size)
+        try:
+            self._on_segment(CompletedSegment(self.camera.id, path, start, duration, size))
+        except Exception:
+            self._log.exception("storage accounting failed for %s", path)
+
+    def _sample_resources(self, run: _Run) -> None:
+        try:
+            if run.psutil_process is None:
+                run.psutil_process = psutil.Process(run.process.pid)
+            with run.psutil_process.oneshot():
+                times = run.psutil_process.cpu_times()
+                rss = run.psutil_process.memory_info().rss
+        except psutil.Error:
+            return
+        run.cpu_seconds = times.user + times.system
+        self._resources = ResourceUsage(self._finished_cpu + run.cpu_seconds, rss)
+
+    def _finish(self, run: _Run) -> tuple[str | None, bool]:
+        """Reap FFmpeg, check what it left behind, and decide the restart reason."""
+        self._sample_resources(run)  # a zombie still shows its CPU time until it is reaped
+        proc = run.process
+        try:
+            returncode = proc.popen.wait(timeout=STALL_KILL_GRACE)
+        except Exception:
+            proc.signal(signal.SIGKILL)
+            returncode = proc.popen.wait()
+        proc.close()
+        self._finished_cpu += run.cpu_seconds
+        self._resources = ResourceUsage(self._finished_cpu, 0)
+        progress = run.last_progress
+        if progress is not None:
+            self._frames_base += progress.frame
+            self._dropped_base += progress.drop_frames
+            self._duplicated_base += progress.dup_frames
+        self._run = None
+        ran_for = self._monotonic() - run.monotonic_start
+        stable = run.made_progress and ran_for >= self._settings.stable_after
+        requested = run.kill_reason in ("stop", "pause")
+        clean = returncode == 0 or (requested and returncode in (0, 255, -signal.SIGTERM))
+        if not clean:
+            self._check_unfinished(run)
+        if requested:
+            self._log.info("FFmpeg stopped (exit %s)", returncode)
+            self._publish()
+            return None, stable
+        if run.kill_reason is not None:
+            reason = "hotplug" if run.kill_reason == "hotplug" else run.kill_reason
+        else:
+            classified = ffmpeg_errors.classify(run.stderr)
+            reason = ffmpeg_errors.restart_reason(classified, exit_code=returncode, signalled=returncode < 0)
+            if not run.made_progress and reason in ("exited", "crashed") and classified.value == "unknown":
+                reason = "crashed"  # died before its first frame: a failed start, never "recording"
+        if reason == "device_gone":
+            self._present = self._source_present()
+        self._restarts[reason] += 1
+        self._last_error = run.stderr[-1] if run.stderr else f"exit status {returncode}"
+        tail = "\n    ".join(run.stderr)
+        self._log.warning(
+            "FFmpeg ended (exit %s, reason %s) after %.1f s%s",
+            returncode,
+            reason,
+            ran_for,
+            f"; last output:\n    {tail}" if tail else "",
+        )
+        self._publish()
+        return reason, stable
+
+    def _check_unfinished(self, run: _Run) -> None:
+        """A segment cut off by a crash is kept if it holds a frame, else removed and counted."""
+        for path in unfinished_segments(run.command.output_dir, self.camera.id, run.wall_start, run.completed_names):
+            check = check_segment(self._ffprobe, path)
+            reason = check.discard_reason
+            if reason is None:
+                duration = check.duration
+                if duration is None and run.last_progress is not None:
+                    duration = max(0.0, run.last_progress.out_time_seconds - run.last_segment_end)
+                self._log.warning("kept segment %s cut off by FFmpeg's exit", path.name)
+                self._publish_segment(run, path, duration or 0.0)
+                continue
+            try:
+                path.unlink()
+            except OSError as exc:
+                self._log.error("cannot remove %s segment %s: %s", reason, path, exc)
+                continue
+            self._discarded[reason] += 1
+            self._log.warning("removed %s segment %s (no decodable frame)", reason, path.name)
+        self._publish()
