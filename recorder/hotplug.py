@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import select
 import selectors
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,6 +30,7 @@ _VIDEO_NUMBER_RE = re.compile(r"(\d+)$")
 # Events handled per wakeup before the stop pipe is looked at again, so a flood cannot delay stop().
 _MAX_EVENTS_PER_WAKEUP = 256
 _STOP_JOIN_TIMEOUT = 2.0
+_ERROR_PAUSE = 1.0  # seconds
 
 AddRemoveCallback = Callable[[str, str], None]
 EventCallback = Callable[[str, bool], None]
@@ -312,23 +314,20 @@ class HotplugMonitor:
     def stop(self) -> None:
         """Stop watching; returns once the monitor thread has ended (promptly: it waits on a stop pipe)."""
         thread = self._thread
-        if thread is None or self._stop_w < 0:
+        if thread is None:
             return
-        with contextlib.suppress(OSError):
-            os.write(self._stop_w, b"x")
+        with self._lock:
+            # Under the lock: the thread closes the pipe under it too, so a reused fd number is never written.
+            if self._stop_w >= 0:
+                with contextlib.suppress(OSError):
+                    os.write(self._stop_w, b"x")
+        # Called from a callback the thread ends by itself once the callback returns.
         if thread is not threading.current_thread():
             thread.join(_STOP_JOIN_TIMEOUT)
             if thread.is_alive():
                 log.warning(
                     "hotplug thread did not stop within %.1f s (a callback is still running)", _STOP_JOIN_TIMEOUT
                 )
-                return
-        for fd in (self._stop_r, self._stop_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._stop_r = self._stop_w = -1
-        # Dropping the last reference unrefs the libudev monitor, which closes its netlink socket.
-        self._monitor = None
 
     def _start_udev(self) -> None:
         if self._context is None:
@@ -341,6 +340,20 @@ class HotplugMonitor:
     # -- the monitor thread
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception:
+            log.exception("hotplug monitor thread failed; camera hotplug is no longer watched")
+        finally:
+            with self._lock:
+                for fd in (self._stop_r, self._stop_w):
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                self._stop_r = self._stop_w = -1
+            # Dropping the last reference unrefs the libudev monitor, which closes its netlink socket.
+            self._monitor = None
+
+    def _loop(self) -> None:
         with selectors.DefaultSelector() as selector:
             selector.register(self._stop_r, selectors.EVENT_READ, "stop")
             monitor = self._monitor
@@ -348,17 +361,20 @@ class HotplugMonitor:
                 selector.register(monitor.fileno(), selectors.EVENT_READ, "udev")
             timeout = None if monitor is not None else self._poll_interval
             while True:
+                ready = selector.select(timeout)
+                if any(key.data == "stop" for key, _ in ready):
+                    return
                 try:
-                    ready = selector.select(timeout)
-                    if any(key.data == "stop" for key, _ in ready):
-                        return
                     if monitor is not None:
                         self._drain(monitor)
                     else:
                         self._reconcile(self._scan())
                 except Exception:
-                    # One bad event or scan must not end hotplug handling for the life of the daemon.
+                    # One bad event or scan must not end hotplug handling for the life of the daemon; the
+                    # pause keeps a persistent fault from spinning.
                     log.exception("hotplug monitor error; continuing")
+                    if select.select([self._stop_r], [], [], _ERROR_PAUSE)[0]:
+                        return
 
     def _drain(self, monitor: pyudev.Monitor) -> None:
         for _ in range(_MAX_EVENTS_PER_WAKEUP):
@@ -415,6 +431,11 @@ class HotplugMonitor:
             self._emit_event(action, False)
             return
         self._emit_event(action, True)
+        with self._lock:
+            previous = self._nodes.get(node)
+        if previous is not None and previous != camera.id:
+            # The node was reused by another camera after a remove we never saw.
+            self._set_absent(previous, node)
         self._set_present(camera.id, node)
 
     # -- state transitions (monitor thread, or start() before the thread exists)

@@ -185,20 +185,25 @@ SEGMENT_ARGS: tuple[Fragment, ...] = (
     ("-reset_timestamps", "1"),
     ("-strftime", "1"),
     ("-segment_list", f"pipe:{SEGMENT_LIST_FD}", "-segment_list_type", "csv"),
-    ("-flush_packets", "{flush_packets}"),
 )
 
-# Per container: how often the muxer writes what it holds, which bounds what a crash loses.
+# Per container: how often the muxer writes what it holds, which bounds what a crash loses. The
+# segment muxer's own -flush_packets does not reach the per-file muxer, so it is passed in its options:
+# without it a low-bitrate camera sits in a 32 KiB buffer for seconds.
 CONTAINER_ARGS: Mapping[Container, tuple[Fragment, ...]] = {
     # Matroska buffers a whole cluster in memory: one-second clusters bound a crash's loss to ~1 s.
-    Container.MKV: (("-segment_format", "matroska"), ("-segment_format_options", "cluster_time_limit=1000")),
+    Container.MKV: (
+        ("-segment_format", "matroska"),
+        ("-segment_format_options", "cluster_time_limit=1000:flush_packets={flush_packets}"),
+    ),
     # A plain MP4 killed mid-segment is unreadable (its index is written last); fragmented MP4 is
     # readable up to its last fragment, cut at every keyframe and at least every second.
     Container.MP4: (
         ("-segment_format", "mp4"),
         (
             "-segment_format_options",
-            "movflags=+frag_keyframe+empty_moov+default_base_moof{extra_movflags}:frag_duration=1000000",
+            "movflags=+frag_keyframe+empty_moov+default_base_moof{extra_movflags}:frag_duration=1000000"
+            ":flush_packets={flush_packets}",
         ),
     ),
 }

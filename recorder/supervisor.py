@@ -151,6 +151,11 @@ class CameraSupervisor:
     def resources(self) -> ResourceUsage:
         return self._resources
 
+    @property
+    def alive(self) -> bool:
+        """True while the supervision thread runs (it ends only when asked to, or on a bug)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def active_segments(self) -> list[Path]:
         """Segment files the current FFmpeg may still be writing (never to be deleted)."""
         run = self._run

@@ -1,0 +1,246 @@
+"""The custom collector: every scrape builds fresh metric families from the recorder's snapshots."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from exporter import metrics as m
+from recorder.daemon import RecorderSnapshot
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotSource(Protocol):
+    def snapshot(self) -> RecorderSnapshot: ...
+
+
+def _family(fam: m.Family, labels: tuple[str, ...] | None = None) -> Metric:
+    label_names = list(fam.labels if labels is None else labels)
+    if fam.type == "counter":
+        return CounterMetricFamily(fam.name, fam.help, labels=label_names)
+    if fam.type == "histogram":
+        return HistogramMetricFamily(fam.name, fam.help, labels=label_names)
+    if fam.type == "info":
+        return InfoMetricFamily(fam.name, fam.help, labels=[])
+    return GaugeMetricFamily(fam.name, fam.help, labels=label_names)
+
+
+def _camera_families(snap: RecorderSnapshot) -> Iterator[Metric]:
+    state = _family(m.CAMERA_STATE)
+    simple: dict[m.Family, Callable[..., float | None]] = {
+        m.CAMERA_RECORDING: lambda v: 1.0 if v.status.recording else 0.0,
+        m.CAMERA_PRESENT: lambda v: 1.0 if v.status.present else 0.0,
+        m.CONFIGURED_FPS: lambda v: v.config.framerate,
+        m.ENCODE_FPS: lambda v: v.status.fps,
+        m.ENCODE_SPEED: lambda v: v.status.speed,
+        m.OUTPUT_BITRATE: lambda v: v.status.bitrate_bits_per_second,
+        m.FRAMES: lambda v: v.status.frames,
+        m.DROPPED_FRAMES: lambda v: v.status.dropped_frames,
+        m.DUPLICATED_FRAMES: lambda v: v.status.duplicated_frames,
+        m.WRITTEN_BYTES: lambda v: v.status.written_bytes,
+        m.SEGMENTS_COMPLETED: lambda v: v.status.segments_completed,
+        m.LAST_PROGRESS: lambda v: v.status.last_progress_at,
+        m.LAST_SEGMENT: lambda v: v.status.last_segment_at,
+        m.RECORDING_GAP: lambda v: v.status.gap_seconds_at(snap.monotonic_now),
+        m.FFMPEG_CPU: lambda v: v.resources.cpu_seconds,
+        m.FFMPEG_RSS: lambda v: v.resources.rss_bytes,
+    }
+    families = {fam: _family(fam) for fam in simple}
+    restarts = _family(m.FFMPEG_RESTARTS)
+    discarded = _family(m.SEGMENTS_DISCARDED)
+    durations = _family(m.SEGMENT_DURATION)
+    for view in snap.cameras:
+        cam = view.config.id
+        for name in m.CAMERA_STATES:
+            state.add_metric([cam, name], 1.0 if view.status.state.value == name else 0.0)
+        for fam, read in simple.items():
+            value = read(view)
+            if value is not None:
+                families[fam].add_metric([cam], float(value))
+        # Every reason is always present, so rate() and increase() see the first restart.
+        for reason in m.RESTART_REASONS:
+            restarts.add_metric([cam, reason], float(view.status.restarts.get(reason, 0)))
+        for reason in m.DISCARD_REASONS:
+            discarded.add_metric([cam, reason], float(view.status.discarded.get(reason, 0)))
+        hist = view.status.segment_durations
+        buckets = [(_bound(b), float(c)) for b, c in zip((*hist.bounds, float("inf")), hist.counts, strict=True)]
+        durations.add_metric([cam], buckets, sum_value=hist.total)
+    yield state
+    yield from families.values()
+    yield restarts
+    yield discarded
+    yield durations
+
+
+def _bound(value: float) -> str:
+    return "+Inf" if value == float("inf") else repr(float(value))
+
+
+class RecorderCollector(Collector):
+    """Reads `source.snapshot()` at scrape time: no disk walk, no FFmpeg, no lock recording waits on."""
+
+    def __init__(
+        self,
+        source: SnapshotSource,
+        *,
+        codec_of: Mapping[str, str],
+        container: str,
+        segment_time: float,
+        stall_timeout: float,
+        webhook_results: Callable[[], Mapping[str, int]] = dict,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._source = source
+        self._codec_of = codec_of
+        self._container = container
+        self._segment_time = segment_time
+        self._stall_timeout = stall_timeout
+        self._webhook_results = webhook_results
+        self._clock = clock
+
+    def describe(self) -> list[Metric]:
+        # Nothing to describe up front: the families depend on the snapshot, so registration does
+        # not trigger a scrape.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._source.snapshot()
+        duration = _family(m.SCRAPE_DURATION)
+        success = _family(m.SCRAPE_SUCCESS)
+        parts: list[tuple[str, Callable[[RecorderSnapshot], Iterator[Metric]]]] = [
+            ("cameras", self._cameras),
+            ("storage", self._storage),
+            ("retention", self._retention),
+            ("process", self._process),
+            ("events", self._events),
+        ]
+        for name, part in parts:
+            started = self._clock()
+            try:
+                families = list(part(snap))
+            except Exception:
+                # One broken part must not take the rest of the scrape down with it.
+                log.exception("collector %s failed", name)
+                families, ok = [], False
+            else:
+                ok = True
+            duration.add_metric([name], self._clock() - started)
+            success.add_metric([name], 1.0 if ok else 0.0)
+            yield from families
+        yield duration
+        yield success
+
+    def _cameras(self, snap: RecorderSnapshot) -> Iterator[Metric]:
+        info = _family(m.CAMERA_INFO)
+        for view in snap.cameras:
+            info.add_metric(
+                [],
+                {
+                    "camera": view.config.id,
+                    "name": view.config.name,
+                    "source": view.config.source.value,
+                    "codec": self._codec_of.get(view.config.id, ""),
+                    "container": self._container,
+                },
+            )
+        yield info
+        yield from _camera_families(snap)
+        seg_time = _family(m.SEGMENT_TIME)
+        stall = _family(m.STALL_TIMEOUT)
+        for view in snap.cameras:
+            seg_time.add_metric([view.config.id], float(self._segment_time))
+            stall.add_metric([view.config.id], float(self._stall_timeout))
+        yield seg_time
+        yield stall
+
+    def _storage(self, snap: RecorderSnapshot) -> Iterator[Metric]:
+        st = snap.storage
+        path = st.path
+        size = _family(m.FILESYSTEM_SIZE)
+        avail = _family(m.FILESYSTEM_AVAIL)
+        writable = _family(m.STORAGE_WRITABLE)
+        if st.filesystem_size_bytes is not None:
+            size.add_metric([path], float(st.filesystem_size_bytes))
+            avail.add_metric([path], float(st.filesystem_avail_bytes or 0))
+        writable.add_metric([path], 1.0 if st.writable else 0.0)
+        files = _family(m.RECORDINGS_FILES)
+        total = _family(m.RECORDINGS_BYTES)
+        oldest = _family(m.OLDEST_RECORDING)
+        for cam, acc in st.cameras.items():
+            files.add_metric([cam], float(acc.files))
+            total.add_metric([cam], float(acc.bytes))
+            if acc.oldest_start is not None:
+                oldest.add_metric([cam], acc.oldest_start)
+        yield from (size, avail, writable, files, total, oldest)
+
+    def _retention(self, snap: RecorderSnapshot) -> Iterator[Metric]:
+        st = snap.storage
+        path = st.path
+        max_age = _family(m.RETENTION_MAX_AGE)
+        for cam, acc in st.cameras.items():
+            if acc.max_age_seconds is not None:
+                max_age.add_metric([path, cam], acc.max_age_seconds)
+        threshold = _family(m.RETENTION_THRESHOLD)
+        threshold.add_metric([path], st.disk_usage_threshold_ratio)
+        low = _family(m.RETENTION_LOW_SPACE)
+        low.add_metric([path], st.low_space_warning_ratio)
+        runs = _family(m.RETENTION_RUNS)
+        for trigger in m.RETENTION_TRIGGERS:
+            runs.add_metric([path, trigger], float(st.runs.get(trigger, 0)))
+        last_run = _family(m.RETENTION_LAST_RUN)
+        if st.last_run_at is not None:
+            last_run.add_metric([path], st.last_run_at)
+        capacity = _family(m.RETENTION_CAPACITY)
+        if st.capacity_seconds is not None:
+            capacity.add_metric([path], st.capacity_seconds)
+        deleted_files = _family(m.RETENTION_DELETED_FILES)
+        deleted_bytes = _family(m.RETENTION_DELETED_BYTES)
+        for cam in st.cameras:
+            for reason in m.DELETION_REASONS:
+                deleted_files.add_metric([cam, reason], float(st.deleted_files.get((cam, reason), 0)))
+                deleted_bytes.add_metric([cam, reason], float(st.deleted_bytes.get((cam, reason), 0)))
+        yield from (max_age, threshold, low, runs, last_run, capacity, deleted_files, deleted_bytes)
+
+    def _process(self, snap: RecorderSnapshot) -> Iterator[Metric]:
+        build = _family(m.BUILD_INFO)
+        build.add_metric(
+            [],
+            {
+                "version": snap.version,
+                "ffmpeg_version": snap.ffmpeg_version,
+                "python_version": snap.python_version,
+            },
+        )
+        start = _family(m.START_TIME)
+        start.add_metric([], snap.started_at)
+        yield build
+        yield start
+        if snap.cpu_temperature_celsius is not None:
+            temperature = _family(m.CPU_TEMPERATURE)
+            temperature.add_metric([], snap.cpu_temperature_celsius)
+            yield temperature
+
+    def _events(self, snap: RecorderSnapshot) -> Iterator[Metric]:
+        hotplug = _family(m.HOTPLUG_EVENTS)
+        for action in m.HOTPLUG_ACTIONS:
+            for matched in (True, False):
+                count = snap.hotplug_events.get((action, matched), 0)
+                hotplug.add_metric([action, "true" if matched else "false"], float(count))
+        webhook = _family(m.WEBHOOK_REQUESTS)
+        results = self._webhook_results()
+        for result in m.WEBHOOK_RESULTS:
+            webhook.add_metric([result], float(results.get(result, 0)))
+        yield hotplug
+        yield webhook

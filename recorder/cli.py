@@ -1,0 +1,325 @@
+"""`camera-recorder`: the original's invocations (record, --detect, --validate, --stats, --cleanup,
+--dry-run) plus --demo, --convert-config and --version."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+
+import yaml
+
+from recorder import __version__, legacy, preflight
+from recorder.config import (
+    CameraConfig,
+    Config,
+    ConfigError,
+    Resolution,
+    SourceKind,
+    load_config,
+    load_raw,
+    parse_config,
+    resolve_config_path,
+)
+from recorder.ffmpeg_binary import find_tools, ffmpeg_version
+from recorder.presets import build_command
+
+log = logging.getLogger("recorder")
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+DEMO_RESOLUTION = Resolution(640, 360)
+DEMO_FRAMERATE = 15
+DEMO_SEGMENT_TIME = 10
+DEMO_CAMERAS = {"cam1": "Demo left", "cam2": "Demo right"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="camera-recorder",
+        description="Records cameras with FFmpeg into crash-safe segments and reports to Prometheus.",
+    )
+    parser.add_argument(
+        "-c", "--config", "--config.file", dest="config", metavar="FILE",
+        help="YAML config or legacy camera-mapping.conf (default: $CAMERA_RECORDER_CONFIG, "
+        "then /etc/camera-recorder/config.yaml)",
+    )  # fmt: skip
+    actions = parser.add_mutually_exclusive_group()
+    actions.add_argument("--validate", action="store_true", help="run preflight checks and exit")
+    actions.add_argument("--detect", action="store_true", help="list V4L2 cameras and what they can do")
+    actions.add_argument("--stats", action="store_true", help="recordings per camera and disk usage")
+    actions.add_argument("--cleanup", action="store_true", help="run one retention pass now")
+    actions.add_argument("--demo", action="store_true", help="record two synthetic cameras (no hardware needed)")
+    actions.add_argument("--convert-config", metavar="FILE", help="print FILE converted (legacy <-> YAML)")
+    actions.add_argument("--version", action="store_true", help="print the version and the FFmpeg found")
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="print each camera's FFmpeg command and start nothing; with --cleanup, delete nothing",
+    )  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="with --detect or --stats: JSON output")
+    parser.add_argument("--to", choices=("yaml", "legacy"), help="with --convert-config: the target format")
+    parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    parser.add_argument("--output", metavar="DIR", help="with --demo: where to record (default ./demo-recordings)")
+    parser.add_argument(
+        "--listen-address", "--web.listen-address", dest="listen_address", metavar="HOST:PORT",
+        help="metrics and status address (default from config: 0.0.0.0:9100)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-level", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default from config"
+    )
+    return parser
+
+
+class _CameraField(logging.Filter):
+    """Every record gets a camera field, '-' when it is not about one camera."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "camera"):
+            record.camera = "-"
+        return True
+
+
+def setup_logging(level: str) -> None:
+    # journald stamps every line itself; a second timestamp only makes lines longer.
+    under_journald = bool(os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"))
+    fmt = "%(levelname)s [%(camera)s] %(name)s: %(message)s"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt if under_journald else "%(asctime)s " + fmt))
+    handler.addFilter(_CameraField())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _fail(message: str, code: int = EXIT_PROBLEMS) -> int:
+    print(f"camera-recorder: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.json and not (args.detect or args.stats):
+        return _fail("--json goes with --detect or --stats", EXIT_USAGE)
+    if args.to and not args.convert_config:
+        return _fail("--to goes with --convert-config", EXIT_USAGE)
+    if args.output and not args.demo:
+        return _fail("--output goes with --demo", EXIT_USAGE)
+    if args.duration is not None and args.duration <= 0:
+        return _fail(f"--duration: expected a positive number of seconds, got {args.duration:g}", EXIT_USAGE)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(line, file=sys.stderr)
+        return EXIT_PROBLEMS
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.version:
+        return _version(args)
+    if args.convert_config:
+        return _convert(Path(args.convert_config), args.to)
+    if args.detect:
+        return _detect(args)
+    if args.demo:
+        config = demo_config(args)
+    else:
+        config = load_config(resolve_config_path(args.config))
+    config = _with_overrides(config, args)
+    setup_logging(args.log_level or config.log_level)
+    if args.validate:
+        return _validate(config)
+    if args.stats:
+        return _stats(config, as_json=args.json)
+    if args.cleanup:
+        return _cleanup(config, dry_run=args.dry_run)
+    if args.dry_run:
+        return _dry_run(config)
+    return run_recorder(config, duration=args.duration, demo=args.demo)
+
+
+def _with_overrides(config: Config, args: argparse.Namespace) -> Config:
+    if args.listen_address:
+        try:
+            parse_config({"cameras": {"x": {"test_pattern": True}}, "exporter": {"listen_address": args.listen_address}})
+        except ConfigError:
+            raise ConfigError([f"--listen-address: expected HOST:PORT such as 0.0.0.0:9100, got {args.listen_address!r}"])
+        config = replace(config, exporter=replace(config.exporter, listen_address=args.listen_address))
+    return config
+
+
+def demo_config(args: argparse.Namespace) -> Config:
+    """Two cheap synthetic cameras (or the config's cameras made synthetic), recorded into --output."""
+    output = Path(args.output or "demo-recordings").absolute()
+    if args.config:
+        base = load_config(resolve_config_path(args.config))
+        cameras = tuple(_synthetic(cam) for cam in base.cameras)
+        recording = replace(base.recording, base_directory=output)
+        return replace(base, cameras=cameras, recording=recording)
+    raw = {
+        "cameras": {
+            cam_id: {
+                "test_pattern": True,
+                "name": name,
+                "resolution": str(DEMO_RESOLUTION),
+                "framerate": DEMO_FRAMERATE,
+            }
+            for cam_id, name in DEMO_CAMERAS.items()
+        },
+        "recording": {"segment_time": DEMO_SEGMENT_TIME, "base_directory": str(output)},
+    }
+    return parse_config(raw, source="--demo")
+
+
+def _synthetic(camera: CameraConfig) -> CameraConfig:
+    return replace(
+        camera, source=SourceKind.TEST_PATTERN, location="", match=None, input_format=None,
+        resolution=DEMO_RESOLUTION, framerate=DEMO_FRAMERATE,
+    )  # fmt: skip
+
+
+def _version(args: argparse.Namespace) -> int:
+    system = load_config(resolve_config_path(args.config)).system if args.config else None
+    from recorder.config import SystemConfig
+
+    tools = find_tools(system or SystemConfig())
+    found = f"{tools.ffmpeg} {ffmpeg_version(tools.ffmpeg)}" if tools.ffmpeg else "no FFmpeg found"
+    print(f"camera-recorder {__version__} (ffmpeg: {found})")
+    return EXIT_OK
+
+
+def _convert(path: Path, target: str | None) -> int:
+    raw, notes = load_raw(path)
+    is_legacy = legacy.looks_legacy(path, path.read_text(encoding="utf-8"))
+    target = target or ("yaml" if is_legacy else "legacy")
+    config = parse_config(raw, source=str(path))  # validate before converting
+    if target == "yaml":
+        sys.stdout.write(legacy.raw_to_yaml(raw))
+    else:
+        text, unsupported = legacy.config_to_legacy(config)
+        notes = [*notes, *(f"{u}" for u in unsupported)]
+        sys.stdout.write(text)
+    for note in notes:
+        print(f"camera-recorder: not converted: {note}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from recorder import v4l2
+
+    configured = None
+    if args.config or os.environ.get("CAMERA_RECORDER_CONFIG"):
+        configured = load_config(resolve_config_path(args.config)).system.v4l2_ctl
+    devices = v4l2.detect(v4l2.resolve_v4l2_ctl(configured))
+    if args.json:
+        print(json.dumps(v4l2.devices_to_json(devices), indent=2))
+    else:
+        print(v4l2.render_human(devices))
+    return EXIT_OK
+
+
+def _validate(config: Config) -> int:
+    problems, notes = preflight.run_checks(config)
+    for note in notes:
+        print(f"ok: {note}")
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    for problem in problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    print(f"{len(problems)} problem(s) found" if problems else "configuration and system look ready")
+    return EXIT_PROBLEMS if problems else EXIT_OK
+
+
+def _dry_run(config: Config) -> int:
+    tools = find_tools(config.system)
+    ffmpeg = tools.ffmpeg or "ffmpeg"
+    for camera in config.cameras:
+        node = None
+        if camera.source is SourceKind.DEVICE and not camera.location and camera.match is not None:
+            node = "<device matching " + yaml.safe_dump({k: v for k, v in vars(camera.match).items() if v},
+                                                         default_flow_style=True).strip() + ">"
+        command = build_command(camera, config, ffmpeg, device_node=node)
+        state = "" if camera.enabled else " (disabled)"
+        print(f"# {camera.id} ({camera.name}){state}")
+        print(command.shell())
+    return EXIT_OK
+
+
+def _stats(config: Config, *, as_json: bool) -> int:
+    from recorder.storage import Storage, format_stats
+
+    storage = Storage(config)
+    storage.scan()
+    storage.check()
+    print(format_stats(storage.snapshot(), config, as_json=as_json))
+    return EXIT_OK
+
+
+def _cleanup(config: Config, *, dry_run: bool) -> int:
+    from recorder.storage import Storage, format_report
+
+    storage = Storage(config)
+    storage.scan()
+    report = storage.run_pass("manual", dry_run=dry_run)
+    print(format_report(report, dry_run=dry_run))
+    return EXIT_OK
+
+
+def run_recorder(config: Config, *, duration: float | None = None, demo: bool = False) -> int:
+    """Record until SIGINT/SIGTERM (or `duration`), serving metrics; exit 0 when every segment closed."""
+    from exporter.server import ExporterServer, ListenError
+    from recorder.daemon import Recorder
+
+    tools = find_tools(config.system)
+    if tools.ffmpeg is None:
+        return _fail("no FFmpeg found: install ffmpeg or set system.ffmpeg in the config")
+    recorder = Recorder(config, tools)
+    try:
+        server = ExporterServer(config.exporter, recorder)
+    except ListenError as exc:
+        return _fail(str(exc))
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        recorder.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start()
+    log.info("metrics on http://%s/metrics", server.address)
+    recorder.start()
+    try:
+        recorder.run(duration)
+    finally:
+        ok = recorder.stop()
+        server.stop()
+    if demo:
+        _print_demo_summary(recorder)
+    if not ok:
+        log.error("some FFmpeg did not stop in time; its last segment may be cut")
+        return EXIT_PROBLEMS
+    return EXIT_OK
+
+
+def _print_demo_summary(recorder: object) -> None:
+    from recorder.daemon import Recorder
+
+    assert isinstance(recorder, Recorder)
+    snap = recorder.snapshot()
+    base = recorder.config.recording.base_directory
+    print(f"\nDemo recordings in {base}:")
+    for view in snap.cameras:
+        status = view.status
+        print(
+            f"  {view.config.id}: {status.segments_completed} segments, {status.frames} frames, "
+            f"{status.written_bytes} bytes, restarts {dict(status.restarts) or 0}"
+        )
+

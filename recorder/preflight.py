@@ -1,0 +1,83 @@
+"""`--validate`: everything that would stop recording, checked before anything is started."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from recorder import v4l2
+from recorder.config import Codec, Config, SourceKind
+from recorder.ffmpeg_binary import ffmpeg_encoders, ffmpeg_version, find_tools
+from recorder.hotplug import resolve_device
+from recorder.presets import encoder_preset
+
+HARDWARE_CODECS = frozenset({Codec.H264_QSV, Codec.HEVC_QSV, Codec.H264_VAAPI, Codec.HEVC_VAAPI})
+
+
+def run_checks(config: Config, *, dev_root: str = "/dev") -> tuple[list[str], list[str]]:
+    """Problems (one line each, naming the culprit) and the checks that passed."""
+    problems: list[str] = []
+    notes: list[str] = [f"config {config.source or ''} is valid".replace("  ", " ")]
+    tools = find_tools(config.system)
+    if tools.ffmpeg is None:
+        where = config.system.ffmpeg or "jellyfin-ffmpeg, ffmpeg-qsv or ffmpeg on PATH"
+        problems.append(f"system.ffmpeg: no FFmpeg found ({where})")
+    else:
+        notes.append(f"ffmpeg {tools.ffmpeg} ({ffmpeg_version(tools.ffmpeg)})")
+        encoders = ffmpeg_encoders(tools.ffmpeg)
+        for camera in config.enabled_cameras:
+            codec, _ = encoder_preset(camera, config)
+            if codec is not Codec.COPY and codec.value not in encoders:
+                problems.append(f"encoding.codec: {tools.ffmpeg} has no {codec.value} encoder (camera {camera.id})")
+    if tools.ffprobe is None:
+        problems.append("system.ffprobe: no ffprobe found (needed to check segments cut off by a crash)")
+    if config.encoding.codec in HARDWARE_CODECS and not os.path.exists(config.system.hw_device):
+        problems.append(
+            f"system.hw_device: {config.system.hw_device} does not exist; "
+            f"{config.encoding.codec.value} needs an Intel GPU render node (/dev/dri)"
+        )
+    problems += _check_recordings_folder(config.recording.base_directory)
+    devices: list[v4l2.V4L2Device] | None = None
+    for camera in config.enabled_cameras:
+        if camera.source is SourceKind.FILE and not os.access(camera.location, os.R_OK):
+            problems.append(f"cameras.{camera.id}.file: {camera.location} is not a readable file")
+        if camera.source is not SourceKind.DEVICE:
+            continue
+        node = resolve_device(camera, context=None, dev_root=dev_root)
+        if node is None:
+            what = camera.location or "a device matching cameras." + camera.id + ".match"
+            problems.append(f"cameras.{camera.id}.device: {what} is not present")
+            continue
+        if not os.access(node, os.R_OK | os.W_OK):
+            problems.append(
+                f"cameras.{camera.id}.device: {node} is not readable and writable by this user "
+                "(add it to the 'video' group)"
+            )
+            continue
+        if camera.resolution and camera.framerate:
+            if devices is None:
+                devices = v4l2.detect(v4l2.resolve_v4l2_ctl(config.system.v4l2_ctl), dev_root=dev_root)
+            real = os.path.realpath(node)
+            device = next((d for d in devices if os.path.realpath(d.path) == real), None)
+            if device is None:
+                problems.append(f"cameras.{camera.id}.device: {node} was not listed by v4l2-ctl")
+                continue
+            mismatch = v4l2.check_mode(
+                device, camera.input_format, camera.resolution.width, camera.resolution.height, camera.framerate
+            )
+            if mismatch:
+                problems.append(f"cameras.{camera.id}: {mismatch}")
+            else:
+                notes.append(f"camera {camera.id}: {node} offers {camera.resolution}@{camera.framerate}")
+    return problems, notes
+
+
+def _check_recordings_folder(base: Path) -> list[str]:
+    existing = base
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return [f"recording.base_directory: {existing} is not a folder"]
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return [f"recording.base_directory: {existing} is not writable by this user"]
+    return []

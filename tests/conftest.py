@@ -1,0 +1,66 @@
+"""Shared test helpers: waiting on conditions with deadlines, configs, ffprobe."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recorder.config import Config, parse_config
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    """Poll `condition` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.02)  # polling interval of the wait, not a synchronisation sleep
+
+
+def small_config(base: Path, cameras: dict[str, dict[str, Any]] | None = None, **sections: Any) -> Config:
+    """A config of cheap test-pattern cameras recording into `base`."""
+    raw: dict[str, Any] = {
+        "cameras": cameras or {"cam1": {"test_pattern": True, "resolution": "160x120", "framerate": 25}},
+        "recording": {"base_directory": str(base), "segment_time": 2},
+        "supervisor": {"stall_timeout": 3, "backoff_initial": 0.05, "stop_timeout": 5},
+    }
+    for key, value in sections.items():
+        raw[key] = {**raw.get(key, {}), **value}
+    return parse_config(raw)
+
+
+def probe(path: Path) -> dict[str, Any]:
+    """ffprobe's view of a file: frame count (decoded), duration, first and last frame times."""
+    out = subprocess.run(
+        [
+            "ffprobe", "-v", "error", "-select_streams", "v:0", "-count_frames",
+            "-show_entries", "stream=nb_read_frames,codec_name:format=duration", "-of", "json", str(path),
+        ],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    data = json.loads(out.stdout or "{}")
+    stream = (data.get("streams") or [{}])[0]
+    return {
+        "ok": out.returncode == 0 and bool(data.get("streams")),
+        "frames": int(stream.get("nb_read_frames", 0) or 0),
+        "codec": stream.get("codec_name"),
+        "duration": float(data.get("format", {}).get("duration", 0) or 0),
+        "stderr": out.stderr,
+    }
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    assert SHARED.is_dir(), f"{SHARED} missing: the shared material must sit beside the repo"
+    return SHARED

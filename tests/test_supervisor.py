@@ -1,0 +1,259 @@
+"""One camera's supervisor against a real FFmpeg recording a real test source."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import probe, small_config, wait_for
+
+from recorder.config import CameraConfig, Config, SourceKind
+from recorder.presets import build_command
+from recorder.segments import CompletedSegment, parse_segment_name
+from recorder.states import CameraState
+from recorder.supervisor import CameraSupervisor
+
+FPS = 25
+
+
+def _supervisor(config: Config, camera: CameraConfig | None = None, **kwargs: object) -> CameraSupervisor:
+    camera = camera or config.cameras[0]
+    # A device camera in these tests is recorded from a test pattern standing in for the device.
+    stand_in = camera if camera.source is not SourceKind.DEVICE else config.cameras[0]
+    segments: list[CompletedSegment] = []
+    sup = CameraSupervisor(
+        camera,
+        lambda node: build_command(stand_in, config, "ffmpeg"),
+        config.supervisor,
+        segment_time=config.recording.segment_time,
+        ffprobe="ffprobe",
+        on_segment=segments.append,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    sup.segments = segments  # type: ignore[attr-defined]
+    return sup
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[CameraSupervisor]:
+    sup = _supervisor(small_config(tmp_path))
+    sup.start()
+    yield sup
+    assert sup.stop(), "supervisor did not stop"
+
+
+def _recording(sup: CameraSupervisor) -> bool:
+    return sup.snapshot.state is CameraState.RECORDING
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """name -> (inode, size, mtime_ns) of every file: an overwrite changes size or mtime."""
+    return {p.name: (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
+def test_stopped_to_starting_to_recording_when_frames_arrive(running: CameraSupervisor) -> None:
+    wait_for(lambda: _recording(running), what="recording")
+    snap = running.snapshot
+    assert snap.ffmpeg_pid is not None
+    wait_for(lambda: running.snapshot.frames >= FPS, what="a second of frames")
+    assert running.snapshot.last_progress_at is not None
+    assert running.snapshot.fps > 0
+
+
+def test_segments_have_the_configured_duration_and_lose_no_frame_at_boundaries(tmp_path: Path) -> None:
+    sup = _supervisor(small_config(tmp_path))
+    sup.start()
+    wait_for(lambda: len(sup.segments) >= 3, timeout=20, what="three segments")  # type: ignore[attr-defined]
+    assert sup.stop()
+    segments: list[CompletedSegment] = sup.segments  # type: ignore[attr-defined]
+    files = sorted((tmp_path / "cam1").iterdir())
+    assert [s.path.name for s in segments] == [f.name for f in files], "every file was reported, in order"
+    for seg in segments[:-1]:
+        assert seg.duration == pytest.approx(2.0, abs=0.05)
+        assert seg.size == seg.path.stat().st_size
+    probed = [probe(f) for f in files]
+    assert all(p["ok"] for p in probed)
+    # Every frame FFmpeg counted is in exactly one segment: none lost or doubled at a boundary.
+    assert sum(p["frames"] for p in probed) == sup.snapshot.frames
+    for p in probed[:-1]:
+        assert p["frames"] == 2 * FPS
+    snap = sup.snapshot
+    assert snap.segments_completed == len(files)
+    assert snap.written_bytes == sum(f.stat().st_size for f in files)
+    assert snap.segment_durations.count == len(files)
+
+
+def test_recording_to_backoff_to_recording_when_ffmpeg_is_killed(tmp_path: Path) -> None:
+    sup = _supervisor(small_config(tmp_path))
+    sup.start()
+    try:
+        wait_for(lambda: len(sup.segments) >= 1, what="a first segment")  # type: ignore[attr-defined]
+        before = _files(tmp_path / "cam1")
+        completed = {s.path.name for s in sup.segments}  # type: ignore[attr-defined]
+        pid = sup.snapshot.ffmpeg_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: sup.snapshot.restarts.get("crashed") == 1, what="the restart to be counted")
+        wait_for(lambda: _recording(sup) and sup.snapshot.ffmpeg_pid not in (None, pid), what="a new FFmpeg")
+        wait_for(lambda: len(sup.segments) >= len(completed) + 2, what="segments after the restart")  # type: ignore[attr-defined]
+    finally:
+        assert sup.stop()
+    after = _files(tmp_path / "cam1")
+    for name in completed:
+        assert after[name] == before[name], f"{name} was overwritten"
+    assert len({parse_segment_name(n).start for n in after if parse_segment_name(n)}) == len(after)
+
+
+def test_killed_ffmpeg_leaves_a_playable_segment_missing_at_most_a_gop(tmp_path: Path) -> None:
+    config = small_config(tmp_path, recording={"segment_time": 60})
+    sup = _supervisor(config)
+    sup.start()
+    try:
+        wait_for(lambda: sup.snapshot.frames >= 4 * FPS, what="four seconds of frames")
+        pid = sup.snapshot.ffmpeg_pid
+        frames_before_kill = sup.snapshot.frames
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: sup.snapshot.restarts.get("crashed") == 1, what="the crash to be handled")
+    finally:
+        assert sup.stop()
+    first = sorted((tmp_path / "cam1").iterdir())[0]
+    result = probe(first)
+    assert result["ok"], result["stderr"]
+    # The test pattern has one keyframe a second (-g = framerate): at most one GOP, plus the frames
+    # written between the last progress report and the kill, may be missing.
+    assert result["frames"] >= frames_before_kill - FPS
+    assert sup.snapshot.discarded == {}
+
+
+def test_recording_to_stalled_to_recording_when_ffmpeg_is_frozen(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sup = _supervisor(small_config(tmp_path, supervisor={"stall_timeout": 1.5}))
+    sup.start()
+    try:
+        wait_for(lambda: _recording(sup), what="recording")
+        pid = sup.snapshot.ffmpeg_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        wait_for(lambda: sup.snapshot.restarts.get("stall") == 1, what="the stall restart")
+        assert "recording -> stalled" in caplog.text
+        wait_for(lambda: _recording(sup) and sup.snapshot.ffmpeg_pid != pid, what="a replacement FFmpeg")
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    finally:
+        assert sup.stop()
+
+
+def test_restarts_within_one_second_never_reuse_a_file_name(tmp_path: Path) -> None:
+    sup = _supervisor(small_config(tmp_path, supervisor={"backoff_initial": 0.01}))
+    sup.start()
+    try:
+        pids: list[int] = []
+        for _ in range(3):
+            wait_for(lambda: _recording(sup) and sup.snapshot.ffmpeg_pid not in pids, what="a new FFmpeg")
+            pid = sup.snapshot.ffmpeg_pid
+            assert pid is not None
+            pids.append(pid)
+            seen = _files(tmp_path / "cam1")
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda n=len(pids): sum(sup.snapshot.restarts.values()) == n, what="the restart")
+            for name, stat in seen.items():
+                now = _files(tmp_path / "cam1")
+                if name in now:
+                    assert now[name][0] == stat[0], f"{name} was replaced"
+        wait_for(lambda: _recording(sup), what="recording again")
+    finally:
+        assert sup.stop()
+    names = [p.name for p in (tmp_path / "cam1").iterdir()]
+    assert len(names) == len(set(names))
+    assert sup.snapshot.restarts.get("crashed") == 3
+
+
+def test_empty_segment_of_a_run_killed_at_once_is_removed_and_counted(tmp_path: Path) -> None:
+    sup = _supervisor(small_config(tmp_path))
+    sup.start()
+    try:
+        wait_for(lambda: sup.snapshot.state in (CameraState.STARTING, CameraState.RECORDING), what="a start")
+        pid = wait_for(lambda: sup.snapshot.ffmpeg_pid, what="a pid")
+        # Killed before the muxer could write a cluster: the segment holds no frame.
+        wait_for(lambda: any((tmp_path / "cam1").iterdir()), what="the first segment file")
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: sum(sup.snapshot.restarts.values()) == 1, what="the restart")
+    finally:
+        assert sup.stop()
+    snap = sup.snapshot
+    remaining = [probe(p) for p in (tmp_path / "cam1").iterdir()]
+    assert all(r["ok"] and r["frames"] > 0 for r in remaining), "only playable files are left"
+    # Either the cut-off file had frames (kept) or it was removed and counted: never both, never neither.
+    kept_from_first_run = sum(1 for s in sup.segments if s.start < snap.last_progress_at)  # type: ignore[attr-defined]
+    assert sum(snap.discarded.values()) + kept_from_first_run >= 1
+
+
+def test_recording_to_waiting_for_device_when_unplugged_and_back_when_plugged(tmp_path: Path) -> None:
+    node = tmp_path / "video-usb1"
+    node.touch()
+    config = small_config(
+        tmp_path / "rec",
+        cameras={
+            "stand_in": {"test_pattern": True, "resolution": "160x120", "framerate": 25},
+            "usbcam": {"device": str(node)},
+        },
+    )
+    device_camera = config.camera("usbcam")
+    sup = _supervisor(
+        config, device_camera, device_node=lambda: str(node) if node.exists() else None
+    )
+    sup.start()
+    try:
+        wait_for(lambda: _recording(sup), what="recording")
+        pid = sup.snapshot.ffmpeg_pid
+        node.unlink()
+        sup.device_removed()
+        wait_for(lambda: sup.snapshot.state is CameraState.WAITING_FOR_DEVICE, what="waiting_for_device")
+        assert not sup.snapshot.present
+        assert sup.snapshot.restarts.get("hotplug") == 1
+        gap = sup.snapshot.gap_seconds
+        wait_for(lambda: sup.snapshot.gap_seconds_at(sup.snapshot.taken_at + 1) > gap, what="the gap to grow")
+        node.touch()
+        sup.device_added()
+        wait_for(lambda: _recording(sup) and sup.snapshot.ffmpeg_pid != pid, what="recording again")
+        assert sup.snapshot.present
+    finally:
+        assert sup.stop()
+
+
+def test_recording_to_stopped_when_asked_finalizes_the_segment(tmp_path: Path) -> None:
+    sup = _supervisor(small_config(tmp_path, recording={"segment_time": 60}))
+    sup.start()
+    wait_for(lambda: sup.snapshot.frames >= 2 * FPS, what="two seconds of frames")
+    pid = sup.snapshot.ffmpeg_pid
+    assert sup.stop()
+    assert sup.snapshot.state is CameraState.STOPPED
+    assert sup.snapshot.restarts == {}
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # type: ignore[arg-type]
+    # A finalized segment is reported by FFmpeg itself and plays to its end.
+    assert len(sup.segments) == 1  # type: ignore[attr-defined]
+    result = probe(sup.segments[0].path)  # type: ignore[attr-defined]
+    assert result["ok"] and result["frames"] == sup.snapshot.frames
+
+
+def test_backoff_grows_and_resets(tmp_path: Path) -> None:
+    config = small_config(
+        tmp_path,
+        cameras={"cam1": {"file": str(tmp_path / "missing.mkv")}},
+        supervisor={"backoff_initial": 0.05, "backoff_max": 0.4},
+    )
+    sup = _supervisor(config)
+    sup.start()
+    try:
+        wait_for(lambda: sum(sup.snapshot.restarts.values()) >= 5, what="five failed starts")
+        assert sup.snapshot.state in (CameraState.BACKOFF, CameraState.STARTING)
+        assert sup.snapshot.last_error
+        assert sup.snapshot.frames == 0
+    finally:
+        assert sup.stop()
