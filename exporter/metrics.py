@@ -74,23 +74,15 @@ CAMERA_PRESENT = _f("camera_present", "gauge", "1 if the camera's source is pres
 CONFIGURED_FPS = _f("configured_fps", "gauge", "Frame rate asked for in the configuration.", "camera")
 ENCODE_FPS = _f("encode_fps", "gauge", "Frame rate FFmpeg reports now.", "camera")
 ENCODE_SPEED = _f("encode_speed_ratio", "gauge", "FFmpeg's speed, 1.0 being real time.", "camera")
-OUTPUT_BITRATE = _f(
-    "output_bitrate_bits_per_second", "gauge", "Output bitrate FFmpeg reports now.", "camera"
-)
+OUTPUT_BITRATE = _f("output_bitrate_bits_per_second", "gauge", "Output bitrate FFmpeg reports now.", "camera")
 FRAMES = _f("frames", "counter", "Frames written.", "camera")
 DROPPED_FRAMES = _f("dropped_frames", "counter", "Frames FFmpeg dropped.", "camera")
 DUPLICATED_FRAMES = _f("duplicated_frames", "counter", "Frames FFmpeg duplicated.", "camera")
 WRITTEN_BYTES = _f("written_bytes", "counter", "Bytes written to completed segments.", "camera")
 SEGMENTS_COMPLETED = _f("segments_completed", "counter", "Segments closed.", "camera")
-SEGMENT_DURATION = _f(
-    "segment_duration_seconds", "histogram", "Duration of each completed segment.", "camera"
-)
-LAST_PROGRESS = _f(
-    "last_progress_timestamp_seconds", "gauge", "Unix time FFmpeg last reported progress.", "camera"
-)
-LAST_SEGMENT = _f(
-    "last_segment_timestamp_seconds", "gauge", "Unix time the last segment was completed.", "camera"
-)
+SEGMENT_DURATION = _f("segment_duration_seconds", "histogram", "Duration of each completed segment.", "camera")
+LAST_PROGRESS = _f("last_progress_timestamp_seconds", "gauge", "Unix time FFmpeg last reported progress.", "camera")
+LAST_SEGMENT = _f("last_segment_timestamp_seconds", "gauge", "Unix time the last segment was completed.", "camera")
 FFMPEG_RESTARTS = _f("ffmpeg_restarts", "counter", "FFmpeg restarts by reason.", "camera", "reason")
 SEGMENTS_DISCARDED = _f(
     "segments_discarded", "counter", "Segments removed because they held no usable video.", "camera", "reason"
@@ -111,12 +103,8 @@ OLDEST_RECORDING = _f(
     "Start time of the oldest segment kept (the retention horizon).",
     "camera",
 )
-RETENTION_DELETED_FILES = _f(
-    "retention_deleted_files", "counter", "Segments deleted by retention.", "camera", "reason"
-)
-RETENTION_DELETED_BYTES = _f(
-    "retention_deleted_bytes", "counter", "Bytes deleted by retention.", "camera", "reason"
-)
+RETENTION_DELETED_FILES = _f("retention_deleted_files", "counter", "Segments deleted by retention.", "camera", "reason")
+RETENTION_DELETED_BYTES = _f("retention_deleted_bytes", "counter", "Bytes deleted by retention.", "camera", "reason")
 # Additions to the contract: the configured limits alerts compare against.
 SEGMENT_TIME = _f("segment_time_seconds", "gauge", "Configured segment duration.", "camera")
 STALL_TIMEOUT = _f(
@@ -129,9 +117,7 @@ FILESYSTEM_AVAIL = _f("filesystem_avail_bytes", "gauge", "Bytes available to the
 STORAGE_WRITABLE = _f(
     "storage_writable", "gauge", "1 if the last write probe in the recordings folder succeeded.", "path"
 )
-RETENTION_MAX_AGE = _f(
-    "retention_max_age_seconds", "gauge", "Configured maximum age of recordings.", "path", "camera"
-)
+RETENTION_MAX_AGE = _f("retention_max_age_seconds", "gauge", "Configured maximum age of recordings.", "path", "camera")
 RETENTION_THRESHOLD = _f(
     "retention_disk_usage_threshold_ratio",
     "gauge",
@@ -156,16 +142,11 @@ RETENTION_CAPACITY = _f(
 BUILD_INFO = _f("build", "info", "Build information.", "version", "ffmpeg_version", "python_version")
 START_TIME = _f("start_time_seconds", "gauge", "Unix time the daemon started.")
 HOTPLUG_EVENTS = _f("hotplug_events", "counter", "udev events for video devices.", "action", "matched")
-WEBHOOK_REQUESTS = _f(
-    "alert_webhook_requests", "counter", "Alertmanager webhook requests by result.", "result"
-)
+WEBHOOK_REQUESTS = _f("alert_webhook_requests", "counter", "Alertmanager webhook requests by result.", "result")
 CPU_TEMPERATURE = _f("cpu_temperature_celsius", "gauge", "Hottest CPU sensor.")
 SCRAPE_DURATION = _f(
     "scrape_collector_duration_seconds", "gauge", "Time a sub-collector took in this scrape.", "collector"
 )
-SCRAPE_SUCCESS = _f(
-    "scrape_collector_success", "gauge", "1 if a sub-collector succeeded in this scrape.", "collector"
-)
+SCRAPE_SUCCESS = _f("scrape_collector_success", "gauge", "1 if a sub-collector succeeded in this scrape.", "collector")
 
 ALL_FAMILIES: tuple[Family, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Family))
-

@@ -87,7 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = f"camera-recorder/{__version__}"
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
     def do_GET(self) -> None:
@@ -226,7 +226,9 @@ class ExporterServer:
         self._send(request, result.status, json.dumps(result.body).encode() + b"\n", "application/json")
 
     def _landing(self, request: _Handler) -> None:
-        self._send(request, HTTPStatus.OK, render_landing(self.recorder.snapshot()).encode(), "text/html; charset=utf-8")
+        self._send(
+            request, HTTPStatus.OK, render_landing(self.recorder.snapshot()).encode(), "text/html; charset=utf-8"
+        )
 
 
 def _ago(timestamp: float | None, now: float) -> str:

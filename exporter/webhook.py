@@ -50,7 +50,7 @@ def parse_payload(body: bytes) -> list[tuple[str, dict[str, str]]]:
     if not isinstance(payload, dict):
         raise _Invalid("body: expected a JSON object")
     if payload.get("version") != "4":
-        raise _Invalid(f"version: expected \"4\", got {payload.get('version')!r}")
+        raise _Invalid(f'version: expected "4", got {payload.get("version")!r}')
     alerts = payload.get("alerts")
     if not isinstance(alerts, list):
         raise _Invalid("alerts: expected a list")
@@ -129,4 +129,6 @@ class WebhookHandler:
             report = self._retention.request(action, trigger="alert", timeout=PASS_WAIT_SECONDS)
             reports[action] = None if report is None else len(getattr(report, "deleted", ()))
         done = all(v is not None for v in reports.values())
-        return self._finish(HTTPStatus.OK if done else HTTPStatus.ACCEPTED, "accepted", actions=actions, deleted=reports)
+        return self._finish(
+            HTTPStatus.OK if done else HTTPStatus.ACCEPTED, "accepted", actions=actions, deleted=reports
+        )

@@ -27,8 +27,9 @@ from recorder.config import (
     load_raw,
     parse_config,
     resolve_config_path,
+    valid_listen_address,
 )
-from recorder.ffmpeg_binary import find_tools, ffmpeg_version
+from recorder.ffmpeg_binary import ffmpeg_version, find_tools
 from recorder.presets import build_command
 
 log = logging.getLogger("recorder")
@@ -129,10 +130,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _convert(Path(args.convert_config), args.to)
     if args.detect:
         return _detect(args)
-    if args.demo:
-        config = demo_config(args)
-    else:
-        config = load_config(resolve_config_path(args.config))
+    config = demo_config(args) if args.demo else load_config(resolve_config_path(args.config))
     config = _with_overrides(config, args)
     setup_logging(args.log_level or config.log_level)
     if args.validate:
@@ -148,10 +146,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _with_overrides(config: Config, args: argparse.Namespace) -> Config:
     if args.listen_address:
-        try:
-            parse_config({"cameras": {"x": {"test_pattern": True}}, "exporter": {"listen_address": args.listen_address}})
-        except ConfigError:
-            raise ConfigError([f"--listen-address: expected HOST:PORT such as 0.0.0.0:9100, got {args.listen_address!r}"])
+        if not valid_listen_address(args.listen_address):
+            raise ConfigError(
+                [f"--listen-address: expected HOST:PORT such as 0.0.0.0:9100, got {args.listen_address!r}"]
+            )
         config = replace(config, exporter=replace(config.exporter, listen_address=args.listen_address))
     return config
 
@@ -244,8 +242,11 @@ def _dry_run(config: Config) -> int:
     for camera in config.cameras:
         node = None
         if camera.source is SourceKind.DEVICE and not camera.location and camera.match is not None:
-            node = "<device matching " + yaml.safe_dump({k: v for k, v in vars(camera.match).items() if v},
-                                                         default_flow_style=True).strip() + ">"
+            node = (
+                "<device matching "
+                + yaml.safe_dump({k: v for k, v in vars(camera.match).items() if v}, default_flow_style=True).strip()
+                + ">"
+            )
         command = build_command(camera, config, ffmpeg, device_node=node)
         state = "" if camera.enabled else " (disabled)"
         print(f"# {camera.id} ({camera.name}){state}")
@@ -322,4 +323,3 @@ def _print_demo_summary(recorder: object) -> None:
             f"  {view.config.id}: {status.segments_completed} segments, {status.frames} frames, "
             f"{status.written_bytes} bytes, restarts {dict(status.restarts) or 0}"
         )
-

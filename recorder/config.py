@@ -145,9 +145,7 @@ class StorageConfig:
 
     @property
     def effective_pressure_target(self) -> float:
-        return self.pressure_target if self.pressure_target is not None else max(
-            self.disk_usage_threshold - 5.0, 1.0
-        )
+        return self.pressure_target if self.pressure_target is not None else max(self.disk_usage_threshold - 5.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -499,9 +497,7 @@ def _storage(raw: Any, problems: list[str]) -> StorageConfig:
         min_free_minutes=sec.get("min_free_minutes", _positive_number, d.min_free_minutes, "a positive number"),
         on_threshold=ThresholdAction(sec.get("on_threshold", _choice(actions), d.on_threshold.value, _one_of(actions))),
         check_interval=sec.get("check_interval", _positive_number, d.check_interval, "a positive number (seconds)"),
-        resync_interval=sec.get(
-            "resync_interval", _positive_number, d.resync_interval, "a positive number (seconds)"
-        ),
+        resync_interval=sec.get("resync_interval", _positive_number, d.resync_interval, "a positive number (seconds)"),
     )
     if st.low_space_warning > st.disk_usage_threshold:
         sec.problem(
@@ -527,9 +523,7 @@ def _transcoding(raw: Any, problems: list[str], warnings: list[str]) -> Transcod
     sec = _Section(raw, "transcoding", problems, _TRANSCODING_KEYS)
     enabled = sec.get("enabled", _bool, False, "true or false")
     if enabled:
-        warnings.append(
-            "transcoding.enabled: night-time transcoding is not built yet; recordings are kept as recorded"
-        )
+        warnings.append("transcoding.enabled: night-time transcoding is not built yet; recordings are kept as recorded")
     settings = {k: v for k, v in sec.raw.items() if k in _TRANSCODING_KEYS and k != "enabled"}
     return TranscodingConfig(enabled=enabled, settings=settings)
 
@@ -561,6 +555,15 @@ def _listen_address(value: Any) -> str:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(value)
     return text
+
+
+def valid_listen_address(text: str) -> bool:
+    """HOST:PORT as exporter.listen_address and --listen-address take it."""
+    try:
+        _listen_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _exporter(raw: Any, problems: list[str], base_dir: Path | None) -> ExporterConfig:

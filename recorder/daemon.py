@@ -68,7 +68,9 @@ def hottest_cpu_sensor() -> float | None:
         sensors = psutil.sensors_temperatures()
     except (AttributeError, OSError):
         return None
-    preferred = [s for name, entries in sensors.items() if name in ("coretemp", "k10temp", "cpu_thermal") for s in entries]
+    preferred = [
+        s for name, entries in sensors.items() if name in ("coretemp", "k10temp", "cpu_thermal") for s in entries
+    ]
     readings = preferred or [s for entries in sensors.values() for s in entries]
     values = [s.current for s in readings if s.current is not None and s.current > -50]
     return max(values) if values else None
@@ -170,9 +172,7 @@ class Recorder:
             ffmpeg_version=self._ffmpeg_version,
             python_version=platform.python_version(),
             started_at=self._started_at,
-            cameras=tuple(
-                CameraView(sup.camera, sup.snapshot, sup.resources) for sup in self.supervisors.values()
-            ),
+            cameras=tuple(CameraView(sup.camera, sup.snapshot, sup.resources) for sup in self.supervisors.values()),
             storage=self.storage.snapshot(),
             hotplug_events=MappingProxyType(dict(self._hotplug_events)),
             hotplug_mode=self.hotplug.mode,

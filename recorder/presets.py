@@ -262,9 +262,7 @@ def encoder_preset(camera: CameraConfig, config: Config) -> tuple[Codec, Encoder
     return codec, ENCODER_PRESETS[codec]
 
 
-def build_command(
-    camera: CameraConfig, config: Config, ffmpeg: str, device_node: str | None = None
-) -> FFmpegCommand:
+def build_command(camera: CameraConfig, config: Config, ffmpeg: str, device_node: str | None = None) -> FFmpegCommand:
     """The FFmpeg command recording `camera`, from typed config alone."""
     enc = config.encoding
     rec = config.recording

@@ -160,7 +160,8 @@ def test_restarts_within_one_second_never_reuse_a_file_name(tmp_path: Path) -> N
             pids.append(pid)
             seen = _files(tmp_path / "cam1")
             os.kill(pid, signal.SIGKILL)
-            wait_for(lambda n=len(pids): sum(sup.snapshot.restarts.values()) == n, what="the restart")
+            restarts = len(pids)
+            wait_for(lambda: sum(sup.snapshot.restarts.values()) == restarts, what="the restart")
             for name, stat in seen.items():
                 now = _files(tmp_path / "cam1")
                 if name in now:
@@ -204,9 +205,7 @@ def test_recording_to_waiting_for_device_when_unplugged_and_back_when_plugged(tm
         },
     )
     device_camera = config.camera("usbcam")
-    sup = _supervisor(
-        config, device_camera, device_node=lambda: str(node) if node.exists() else None
-    )
+    sup = _supervisor(config, device_camera, device_node=lambda: str(node) if node.exists() else None)
     sup.start()
     try:
         wait_for(lambda: _recording(sup), what="recording")
