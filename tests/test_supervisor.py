@@ -161,7 +161,7 @@ def test_restarts_within_one_second_never_reuse_a_file_name(tmp_path: Path) -> N
             seen = _files(tmp_path / "cam1")
             os.kill(pid, signal.SIGKILL)
             restarts = len(pids)
-            wait_for(lambda: sum(sup.snapshot.restarts.values()) == restarts, what="the restart")
+            wait_for(lambda n=restarts: sum(sup.snapshot.restarts.values()) == n, what="the restart")
             for name, stat in seen.items():
                 now = _files(tmp_path / "cam1")
                 if name in now:
