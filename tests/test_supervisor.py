@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,28 +151,52 @@ def test_recording_to_stalled_to_recording_when_ffmpeg_is_frozen(
 
 def test_restarts_within_one_second_never_reuse_a_file_name(tmp_path: Path) -> None:
     sup = _supervisor(small_config(tmp_path, supervisor={"backoff_initial": 0.01}))
+    folder = tmp_path / "cam1"
+    finished: dict[str, tuple[int, int, int]] = {}  # files of killed runs, as they were left
     sup.start()
     try:
         pids: list[int] = []
-        for _ in range(3):
+        for restarts in (1, 2, 3):
             wait_for(lambda: _recording(sup) and sup.snapshot.ffmpeg_pid not in pids, what="a new FFmpeg")
             pid = sup.snapshot.ffmpeg_pid
             assert pid is not None
             pids.append(pid)
-            seen = _files(tmp_path / "cam1")
+            killed_at = time.time()
             os.kill(pid, signal.SIGKILL)
-            restarts = len(pids)
             wait_for(lambda n=restarts: sum(sup.snapshot.restarts.values()) == n, what="the restart")
-            for name, stat in seen.items():
-                now = _files(tmp_path / "cam1")
-                if name in now:
-                    assert now[name][0] == stat[0], f"{name} was replaced"
-        wait_for(lambda: _recording(sup), what="recording again")
+            # Files named up to the kill belong to the killed runs and must stay as they are.
+            finished |= {
+                name: stat for name, stat in _files(folder).items() if parse_segment_name(name).start <= killed_at
+            }
+        wait_for(lambda: _recording(sup) and sup.snapshot.frames > 0, what="recording again")
+        wait_for(lambda: len(_files(folder)) > len(finished), what="the last run's own file")
     finally:
         assert sup.stop()
-    names = [p.name for p in (tmp_path / "cam1").iterdir()]
-    assert len(names) == len(set(names))
     assert sup.snapshot.restarts.get("crashed") == 3
+    after = _files(folder)
+    for name, stat in finished.items():
+        assert after.get(name) == stat, f"{name} was overwritten by a later run"
+
+
+def test_a_start_waits_out_the_second_of_the_newest_segment_instead_of_overwriting_it(tmp_path: Path) -> None:
+    folder = tmp_path / "cam1"
+    folder.mkdir()
+    now = int(time.time())
+    # What a run killed a moment ago left behind, named for this second and the next.
+    previous = {
+        folder / f"cam1_{time.strftime('%Y%m%d_%H%M%S', time.gmtime(t))}.mkv": f"run {t}" for t in (now, now + 1)
+    }
+    for path, content in previous.items():
+        path.write_text(content)
+    sup = _supervisor(small_config(tmp_path))
+    sup.start()
+    try:
+        wait_for(lambda: len(list(folder.iterdir())) > len(previous), what="the new run's file")
+        wait_for(lambda: _recording(sup), what="recording")
+    finally:
+        assert sup.stop()
+    for path, content in previous.items():
+        assert path.read_text() == content, f"{path.name} was overwritten"
 
 
 def test_empty_segment_of_a_run_killed_at_once_is_removed_and_counted(tmp_path: Path) -> None:
