@@ -174,7 +174,8 @@ class RecorderCollector(Collector):
         if st.filesystem_size_bytes is not None:
             size.add_metric([path], float(st.filesystem_size_bytes))
             avail.add_metric([path], float(st.filesystem_avail_bytes or 0))
-        writable.add_metric([path], 1.0 if st.writable else 0.0)
+        if st.writable is not None:
+            writable.add_metric([path], 1.0 if st.writable else 0.0)
         files = _family(m.RECORDINGS_FILES)
         total = _family(m.RECORDINGS_BYTES)
         oldest = _family(m.OLDEST_RECORDING)
@@ -200,8 +201,8 @@ class RecorderCollector(Collector):
         for trigger in m.RETENTION_TRIGGERS:
             runs.add_metric([path, trigger], float(st.runs.get(trigger, 0)))
         last_run = _family(m.RETENTION_LAST_RUN)
-        if st.last_run_at is not None:
-            last_run.add_metric([path], st.last_run_at)
+        if st.last_run_timestamp is not None:
+            last_run.add_metric([path], st.last_run_timestamp)
         capacity = _family(m.RETENTION_CAPACITY)
         if st.capacity_seconds is not None:
             capacity.add_metric([path], st.capacity_seconds)

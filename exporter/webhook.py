@@ -126,8 +126,10 @@ class WebhookHandler:
         reports = {}
         for action in actions:
             log.warning("alertmanager asks for retention action %s", action)
-            report = self._retention.request(action, trigger="alert", timeout=PASS_WAIT_SECONDS)
-            reports[action] = None if report is None else len(getattr(report, "deleted", ()))
+            try:
+                reports[action] = self._retention.request(action, trigger="alert", timeout=PASS_WAIT_SECONDS).file_count
+            except TimeoutError:
+                reports[action] = None  # still running: it finishes on its own, Alertmanager need not wait
         done = all(v is not None for v in reports.values())
         return self._finish(
             HTTPStatus.OK if done else HTTPStatus.ACCEPTED, "accepted", actions=actions, deleted=reports
