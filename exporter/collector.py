@@ -45,7 +45,7 @@ def _camera_families(snap: RecorderSnapshot) -> Iterator[Metric]:
         m.CONFIGURED_FPS: lambda v: v.config.framerate,
         m.ENCODE_FPS: lambda v: v.status.fps,
         m.ENCODE_SPEED: lambda v: v.status.speed,
-        m.OUTPUT_BITRATE: lambda v: v.status.bitrate_bits_per_second,
+        m.OUTPUT_RATE: lambda v: v.status.bitrate_bits_per_second / 8,
         m.FRAMES: lambda v: v.status.frames,
         m.DROPPED_FRAMES: lambda v: v.status.dropped_frames,
         m.DUPLICATED_FRAMES: lambda v: v.status.duplicated_frames,
