@@ -38,7 +38,9 @@ def write_config(path: Path, base: Path, **sections: Any) -> Path:
         "storage": {"check_interval": 1},
     }
     for key, value in sections.items():
-        raw[key] = value if not isinstance(value, dict) else {**raw.get(key, {}), **value}
+        # Cameras replace the default pair; other sections amend the defaults.
+        merge = isinstance(value, dict) and key != "cameras"
+        raw[key] = {**raw.get(key, {}), **value} if merge else value
     path.write_text(yaml.safe_dump(raw))
     return path
 

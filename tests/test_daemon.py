@@ -59,7 +59,7 @@ def test_one_camera_failing_never_restarts_the_other(tmp_path: Path) -> None:
         wait_for(lambda: daemon.value("camera_recorder_camera_recording", camera="cam2") == 1, what="cam2")
         by_camera = {}
         for pid in daemon.ffmpeg_pids():
-            cmdline = " ".join(open(f"/proc/{pid}/cmdline").read().split("\0"))
+            cmdline = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
             by_camera["cam1" if "/cam1/" in cmdline else "cam2"] = pid
         os.kill(by_camera["cam1"], signal.SIGKILL)
         wait_for(
@@ -68,9 +68,12 @@ def test_one_camera_failing_never_restarts_the_other(tmp_path: Path) -> None:
         )
         wait_for(lambda: daemon.value("camera_recorder_camera_recording", camera="cam1") == 1, what="cam1 back")
         assert alive(by_camera["cam2"])
-        assert sum(
-            daemon.value("camera_recorder_ffmpeg_restarts_total", camera="cam2", reason=r) or 0
-            for r in ("exited", "crashed", "stall")
-        ) == 0
+        assert (
+            sum(
+                daemon.value("camera_recorder_ffmpeg_restarts_total", camera="cam2", reason=r) or 0
+                for r in ("exited", "crashed", "stall")
+            )
+            == 0
+        )
     finally:
         assert daemon.stop() == 0

@@ -101,7 +101,7 @@ def test_counters_move_after_real_events(daemon: Daemon) -> None:
     assert (daemon.value("camera_recorder_written_bytes_total", camera="cam2") or 0) > 0
     crashed = daemon.value("camera_recorder_ffmpeg_restarts_total", camera="cam2", reason="crashed") or 0
     for pid in daemon.ffmpeg_pids():
-        if "/cam2/" in open(f"/proc/{pid}/cmdline").read():
+        if "/cam2/" in Path(f"/proc/{pid}/cmdline").read_text():
             os.kill(pid, signal.SIGKILL)
     wait_for(
         lambda: daemon.value("camera_recorder_ffmpeg_restarts_total", camera="cam2", reason="crashed") == crashed + 1,
