@@ -259,7 +259,7 @@ def _stats(config: Config, *, as_json: bool) -> int:
 
     storage = Storage(config)
     storage.scan()
-    storage.check()
+    storage.refresh_filesystem()  # not check(): --stats only looks, it never deletes
     print(format_stats(storage.snapshot(), config, as_json=as_json))
     return EXIT_OK
 

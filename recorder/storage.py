@@ -205,10 +205,12 @@ class Storage:
         self,
         config: Config,
         *,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
-        active_paths: Callable[[], Collection[Path]] = lambda: (),
-        fs_usage: Callable[[Path], DiskUsage] = statvfs_usage,
+        clock: Callable[[], float] = time.time,  # wall clock: segment ages, timestamps
+        monotonic: Callable[[], float] = time.monotonic,  # the thread's intervals
+        active_paths: Callable[[], Collection[Path]] = lambda: (),  # files FFmpeg has open now
+        fs_usage: Callable[[Path], DiskUsage] = statvfs_usage,  # replaced by the benchmark's fake
+        # Told when the stop_recording flag flips; called from the storage thread, possibly inside a pass, so
+        # it must not start a pass itself.
         on_recording_allowed: Callable[[bool], None] | None = None,
     ) -> None:
         self._config = config
@@ -244,6 +246,7 @@ class Storage:
         self._runs = dict.fromkeys(RETENTION_TRIGGERS, 0)
         self._last_run: float | None = None
         self._warned_folders: set[str] = set()  # camera folders already reported as unusable
+        self._usage_failed = False  # the last statvfs failed (already logged)
         self._warned_min_free = False  # min_free_minutes asks for more than the filesystem holds
         self._scanned = False  # set by the first scan; the thread scans first when nobody did
 
@@ -259,6 +262,12 @@ class Storage:
     @property
     def base_directory(self) -> Path:
         return self._base
+
+    @property
+    def alive(self) -> bool:
+        """True while the background thread started by start() runs (the daemon's watchdog reads it)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
 
     def snapshot(self) -> StorageSnapshot:
         """The latest published snapshot; no lock, no disk access."""
@@ -345,10 +354,14 @@ class Storage:
 
     def _read_usage(self) -> DiskUsage | None:
         try:
-            return self._fs_usage(self._base)
+            usage = self._fs_usage(self._base)
         except OSError as exc:
-            log.warning("cannot read the filesystem of %s: %s", self._base, exc)
+            if not self._usage_failed:  # once per outage, not every check
+                log.warning("cannot read the filesystem of %s: %s", self._base, exc)
+            self._usage_failed = True
             return None
+        self._usage_failed = False
+        return usage
 
     def _probe(self) -> bool:
         """Create, fsync and remove a small hidden file: any OSError (EROFS, EIO, ENOSPC, EACCES) means False."""
@@ -565,14 +578,20 @@ class Storage:
         # Re-read right before unlinking so a segment FFmpeg opened since the pass started is spared.
         active = self._active_names()
         folders: dict[str, int | None] = {}  # camera -> open folder fd, None when it may not be entered
+        folder_errors: dict[str, str] = {}  # camera -> why its folder could not be opened
         try:
             for f in victims:
                 cam = f.camera
                 if cam not in folders:
-                    folders[cam] = self._open_camera_folder(cam)
+                    try:
+                        folders[cam] = self._open_camera_folder(cam)
+                    except OSError as exc:
+                        log.warning("camera %s: not deleting in %s: %s", cam, self._base / cam, exc)
+                        folders[cam] = None
+                        folder_errors[cam] = exc.strerror or str(exc)
                 dir_fd = folders[cam]
                 if dir_fd is None:
-                    failed.append((cam, f.name, "camera folder is not a plain folder"))
+                    failed.append((cam, f.name, f"camera folder: {folder_errors[cam]}"))
                     continue
                 if (cam, f.name) in active:
                     continue
@@ -674,11 +693,11 @@ class Storage:
     def request(
         self, action: str | None, trigger: str = "alert", timeout: float = 30.0, *, dry_run: bool = False
     ) -> RetentionReport:
-        """Ask the storage thread for a pass now and wait for its report; TimeoutError when it takes longer."""
+        """Ask the storage thread for a pass now and wait for its report (TimeoutError: it still runs later)."""
         if trigger not in RETENTION_TRIGGERS or (action is not None and action not in ALERT_ACTIONS):
             raise ValueError(f"unknown retention trigger {trigger!r} or action {action!r}")
         thread = self._thread
-        if thread is None or not thread.is_alive() or thread is threading.current_thread():
+        if thread is None or not thread.is_alive() or thread is threading.current_thread() or self._stopping:
             return self.run_pass(trigger, action=action, dry_run=dry_run)
         req = _Request(action, trigger, dry_run)
         self._requests.append(req)
@@ -770,7 +789,16 @@ class Storage:
             return []
         entries: list[_Entry] = []
         try:
-            with os.scandir(self._base / cam) as it:
+            # Listed through a folder fd opened with O_NOFOLLOW: a folder swapped for a symlink after the check
+            # above fails here (ELOOP) instead of being walked.
+            dir_fd = self._open_camera_folder(cam)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            log.warning("camera %s: cannot list %s: %s", cam, self._base / cam, exc)
+            return []
+        try:
+            with os.scandir(dir_fd) as it:
                 for de in it:
                     name = de.name
                     if (cam, name) in active or not de.is_file(follow_symlinks=False):
@@ -791,11 +819,11 @@ class Storage:
                         entries.append(old)
                     else:
                         entries.append(_Entry(start, name, size, duration))
-        except FileNotFoundError:
-            return []
         except OSError as exc:
             log.warning("camera %s: cannot list %s: %s", cam, self._base / cam, exc)
             return []
+        finally:
+            os.close(dir_fd)
         entries.sort()
         return entries
 
@@ -818,18 +846,12 @@ class Storage:
             log.warning("camera %s: %s is %s; it is neither accounted nor cleaned", cam, folder, what)
         return False
 
-    def _open_camera_folder(self, cam: str) -> int | None:
-        """Open <base>/<camera> without following a symlink at the last step, so unlinks stay inside it."""
-        try:
-            base_fd = os.open(self._base, _DIR_FLAGS)
-        except OSError as exc:
-            log.warning("cannot open the recordings folder %s: %s", self._base, exc)
-            return None
+    def _open_camera_folder(self, cam: str) -> int:
+        """Open <base>/<camera> without following a symlink at the last step, so everything stays inside it."""
+        # The base may itself be a symlink: that is the operator's configuration, unlike a camera folder.
+        base_fd = os.open(self._base, _DIR_FLAGS)
         try:
             return os.open(cam, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=base_fd)
-        except OSError as exc:
-            log.warning("camera %s: not deleting in %s: %s", cam, self._base / cam, exc)
-            return None
         finally:
             os.close(base_fd)
 
@@ -903,10 +925,12 @@ class Storage:
         max_gap = NEWEST_GRACE_SEGMENTS * self._segment_time
         window_start = now - max(RATE_WINDOW_SECONDS, RATE_WINDOW_SEGMENTS * self._segment_time)
         i = bisect.bisect_left(entries, (window_start - max_gap,))
+        # Names from the future (a clock set back) are left out rather than walked on every change.
+        end = bisect.bisect_right(entries, (now, "\U0010ffff"))
         total_bytes = 0
         total_seconds = 0.0
         n = len(entries)
-        for j in range(i, n):
+        for j in range(i, end):
             e = entries[j]
             if e.duration > 0:
                 seconds = e.duration
