@@ -95,7 +95,7 @@ def traced(step: Callable[[], T]) -> tuple[T, float]:
 
 
 def segment_name(cam: str, start: float) -> str:
-    return f"{cam}_{time.strftime('%Y%m%d_%H%M%S', time.localtime(start))}.mkv"
+    return f"{cam}_{time.strftime('%Y%m%d_%H%M%S', time.gmtime(start))}.mkv"
 
 
 def create_files(base: Path, cameras: list[str], total: int, newest: float) -> int:

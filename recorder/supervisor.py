@@ -224,7 +224,8 @@ class CameraSupervisor:
             self._gap += now - self._state_since
         self._state, self._state_since = new, now
         if old is not new:
-            level = logging.INFO if new in (CameraState.RECORDING, CameraState.STOPPED) else logging.WARNING
+            troubled = new in (CameraState.BACKOFF, CameraState.STALLED, CameraState.FAILED)
+            level = logging.WARNING if troubled or new is CameraState.WAITING_FOR_DEVICE else logging.INFO
             self._log.log(level, "%s -> %s%s", old.value, new.value, f" ({why})" if why else "")
         self._publish()
 
@@ -551,8 +552,9 @@ class CameraSupervisor:
             check = check_segment(self._ffprobe, path)
             reason = check.discard_reason
             if reason is None:
+                # FFmpeg's own clock beats ffprobe's guess for a file that never got its duration written.
                 duration = check.duration
-                if duration is None and run.last_progress is not None:
+                if run.last_progress is not None:
                     duration = max(0.0, run.last_progress.out_time_seconds - run.last_segment_end)
                 self._log.warning("kept segment %s cut off by FFmpeg's exit", path.name)
                 self._publish_segment(run, path, duration or 0.0)
