@@ -125,7 +125,8 @@ def main() -> int:
             time.sleep(args.seconds)  # the measured interval itself, not a synchronisation
             elapsed = time.monotonic() - started
             sup1, ff1 = cpu_seconds(proc), sum(cpu_seconds(c) for c in children.values())
-            peak_rss = int(next(ln for ln in open(f"/proc/{daemon.pid}/status") if ln.startswith("VmHWM")).split()[1])
+            status = Path(f"/proc/{daemon.pid}/status").read_text().splitlines()
+            peak_rss = int(next(ln for ln in status if ln.startswith("VmHWM")).split()[1])  # kB
             sup_cpu, ff_cpu = sup1 - sup0, ff1 - ff0
 
             recoveries = []

@@ -23,12 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, not an install
 
-from bench_retention import create_files  # noqa: E402
+from bench_retention import create_files
 
-from exporter.server import ExporterServer  # noqa: E402
-from recorder.config import parse_config  # noqa: E402
-from recorder.daemon import Recorder  # noqa: E402
-from recorder.ffmpeg_binary import find_tools  # noqa: E402
+from exporter.server import ExporterServer
+from recorder.config import parse_config
+from recorder.daemon import Recorder
+from recorder.ffmpeg_binary import find_tools
 
 CAMERAS = [f"cam{i:02d}" for i in range(1, 17)]
 
