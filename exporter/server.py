@@ -223,7 +223,12 @@ class ExporterServer:
 
     def _alertmanager(self, request: _Handler) -> None:
         result: WebhookResult = self.webhook.handle(request.headers, request.rfile)
-        self._send(request, result.status, json.dumps(result.body).encode() + b"\n", "application/json")
+        headers = {}
+        if result.status >= 400:
+            # A refused body may be left unread on the socket: this connection cannot carry another request.
+            request.close_connection = True
+            headers["Connection"] = "close"
+        self._send(request, result.status, json.dumps(result.body).encode() + b"\n", "application/json", headers)
 
     def _landing(self, request: _Handler) -> None:
         self._send(

@@ -66,6 +66,7 @@ class ThresholdAction(StrEnum):
 
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+QSV_PRESETS = PRESETS[2:]  # Intel's encoders know veryfast..veryslow only
 INPUT_FORMATS = ("h264", "hevc", "mjpeg", "yuyv", "nv12", "rgb24", "gray")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -239,7 +240,7 @@ class _Section:
         if raw is None:
             raw = {}
         if not isinstance(raw, Mapping):
-            problems.append(f"{path}: expected a mapping, got {_show(raw)}")
+            problems.append(f"{path or 'top level'}: expected a mapping, got {_show(raw)}")
             raw = {}
         self.raw: Mapping[str, Any] = raw
         for key in raw:
@@ -450,6 +451,8 @@ def _encoding(raw: Any, problems: list[str]) -> EncodingConfig:
         lookahead=sec.get("lookahead", _bool, d.lookahead, "true or false"),
         extra_hw_frames=sec.get("extra_hw_frames", _non_negative_int, d.extra_hw_frames, "an integer >= 0"),
     )
+    if enc.codec in (Codec.H264_QSV, Codec.HEVC_QSV) and enc.preset not in QSV_PRESETS:
+        sec.problem("preset", f"{enc.codec.value} accepts {_one_of(QSV_PRESETS)}, got {_show(enc.preset)}")
     if enc.max_bitrate < enc.target_bitrate:
         sec.problem("max_bitrate", f"must be >= target_bitrate ({enc.target_bitrate}), got {enc.max_bitrate}")
     return enc
@@ -488,11 +491,13 @@ def _storage(raw: Any, problems: list[str]) -> StorageConfig:
     d = StorageConfig()
     actions = tuple(a.value for a in ThresholdAction)
     pct = "a percentage between 0 and 100"
+    threshold = sec.get("disk_usage_threshold", _percent, d.disk_usage_threshold, pct)
     st = StorageConfig(
         cleanup_enabled=sec.get("cleanup_enabled", _bool, d.cleanup_enabled, "true or false"),
         cleanup_days=sec.get("cleanup_days", _positive_number, d.cleanup_days, "a positive number of days"),
-        disk_usage_threshold=sec.get("disk_usage_threshold", _percent, d.disk_usage_threshold, pct),
-        low_space_warning=sec.get("low_space_warning", _percent, d.low_space_warning, pct),
+        disk_usage_threshold=threshold,
+        # A lowered threshold pulls the default warning down with it rather than contradict it.
+        low_space_warning=sec.get("low_space_warning", _percent, min(d.low_space_warning, threshold), pct),
         pressure_target=sec.get("pressure_target", _percent, None, pct),
         min_free_minutes=sec.get("min_free_minutes", _positive_number, d.min_free_minutes, "a positive number"),
         on_threshold=ThresholdAction(sec.get("on_threshold", _choice(actions), d.on_threshold.value, _one_of(actions))),

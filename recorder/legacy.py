@@ -109,7 +109,8 @@ def parse_assignments(text: str) -> dict[str, str]:
         except ValueError as exc:
             raise ValueError(f"line {number}: {key}: {exc}") from None
         raw = words[0] if words else ""
-        values[key] = _expand(raw, values)
+        # Bash expands nothing inside single quotes.
+        values[key] = raw if rest.lstrip().startswith("'") else _expand(raw, values)
     return values
 
 
@@ -170,14 +171,17 @@ def config_to_legacy(config: Config) -> tuple[str, list[str]]:
 
     def put(key: str, value: object) -> None:
         text = str(value).lower() if isinstance(value, bool) else str(value)
-        lines.append(f'{key}="{text}"')
+        # The original scripts `source` this file: anything bash would expand must be single-quoted.
+        quoted = shlex.quote(text) if any(c in text for c in '"$`\\\n') else f'"{text}"'
+        lines.append(f"{key}={quoted}")
 
     for index, cam in enumerate(config.cameras, start=1):
+        if cam.source is not SourceKind.DEVICE or not cam.location:
+            what = "a camera found by match" if cam.match is not None else f"a {cam.source.value} source"
+            unsupported.append(f"cameras.{cam.id}: {what} has no legacy form")
+            continue
         if cam.id != f"cam{index}":
             unsupported.append(f"cameras.{cam.id}: written as CAMERA{index} (legacy ids are numbered)")
-        if cam.source is not SourceKind.DEVICE or not cam.location:
-            unsupported.append(f"cameras.{cam.id}: a {cam.source.value} source has no legacy form")
-            continue
         prefix = f"CAMERA{index}_"
         put(prefix + "DEVICE", cam.location)
         put(prefix + "NAME", cam.name)
@@ -217,6 +221,8 @@ def config_to_legacy(config: Config) -> tuple[str, list[str]]:
     put("MONITORING_INTERVAL", f"{s.check_interval:g}")
     put("VAAPI_DRIVER", config.vaapi_driver)
     put("DEBUG_LOGGING", int(config.log_level == "DEBUG"))
+    if config.log_level not in ("DEBUG", "INFO"):
+        unsupported.append(f"log_level: {config.log_level} has no legacy form (DEBUG_LOGGING is on or off)")
     defaults = Config(cameras=())
     for section in ("supervisor", "exporter", "system", "transcoding"):
         if getattr(config, section) != getattr(defaults, section):
@@ -227,4 +233,6 @@ def config_to_legacy(config: Config) -> tuple[str, list[str]]:
         unsupported.append("storage.pressure_target/min_free_minutes: have no legacy form")
     if s.on_threshold != defaults.storage.on_threshold:
         unsupported.append("storage.on_threshold: has no legacy form")
+    if s.resync_interval != defaults.storage.resync_interval:
+        unsupported.append("storage.resync_interval: has no legacy form")
     return "\n".join(lines) + "\n", unsupported

@@ -37,7 +37,6 @@ def run_checks(config: Config, *, dev_root: str = "/dev") -> tuple[list[str], li
             f"{config.encoding.codec.value} needs an Intel GPU render node (/dev/dri)"
         )
     problems += _check_recordings_folder(config.recording.base_directory)
-    devices: list[v4l2.V4L2Device] | None = None
     for camera in config.enabled_cameras:
         if camera.source is SourceKind.FILE and not os.access(camera.location, os.R_OK):
             problems.append(f"cameras.{camera.id}.file: {camera.location} is not a readable file")
@@ -55,12 +54,10 @@ def run_checks(config: Config, *, dev_root: str = "/dev") -> tuple[list[str], li
             )
             continue
         if camera.resolution and camera.framerate:
-            if devices is None:
-                devices = v4l2.detect(v4l2.resolve_v4l2_ctl(config.system.v4l2_ctl), dev_root=dev_root)
-            real = os.path.realpath(node)
-            device = next((d for d in devices if os.path.realpath(d.path) == real), None)
-            if device is None:
-                problems.append(f"cameras.{camera.id}.device: {node} was not listed by v4l2-ctl")
+            device = v4l2.probe(node, v4l2.resolve_v4l2_ctl(config.system.v4l2_ctl), dev_root=dev_root)
+            if device.error or not device.capture:
+                why = device.error or "it is not a video capture node"
+                problems.append(f"cameras.{camera.id}.device: cannot check {node}: {why}")
                 continue
             mismatch = v4l2.check_mode(
                 device, camera.input_format, camera.resolution.width, camera.resolution.height, camera.framerate

@@ -95,10 +95,20 @@ class EncoderPreset:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
-_QSV_RATE: Mapping[BitrateMode, tuple[Fragment, ...]] = {
-    BitrateMode.VBR: (("-b:v", "{target_bitrate}k", "-maxrate", "{max_bitrate}k"),),
-    BitrateMode.CBR: (("-b:v", "{target_bitrate}k", "-maxrate", "{target_bitrate}k", "-minrate", "{target_bitrate}k"),),
+_QSV_QUALITY: Fragment = ("-global_quality", "{quality}")
+_QSV_VBR: Fragment = ("-b:v", "{target_bitrate}k", "-maxrate", "{max_bitrate}k")
+_QSV_CBR: Fragment = ("-b:v", "{target_bitrate}k", "-maxrate", "{target_bitrate}k", "-minrate", "{target_bitrate}k")
+# A constant QP excludes look-ahead ("More than one of: constant qscale, lookahead"), and
+# -global_quality would override the QP, so CQP gets -q:v alone.
+_HEVC_QSV_RATE: Mapping[BitrateMode, tuple[Fragment, ...]] = {
+    BitrateMode.VBR: (_QSV_QUALITY, _QSV_VBR),
+    BitrateMode.CBR: (_QSV_QUALITY, _QSV_CBR),
     BitrateMode.CQP: (("-q:v", "{quality}"),),
+}
+# Only h264_qsv has look-ahead; with CBR QSV would pick its look-ahead mode instead, so VBR only.
+_H264_QSV_RATE: Mapping[BitrateMode, tuple[Fragment, ...]] = {
+    **_HEVC_QSV_RATE,
+    BitrateMode.VBR: (_QSV_QUALITY, ("-look_ahead", "{lookahead}"), _QSV_VBR),
 }
 _VAAPI_RATE: Mapping[BitrateMode, tuple[Fragment, ...]] = {
     BitrateMode.VBR: (("-rc_mode", "VBR", "-b:v", "{target_bitrate}k", "-maxrate", "{max_bitrate}k"),),
@@ -112,8 +122,6 @@ _X26X_RATE: Mapping[BitrateMode, tuple[Fragment, ...]] = {
 }
 _QSV_CODEC_ARGS: tuple[Fragment, ...] = (
     ("-preset", "{preset}"),
-    ("-global_quality", "{quality}"),
-    ("-look_ahead", "{lookahead}"),
     ("-g", "{gop_size}"),
     ("-refs", "{ref_frames}"),
 )
@@ -130,14 +138,14 @@ ENCODER_PRESETS: Mapping[Codec, EncoderPreset] = {
         hw_init=_QSV_HW,
         video_filter="hwupload=extra_hw_frames={extra_hw_frames},format=qsv",
         codec_args=(("-c:v", "h264_qsv"), *_QSV_CODEC_ARGS),
-        rate_control=_QSV_RATE,
+        rate_control=_H264_QSV_RATE,
         env={"LIBVA_DRIVER_NAME": "{vaapi_driver}"},
     ),
     Codec.HEVC_QSV: EncoderPreset(
         hw_init=_QSV_HW,
         video_filter="hwupload=extra_hw_frames={extra_hw_frames},format=qsv",
         codec_args=(("-c:v", "hevc_qsv"), *_QSV_CODEC_ARGS),
-        rate_control=_QSV_RATE,
+        rate_control=_HEVC_QSV_RATE,
         env={"LIBVA_DRIVER_NAME": "{vaapi_driver}"},
     ),
     Codec.H264_VAAPI: EncoderPreset(

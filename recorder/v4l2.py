@@ -467,6 +467,11 @@ def _probe_node(
     return V4L2Device(node, card, info["driver"], bus_info, True, links, formats, error=error, caps=caps)
 
 
+def probe(node: str, v4l2_ctl: str, *, dev_root: str = "/dev", timeout: float = DEFAULT_TIMEOUT) -> V4L2Device:
+    """Describe one node (as --validate needs for a configured camera) without listing the others."""
+    return _probe_node(_run, v4l2_ctl, node, "", "", dev_root, timeout)
+
+
 def _read_text(path: str) -> str:
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:

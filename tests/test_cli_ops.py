@@ -1,0 +1,176 @@
+"""The original's operator commands: --validate, --detect, --stats, --cleanup, --version, --demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from recorder.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "v4l2-corpus"
+FAKE_V4L2_CTL = Path(__file__).with_name("fake_v4l2_ctl.py")
+
+
+def _corpus(name: str) -> str:
+    """A corpus output without its `# ` source header."""
+    text = (CORPUS / name).read_text()
+    return text.split("# ---\n", 1)[1]
+
+
+def _write(path: Path, raw: dict) -> Path:
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture
+def c920(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A 'device' node whose v4l2-ctl answers are a real C920's (the node itself is a stand-in file)."""
+    node = tmp_path / "dev" / "video0"
+    node.parent.mkdir()
+    node.touch()
+    replay = tmp_path / "replay"
+    replay.mkdir()
+    # The fake answers by node name, so the listing can name the real /dev path.
+    (replay / "list-devices.txt").write_text("HD Pro Webcam C920 (usb-0000:0a:00.3-3):\n\t/dev/video0\n")
+    full = _corpus("formats-logitech-c920-with-all.txt")
+    (replay / "video0.info.txt").write_text(full)
+    (replay / "video0.formats.txt").write_text(full)
+    program = tmp_path / "v4l2-ctl"
+    program.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(FAKE_V4L2_CTL))} "$@"\n')
+    program.chmod(0o755)
+    monkeypatch.setenv("FAKE_V4L2_DIR", str(replay))
+    monkeypatch.setenv("CAMERA_RECORDER_V4L2_CTL", str(program))
+    return node
+
+
+def test_validate_passes_a_mode_the_camera_offers(
+    tmp_path: Path, c920: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = _write(
+        tmp_path / "c.yaml",
+        {
+            "cameras": {
+                "cam1": {"device": str(c920), "input_format": "mjpeg", "resolution": "1920x1080", "framerate": 30}
+            },
+            "recording": {"base_directory": str(tmp_path / "rec")},
+        },
+    )
+    assert main(["-c", str(cfg), "--validate"]) == 0
+    out = capsys.readouterr().out
+    assert "offers 1920x1080@30" in out and "look ready" in out
+
+
+def test_validate_names_each_problem_on_one_line(
+    tmp_path: Path, c920: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cfg = _write(
+        tmp_path / "c.yaml",
+        {
+            "cameras": {
+                "cam1": {"device": str(c920), "input_format": "mjpeg", "resolution": "1920x1080", "framerate": 60},
+                "cam2": {"device": str(tmp_path / "dev" / "video9")},
+                "cam3": {"file": str(tmp_path / "missing.mkv")},
+            },
+            "encoding": {"codec": "h264_qsv"},
+            "system": {"hw_device": str(tmp_path / "dri" / "renderD128")},
+            "recording": {"base_directory": str(blocker / "rec")},
+        },
+    )
+    assert main(["-c", str(cfg), "--validate"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    problems = [line for line in err if line.startswith("problem: ")]
+    expected = [
+        "cameras.cam1: 1920x1080@60 mjpeg not offered by",
+        "nearest: 1920x1080@30 mjpeg",
+        f"cameras.cam2.device: {tmp_path / 'dev' / 'video9'} is not present",
+        f"cameras.cam3.file: {tmp_path / 'missing.mkv'} is not a readable file",
+        "system.hw_device:",
+        f"recording.base_directory: {blocker} is not a folder",
+    ]
+    for fragment in expected:
+        assert sum(fragment in line for line in problems) == 1, (fragment, problems)
+
+
+def test_detect_json_and_human(c920: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--detect", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    (device,) = data["devices"]
+    assert device["path"] == "/dev/video0" and device["card"] == "HD Pro Webcam C920" and device["capture"] is True
+    fourccs = [f["fourcc"] for f in device["formats"]]
+    assert {"YUYV", "H264", "MJPG"} <= set(fourccs)
+    assert main(["--detect"]) == 0
+    human = capsys.readouterr().out
+    assert "HD Pro Webcam C920" in human and "cameras:" in human and "h264" in human
+
+
+def _segment(folder: Path, camera: str, days_ago: float, size: int = 1000) -> Path:
+    stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(time.time() - days_ago * 86400))
+    path = folder / camera / f"{camera}_{stamp}.mkv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\0" * size)
+    return path
+
+
+def test_stats_and_cleanup(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = tmp_path / "rec"
+    old = [_segment(base, "cam1", d) for d in (40, 35)]
+    recent = [_segment(base, "cam1", 1), _segment(base, "cam2", 2, 5000)]
+    cfg = _write(
+        tmp_path / "c.yaml",
+        {
+            "cameras": {"cam1": {"test_pattern": True}, "cam2": {"test_pattern": True}},
+            "recording": {"base_directory": str(base)},
+            "storage": {"cleanup_days": 30},
+        },
+    )
+    assert main(["-c", str(cfg), "--stats", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    text = json.dumps(stats)
+    assert "cam1" in text and "cam2" in text
+    assert all(p.exists() for p in old + recent), "--stats only looks"
+    assert main(["-c", str(cfg), "--stats"]) == 0
+    assert "cam2" in capsys.readouterr().out
+
+    assert main(["-c", str(cfg), "--cleanup", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert all(p.name in out for p in old) and not any(p.name in out for p in recent)
+    assert all(p.exists() for p in old), "a dry run deletes nothing"
+
+    assert main(["-c", str(cfg), "--cleanup"]) == 0
+    out = capsys.readouterr().out
+    assert all(p.name in out for p in old) and "max_age" in out
+    assert not any(p.exists() for p in old) and all(p.exists() for p in recent)
+
+
+def test_version_names_the_ffmpeg_found(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("camera-recorder ") and "/ffmpeg" in out
+
+
+def test_demo_records_two_synthetic_cameras_and_serves_metrics(tmp_path: Path) -> None:
+    from daemon_harness import free_port
+
+    port = free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "recorder", "--demo", "--duration", "12", "--output", str(tmp_path / "demo"),
+         "--listen-address", f"127.0.0.1:{port}"],
+        cwd=REPO, capture_output=True, text=True, timeout=60, env={**os.environ, "NOTIFY_SOCKET": ""},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for cam in ("cam1", "cam2"):
+        files = sorted((tmp_path / "demo" / cam).glob(f"{cam}_*.mkv"))
+        assert len(files) >= 2, files  # 10 s segments: one complete, one finalized at the stop
+    assert f"127.0.0.1:{port}/metrics" in result.stderr
+    assert "Demo recordings in" in result.stdout
