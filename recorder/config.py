@@ -557,7 +557,8 @@ def _supervisor(raw: Any, problems: list[str]) -> SupervisorConfig:
 def _listen_address(value: Any) -> str:
     text = _text(value)
     _host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    # Port 0 asks the kernel for a free port (tests, benchmarks).
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(value)
     return text
 
