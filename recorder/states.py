@@ -18,7 +18,8 @@ class CameraState(StrEnum):
     FAILED = "failed"  # cannot be recorded as configured (bad option, permission): retried slowly
 
 
-# States in which the camera should be recording: time spent in the others (but stopped) is a gap.
+# States in which the camera should be recording: time spent in them is a recording gap. So is time
+# `stopped` by retention's stop_recording policy (the supervisor says so); a shutdown is not.
 GAP_STATES = frozenset(
     {CameraState.STARTING, CameraState.BACKOFF, CameraState.STALLED, CameraState.WAITING_FOR_DEVICE, CameraState.FAILED}
 )
@@ -73,6 +74,7 @@ class CameraSnapshot:
     restarts: Mapping[str, int] = field(default_factory=_empty)
     discarded: Mapping[str, int] = field(default_factory=_empty)
     gap_seconds: float = 0.0  # accumulated up to taken_at
+    gap_growing: bool = False  # the camera records nothing now while it should
     ffmpeg_pid: int | None = None
     last_error: str | None = None
     current_segment: str | None = None  # path FFmpeg writes now, if known
@@ -83,6 +85,6 @@ class CameraSnapshot:
 
     def gap_seconds_at(self, monotonic_now: float) -> float:
         """The recording gap extrapolated to now, so a scrape sees it grow between publications."""
-        if self.state in GAP_STATES:
+        if self.gap_growing:
             return self.gap_seconds + max(0.0, monotonic_now - self.taken_at)
         return self.gap_seconds

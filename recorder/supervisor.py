@@ -129,7 +129,8 @@ class CameraSupervisor:
         self._frames_base = self._dropped_base = self._duplicated_base = 0
         self._restarts: collections.Counter[str] = collections.Counter()
         self._discarded: collections.Counter[str] = collections.Counter()
-        self._gap = 0.0
+        self._gap = 0.0  # seconds of gap in states left before `_state_since`
+        self._counting_gap = False  # whether the current state counts as a recording gap
         self._last_error: str | None = None
         self._snapshot = CameraSnapshot(
             camera=camera.id,
@@ -217,12 +218,17 @@ class CameraSupervisor:
 
     # -- the state machine ----------------------------------------------------------------------
 
+    def _in_gap(self) -> bool:
+        return self._state in GAP_STATES or (self._state is CameraState.STOPPED and self._paused)
+
     def _change_state(self, new: CameraState, why: str = "") -> None:
         now = self._monotonic()
         old = self._state
-        if old in GAP_STATES:
+        if self._counting_gap:
             self._gap += now - self._state_since
         self._state, self._state_since = new, now
+        # Decided on entry: a pause lifted later must not un-count the time it stopped recording.
+        self._counting_gap = self._in_gap()
         if old is not new:
             troubled = new in (CameraState.BACKOFF, CameraState.STALLED, CameraState.FAILED)
             level = logging.WARNING if troubled or new is CameraState.WAITING_FOR_DEVICE else logging.INFO
@@ -241,7 +247,8 @@ class CameraSupervisor:
             restarts=MappingProxyType(dict(self._restarts)),
             discarded=MappingProxyType(dict(self._discarded)),
             # `_gap` holds the gap of earlier states; the current one adds its time so far.
-            gap_seconds=self._gap + (now - self._state_since if self._state in GAP_STATES else 0.0),
+            gap_seconds=self._gap + (now - self._state_since if self._counting_gap else 0.0),
+            gap_growing=self._counting_gap,
             frames=self._frames_base + (progress.frame if progress else 0),
             dropped_frames=self._dropped_base + (progress.drop_frames if progress else 0),
             duplicated_frames=self._duplicated_base + (progress.dup_frames if progress else 0),
