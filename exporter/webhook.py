@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 RETENTION_ACTIONS = ("free_space", "enforce_max_age")
 # How long the webhook waits for the pass before answering 202; Alertmanager's own timeout is 10 s.
 PASS_WAIT_SECONDS = 5.0
+# An oversized body is read and dropped up to this much; beyond it the connection is simply closed.
+DISCARD_LIMIT = 16 << 20
 
 
 class RetentionRunner(Protocol):
@@ -65,6 +67,16 @@ def parse_payload(body: bytes) -> list[tuple[str, dict[str, str]]]:
     return parsed
 
 
+def _discard(stream: IO[bytes], length: int) -> None:
+    """Read a refused body away (up to a bound), so the client sees our 400 rather than a reset socket."""
+    remaining = min(length, DISCARD_LIMIT)
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 1 << 16))
+        if not chunk:
+            return
+        remaining -= len(chunk)
+
+
 class WebhookHandler:
     """Checks the bearer token and the body, then asks retention for each action the alerts carry."""
 
@@ -107,6 +119,7 @@ class WebhookHandler:
             return self._finish(HTTPStatus.BAD_REQUEST, "invalid", error="Content-Length required")
         length = int(length_header)
         if length > self._config.webhook_max_body_bytes:
+            _discard(body_stream, length)
             return self._finish(
                 HTTPStatus.BAD_REQUEST, "invalid", error=f"body over {self._config.webhook_max_body_bytes} bytes"
             )
