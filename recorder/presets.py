@@ -132,36 +132,35 @@ _X26X_CODEC_ARGS: tuple[Fragment, ...] = (
     ("-pix_fmt", "yuv420p"),
 )
 
+_LIBVA_ENV: Mapping[str, str] = {"LIBVA_DRIVER_NAME": "{vaapi_driver}"}
+
+
+def _qsv(codec: Codec, rate_control: Mapping[BitrateMode, tuple[Fragment, ...]]) -> EncoderPreset:
+    return EncoderPreset(
+        hw_init=_QSV_HW,
+        video_filter="hwupload=extra_hw_frames={extra_hw_frames},format=qsv",
+        codec_args=(("-c:v", codec.value), *_QSV_CODEC_ARGS),
+        rate_control=rate_control,
+        env=_LIBVA_ENV,
+    )
+
+
+def _vaapi(codec: Codec) -> EncoderPreset:
+    return EncoderPreset(
+        hw_init=_VAAPI_HW,
+        video_filter="format=nv12,hwupload",
+        codec_args=(("-c:v", codec.value), ("-g", "{gop_size}")),
+        rate_control=_VAAPI_RATE,
+        env=_LIBVA_ENV,
+    )
+
+
 ENCODER_PRESETS: Mapping[Codec, EncoderPreset] = {
     Codec.COPY: EncoderPreset(codec_args=(("-c:v", "copy"),)),
-    Codec.H264_QSV: EncoderPreset(
-        hw_init=_QSV_HW,
-        video_filter="hwupload=extra_hw_frames={extra_hw_frames},format=qsv",
-        codec_args=(("-c:v", "h264_qsv"), *_QSV_CODEC_ARGS),
-        rate_control=_H264_QSV_RATE,
-        env={"LIBVA_DRIVER_NAME": "{vaapi_driver}"},
-    ),
-    Codec.HEVC_QSV: EncoderPreset(
-        hw_init=_QSV_HW,
-        video_filter="hwupload=extra_hw_frames={extra_hw_frames},format=qsv",
-        codec_args=(("-c:v", "hevc_qsv"), *_QSV_CODEC_ARGS),
-        rate_control=_HEVC_QSV_RATE,
-        env={"LIBVA_DRIVER_NAME": "{vaapi_driver}"},
-    ),
-    Codec.H264_VAAPI: EncoderPreset(
-        hw_init=_VAAPI_HW,
-        video_filter="format=nv12,hwupload",
-        codec_args=(("-c:v", "h264_vaapi"), ("-g", "{gop_size}")),
-        rate_control=_VAAPI_RATE,
-        env={"LIBVA_DRIVER_NAME": "{vaapi_driver}"},
-    ),
-    Codec.HEVC_VAAPI: EncoderPreset(
-        hw_init=_VAAPI_HW,
-        video_filter="format=nv12,hwupload",
-        codec_args=(("-c:v", "hevc_vaapi"), ("-g", "{gop_size}")),
-        rate_control=_VAAPI_RATE,
-        env={"LIBVA_DRIVER_NAME": "{vaapi_driver}"},
-    ),
+    Codec.H264_QSV: _qsv(Codec.H264_QSV, _H264_QSV_RATE),
+    Codec.HEVC_QSV: _qsv(Codec.HEVC_QSV, _HEVC_QSV_RATE),
+    Codec.H264_VAAPI: _vaapi(Codec.H264_VAAPI),
+    Codec.HEVC_VAAPI: _vaapi(Codec.HEVC_VAAPI),
     Codec.LIBX264: EncoderPreset(codec_args=(("-c:v", "libx264"), *_X26X_CODEC_ARGS), rate_control=_X26X_RATE),
     Codec.LIBX265: EncoderPreset(codec_args=(("-c:v", "libx265"), *_X26X_CODEC_ARGS), rate_control=_X26X_RATE),
 }

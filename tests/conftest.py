@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +64,24 @@ def probe(path: Path) -> dict[str, Any]:
 def shared_dir() -> Path:
     assert SHARED.is_dir(), f"{SHARED} missing: the shared material must sit beside the repo"
     return SHARED
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A real 16 MiB filesystem (root only), so statvfs and a full disk are the kernel's own."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def segment_file(base: Path, camera: str, age_seconds: float, size: int) -> Path:
+    """A segment-named file of `size` zero bytes that started `age_seconds` ago."""
+    stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(time.time() - age_seconds))
+    path = base / camera / f"{camera}_{stamp}.mkv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\0" * size)
+    return path

@@ -7,11 +7,11 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import segment_file
 
 from recorder.cli import main
 
@@ -114,18 +114,10 @@ def test_detect_json_and_human(c920: Path, capsys: pytest.CaptureFixture[str]) -
     assert "HD Pro Webcam C920" in human and "cameras:" in human and "h264" in human
 
 
-def _segment(folder: Path, camera: str, days_ago: float, size: int = 1000) -> Path:
-    stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(time.time() - days_ago * 86400))
-    path = folder / camera / f"{camera}_{stamp}.mkv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\0" * size)
-    return path
-
-
 def test_stats_and_cleanup(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = tmp_path / "rec"
-    old = [_segment(base, "cam1", d) for d in (40, 35)]
-    recent = [_segment(base, "cam1", 1), _segment(base, "cam2", 2, 5000)]
+    old = [segment_file(base, "cam1", d * 86400, 1000) for d in (40, 35)]
+    recent = [segment_file(base, "cam1", 1 * 86400, 1000), segment_file(base, "cam2", 2 * 86400, 5000)]
     cfg = _write(
         tmp_path / "c.yaml",
         {

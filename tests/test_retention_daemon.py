@@ -2,35 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from conftest import wait_for
+from conftest import segment_file, wait_for
 from daemon_harness import Daemon, write_config
 
 MIB = 1 << 20
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
-
-
-def _old_segment(base: Path, camera: str, hours_ago: float, size: int) -> Path:
-    stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(time.time() - hours_ago * 3600))
-    path = base / camera / f"{camera}_{stamp}.mkv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\0" * size)
-    return path
 
 
 def _state(daemon: Daemon, camera: str) -> str:
@@ -43,7 +20,7 @@ def _state(daemon: Daemon, camera: str) -> str:
 
 def test_disk_pressure_deletes_the_oldest_segments_across_cameras(tmp_path: Path, tmpfs: Path) -> None:
     # 13 MiB of old segments on a 16 MiB filesystem: above the 70 % threshold from the start.
-    old = [_old_segment(tmpfs, "cam1" if i % 2 else "cam2", 100 - i, MIB) for i in range(13)]
+    old = [segment_file(tmpfs, "cam1" if i % 2 else "cam2", (100 - i) * 3600, MIB) for i in range(13)]
     daemon = Daemon(
         write_config(tmp_path / "config.yaml", tmpfs, storage={"disk_usage_threshold": 70, "low_space_warning": 60})
     )

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from conftest import segment_file, wait_for
 from daemon_harness import Daemon, write_config
 
 TOKEN = "s3cret-token"
@@ -17,29 +16,10 @@ MIB = 1 << 20
 
 
 @pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
-
-
-def _old_segment(folder: Path, camera: str, hours_ago: float, size: int) -> Path:
-    stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(time.time() - hours_ago * 3600))
-    path = folder / camera / f"{camera}_{stamp}.mkv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\0" * size)
-    return path
-
-
-@pytest.fixture
 def recorder(tmp_path: Path, tmpfs: Path) -> Iterator[tuple[Daemon, list[Path], Path]]:
     # Eight 1 MiB segments from the last days fill half of the 16 MiB filesystem: under the 90 %
     # threshold (the recorder's own passes leave them) but over the 30 % warning an alert frees to.
-    old = [_old_segment(tmpfs, "cam1" if i % 2 else "cam2", 48 - i, MIB) for i in range(8)]
+    old = [segment_file(tmpfs, "cam1" if i % 2 else "cam2", (48 - i) * 3600, MIB) for i in range(8)]
     foreign = tmpfs / "cam1" / "notes.txt"
     foreign.write_text("not a segment")
     (tmp_path / "token").write_text(TOKEN + "\n")
