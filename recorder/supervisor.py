@@ -177,7 +177,14 @@ class CameraSupervisor:
         if self._thread is None:
             return True
         self._thread.join(timeout if timeout is not None else self._settings.stop_timeout + STALL_KILL_GRACE + 1)
-        return not self._thread.is_alive()
+        if self._thread.is_alive():
+            return False
+        # Forget the numbers before closing: a late wake-up must not write into a reused descriptor.
+        fds, self._wake_read, self._wake_write = (self._wake_read, self._wake_write), -1, -1
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
+        return True
 
     def device_added(self) -> None:
         """udev says the camera is back: start at once, without waiting out a backoff."""
@@ -197,6 +204,8 @@ class CameraSupervisor:
             self._wake()
 
     def _wake(self) -> None:
+        if self._wake_write < 0:
+            return  # stopped for good: nothing left to wake
         try:
             os.write(self._wake_write, b"x")
         except BlockingIOError:
