@@ -97,6 +97,9 @@ def main() -> int:
             },
             "recording": {"base_directory": str(tmp / "rec"), "segment_time": 1800},
             "storage": {"check_interval": 60},
+            # Each kill below is an isolated crash: a run of 2 s counts as stable and resets the backoff
+            # (30 s by default), otherwise ten kills in a row are a crash loop and back off to 30 s.
+            "supervisor": {"stable_after": 2},
         }
         (tmp / "config.yaml").write_text(yaml.safe_dump(config))
         port = free_port()
@@ -148,7 +151,7 @@ def main() -> int:
 
                 wait(new_frames, 20, "the replacement's first frame")
                 recoveries.append(time.monotonic() - killed)
-                time.sleep(1.0)  # spacing between kills, so each is a fresh crash and not a crash loop
+                time.sleep(2.5)  # a stable run between kills (stable_after: 2), so each is an isolated crash
         except TimeoutError as exc:
             print(f"{exc}; daemon log:\n{(tmp / 'daemon.log').read_text()[-3000:]}", file=sys.stderr)
             raise

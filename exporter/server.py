@@ -144,11 +144,21 @@ class ExporterServer:
         return int(self._httpd.server_address[1])
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="exporter", daemon=True)
+        # No poll interval: an idle exporter sleeps until a request comes; stop() wakes it itself.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(None,), name="exporter", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        self._httpd.shutdown()
+        stopper = threading.Thread(target=self._httpd.shutdown, name="exporter-stop", daemon=True)
+        stopper.start()
+        # serve_forever notices the shutdown request only when a connection wakes it: make one.
+        host, port = self._httpd.server_address[:2]
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(str(host), str(host))
+        try:
+            socket.create_connection((host, port), timeout=2).close()
+        except OSError:
+            pass  # the listener is gone already; shutdown() then returns by itself
+        stopper.join(5)
         self._httpd.server_close()
 
     # -- routing --------------------------------------------------------------------------------

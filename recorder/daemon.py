@@ -29,7 +29,10 @@ from recorder.supervisor import CameraSupervisor, ResourceUsage
 
 log = logging.getLogger(__name__)
 
-HOUSEKEEPING_TICK = 1.0
+# Every wake-up of an idle daemon costs CPU that counts against FFmpeg's (cheap) stream copy, so the
+# housekeeping loop ticks slowly; what must be prompt arrives by callback (retention's pause) or by
+# signal (stop), and the watchdog shortens the tick when WatchdogSec asks for more.
+HOUSEKEEPING_TICK = 5.0
 TEMPERATURE_EVERY = 15.0
 
 
@@ -108,7 +111,9 @@ class Recorder:
         self._hotplug_events: collections.Counter[tuple[str, bool]] = collections.Counter()
         self._temperature: float | None = None
         self._udev_context = _udev_context()
-        self.storage = Storage(config, clock=clock, active_paths=self.active_segments)
+        self.storage = Storage(
+            config, clock=clock, active_paths=self.active_segments, on_recording_allowed=self._recording_allowed
+        )
         device_cameras = [c for c in config.enabled_cameras if c.source is SourceKind.DEVICE]
         self.hotplug = HotplugMonitor(
             device_cameras,
@@ -158,6 +163,15 @@ class Recorder:
         if supervisor is not None:
             supervisor.device_removed()
 
+    def _recording_allowed(self, allowed: bool) -> None:
+        """Retention's stop_recording policy: pause every camera while the disk is above the threshold."""
+        if not allowed:
+            log.error("disk usage above storage.disk_usage_threshold: recording paused (on_threshold: stop_recording)")
+        else:
+            log.warning("disk usage back under the threshold: recording resumes")
+        for supervisor in self.supervisors.values():
+            supervisor.pause(not allowed)
+
     def _count_hotplug(self, action: str, matched: bool) -> None:
         self._hotplug_events[(action, matched)] += 1
 
@@ -194,7 +208,9 @@ class Recorder:
         self.storage.start()
         self.hotplug.start()
         log.info("hot-plug detection: %s", self.hotplug.mode)
+        allowed = self.storage.recording_allowed()
         for supervisor in self.supervisors.values():
+            supervisor.pause(not allowed)
             supervisor.start()
         self._temperature = hottest_cpu_sensor()
         self._notifier.ready(self.status_line())
@@ -208,13 +224,12 @@ class Recorder:
         next_temperature = time.monotonic() + TEMPERATURE_EVERY
         next_watchdog = time.monotonic()
         last_status = ""
+        watchdog = self._notifier.watchdog_interval
+        tick = min(HOUSEKEEPING_TICK, watchdog) if watchdog is not None else HOUSEKEEPING_TICK
         while not self._stop.is_set():
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break
-            allowed = self.storage.recording_allowed()
-            for supervisor in self.supervisors.values():
-                supervisor.pause(not allowed)
             if self._notifier.watchdog_interval is not None and now >= next_watchdog and self._healthy():
                 self._notifier.watchdog()
                 next_watchdog = now + self._notifier.watchdog_interval
@@ -225,7 +240,7 @@ class Recorder:
             if now >= next_temperature:
                 self._temperature = hottest_cpu_sensor()
                 next_temperature = now + TEMPERATURE_EVERY
-            self._stop.wait(HOUSEKEEPING_TICK if deadline is None else min(HOUSEKEEPING_TICK, deadline - now))
+            self._stop.wait(tick if deadline is None else min(tick, deadline - now))
 
     def _healthy(self) -> bool:
         """The watchdog is fed only while every supervisor thread and the storage loop are alive."""

@@ -179,7 +179,7 @@ class Prometheus(_Server):
         return list(self.api("rules")["groups"])
 
 
-class PromQLError(AssertionError):
+class PromQLError(Exception):
     """Prometheus refused a query: a parse or evaluation error, with its message."""
 
 

@@ -227,7 +227,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         exporter = {"webhook_token_file": str(token_file)}
 
         healthy = start_daemon(
-            write_config(tmp / "healthy.yaml", tmp / "healthy-rec", storage={"cleanup_days": 0.1}, exporter=exporter),
+            write_config(
+                tmp / "healthy.yaml",
+                tmp / "healthy-rec",
+                # A generous stall timeout: a busy test machine must not make the healthy recorder restart FFmpeg.
+                supervisor={"stall_timeout": 10},
+                storage={"cleanup_days": 0.1},
+                exporter=exporter,
+            ),
             ("cam1", "cam2"),
         )
         cleanup.callback(stop, "healthy", lambda: healthy)
@@ -398,7 +405,7 @@ def test_every_rule_is_loaded_and_evaluates_without_error(stack: Stack) -> None:
     rules = wait_for(loaded, timeout=30, what="every rule evaluated once with health ok")
     assert sorted(rules) == sorted(RULES)
     for name, rule in rules.items():
-        assert rule["lastError"] == "", (name, rule["lastError"])
+        assert rule.get("lastError", "") == "", (name, rule.get("lastError"))
         if "alert" in RULES[name]:
             expected = int(FOR_DURATIONS.get(name, "1s").removesuffix("s"))
             assert rule["duration"] == expected, name
@@ -424,11 +431,17 @@ def test_every_expression_parses_and_returns_series_on_a_healthy_recorder(stack:
 
     try:
         wait_for(all_have_data, timeout=90, what="every query to return series for the healthy recorder")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}: still empty: {[(e.key, e.expr) for e in pending]}") from None
-    nonempty = {e.key: for_instance(stack.prom.query(e.expr), instance) for e in all_expressions}
-    unexpected = {key: rows for key, rows in nonempty.items() if key in EMPTY_WHEN_HEALTHY and rows}
-    assert not unexpected, f"allow-listed as empty when healthy, but returned series: {unexpected}"
+    except AssertionError:
+        pass  # reported below, together with any allow-listed query that is not empty
+    unexpected = {
+        e.key: rows
+        for e in all_expressions
+        if e.key in EMPTY_WHEN_HEALTHY and (rows := for_instance(stack.prom.query(e.expr), instance))
+    }
+    assert not pending, f"empty on the healthy recorder after 90 s: {[(e.key, e.expr) for e in pending]}" + (
+        f"; and allow-listed as empty but returned series: {unexpected}" if unexpected else ""
+    )
+    assert not unexpected, f"allow-listed as empty on a healthy recorder, but returned series: {unexpected}"
 
 
 def test_unprovoked_alerts_match_real_series_with_the_threshold_relaxed(stack: Stack) -> None:
@@ -551,7 +564,8 @@ def test_slow_source_fires_encode_fps_low(stack: Stack) -> None:
     fired = wait_fired(stack, "CameraRecorderEncodeFpsLow", since, instance=instance, camera="slowcam")
     expect_fault(stack, "slow_source", {"CameraRecorderEncodeFpsLow": fired}, instance)
     ratio = stack.prom.query(RULES["CameraRecorderEncodeFpsLow"]["expr"], at=fired)
-    assert [round(r.value, 1) for r in ratio if r.matches(camera="slowcam")] == [0.4]  # 10 fps of 25
+    values = [r.value for r in ratio if r.matches(camera="slowcam")]
+    assert len(values) == 1 and 0.3 < values[0] < 0.45, values  # 10 fps of 25 is 0.4
 
 
 def test_wrong_webhook_token_fires_webhook_rejected(stack: Stack) -> None:
