@@ -29,6 +29,8 @@ def usb_daemon(tmp_path: Path) -> Iterator[tuple[Daemon, dict[str, str]]]:
     with udev_control_present():
         daemon = Daemon(config)
         try:
+            # The exporter serves before the monitor subscribes; the supervisors start after it does.
+            wait_for(lambda: _state(daemon) == "waiting_for_device", what="the daemon to watch udev")
             yield daemon, props
         finally:
             assert daemon.stop() == 0, daemon.log()
@@ -41,8 +43,7 @@ def _state(daemon: Daemon) -> str:
 
 def test_remove_stops_the_camera_and_add_restarts_it(usb_daemon: tuple[Daemon, dict[str, str]]) -> None:
     daemon, props = usb_daemon
-    assert "udev" in daemon.log()
-    wait_for(lambda: _state(daemon) == "waiting_for_device", what="waiting for the unplugged camera")
+    assert "hot-plug detection: udev" in daemon.log()
     assert daemon.value("camera_recorder_camera_present", camera="usbcam") == 0
 
     send_udev_event("add", props)
