@@ -359,7 +359,8 @@ class HotplugMonitor:
             monitor = self._monitor
             if monitor is not None:
                 selector.register(monitor.fileno(), selectors.EVENT_READ, "udev")
-            timeout = None if monitor is not None else self._poll_interval
+            # Polling with no device camera to look for would only wake the daemon for nothing.
+            timeout = None if monitor is not None or not self._cameras else self._poll_interval
             while True:
                 ready = selector.select(timeout)
                 if any(key.data == "stop" for key, _ in ready):
