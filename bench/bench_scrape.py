@@ -59,7 +59,7 @@ def measure(root: Path, files: int, scrapes: int, walks: int) -> dict[str, float
         }
     )
     recorder = Recorder(config, find_tools(config.system))
-    recorder.storage.scan()
+    recorder.index_recordings()  # as the daemon's start does
     recorder.storage.refresh_filesystem()
     server = ExporterServer(config.exporter, recorder)
     server.start()

@@ -22,6 +22,8 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client.exposition import choose_encoder
 
 from exporter.collector import RecorderCollector
+from exporter.exposition import CONTENT_TYPE as TEXT_CONTENT_TYPE
+from exporter.exposition import render_text
 from exporter.webhook import WebhookHandler, WebhookResult
 from recorder import __version__
 from recorder.config import ExporterConfig
@@ -219,6 +221,8 @@ class ExporterServer:
 
     def _metrics(self, request: _Handler) -> None:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        if content_type.startswith("text/plain"):
+            encoder, content_type = render_text, TEXT_CONTENT_TYPE
         self._send(request, HTTPStatus.OK, encoder(self.registry), content_type)
 
     def _healthy(self, request: _Handler) -> None:
