@@ -166,3 +166,27 @@ def test_demo_records_two_synthetic_cameras_and_serves_metrics(tmp_path: Path) -
         assert len(files) >= 2, files  # 10 s segments: one complete, one finalized at the stop
     assert f"127.0.0.1:{port}/metrics" in result.stderr
     assert "Demo recordings in" in result.stdout
+
+
+def test_logs_carry_the_camera_and_no_second_timestamp_under_journald(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from recorder.cli import setup_logging
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))  # restored after the test
+    monkeypatch.setattr(root, "level", root.level)
+    monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
+    setup_logging("INFO")
+    logging.LoggerAdapter(logging.getLogger("recorder.supervisor"), {"camera": "cam7"}).warning("stalled")
+    logging.getLogger("recorder.daemon").info("not about a camera")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["WARNING [cam7] recorder.supervisor: stalled", "INFO [-] recorder.daemon: not about a camera"]
+    monkeypatch.delenv("JOURNAL_STREAM")
+    monkeypatch.delenv("INVOCATION_ID", raising=False)
+    setup_logging("INFO")
+    logging.getLogger("recorder.daemon").info("on a terminal")
+    line = capsys.readouterr().err.strip()
+    assert line.endswith("INFO [-] recorder.daemon: on a terminal") and line[:4].isdigit()
