@@ -83,11 +83,22 @@ class _Server(ThreadingHTTPServer):
     # Set by ExporterServer before serving.
     app: ExporterServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up or fails the TLS handshake is its own problem, not a traceback in our log.
+        log.debug("request from %s failed", client_address, exc_info=True)
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = f"camera-recorder/{__version__}"
     protocol_version = "HTTP/1.1"
+    # A client that connects and goes quiet holds one thread for this long, never the server.
+    timeout = 30
+
+    def setup(self) -> None:
+        super().setup()
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -131,7 +142,11 @@ class ExporterServer:
             except (OSError, ssl.SSLError) as exc:
                 self._httpd.server_close()
                 raise ListenError(f"exporter.tls_cert_file/tls_key_file: cannot load: {exc}") from None
-            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+            # The handshake happens in the request's own thread (see _Handler.setup), under its timeout:
+            # done in accept() it would let one silent client block the whole server.
+            self._httpd.socket = context.wrap_socket(
+                self._httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._httpd.app = self
         self._thread: threading.Thread | None = None
         self.scheme = "https" if config.tls_cert_file else "http"
@@ -200,7 +215,9 @@ class ExporterServer:
             password = self.config.basic_auth_password_file.read_text().strip()
         except (ValueError, OSError):
             return False
-        return hmac.compare_digest(given_user, username) & hmac.compare_digest(given_password, password)
+        # Bytes, not str: compare_digest refuses non-ASCII strings, and a user name may have them.
+        user_ok = hmac.compare_digest(given_user.encode(), username.encode())
+        return user_ok & hmac.compare_digest(given_password.encode(), password.encode())
 
     def _send(
         self,

@@ -135,6 +135,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or config.log_level)
     if args.validate:
         return _validate(config)
+    if args.stats or args.cleanup or args.dry_run:
+        # Recording logs these itself at start; the one-shot commands say them here, once.
+        for warning in config.warnings:
+            print(f"camera-recorder: warning: {warning}", file=sys.stderr)
     if args.stats:
         return _stats(config, as_json=args.json)
     if args.cleanup:
@@ -160,7 +164,7 @@ def demo_config(args: argparse.Namespace) -> Config:
     if args.config:
         base = load_config(resolve_config_path(args.config))
         cameras = tuple(_synthetic(cam) for cam in base.cameras)
-        recording = replace(base.recording, base_directory=output)
+        recording = replace(base.recording, base_directory=output, segment_time=DEMO_SEGMENT_TIME)
         return replace(base, cameras=cameras, recording=recording)
     raw = {
         "cameras": {
@@ -295,8 +299,14 @@ def run_recorder(config: Config, *, duration: float | None = None, demo: bool = 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.start()
-    log.info("metrics on http://%s/metrics", server.address)
-    recorder.start()
+    log.info("metrics on %s://%s/metrics", server.scheme, server.address)
+    try:
+        recorder.start()
+    except OSError as exc:
+        recorder.stop()
+        server.stop()
+        where = exc.filename or config.recording.base_directory
+        return _fail(f"recording.base_directory: cannot use {where}: {exc.strerror or exc}")
     try:
         recorder.run(duration)
     finally:

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 # signal (stop), and the watchdog shortens the tick when WatchdogSec asks for more.
 HOUSEKEEPING_TICK = 5.0
 TEMPERATURE_EVERY = 15.0
+# A supervisor whose loop has not gone round for this long is wedged (its loop beats every 5 s; a check
+# of a cut-off segment may take 20 s): the watchdog pings stop and systemd restarts the daemon.
+HEARTBEAT_STALE_AFTER = 60.0
 
 
 @dataclass(frozen=True)
@@ -99,12 +102,14 @@ class Recorder:
         launcher: Launcher = spawn_ffmpeg,
         notifier: Notifier | None = None,
         clock: Callable[[], float] = time.time,
+        heartbeat_stale_after: float = HEARTBEAT_STALE_AFTER,
     ) -> None:
         if tools.ffmpeg is None:
             raise RuntimeError("no FFmpeg found: install ffmpeg or set system.ffmpeg in the config")
         self.config = config
         self.tools = tools
         self._clock = clock
+        self._heartbeat_stale_after = heartbeat_stale_after
         self._notifier = notifier or Notifier()
         self._started_at = clock()
         self._ffmpeg_version = ffmpeg_version(tools.ffmpeg)
@@ -251,8 +256,9 @@ class Recorder:
             self._stop.wait(tick if deadline is None else min(tick, deadline - now))
 
     def _healthy(self) -> bool:
-        """The watchdog is fed only while every supervisor thread and the storage loop are alive."""
-        return all(sup.alive for sup in self.supervisors.values()) and self.storage.alive
+        """The watchdog is fed only while every supervision loop goes round and the storage loop lives."""
+        stale = self._heartbeat_stale_after
+        return all(sup.healthy(stale) for sup in self.supervisors.values()) and self.storage.alive
 
     def stop(self) -> bool:
         """Stop every FFmpeg so that it finalizes its segment; True if all ended in time."""

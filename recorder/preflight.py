@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from recorder import v4l2
@@ -75,6 +76,10 @@ def _check_recordings_folder(base: Path) -> list[str]:
         existing = existing.parent
     if not existing.is_dir():
         return [f"recording.base_directory: {existing} is not a folder"]
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return [f"recording.base_directory: {existing} is not writable by this user"]
+    # A real write, not os.access: root passes every access check, yet /proc or a read-only mount refuse.
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        return [f"recording.base_directory: cannot write in {existing}: {exc.strerror or exc}"]
     return []

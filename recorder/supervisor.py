@@ -7,6 +7,7 @@ import logging
 import os
 import selectors
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +42,10 @@ STDERR_LINES_KEPT = 40
 STALL_KILL_GRACE = 2.0
 # CPU and memory of FFmpeg are read every this many progress blocks (progress comes once a second).
 RESOURCE_SAMPLE_EVERY = 5
+# The loop reports itself alive at least this often, so a wedged supervisor starves systemd's watchdog.
+HEARTBEAT_EVERY = 5.0
+# A process that survives SIGKILL this long is stuck in the kernel (a USB ioctl): it is abandoned.
+UNKILLABLE_AFTER = 10.0
 # Waiting for a new second before a restart bounds at this; a larger gap means the clock stepped back.
 NAME_COLLISION_MAX_WAIT = 3.0
 
@@ -121,6 +126,7 @@ class CameraSupervisor:
         self._failures = 0  # consecutive failed runs since the last stable one
         self._run: _Run | None = None
         self._finished_cpu = 0.0
+        self._heartbeat = monotonic()  # when the loop last went round
 
         # Fields only the supervisor thread writes; the snapshot is their published copy.
         self._state = CameraState.STOPPED
@@ -219,11 +225,21 @@ class CameraSupervisor:
             pass
 
     def _wait(self, seconds: float | None) -> None:
-        """Sleep until woken (stop, hot-plug, pause) or `seconds` have passed."""
+        """Sleep until woken (stop, hot-plug, pause) or `seconds` have passed, beating the heart meanwhile."""
+        deadline = None if seconds is None else self._monotonic() + seconds
         with selectors.DefaultSelector() as sel:
             sel.register(self._wake_read, selectors.EVENT_READ)
-            sel.select(seconds)
+            while True:
+                self._heartbeat = self._monotonic()
+                left = HEARTBEAT_EVERY if deadline is None else min(HEARTBEAT_EVERY, deadline - self._heartbeat)
+                if left <= 0 or sel.select(left):
+                    break
         self._drain_wake()
+        self._heartbeat = self._monotonic()
+
+    def healthy(self, stale_after: float) -> bool:
+        """The supervision loop is alive and went round within `stale_after` seconds (the watchdog's test)."""
+        return self.alive and self._monotonic() - self._heartbeat < stale_after
 
     # -- the state machine ----------------------------------------------------------------------
 
@@ -390,23 +406,28 @@ class CameraSupervisor:
             proc.segment_list_fd: lambda line: self._on_segment_line(run, line),
         }
         kill_deadline: float | None = None
+        killed = False
         with selectors.DefaultSelector() as sel:
             for fd in buffers:
                 sel.register(fd, selectors.EVENT_READ)
             sel.register(self._wake_read, selectors.EVENT_READ)
             open_fds = set(buffers)
             while open_fds:
-                now = self._monotonic()
+                now = self._heartbeat = self._monotonic()
                 if kill_deadline is None:
                     reason = self._reason_to_end(run, now)
                     if reason is not None:
                         run.kill_reason = reason
                         kill_deadline = self._begin_kill(run, reason, now)
-                elif now >= kill_deadline:
+                elif now >= kill_deadline and not killed:
                     proc.signal(signal.SIGKILL)
-                    kill_deadline = now + 3600  # nothing left to escalate to; wait for the pipes to close
+                    killed = True
+                    kill_deadline = now + UNKILLABLE_AFTER
+                elif now >= kill_deadline:
+                    break  # unkillable: its pipes may never close; _finish leaves it behind
                 stall_at = run.last_advance + self._settings.stall_timeout
-                timeout = max(0.0, (kill_deadline if kill_deadline is not None else stall_at) - now)
+                until = kill_deadline if kill_deadline is not None else stall_at
+                timeout = min(HEARTBEAT_EVERY, max(0.0, until - now))
                 for key, _ in sel.select(timeout):
                     fd = key.fd
                     if fd == self._wake_read:
@@ -518,9 +539,14 @@ class CameraSupervisor:
         proc = run.process
         try:
             returncode = proc.popen.wait(timeout=STALL_KILL_GRACE)
-        except Exception:
+        except subprocess.TimeoutExpired:
             proc.signal(signal.SIGKILL)
-            returncode = proc.popen.wait()
+            try:
+                returncode = proc.popen.wait(timeout=UNKILLABLE_AFTER)
+            except subprocess.TimeoutExpired:
+                self._log.error("FFmpeg pid %d does not die (stuck in the kernel?); leaving it behind", proc.pid)
+                threading.Thread(target=proc.popen.wait, name=f"reap-{proc.pid}", daemon=True).start()
+                returncode = -signal.SIGKILL
         proc.close()
         self._finished_cpu += run.cpu_seconds
         self._resources = ResourceUsage(self._finished_cpu, 0)

@@ -190,3 +190,34 @@ def test_logs_carry_the_camera_and_no_second_timestamp_under_journald(
     logging.getLogger("recorder.daemon").info("on a terminal")
     line = capsys.readouterr().err.strip()
     assert line.endswith("INFO [-] recorder.daemon: on a terminal") and line[:4].isdigit()
+
+
+def test_an_unusable_recordings_folder_is_one_line_at_validate_and_at_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = _write(
+        tmp_path / "c.yaml",
+        {"cameras": {"cam1": {"test_pattern": True}}, "recording": {"base_directory": "/proc/camera-recorder/rec"}},
+    )
+    assert main(["-c", str(cfg), "--validate"]) == 1
+    problems = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("problem:")]
+    assert problems == [problems[0]] and "recording.base_directory: cannot write in /proc" in problems[0]
+    result = subprocess.run(
+        [sys.executable, "-m", "recorder", "-c", str(cfg), "--listen-address", "127.0.0.1:0"],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert [ln for ln in result.stderr.splitlines() if ln.startswith("camera-recorder:")] == [
+        "camera-recorder: recording.base_directory: cannot use /proc/camera-recorder: No such file or directory"
+    ]
+
+
+def test_one_shot_commands_report_config_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _write(
+        tmp_path / "c.yaml",
+        {"cameras": {"cam1": {"test_pattern": True}}, "recording": {"base_directory": str(tmp_path)}, "web_port": 8080},
+    )
+    assert main(["-c", str(cfg), "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: web_port: the web interface is gone") == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 from conftest import wait_for
@@ -47,3 +48,58 @@ def test_no_notify_socket_means_no_notifications(tmp_path: Path) -> None:
     finally:
         assert daemon.stop() == 0
     assert "cannot notify systemd" not in daemon.log()
+
+
+def test_watchdog_pings_stop_while_a_supervisor_is_wedged(tmp_path: Path) -> None:
+    import threading
+
+    from conftest import small_config
+
+    from recorder.daemon import Recorder
+    from recorder.ffmpeg_binary import find_tools
+    from recorder.ffmpeg_process import spawn_ffmpeg
+    from recorder.sdnotify import Notifier
+
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(0.1)
+    release = threading.Event()
+    wedged = threading.Event()
+
+    def launcher(command):  # type: ignore[no-untyped-def]
+        if command.camera_id == "stuck":
+            wedged.set()
+            release.wait(30)  # a start that never returns, as a hung fork or device open would
+        return spawn_ffmpeg(command)
+
+    cam = {"test_pattern": True, "resolution": "160x120", "framerate": 25}
+    config = small_config(tmp_path / "rec", cameras={"fine": cam, "stuck": cam})
+    notifier = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"})  # ping every 0.2 s
+    recorder = Recorder(config, find_tools(config.system), launcher=launcher, notifier=notifier,
+                        heartbeat_stale_after=1.0)  # fmt: skip
+    recorder.start()
+    runner = threading.Thread(target=recorder.run)
+    runner.start()
+
+    def pings_within(seconds: float) -> int:
+        count, deadline = 0, time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                count += sock.recv(4096).decode().splitlines().count("WATCHDOG=1")
+            except TimeoutError:
+                pass
+        return count
+
+    try:
+        wait_for(wedged.is_set, what="the stuck camera's start")
+        # Within its first second the wedged loop still counts as alive; after it, no more pings.
+        wait_for(lambda: pings_within(1.5) == 0, timeout=10, what="the watchdog to starve")
+        release.set()
+        wait_for(lambda: pings_within(0.5) > 0, timeout=10, what="pings once the supervisor goes round again")
+    finally:
+        release.set()
+        recorder.request_stop()
+        runner.join(10)
+        assert recorder.stop()
+        sock.close()
