@@ -148,4 +148,7 @@ def check_segment(ffprobe: str, path: Path, timeout: float = 20.0) -> SegmentChe
     except ValueError:
         duration = None
     log.debug("checked %s in %.3f s: %d frames", path, time.monotonic() - started, frames)
-    return SegmentCheck(frames, duration, result.returncode == 0 and "nb_read_frames" in values)
+    # A header with nothing after it (killed before the first cluster) makes ffprobe stop at "End of file":
+    # the file is empty, not damaged.
+    readable = (result.returncode == 0 and "nb_read_frames" in values) or "End of file" in result.stderr
+    return SegmentCheck(frames, duration, readable)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,23 +202,56 @@ def test_a_start_waits_out_the_second_of_the_newest_segment_instead_of_overwriti
 
 
 def test_empty_segment_of_a_run_killed_at_once_is_removed_and_counted(tmp_path: Path) -> None:
-    sup = _supervisor(small_config(tmp_path))
+    sup = _supervisor(small_config(tmp_path, supervisor={"backoff_initial": 5}))
+    folder = tmp_path / "cam1"
     sup.start()
     try:
-        wait_for(lambda: sup.snapshot.state in (CameraState.STARTING, CameraState.RECORDING), what="a start")
         pid = wait_for(lambda: sup.snapshot.ffmpeg_pid, what="a pid")
-        # Killed before the muxer could write a cluster: the segment holds no frame.
-        wait_for(lambda: any((tmp_path / "cam1").iterdir()), what="the first segment file")
+        # Killed as soon as its segment exists: Matroska writes a cluster only after a second of video.
+        first = wait_for(lambda: next(iter(folder.glob("cam1_*.mkv")), None), what="the first segment file")
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: sum(sup.snapshot.restarts.values()) == 1, what="the restart")
+        wait_for(lambda: sup.snapshot.restarts.get("crashed") == 1, what="the crash to be handled")
+        assert sup.snapshot.discarded == {"empty": 1}
+        assert not first.exists()
+        assert sup.segments == []  # type: ignore[attr-defined]
     finally:
         assert sup.stop()
-    snap = sup.snapshot
-    remaining = [probe(p) for p in (tmp_path / "cam1").iterdir()]
-    assert all(r["ok"] and r["frames"] > 0 for r in remaining), "only playable files are left"
-    # Either the cut-off file had frames (kept) or it was removed and counted: never both, never neither.
-    kept_from_first_run = sum(1 for s in sup.segments if s.start < snap.last_progress_at)  # type: ignore[attr-defined]
-    assert sum(snap.discarded.values()) + kept_from_first_run >= 1
+
+
+def test_backoff_doubles_up_to_the_cap_and_resets_after_a_stable_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clip = tmp_path / "clip.mkv"
+    config = small_config(
+        tmp_path,
+        cameras={"cam1": {"file": str(clip)}},
+        supervisor={"backoff_initial": 0.05, "backoff_max": 0.4, "stable_after": 1.5},
+    )
+    sup = _supervisor(config)
+    caplog.set_level("INFO", logger="recorder.supervisor")
+
+    def waits() -> list[float]:
+        return [float(m) for m in re.findall(r"-> backoff \(restart in ([0-9.]+) s\)", caplog.text)]
+
+    sup.start()
+    try:
+        wait_for(lambda: len(waits()) >= 6, what="six failed starts (the clip does not exist)")
+        assert waits()[:6] == [0.05, 0.1, 0.2, 0.4, 0.4, 0.4]
+        # The source comes back: a run that lasts stable_after resets the backoff.
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-t", "2",
+             "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", str(clip)],
+            check=True,
+        )  # fmt: skip
+        wait_for(lambda: _recording(sup), what="recording from the clip")
+        started = time.monotonic()
+        wait_for(lambda: time.monotonic() - started > 1.6 and _recording(sup), what="a stable run")
+        before = len(waits())
+        os.kill(sup.snapshot.ffmpeg_pid, signal.SIGKILL)  # type: ignore[arg-type]
+        wait_for(lambda: len(waits()) > before, what="the next backoff")
+        assert waits()[before] == 0.05
+    finally:
+        assert sup.stop()
 
 
 def test_recording_to_waiting_for_device_when_unplugged_and_back_when_plugged(tmp_path: Path) -> None:
@@ -264,20 +299,3 @@ def test_recording_to_stopped_when_asked_finalizes_the_segment(tmp_path: Path) -
     assert len(sup.segments) == 1  # type: ignore[attr-defined]
     result = probe(sup.segments[0].path)  # type: ignore[attr-defined]
     assert result["ok"] and result["frames"] == sup.snapshot.frames
-
-
-def test_backoff_grows_and_resets(tmp_path: Path) -> None:
-    config = small_config(
-        tmp_path,
-        cameras={"cam1": {"file": str(tmp_path / "missing.mkv")}},
-        supervisor={"backoff_initial": 0.05, "backoff_max": 0.4},
-    )
-    sup = _supervisor(config)
-    sup.start()
-    try:
-        wait_for(lambda: sum(sup.snapshot.restarts.values()) >= 5, what="five failed starts")
-        assert sup.snapshot.state in (CameraState.BACKOFF, CameraState.STARTING)
-        assert sup.snapshot.last_error
-        assert sup.snapshot.frames == 0
-    finally:
-        assert sup.stop()
