@@ -54,11 +54,20 @@ def run_checks(config: Config, *, dev_root: str = "/dev") -> tuple[list[str], li
                 "(add it to the 'video' group)"
             )
             continue
-        if camera.resolution and camera.framerate:
+        if camera.input_format or (camera.resolution and camera.framerate):
             device = v4l2.probe(node, v4l2.resolve_v4l2_ctl(config.system.v4l2_ctl), dev_root=dev_root)
             if device.error or not device.capture:
                 why = device.error or "it is not a video capture node"
                 problems.append(f"cameras.{camera.id}.device: cannot check {node}: {why}")
+                continue
+            if not (camera.resolution and camera.framerate):
+                # Only the format is asked for: the camera picks size and rate, the format must exist.
+                offered = {f.fourcc for f in device.formats}
+                if camera.input_format and not offered & set(v4l2.fourccs_for(camera.input_format)):
+                    problems.append(
+                        f"cameras.{camera.id}.input_format: {camera.input_format} not offered by {node}; "
+                        f"offered: {', '.join(sorted(offered)) or 'nothing'}"
+                    )
                 continue
             mismatch = v4l2.check_mode(
                 device, camera.input_format, camera.resolution.width, camera.resolution.height, camera.framerate

@@ -102,6 +102,22 @@ def test_validate_names_each_problem_on_one_line(
         assert sum(fragment in line for line in problems) == 1, (fragment, problems)
 
 
+def test_validate_checks_a_format_asked_for_without_size_or_rate(
+    tmp_path: Path, c920: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = _write(
+        tmp_path / "c.yaml",
+        {
+            "cameras": {"cam1": {"device": str(c920), "input_format": "hevc"}},
+            "recording": {"base_directory": str(tmp_path / "rec")},
+        },
+    )
+    assert main(["-c", str(cfg), "--validate"]) == 1
+    problems = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("problem:")]
+    assert len(problems) == 1 and problems[0].startswith("problem: cameras.cam1.input_format: hevc not offered")
+    assert "H264" in problems[0] and "MJPG" in problems[0]
+
+
 def test_detect_json_and_human(c920: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--detect", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
