@@ -14,6 +14,8 @@ import pytest
 from recorder.config import Config, parse_config
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# How often wait_for looks again: the pace of a wait with a deadline, never a synchronisation by itself.
+POLL_INTERVAL = 0.02
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
@@ -25,7 +27,7 @@ def wait_for(condition: Callable[[], Any], timeout: float = 15.0, what: str = "c
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)  # polling interval of the wait, not a synchronisation sleep
+        time.sleep(POLL_INTERVAL)
 
 
 def small_config(base: Path, cameras: dict[str, dict[str, Any]] | None = None, **sections: Any) -> Config:
