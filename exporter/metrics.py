@@ -9,10 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from recorder.segments import segment_duration_buckets
-
-__all__ = ["segment_duration_buckets"]  # re-exported: the histogram's bounds belong to its family
-
 NAMESPACE = "camera_recorder"
 
 MetricType = Literal["gauge", "counter", "histogram", "info", "stateset"]

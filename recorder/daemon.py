@@ -26,7 +26,7 @@ from recorder.presets import build_command
 from recorder.sdnotify import Notifier
 from recorder.states import CameraSnapshot, CameraState
 from recorder.storage import Storage, StorageSnapshot
-from recorder.supervisor import CameraSupervisor, ResourceUsage
+from recorder.supervisor import CameraSupervisor, CommandFactory, ResourceUsage
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class Recorder:
                 clock=clock,
             )
 
-    def _command_factory(self, camera: CameraConfig) -> Callable[[str | None], object]:
+    def _command_factory(self, camera: CameraConfig) -> CommandFactory:
         ffmpeg = self.tools.ffmpeg
         assert ffmpeg is not None
         return lambda node: build_command(camera, self.config, ffmpeg, device_node=node)

@@ -77,7 +77,6 @@ class CameraSnapshot:
     gap_growing: bool = False  # the camera records nothing now while it should
     ffmpeg_pid: int | None = None
     last_error: str | None = None
-    current_segment: str | None = None  # path FFmpeg writes now, if known
 
     @property
     def recording(self) -> bool:
