@@ -7,11 +7,12 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
+from recorder.compat import StrEnum
 
 DEFAULT_CONFIG_PATH = Path("/etc/camera-recorder/config.yaml")
 CONFIG_ENV = "CAMERA_RECORDER_CONFIG"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Literal
+
+from recorder.compat import StrEnum
 
 
 class StderrReason(StrEnum):

@@ -8,9 +8,10 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
+from recorder.compat import UTC
 from recorder.config import CameraConfig, Container
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from types import MappingProxyType
+
+from recorder.compat import StrEnum
 
 
 class CameraState(StrEnum):

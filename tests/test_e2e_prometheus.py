@@ -18,7 +18,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from unittest import mock
 
@@ -41,6 +41,7 @@ from e2e_servers import (
     window,
 )
 
+from recorder.compat import UTC
 from recorder.daemon import hottest_cpu_sensor
 
 TOKEN = "e2e-webhook-token"
