@@ -13,7 +13,6 @@ import pytest
 
 from recorder.config import Config, parse_config
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 # How often wait_for looks again: the pace of a wait with a deadline, never a synchronisation by itself.
 POLL_INTERVAL = 0.02
 
@@ -60,12 +59,6 @@ def probe(path: Path) -> dict[str, Any]:
         "duration": float(data.get("format", {}).get("duration", 0) or 0),
         "stderr": out.stderr,
     }
-
-
-@pytest.fixture
-def shared_dir() -> Path:
-    assert SHARED.is_dir(), f"{SHARED} missing: the shared material must sit beside the repo"
-    return SHARED
 
 
 @pytest.fixture

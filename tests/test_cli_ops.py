@@ -16,7 +16,7 @@ from conftest import segment_file
 from recorder.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "v4l2-corpus"
+CORPUS = REPO / "tests" / "fixtures" / "v4l2-corpus"  # published outputs; README.md there names each source
 FAKE_V4L2_CTL = Path(__file__).with_name("fake_v4l2_ctl.py")
 
 

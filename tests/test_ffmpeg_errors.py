@@ -1,4 +1,4 @@
-"""Tests for recorder.ffmpeg_errors against real FFmpeg stderr from the shared corpus."""
+"""Tests for recorder.ffmpeg_errors against real FFmpeg stderr as published (tests/fixtures/v4l2-corpus)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from recorder.ffmpeg_errors import StderrReason, classify, classify_line, restart_reason, scrub
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "v4l2-corpus"
+CORPUS = REPO / "tests" / "fixtures" / "v4l2-corpus"  # published outputs; README.md there names each source
 
 
 def stderr_lines(name: str) -> list[str]:
@@ -40,7 +40,7 @@ EXPECTED = {
 
 
 def test_every_corpus_stderr_has_an_expected_reason() -> None:
-    assert CORPUS.is_dir(), f"shared corpus missing at {CORPUS}"
+    assert CORPUS.is_dir(), f"corpus fixtures missing at {CORPUS}"
     assert {p.name for p in CORPUS.glob("ffmpeg-*.txt")} == set(EXPECTED)
 
 

@@ -1,4 +1,4 @@
-"""Tests for recorder.v4l2 against real v4l2-ctl outputs (shared corpus and the project's fixtures)."""
+"""Tests for recorder.v4l2 against real v4l2-ctl outputs (published outputs and the project's own fixtures)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from recorder import v4l2
 from recorder.v4l2 import FrameSize, StepwiseSize, V4L2Device
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "v4l2-corpus"
+CORPUS = REPO / "tests" / "fixtures" / "v4l2-corpus"  # published outputs; README.md there names each source
 FIXTURES = REPO / "tests" / "fixtures" / "v4l2"
 FAKE_V4L2_CTL = REPO / "tests" / "fake_v4l2_ctl.py"
 
@@ -31,7 +31,7 @@ def recorded(path: Path) -> str:
 
 
 def corpus(name: str) -> str:
-    """Return the output of one shared corpus file."""
+    """Return the output of one published (corpus) file."""
     return recorded(CORPUS / name)
 
 
@@ -208,7 +208,7 @@ FORMATS_CASES: dict[tuple[str, str], FormatsCase] = {
 
 
 def test_every_corpus_output_has_expectations() -> None:
-    assert CORPUS.is_dir(), f"shared corpus missing at {CORPUS}"
+    assert CORPUS.is_dir(), f"corpus fixtures missing at {CORPUS}"
     names = {p.name for pattern in ("formats-*.txt", "devices-*.txt", "all-*.txt") for p in CORPUS.glob(pattern)}
     covered = {name for kind, name in (*FORMATS_CASES, *DEVICES_CASES, *INFO_CASES) if kind == "corpus"}
     assert names == covered
