@@ -29,7 +29,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, not an install
 
 from recorder.config import parse_config
-from recorder.segments import CompletedSegment
+from recorder.segments import CompletedSegment, segment_file_name
 from recorder.storage import DiskUsage, Storage
 
 TARGET_PASS_SECONDS = 2.0
@@ -95,7 +95,7 @@ def traced(step: Callable[[], T]) -> tuple[T, float]:
 
 
 def segment_name(cam: str, start: float) -> str:
-    return f"{cam}_{time.strftime('%Y%m%d_%H%M%S', time.gmtime(start))}.mkv"
+    return segment_file_name(cam, start)
 
 
 def create_files(base: Path, cameras: list[str], total: int, newest: float) -> int:

@@ -45,6 +45,12 @@ def parse_segment_name(name: str) -> SegmentName | None:
     return SegmentName(match["camera"], start, match["ext"])
 
 
+def segment_file_name(camera_id: str, start: float, extension: str = Container.MKV.value) -> str:
+    """The name FFmpeg gives a segment of `camera_id` starting at Unix time `start` (UTC, whatever `TZ` says)."""
+    stamp = datetime.fromtimestamp(start, UTC).strftime(STRFTIME_STAMP)
+    return f"{camera_id}_{stamp}.{extension}"
+
+
 def output_pattern(camera: CameraConfig, container: Container) -> str:
     """The strftime file name pattern FFmpeg writes this camera's segments with."""
     return f"{camera.id}_{STRFTIME_STAMP}.{container.value}"

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from recorder.config import Config, parse_config
+from recorder.segments import segment_file_name
 
 # How often wait_for looks again: the pace of a wait with a deadline, never a synchronisation by itself.
 POLL_INTERVAL = 0.02
@@ -75,8 +76,7 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
 
 def segment_file(base: Path, camera: str, age_seconds: float, size: int) -> Path:
     """A segment-named file of `size` zero bytes that started `age_seconds` ago."""
-    stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(time.time() - age_seconds))
-    path = base / camera / f"{camera}_{stamp}.mkv"
+    path = base / camera / segment_file_name(camera, time.time() - age_seconds)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\0" * size)
     return path

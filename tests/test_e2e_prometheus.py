@@ -18,7 +18,6 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from unittest import mock
 
@@ -41,8 +40,8 @@ from e2e_servers import (
     window,
 )
 
-from recorder.compat import UTC
 from recorder.daemon import hottest_cpu_sensor
+from recorder.segments import segment_file_name
 
 TOKEN = "e2e-webhook-token"
 MIB = 1 << 20
@@ -178,7 +177,7 @@ def make_clip(path: Path, fps: int) -> Path:
 
 
 def segment_name(camera: str, start: float) -> str:
-    return f"{camera}_{datetime.fromtimestamp(start, UTC).strftime('%Y%m%d_%H%M%S')}.mkv"
+    return segment_file_name(camera, start)
 
 
 def write_file(path: Path, size: int) -> None:

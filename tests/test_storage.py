@@ -15,7 +15,7 @@ import pytest
 
 from exporter.metrics import DELETION_REASONS, RETENTION_TRIGGERS
 from recorder.config import Config, parse_config
-from recorder.segments import CompletedSegment, parse_segment_name
+from recorder.segments import CompletedSegment, parse_segment_name, segment_file_name
 from recorder.storage import PROBE_NAME, Storage, format_report, format_stats
 
 KIB = 1024
@@ -27,8 +27,8 @@ NOW = T0 + 6 * STEP  # just after the sixth segment of each camera
 
 
 def name(cam: str, start: float, ext: str = "mkv") -> str:
-    """The segment file name FFmpeg would give a segment starting at `start` (local time)."""
-    return f"{cam}_{time.strftime('%Y%m%d_%H%M%S', time.localtime(start))}.{ext}"
+    """The segment file name FFmpeg would give a segment starting at `start` (the code's own naming, UTC)."""
+    return segment_file_name(cam, start, ext)
 
 
 def write(base: Path, cam: str, start: float, size: int = SEG) -> Path:

@@ -15,7 +15,7 @@ from conftest import probe, small_config, wait_for
 
 from recorder.config import CameraConfig, Config, SourceKind
 from recorder.presets import build_command
-from recorder.segments import CompletedSegment, parse_segment_name
+from recorder.segments import CompletedSegment, parse_segment_name, segment_file_name
 from recorder.states import CameraState
 from recorder.supervisor import CameraSupervisor
 
@@ -185,9 +185,7 @@ def test_a_start_waits_out_the_second_of_the_newest_segment_instead_of_overwriti
     folder.mkdir()
     now = int(time.time())
     # What a run killed a moment ago left behind, named for this second and the next.
-    previous = {
-        folder / f"cam1_{time.strftime('%Y%m%d_%H%M%S', time.gmtime(t))}.mkv": f"run {t}" for t in (now, now + 1)
-    }
+    previous = {folder / segment_file_name("cam1", t): f"run {t}" for t in (now, now + 1)}
     for path, content in previous.items():
         path.write_text(content)
     sup = _supervisor(small_config(tmp_path))
