@@ -261,10 +261,49 @@ def _dry_run(config: Config) -> int:
 def _stats(config: Config, *, as_json: bool) -> int:
     from recorder.storage import Storage, format_stats
 
+    base = config.recording.base_directory
+    if not base.exists():
+        # Before the first recording the folder is not there yet: that is news, not a fault to warn about.
+        return _stats_before_first_recording(config, as_json=as_json)
     storage = Storage(config)
     storage.scan()
     storage.refresh_filesystem()  # not check(): --stats only looks, it never deletes
     print(format_stats(storage.snapshot(), config, as_json=as_json))
+    return EXIT_OK
+
+
+def _stats_before_first_recording(config: Config, *, as_json: bool) -> int:
+    """`--stats` when the recordings folder does not exist yet: nothing recorded, and where it will go."""
+    import shutil
+
+    base = config.recording.base_directory
+    existing = next((folder for folder in (base, *base.parents) if folder.is_dir()), None)
+    usage = shutil.disk_usage(existing) if existing is not None else None
+    cameras = [camera.id for camera in config.cameras]
+    if as_json:
+        filesystem = (
+            {"path": str(existing), "size_bytes": usage.total, "avail_bytes": usage.free,
+             "used_ratio": round(1 - usage.free / usage.total, 4) if usage.total else None}
+            if usage is not None and existing is not None
+            else None
+        )  # fmt: skip
+        report = {
+            "path": str(base),
+            "nothing_recorded_yet": True,
+            "filesystem": filesystem,
+            "total": {"files": 0, "bytes": 0, "write_rate_bytes_per_second": 0.0},
+            "cameras": [{"camera": camera, "files": 0, "bytes": 0} for camera in cameras],
+        }
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    print(f"Recordings in {base}: nothing recorded yet (the folder is created at the first recording)")
+    if usage is not None and usage.total:
+        gib = 1024**3
+        print(
+            f"Its filesystem ({existing}): {usage.total / gib:.1f} GiB, {usage.free / gib:.1f} GiB available, "
+            f"{(1 - usage.free / usage.total) * 100:.1f}% used"  # as the recorder counts: what is not available
+        )
+    print(f"Cameras: {', '.join(cameras) or 'none configured'}")
     return EXIT_OK
 
 

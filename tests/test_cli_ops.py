@@ -130,6 +130,25 @@ def test_detect_json_and_human(c920: Path, capsys: pytest.CaptureFixture[str]) -
     assert "HD Pro Webcam C920" in human and "cameras:" in human and "h264" in human
 
 
+def test_first_stats_before_any_recording_says_nothing_recorded_yet(tmp_path: Path) -> None:
+    """A fresh install's first --stats: the recordings folder is not there yet, and that is not a fault."""
+    base = tmp_path / "not-yet" / "recordings"
+    cfg = _write(tmp_path / "c.yaml", {"cameras": {"cam1": {"test_pattern": True}},
+                                      "recording": {"base_directory": str(base)}})  # fmt: skip
+    command = [sys.executable, "-m", "recorder", "-c", str(cfg), "--stats"]
+    text = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith(f"Recordings in {base}: nothing recorded yet")
+    assert f"Its filesystem ({tmp_path})" in text.stdout and "cam1" in text.stdout
+    assert "not readable" not in text.stdout and text.stderr == "", "no warning for a folder not made yet"
+    as_json = subprocess.run([*command, "--json"], cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert as_json.returncode == 0 and as_json.stderr == ""
+    report = json.loads(as_json.stdout)
+    assert report["nothing_recorded_yet"] is True and report["total"]["files"] == 0
+    assert report["filesystem"]["path"] == str(tmp_path) and report["filesystem"]["size_bytes"] > 0
+    assert not base.exists(), "--stats only looks"
+
+
 def test_stats_and_cleanup(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = tmp_path / "rec"
     old = [segment_file(base, "cam1", d * 86400, 1000) for d in (40, 35)]
