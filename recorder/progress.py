@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import collections
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -53,11 +58,95 @@ _FIELDS = {
 }
 
 
-class ProgressParser:
-    """Feeds lines, returns a Progress each time a block is complete."""
+# Rate over the last few seconds: steady enough to read, quick enough to show a camera that stops sending.
+OUTPUT_RATE_WINDOW_SECONDS = 5.0
 
-    def __init__(self) -> None:
+
+class OutputRateMeter:
+    """Bytes per second one FFmpeg actually writes into its segments, from the open segment's growth.
+
+    FFmpeg's own `bitrate` and `total_size` progress fields are always N/A with the segment muxer (checked
+    with FFmpeg 5.1), so the rate is measured where the bytes land: the file FFmpeg holds open in the
+    camera's folder (found through /proc/PID/fd), its growth between samples, and the rest of the previous
+    file when FFmpeg moves on to the next segment. A few syscalls per sample, about once a second.
+    """
+
+    def __init__(
+        self,
+        pid: int,
+        output_dir: Path,
+        *,
+        window_seconds: float = OUTPUT_RATE_WINDOW_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        proc: Path = Path("/proc"),
+    ) -> None:
+        self._fd_dir = proc / str(pid) / "fd"
+        self._output_dir = str(output_dir.resolve()) + os.sep
+        self._window = window_seconds
+        self._clock = clock
+        self._open_path: str | None = None
+        self._open_size = 0
+        self._written = 0  # bytes seen written since the first sample
+        self._samples: collections.deque[tuple[float, int]] = collections.deque()
+
+    def _find_open_segment(self) -> str | None:
+        """The path of the file FFmpeg has open in its output folder, if any."""
+        try:
+            fds = os.listdir(self._fd_dir)
+        except OSError:  # FFmpeg has ended
+            return None
+        for fd in fds:
+            try:
+                target = os.readlink(self._fd_dir / fd)
+            except OSError:
+                continue
+            if target.startswith(self._output_dir):
+                return target
+        return None
+
+    @staticmethod
+    def _size(path: str) -> int | None:
+        try:
+            return os.stat(path).st_size
+        except OSError:  # deleted or discarded meanwhile
+            return None
+
+    def sample(self) -> float:
+        """Record what was written since the last sample; return bytes per second over the window."""
+        now = self._clock()
+        path = self._find_open_segment()
+        size = self._size(path) if path is not None else None
+        if self._open_path is not None and path != self._open_path:
+            # FFmpeg closed the previous segment: count its last bytes, then the new file from zero.
+            final = self._size(self._open_path)
+            if final is not None:
+                self._written += max(0, final - self._open_size)
+            self._open_path, self._open_size = None, 0
+        if path is not None and size is not None:
+            if self._open_path is None:
+                # A new file is counted from zero, except the very first one, which is the baseline.
+                self._written += size if self._samples else 0
+            else:
+                self._written += max(0, size - self._open_size)
+            self._open_path, self._open_size = path, size
+        self._samples.append((now, self._written))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= self._window:
+            self._samples.popleft()
+        first_time, first_written = self._samples[0]
+        elapsed = now - first_time
+        return (self._written - first_written) / elapsed if elapsed > 0 else 0.0
+
+
+class ProgressParser:
+    """Feeds lines, returns a Progress each time a block is complete.
+
+    With an `OutputRateMeter`, a block whose bitrate FFmpeg reports as N/A (always, with the segment muxer)
+    carries the measured rate instead.
+    """
+
+    def __init__(self, output_rate: OutputRateMeter | None = None) -> None:
         self._block: dict[str, object] = {}
+        self._output_rate = output_rate
 
     def feed(self, line: str) -> Progress | None:
         key, sep, value = line.strip().partition("=")
@@ -65,7 +154,10 @@ class ProgressParser:
             return None
         if key == "progress":
             block, self._block = self._block, {}
-            return Progress(**block, ended=value.strip() == "end")  # type: ignore[arg-type]
+            progress = Progress(**block, ended=value.strip() == "end")  # type: ignore[arg-type]
+            if self._output_rate is not None and not progress.bitrate_bits_per_second:
+                progress = replace(progress, bitrate_bits_per_second=self._output_rate.sample() * 8)
+            return progress
         spec = _FIELDS.get(key)
         if spec is not None:
             self._block[spec[0]] = spec[1](value.strip())

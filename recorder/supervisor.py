@@ -22,7 +22,7 @@ from recorder import ffmpeg_errors
 from recorder.config import CameraConfig, SourceKind, SupervisorConfig
 from recorder.ffmpeg_process import FFmpegProcess, Launcher, spawn_ffmpeg
 from recorder.presets import FFmpegCommand
-from recorder.progress import Progress, ProgressParser
+from recorder.progress import OutputRateMeter, Progress, ProgressParser
 from recorder.segments import (
     CompletedSegment,
     check_segment,
@@ -75,7 +75,7 @@ class _Run:
         self.command = command
         self.monotonic_start = monotonic_start
         self.wall_start = wall_start
-        self.parser = ProgressParser()
+        self.parser = ProgressParser(OutputRateMeter(process.pid, command.output_dir))
         self.last_progress: Progress | None = None
         self.last_advance = monotonic_start  # monotonic time frames last advanced
         self.made_progress = False
