@@ -17,6 +17,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from exporter import metrics as m
+from recorder.buildinfo import build_info
 from recorder.daemon import RecorderSnapshot
 
 log = logging.getLogger(__name__)
@@ -220,6 +221,7 @@ class RecorderCollector(Collector):
             [],
             {
                 "version": snap.version,
+                "revision": build_info().revision,
                 "ffmpeg_version": snap.ffmpeg_version,
                 "python_version": snap.python_version,
             },

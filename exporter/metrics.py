@@ -137,7 +137,7 @@ RETENTION_CAPACITY = _f(
 )
 
 # Process and events.
-BUILD_INFO = _f("build", "info", "Build information.", "version", "ffmpeg_version", "python_version")
+BUILD_INFO = _f("build", "info", "Build information.", "version", "revision", "ffmpeg_version", "python_version")
 START_TIME = _f("start_time_seconds", "gauge", "Unix time the daemon started.")
 HOTPLUG_EVENTS = _f("hotplug_events", "counter", "udev events for video devices.", "action", "matched")
 WEBHOOK_REQUESTS = _f("alert_webhook_requests", "counter", "Alertmanager webhook requests by result.", "result")

@@ -16,7 +16,7 @@ from types import FrameType
 
 import yaml
 
-from recorder import __version__, legacy, preflight
+from recorder import legacy, preflight
 from recorder.config import (
     CameraConfig,
     Config,
@@ -193,8 +193,10 @@ def _version(args: argparse.Namespace) -> int:
     from recorder.config import SystemConfig
 
     tools = find_tools(system or SystemConfig())
+    from recorder.buildinfo import version_text
+
     found = f"{tools.ffmpeg} {ffmpeg_version(tools.ffmpeg)}" if tools.ffmpeg else "no FFmpeg found"
-    print(f"camera-recorder {__version__} (ffmpeg: {found})")
+    print(version_text(found))
     return EXIT_OK
 
 

@@ -183,7 +183,7 @@ def test_stats_and_cleanup(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 def test_version_names_the_ffmpeg_found(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--version"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("camera-recorder ") and "/ffmpeg" in out
+    assert out.startswith("camera-recorder, version ") and "/ffmpeg" in out
 
 
 def test_demo_records_two_synthetic_cameras_and_serves_metrics(tmp_path: Path) -> None:
