@@ -30,6 +30,7 @@ from recorder.config import (
     valid_listen_address,
 )
 from recorder.ffmpeg_binary import ffmpeg_version, find_tools
+from recorder.logformat import LOG_FORMATS, CameraField, formatter_for
 from recorder.presets import build_command
 
 log = logging.getLogger("recorder")
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_argument("--cleanup", action="store_true", help="run one retention pass now")
     actions.add_argument("--demo", action="store_true", help="record two synthetic cameras (no hardware needed)")
     actions.add_argument("--convert-config", metavar="FILE", help="print FILE converted (legacy <-> YAML)")
-    actions.add_argument("--version", action="store_true", help="print the version and the FFmpeg found")
+    actions.add_argument("--version", action="store_true", help="print version, revision, build date and the FFmpeg found")
     parser.add_argument(
         "--dry-run", action="store_true",
         help="print each camera's FFmpeg command and start nothing; with --cleanup, delete nothing",
@@ -72,27 +73,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="metrics and status address (default from config: 0.0.0.0:9100)",
     )  # fmt: skip
     parser.add_argument(
-        "--log-level", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default from config"
-    )
+        "--log.level", "--log-level", dest="log_level", type=_log_level, metavar="LEVEL",
+        help="debug, info, warn or error (default from config)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log.format", "--log-format", dest="log_format", choices=LOG_FORMATS,
+        help="logfmt or json, as Prometheus writes them (default: the human format)",
+    )  # fmt: skip
     return parser
 
 
-class _CameraField(logging.Filter):
-    """Every record gets a camera field, '-' when it is not about one camera."""
+def _log_level(value: str) -> str:
+    """`--log.level`: Prometheus' spellings (debug, info, warn, error) and the older upper-case ones."""
+    level = {"WARN": "WARNING"}.get(value.upper(), value.upper())
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise argparse.ArgumentTypeError(f"expected debug, info, warn or error, got {value!r}")
+    return level
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "camera"):
-            record.camera = "-"
-        return True
 
-
-def setup_logging(level: str) -> None:
-    # journald stamps every line itself; a second timestamp only makes lines longer.
+def setup_logging(level: str, log_format: str | None = None) -> None:
     under_journald = bool(os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"))
-    fmt = "%(levelname)s [%(camera)s] %(name)s: %(message)s"
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(fmt if under_journald else "%(asctime)s " + fmt))
-    handler.addFilter(_CameraField())
+    handler.setFormatter(formatter_for(log_format, under_journald=under_journald))
+    handler.addFilter(CameraField())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -132,7 +135,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _detect(args)
     config = demo_config(args) if args.demo else load_config(resolve_config_path(args.config))
     config = _with_overrides(config, args)
-    setup_logging(args.log_level or config.log_level)
+    setup_logging(args.log_level or config.log_level, args.log_format)
     if args.validate:
         return _validate(config)
     if args.stats or args.cleanup or args.dry_run:

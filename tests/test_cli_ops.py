@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import segment_file
+from conftest import segment_file, wait_for
 
 from recorder.cli import main
 
@@ -225,6 +226,57 @@ def test_logs_carry_the_camera_and_no_second_timestamp_under_journald(
     logging.getLogger("recorder.daemon").info("on a terminal")
     line = capsys.readouterr().err.strip()
     assert line.endswith("INFO [-] recorder.daemon: on a terminal") and line[:4].isdigit()
+
+
+def test_logfmt_and_json_as_prometheus_writes_them(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from recorder.cli import setup_logging
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))  # restored after the test
+    monkeypatch.setattr(root, "level", root.level)
+    monkeypatch.setenv("JOURNAL_STREAM", "8:12345")  # structured formats keep ts= even under journald
+    camera_log = logging.LoggerAdapter(logging.getLogger("recorder.supervisor"), {"camera": "cam7"})
+    setup_logging("DEBUG", "logfmt")
+    camera_log.warning('FFmpeg said "No space left" = full')
+    logging.getLogger("recorder.daemon").debug("plain")
+    first, second = capsys.readouterr().err.splitlines()
+    assert re.fullmatch(
+        r"ts=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z level=warn camera=cam7 logger=recorder.supervisor "
+        r'msg="FFmpeg said \\"No space left\\" = full"',
+        first,
+    ), first
+    assert second.endswith(" level=debug logger=recorder.daemon msg=plain")
+    setup_logging("INFO", "json")
+    camera_log.error("stalled")
+    record = json.loads(capsys.readouterr().err)
+    assert (record["level"], record["camera"], record["logger"], record["msg"]) == (
+        "error", "cam7", "recorder.supervisor", "stalled"
+    )  # fmt: skip
+    assert record["ts"].endswith("Z")
+
+
+def test_log_flags_in_the_ecosystem_spelling_and_the_old_one(tmp_path: Path) -> None:
+    from daemon_harness import Daemon, write_config
+
+    config = write_config(tmp_path / "config.yaml", tmp_path / "rec")
+    daemon = Daemon(config, extra_args=("--log.format", "json", "--log.level", "debug"))
+    try:
+        wait_for(lambda: daemon.log().count("\n") >= 3, timeout=15, what="some log lines")
+    finally:
+        assert daemon.stop() == 0
+    records = [json.loads(line) for line in daemon.log().splitlines() if line.strip()]
+    assert records and {r["level"] for r in records} <= {"debug", "info", "warn", "error"}
+    assert "debug" in {r["level"] for r in records}, "--log.level debug is honoured"
+    bad_format = [sys.executable, "-m", "recorder", "--log-level", "WARNING", "--log.format", "xml", "--version"]
+    usage = subprocess.run(bad_format, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert usage.returncode == 2 and "--log.format" in usage.stderr
+    old = subprocess.run([sys.executable, "-m", "recorder", "--log-level", "WARNING", "--version"],
+                         cwd=REPO, capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert old.returncode == 0
 
 
 def test_an_unusable_recordings_folder_is_one_line_at_validate_and_at_start(
