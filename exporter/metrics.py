@@ -22,6 +22,7 @@ CAMERA_STATES: tuple[str, ...] = (
     "waiting_for_device",
     "stopped",
     "failed",
+    "storage_error",
 )
 RESTART_REASONS: tuple[str, ...] = (
     "exited",
@@ -31,6 +32,9 @@ RESTART_REASONS: tuple[str, ...] = (
     "device_busy",
     "hotplug",
     "config",
+    "disk_full",
+    "internal_error",
+    "resource_exhausted",
 )
 DISCARD_REASONS: tuple[str, ...] = ("empty", "unreadable")
 DELETION_REASONS: tuple[str, ...] = ("max_age", "disk_pressure", "alert")
