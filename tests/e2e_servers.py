@@ -307,7 +307,7 @@ class DashboardQuery:
 GRAFANA_SUBSTITUTIONS = (
     # Equality on a multi-value variable becomes a regex match: "All" means every value.
     (re.compile(r'(\w+)="\$(instance|camera)"'), r'\1=~".+"'),
-    (re.compile(r'=~"\$(instance|camera)"'), '=~".+"'),
+    (re.compile(r'=~"\$(instance|camera|job)"'), '=~".+"'),
     (re.compile(r"\$__rate_interval|\$\{__rate_interval\}"), "1m"),
     (re.compile(r"\$__range|\$\{__range\}"), "1h"),
     (re.compile(r"\$__interval|\$\{__interval\}"), "15s"),

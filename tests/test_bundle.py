@@ -395,6 +395,7 @@ GRAFANA_VARIABLES = {
     "$__rate_interval": "1m",
     "$__interval": "1m",
     "$__range": "1h",
+    "$job": ".+",
     "$instance": ".+",
     "$camera": ".+",
 }
@@ -453,6 +454,8 @@ def test_dashboard(path: Path) -> None:
 def test_grafana_provisioning() -> None:
     datasources = load_yaml(ROOT / "grafana/provisioning/datasources/prometheus.yml")
     assert [d["type"] for d in datasources["datasources"]] == ["prometheus"]
+    # A second default data source stops Grafana from starting; the dashboards choose theirs anyway.
+    assert not any("isDefault" in d for d in datasources["datasources"])
     providers = load_yaml(ROOT / "grafana/provisioning/dashboards/camera-recorder.yml")["providers"]
     assert providers[0]["type"] == "file"
     assert providers[0]["options"]["path"] == "/var/lib/grafana/dashboards/camera-recorder"
