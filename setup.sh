@@ -12,6 +12,7 @@ APT_PACKAGES=(
   prometheus              # promtool and the end-to-end tests' Prometheus
   prometheus-alertmanager # amtool and the end-to-end tests' Alertmanager
   systemd                 # systemd-analyze verify of the unit
+  strace                  # the unit's system call filter checked against a traced recording
   udev libudev1           # hot-plug events through pyudev
   openssl                 # certificates for the TLS tests
   python3 python3-venv python3-pip

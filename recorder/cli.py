@@ -36,6 +36,9 @@ from recorder.presets import build_command
 log = logging.getLogger("recorder")
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+# The daemon's exit status for an unusable configuration (sysexits' EX_CONFIG): the systemd unit's
+# RestartPreventExitStatus= names it, so systemd does not restart into the same error forever.
+EXIT_CONFIG = 78
 DEMO_RESOLUTION = Resolution(640, 360)
 DEMO_FRAMERATE = 15
 DEMO_SEGMENT_TIME = 10
@@ -59,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_argument("--cleanup", action="store_true", help="run one retention pass now")
     actions.add_argument("--demo", action="store_true", help="record two synthetic cameras (no hardware needed)")
     actions.add_argument("--convert-config", metavar="FILE", help="print FILE converted (legacy <-> YAML)")
-    actions.add_argument("--version", action="store_true", help="print version, revision, build date and the FFmpeg found")
+    actions.add_argument("--version", action="store_true", help="print version, revision, build date, FFmpeg found")
     parser.add_argument(
         "--dry-run", action="store_true",
         help="print each camera's FFmpeg command and start nothing; with --cleanup, delete nothing",
@@ -121,9 +124,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for line in str(exc).splitlines():
             print(line, file=sys.stderr)
-        return EXIT_PROBLEMS
+        return EXIT_CONFIG if _starts_the_daemon(args) else EXIT_PROBLEMS
     except KeyboardInterrupt:
         return 130
+
+
+def _starts_the_daemon(args: argparse.Namespace) -> bool:
+    """Whether this invocation records (what systemd runs), rather than a one-shot command."""
+    one_shot = (args.version, args.convert_config, args.detect, args.validate, args.stats, args.cleanup, args.dry_run)
+    return not any(one_shot) and not args.demo
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -329,7 +338,7 @@ def run_recorder(config: Config, *, duration: float | None = None, demo: bool = 
 
     tools = find_tools(config.system)
     if tools.ffmpeg is None:
-        return _fail("no FFmpeg found: install ffmpeg or set system.ffmpeg in the config")
+        return _fail("no FFmpeg found: install ffmpeg or set system.ffmpeg in the config", EXIT_CONFIG)
     recorder = Recorder(config, tools)
     try:
         server = ExporterServer(config.exporter, recorder)

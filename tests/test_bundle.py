@@ -563,8 +563,8 @@ def test_systemd_analyze_verify(verifiable_unit: Path) -> None:
 
 
 def test_systemd_analyze_security(verifiable_unit: Path) -> None:
-    # 3.5 ("OK", 35 on the threshold's 0-100 scale) when written; catches hardening that goes missing.
-    result = run("systemd-analyze", "security", "--offline=true", "--threshold=40", verifiable_unit)
+    # 1.6 ("OK", 16 on the threshold's 0-100 scale) since the system call filter; the issue asks <= 2.0.
+    result = run("systemd-analyze", "security", "--offline=true", "--threshold=20", verifiable_unit)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
 
 
