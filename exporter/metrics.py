@@ -76,7 +76,7 @@ ENCODE_FPS = _f("encode_fps", "gauge", "Frame rate FFmpeg reports now.", "camera
 ENCODE_SPEED = _f("encode_speed_ratio", "gauge", "FFmpeg's speed, 1.0 being real time.", "camera")
 # Renamed from the contract's output_bitrate_bits_per_second: promtool's lint rejects "bits" as a unit
 # (base unit bytes), and a clean `promtool check metrics` is required too. Dashboards multiply by 8.
-OUTPUT_RATE = _f("output_bytes_per_second", "gauge", "Output data rate FFmpeg reports now.", "camera")
+OUTPUT_RATE = _f("output_bytes_per_second", "gauge", "Bytes per second written into the segments now.", "camera")
 FRAMES = _f("frames", "counter", "Frames written.", "camera")
 DROPPED_FRAMES = _f("dropped_frames", "counter", "Frames FFmpeg dropped.", "camera")
 DUPLICATED_FRAMES = _f("duplicated_frames", "counter", "Frames FFmpeg duplicated.", "camera")
