@@ -1,0 +1,53 @@
+"""What measuring the output rate costs: OutputRateMeter.sample() against a real FFmpeg writing segments.
+
+The supervisor samples once per progress block (about once a second per camera); this prints the cost of
+one sample and the measured rate next to the bytes that actually landed in the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from recorder.progress import OutputRateMeter
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=6.0, help="how long FFmpeg records")
+    parser.add_argument("--samples", type=int, default=2000, help="samples timed back to back")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-output-rate-") as folder:
+        out = Path(folder)
+        ffmpeg = subprocess.Popen(
+            ["ffmpeg", "-v", "error", "-nostdin", "-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25",
+             "-t", str(args.seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", "25",
+             "-f", "segment", "-segment_time", "1", "-reset_timestamps", "1", str(out / "seg_%03d.mkv")],
+        )  # fmt: skip
+        meter = OutputRateMeter(ffmpeg.pid, out)
+        deadline = time.monotonic() + 10.0
+        while not any(out.iterdir()) and time.monotonic() < deadline:  # FFmpeg opens its first file
+            time.sleep(0.05)
+        began = time.perf_counter()
+        for _ in range(args.samples):
+            meter.sample()
+        per_sample_us = (time.perf_counter() - began) / args.samples * 1e6
+        rates = []
+        while ffmpeg.poll() is None:
+            rates.append(meter.sample())
+            time.sleep(1.0)
+        written = sum(p.stat().st_size for p in out.iterdir())
+    print(f"sample_microseconds={per_sample_us:.1f}")
+    print(f"measured_rate_bytes_per_second_median={sorted(rates)[len(rates) // 2] if rates else 0:.0f}")
+    print(f"written_bytes_per_second_average={written / args.seconds:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
