@@ -15,12 +15,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recorder.progress import OutputRateMeter
+from recorder.progress import OUTPUT_RATE_WINDOW_SECONDS, OutputRateMeter
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=6.0, help="how long FFmpeg records")
+    parser.add_argument("--seconds", type=float, default=14.0, help="how long FFmpeg records")
     parser.add_argument("--samples", type=int, default=2000, help="samples timed back to back")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-output-rate-") as folder:
@@ -38,13 +38,17 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.samples):
             meter.sample()
         per_sample_us = (time.perf_counter() - began) / args.samples * 1e6
-        rates = []
+        rates = []  # once the window is full: before that it still spans the quiet start
+        sampling_from = time.monotonic()
         while ffmpeg.poll() is None:
-            rates.append(meter.sample())
+            rate = meter.sample()
+            if time.monotonic() - sampling_from > OUTPUT_RATE_WINDOW_SECONDS:
+                rates.append(rate)
             time.sleep(1.0)
         written = sum(p.stat().st_size for p in out.iterdir())
     print(f"sample_microseconds={per_sample_us:.1f}")
     print(f"measured_rate_bytes_per_second_median={sorted(rates)[len(rates) // 2] if rates else 0:.0f}")
+    print(f"measured_rate_samples={len(rates)}")
     print(f"written_bytes_per_second_average={written / args.seconds:.0f}")
     return 0
 
