@@ -110,6 +110,8 @@ class RecorderCollector(Collector):
         self._stall_timeout = stall_timeout
         self._webhook_results = webhook_results
         self._clock = clock
+        # Looked up now (a checkout asks git), so no scrape ever waits on it.
+        self._revision = build_info().revision
 
     def describe(self) -> list[Metric]:
         # Nothing to describe up front: the families depend on the snapshot, so registration does
@@ -221,7 +223,7 @@ class RecorderCollector(Collector):
             [],
             {
                 "version": snap.version,
-                "revision": build_info().revision,
+                "revision": self._revision,
                 "ffmpeg_version": snap.ffmpeg_version,
                 "python_version": snap.python_version,
             },

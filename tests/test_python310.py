@@ -20,7 +20,7 @@ import pytest
 from recorder.compat import BackportedStrEnum, StrEnum
 
 REPO = Path(__file__).resolve().parents[1]
-CHECKED_TREES = ["recorder", "exporter", "tests", "bench"]
+CHECKED_TREES = ["recorder", "exporter", "tests", "bench", "setup.py"]
 # Fast tests that touch every module's import path and need no daemon, no root mount and no network.
 UNIT_TESTS_UNDER_310 = [
     "tests/test_config.py",
