@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import wait_for
-from daemon_harness import Daemon, free_port, write_config
+from daemon_harness import free_port, write_config
 
 from recorder.cli import EXIT_CONFIG
 
@@ -206,9 +206,3 @@ def test_the_daemon_records_inside_the_unit_sandbox(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert list((output / "cam1").glob("cam1_*.mkv")), "the sandboxed daemon recorded"
-
-
-def test_harness_still_starts_a_plain_daemon(tmp_path: Path) -> None:
-    """The tracing test above drives the daemon by hand; the usual harness must keep working alongside."""
-    daemon = Daemon(write_config(tmp_path / "config.yaml", tmp_path / "rec"))
-    assert daemon.stop() == 0
