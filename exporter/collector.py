@@ -228,6 +228,13 @@ class RecorderCollector(Collector):
         start.add_metric([], snap.started_at)
         yield build
         yield start
+        reload_ok = _family(m.CONFIG_RELOAD_SUCCESSFUL)
+        reload_ok.add_metric([], 1.0 if snap.config_reload_successful else 0.0)
+        yield reload_ok
+        if snap.config_reload_success_at is not None:
+            reload_at = _family(m.CONFIG_RELOAD_SUCCESS_TIME)
+            reload_at.add_metric([], snap.config_reload_success_at)
+            yield reload_at
         if snap.cpu_temperature_celsius is not None:
             temperature = _family(m.CPU_TEMPERATURE)
             temperature.add_metric([], snap.cpu_temperature_celsius)

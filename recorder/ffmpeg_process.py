@@ -74,6 +74,11 @@ def _signal_group(pgid: int, signum: int) -> None:
 Launcher = Callable[[FFmpegCommand], FFmpegProcess]
 
 
+def die_with_parent() -> None:
+    """In a child before exec: SIGKILL when the daemon thread that forked it ends (the daemon included)."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _start_guard(guard_read: int) -> None:
     """In the child, before exec: fork the guard into the new process group (see the module's docstring)."""
     if os.fork() != 0:
@@ -99,7 +104,7 @@ def spawn_ffmpeg(command: FFmpegCommand) -> FFmpegProcess:
     def in_child() -> None:
         # The kernel delivers SIGKILL when the thread that forked us exits; the daemon's supervisor
         # threads live as long as their camera, and systemd's KillMode covers the rest.
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        die_with_parent()
         if os.getppid() != parent_pid:  # the parent died between fork and prctl
             os._exit(1)
         # Before the dup2 below, so the guard holds no inheritable copy of the segment list.
