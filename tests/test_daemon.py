@@ -10,6 +10,8 @@ from pathlib import Path
 from conftest import probe, wait_for
 from daemon_harness import Daemon, alive, write_config
 
+from recorder.config import Config
+
 
 def _segments(base: Path) -> list[Path]:
     return sorted(p for p in base.rglob("*.mkv"))
@@ -272,3 +274,42 @@ def test_sigusr1_logs_each_cameras_status_and_keeps_recording(tmp_path: Path) ->
         assert daemon.proc.poll() is None and _pid_by_camera(daemon) == before
     finally:
         assert daemon.stop() == 0, daemon.log()
+
+
+def test_a_reload_tells_systemd_it_is_reloading_then_ready(tmp_path: Path) -> None:
+    import socket
+
+    from conftest import small_config
+
+    from recorder.config import ConfigError
+    from recorder.daemon import Recorder
+    from recorder.ffmpeg_binary import find_tools
+    from recorder.sdnotify import Notifier
+
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(5)
+    config = small_config(tmp_path / "rec")
+    loads = [config, ConfigError(["cameras.cam1.framerate: expected a positive integer, got 'sixty'"], "x.yaml")]
+
+    def loader() -> Config:
+        result = loads.pop(0)
+        if isinstance(result, ConfigError):
+            raise result
+        return result
+
+    recorder = Recorder(config, find_tools(config.system), notifier=Notifier({"NOTIFY_SOCKET": str(path)}),
+                        config_loader=loader)  # fmt: skip
+    try:
+        recorder.start()
+        assert sock.recv(4096).decode().startswith("READY=1")
+        for expected in (True, False):  # an unchanged file, then an invalid one: both end in READY=1
+            assert recorder.reload() is expected
+            reloading = sock.recv(4096).decode().splitlines()
+            assert reloading[0] == "RELOADING=1" and reloading[1].startswith("MONOTONIC_USEC=")
+            assert sock.recv(4096).decode().startswith("READY=1")
+        assert recorder.snapshot().config_reload_successful is False
+    finally:
+        assert recorder.stop()
+        sock.close()
