@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any, cast
 
 import psutil
 import pyudev
@@ -141,7 +142,10 @@ class Recorder:
         self._hotplug_events: collections.Counter[tuple[str, bool]] = collections.Counter()
         self._temperature: float | None = None
         self._udev_context = _udev_context()
-        self.storage = self._new_storage(config)
+        # Others keep this object (the webhook's retention requests): a reload that rebuilds the accounting
+        # swaps what it forwards to, so they follow without knowing.
+        self._storage = _CurrentStorage(self._new_storage(config))
+        self.storage = cast(Storage, self._storage)
         self.hotplug = self._new_hotplug(config)
         self.supervisors: dict[str, CameraSupervisor] = {}
         for camera in config.enabled_cameras:
@@ -474,7 +478,7 @@ class Recorder:
         storage = self._new_storage(new)
         storage.scan()
         gc.freeze()
-        old, self.storage = self.storage, storage
+        old, self._storage.current = self._storage.current, storage
         old.stop()
         storage.start()
         log.info("reload: retention and disk accounting restarted for the new settings")
@@ -488,6 +492,16 @@ class Recorder:
         self.storage.stop()
         self._notifier.close()
         return ok
+
+
+class _CurrentStorage:
+    """Forwards every attribute to the Storage in use; a reload may replace that Storage."""
+
+    def __init__(self, current: Storage) -> None:
+        self.current = current
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.current, name)
 
 
 def _device_cameras(config: Config) -> list[CameraConfig]:

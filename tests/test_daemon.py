@@ -7,6 +7,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 from conftest import probe, wait_for
 from daemon_harness import Daemon, alive, write_config
 
@@ -313,3 +314,33 @@ def test_a_reload_tells_systemd_it_is_reloading_then_ready(tmp_path: Path) -> No
     finally:
         assert recorder.stop()
         sock.close()
+
+
+def test_a_reload_keeps_what_others_hold_current_and_the_exporter_settings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The webhook holds recorder.storage from the start: after a reload re-reads the disk it must see the
+    new accounting (a camera added). Exporter settings are set up once: a change waits for a restart."""
+    from conftest import small_config
+
+    from recorder.daemon import Recorder
+    from recorder.ffmpeg_binary import find_tools
+
+    cam = {"test_pattern": True, "resolution": "160x120", "framerate": 25}
+    config = small_config(tmp_path / "rec", cameras={"cam1": cam})
+    added = small_config(
+        tmp_path / "rec", cameras={"cam1": cam, "cam3": cam}, exporter={"listen_address": "127.0.0.1:9999"}
+    )
+    recorder = Recorder(config, find_tools(config.system), config_loader=lambda: added)
+    held = recorder.storage  # what ExporterServer hands the webhook
+    try:
+        recorder.start()
+        assert set(held.snapshot().cameras) == {"cam1"}
+        assert recorder.reload()
+        assert set(held.snapshot().cameras) == {"cam1", "cam3"}
+        assert held.alive
+        assert recorder.config.exporter == config.exporter
+        assert "reload: exporter settings changed; they take effect when the daemon restarts" in caplog.text
+        wait_for(lambda: recorder.snapshot().ready, what="both cameras recording")
+    finally:
+        assert recorder.stop()
