@@ -151,7 +151,8 @@ class RecorderCollector(Collector):
                     "camera": view.config.id,
                     "name": view.config.name,
                     "source": view.config.source.value,
-                    "codec": self._codec_of.get(view.config.id, ""),
+                    # From the snapshot when it says (it follows a reload), else as configured at start.
+                    "codec": view.codec if view.codec is not None else self._codec_of.get(view.config.id, ""),
                     "container": self._container,
                 },
             )
@@ -159,9 +160,11 @@ class RecorderCollector(Collector):
         yield from _camera_families(snap)
         seg_time = _family(m.SEGMENT_TIME)
         stall = _family(m.STALL_TIMEOUT)
+        segment_time = snap.segment_time if snap.segment_time is not None else self._segment_time
+        stall_timeout = snap.stall_timeout if snap.stall_timeout is not None else self._stall_timeout
         for view in snap.cameras:
-            seg_time.add_metric([view.config.id], float(self._segment_time))
-            stall.add_metric([view.config.id], float(self._stall_timeout))
+            seg_time.add_metric([view.config.id], float(segment_time))
+            stall.add_metric([view.config.id], float(stall_timeout))
         yield seg_time
         yield stall
 

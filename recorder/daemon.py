@@ -23,7 +23,7 @@ from recorder.config import CameraConfig, Config, ConfigError, SourceKind
 from recorder.ffmpeg_binary import FFmpegTools, FFmpegVersion, find_tools
 from recorder.ffmpeg_process import Launcher, spawn_ffmpeg
 from recorder.hotplug import HotplugMonitor, resolve_device
-from recorder.presets import build_command
+from recorder.presets import build_command, encoder_preset
 from recorder.sdnotify import Notifier
 from recorder.states import CameraSnapshot, CameraState
 from recorder.storage import Storage, StorageSnapshot
@@ -48,6 +48,7 @@ class CameraView:
     config: CameraConfig
     status: CameraSnapshot
     resources: ResourceUsage
+    codec: str | None = None  # the encoder FFmpeg runs (copy, h264_qsv, ...), as the config now says
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class RecorderSnapshot:
     stuck: tuple[str, ...] = ()
     config_reload_successful: bool = True  # the last (re)load of the configuration succeeded
     config_reload_success_at: float | None = None  # Unix time of the last successful (re)load
+    # The configured limits as they are now (a reload may change them), for the gauges alerts compare with.
+    segment_time: float | None = None
+    stall_timeout: float | None = None
     monotonic_now: float = field(default_factory=time.monotonic)
 
     @property
@@ -225,12 +229,16 @@ class Recorder:
         return [path for sup in self.supervisors.values() for path in sup.active_segments()]
 
     def snapshot(self) -> RecorderSnapshot:
+        config = self.config
         return RecorderSnapshot(
             version=__version__,
             ffmpeg_version=self._ffmpeg_version.value,
             python_version=platform.python_version(),
             started_at=self._started_at,
-            cameras=tuple(CameraView(sup.camera, sup.snapshot, sup.resources) for sup in self.supervisors.values()),
+            cameras=tuple(
+                CameraView(sup.camera, sup.snapshot, sup.resources, encoder_preset(sup.camera, config)[0].value)
+                for sup in self.supervisors.values()
+            ),
             storage=self.storage.snapshot(),
             hotplug_events=MappingProxyType(dict(self._hotplug_events)),
             hotplug_mode=self.hotplug.mode,
@@ -238,6 +246,8 @@ class Recorder:
             stuck=self.stuck(),
             config_reload_successful=self._reload_successful,
             config_reload_success_at=self._reload_success_at,
+            segment_time=config.recording.segment_time,
+            stall_timeout=config.supervisor.stall_timeout,
         )
 
     def stuck(self) -> tuple[str, ...]:

@@ -321,18 +321,25 @@ def test_a_reload_keeps_what_others_hold_current_and_the_exporter_settings(
 ) -> None:
     """The webhook holds recorder.storage from the start: after a reload re-reads the disk it must see the
     new accounting (a camera added). Exporter settings are set up once: a change waits for a restart."""
+    from collections import Counter
+
     from conftest import small_config
 
+    from exporter.server import build_registry
     from recorder.daemon import Recorder
     from recorder.ffmpeg_binary import find_tools
 
     cam = {"test_pattern": True, "resolution": "160x120", "framerate": 25}
     config = small_config(tmp_path / "rec", cameras={"cam1": cam})
     added = small_config(
-        tmp_path / "rec", cameras={"cam1": cam, "cam3": cam}, exporter={"listen_address": "127.0.0.1:9999"}
+        tmp_path / "rec",
+        cameras={"cam1": cam, "cam3": cam},
+        exporter={"listen_address": "127.0.0.1:9999"},
+        supervisor={"stall_timeout": 7},
     )
     recorder = Recorder(config, find_tools(config.system), config_loader=lambda: added)
     held = recorder.storage  # what ExporterServer hands the webhook
+    registry = build_registry(recorder, Counter())  # built once at start, as the server does
     try:
         recorder.start()
         assert set(held.snapshot().cameras) == {"cam1"}
@@ -341,6 +348,10 @@ def test_a_reload_keeps_what_others_hold_current_and_the_exporter_settings(
         assert held.alive
         assert recorder.config.exporter == config.exporter
         assert "reload: exporter settings changed; they take effect when the daemon restarts" in caplog.text
+        # The gauges alerts compare against follow the reload, and the new camera has its codec.
+        assert registry.get_sample_value("camera_recorder_stall_timeout_seconds", {"camera": "cam3"}) == 7
+        info = {"camera": "cam3", "name": "cam3", "source": "test_pattern", "codec": "libx264", "container": "mkv"}
+        assert registry.get_sample_value("camera_recorder_camera_info", info) == 1
         wait_for(lambda: recorder.snapshot().ready, what="both cameras recording")
     finally:
         assert recorder.stop()
