@@ -432,7 +432,9 @@ class Recorder:
         # stopping, then stopped) until their successors run, and are not "stuck" meanwhile.
         retiring = [self.supervisors[cid] for cid in (*removed, *changed) if cid in self.supervisors]
         self._retiring = {id(sup) for sup in retiring}
-        self._stop_supervisors(retiring)
+        if not self._stop_supervisors(retiring):
+            late = ", ".join(sup.camera.id for sup in retiring if sup.alive)
+            log.error("reload: the FFmpeg of %s did not stop in time; its last segment may be cut", late)
         self.config, self.tools = new, tools
         if tools.ffmpeg != old_tools.ffmpeg:
             assert tools.ffmpeg is not None
