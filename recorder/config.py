@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import errno
+import math
 import os
 import re
 import reprlib
@@ -258,8 +259,12 @@ def _show(value: Any) -> str:
             return repr(value)
         quoted = repr(value[:MAX_SHOWN])
         return f"{quoted[:-1]}...{quoted[-1]} ({len(value)} characters)"
-    if isinstance(value, int) and abs(value) >= 10**MAX_SHOWN:
-        return f"a number of {len(str(abs(value)))} digits"  # at most Python's 4300 digits: str() is safe
+    if isinstance(value, int) and value.bit_length() > MAX_SHOWN * 3:  # roughly more than MAX_SHOWN digits
+        try:
+            digits = len(str(abs(value)))
+        except ValueError:  # past Python's 4300-digit limit of str()
+            digits = int(value.bit_length() * math.log10(2)) + 1
+        return f"a number of {digits} digits"
     if isinstance(value, int | float) or value is None:
         return repr(value)
     # reprlib walks a bounded part of a container however big (or self-referencing) it is.
@@ -370,9 +375,7 @@ def _percent(value: Any) -> float:
 def _text(value: Any, limit: int = MAX_TEXT_LENGTH) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError(value)
-    if isinstance(value, int) and abs(value) >= 10**limit:
-        raise _TooLong(str(value), limit)  # str() of it would refuse anyway (Python's int digit limit)
-    text = str(value).strip()
+    text = str(value).strip()  # ValueError past Python's 4300-digit limit for integers
     if text == "":
         raise ValueError(value)
     if len(text) > limit:
