@@ -510,7 +510,8 @@ def test_names_and_free_strings_have_length_limits() -> None:
         (None, "None"),
         (12.5, "12.5"),
         (10**100, "a number of 101 digits"),
-        (10**5000, "a number of 5001 digits"),  # past the digits Python's str() accepts
+        # Past the digits Python's str() accepts (so pytest needs an id for it).
+        pytest.param(10**5000, "a number of 5001 digits", id="5001-digits"),
         ({"a": 1}, "{'a': 1}"),
         (list(range(10**6)), "[0, 1, 2, 3, 4, 5, ...]"),
     ],
