@@ -154,7 +154,8 @@ class RecorderCollector(Collector):
                     "camera": view.config.id,
                     "name": view.config.name,
                     "source": view.config.source.value,
-                    "codec": self._codec_of.get(view.config.id, ""),
+                    # From the snapshot when it says (it follows a reload), else as configured at start.
+                    "codec": view.codec if view.codec is not None else self._codec_of.get(view.config.id, ""),
                     "container": self._container,
                 },
             )
@@ -162,9 +163,11 @@ class RecorderCollector(Collector):
         yield from _camera_families(snap)
         seg_time = _family(m.SEGMENT_TIME)
         stall = _family(m.STALL_TIMEOUT)
+        segment_time = snap.segment_time if snap.segment_time is not None else self._segment_time
+        stall_timeout = snap.stall_timeout if snap.stall_timeout is not None else self._stall_timeout
         for view in snap.cameras:
-            seg_time.add_metric([view.config.id], float(self._segment_time))
-            stall.add_metric([view.config.id], float(self._stall_timeout))
+            seg_time.add_metric([view.config.id], float(segment_time))
+            stall.add_metric([view.config.id], float(stall_timeout))
         yield seg_time
         yield stall
 
@@ -232,6 +235,13 @@ class RecorderCollector(Collector):
         start.add_metric([], snap.started_at)
         yield build
         yield start
+        reload_ok = _family(m.CONFIG_RELOAD_SUCCESSFUL)
+        reload_ok.add_metric([], 1.0 if snap.config_reload_successful else 0.0)
+        yield reload_ok
+        if snap.config_reload_success_at is not None:
+            reload_at = _family(m.CONFIG_RELOAD_SUCCESS_TIME)
+            reload_at.add_metric([], snap.config_reload_success_at)
+            yield reload_at
         if snap.cpu_temperature_celsius is not None:
             temperature = _family(m.CPU_TEMPERATURE)
             temperature.add_metric([], snap.cpu_temperature_celsius)

@@ -145,6 +145,13 @@ BUILD_INFO = _f("build", "info", "Build information.", "version", "revision", "f
 START_TIME = _f("start_time_seconds", "gauge", "Unix time the daemon started.")
 HOTPLUG_EVENTS = _f("hotplug_events", "counter", "udev events for video devices.", "action", "matched")
 WEBHOOK_REQUESTS = _f("alert_webhook_requests", "counter", "Alertmanager webhook requests by result.", "result")
+# Prometheus' own convention (prometheus_config_last_reload_*): set at start, and by each SIGHUP reload.
+CONFIG_RELOAD_SUCCESSFUL = _f(
+    "config_last_reload_successful", "gauge", "1 if the last configuration (re)load succeeded, else 0."
+)
+CONFIG_RELOAD_SUCCESS_TIME = _f(
+    "config_last_reload_success_timestamp_seconds", "gauge", "Unix time of the last successful configuration load."
+)
 CPU_TEMPERATURE = _f("cpu_temperature_celsius", "gauge", "Hottest CPU sensor.")
 SCRAPE_DURATION = _f(
     "scrape_collector_duration_seconds", "gauge", "Time a sub-collector took in this scrape.", "collector"

@@ -243,7 +243,13 @@ class ExporterServer:
         self._send(request, HTTPStatus.OK, encoder(self.registry), content_type)
 
     def _healthy(self, request: _Handler) -> None:
-        self._send(request, HTTPStatus.OK, b"Healthy\n", "text/plain; charset=utf-8")
+        # Fails while a supervision loop stops going round (the same test that starves systemd's watchdog).
+        stuck = self.recorder.snapshot().stuck
+        if not stuck:
+            self._send(request, HTTPStatus.OK, b"Healthy\n", "text/plain; charset=utf-8")
+            return
+        body = json.dumps({"healthy": False, "stuck": list(stuck)}).encode() + b"\n"
+        self._send(request, HTTPStatus.SERVICE_UNAVAILABLE, body, "application/json")
 
     def _ready(self, request: _Handler) -> None:
         snap = self.recorder.snapshot()

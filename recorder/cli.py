@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
@@ -157,7 +157,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cleanup(config, dry_run=args.dry_run)
     if args.dry_run:
         return _dry_run(config)
-    return run_recorder(config, duration=args.duration, demo=args.demo)
+    return run_recorder(config, duration=args.duration, demo=args.demo, reload=_config_loader(args))
 
 
 def _with_overrides(config: Config, args: argparse.Namespace) -> Config:
@@ -331,26 +331,60 @@ def _cleanup(config: Config, *, dry_run: bool) -> int:
     return EXIT_OK
 
 
-def run_recorder(config: Config, *, duration: float | None = None, demo: bool = False) -> int:
-    """Record until SIGINT/SIGTERM (or `duration`), serving metrics; exit 0 when every segment closed."""
+def _config_loader(args: argparse.Namespace) -> Callable[[], Config]:
+    """How SIGHUP reads the configuration again: the same file and the same command-line overrides."""
+
+    def load() -> Config:
+        config = demo_config(args) if args.demo else load_config(resolve_config_path(args.config))
+        config = _with_overrides(config, args)
+        if not args.log_level:  # --log-level keeps winning over the file
+            logging.getLogger().setLevel(config.log_level)
+        return config
+
+    return load
+
+
+def run_recorder(
+    config: Config,
+    *,
+    duration: float | None = None,
+    demo: bool = False,
+    reload: Callable[[], Config] | None = None,
+) -> int:
+    """Record until SIGINT/SIGTERM (or `duration`), serving metrics; exit 0 when every segment closed.
+
+    SIGHUP reads the configuration again with `reload` and applies it; SIGUSR1 logs a status line per camera.
+    """
     from exporter.server import ExporterServer, ListenError
     from recorder.daemon import Recorder
 
     tools = find_tools(config.system)
     if tools.ffmpeg is None:
         return _fail("no FFmpeg found: install ffmpeg or set system.ffmpeg in the config", EXIT_CONFIG)
-    recorder = Recorder(config, tools)
+    recorder = Recorder(config, tools, config_loader=reload)
     try:
         server = ExporterServer(config.exporter, recorder)
     except ListenError as exc:
         return _fail(str(exc))
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
+    # Handlers only set a flag: the housekeeping loop (recorder.run) does the work, outside the handler.
+    def on_stop_signal(signum: int, frame: FrameType | None) -> None:
         log.info("received %s: stopping", signal.Signals(signum).name)
         recorder.request_stop()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    def on_reload_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received SIGHUP: reloading the configuration")
+        recorder.request_reload()
+
+    def on_status_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received SIGUSR1: logging each camera's status")
+        recorder.request_status_log()
+
+    signal.signal(signal.SIGTERM, on_stop_signal)
+    signal.signal(signal.SIGINT, on_stop_signal)
+    # Both terminate a process by default, cutting every open segment: operators send SIGHUP to reload.
+    signal.signal(signal.SIGHUP, on_reload_signal)
+    signal.signal(signal.SIGUSR1, on_status_signal)
     server.start()
     log.info("metrics on %s://%s/metrics", server.scheme, server.address)
     try:

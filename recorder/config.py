@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import errno
+import math
 import os
 import re
+import reprlib
+import stat
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +25,18 @@ CONFIG_ENV = "CAMERA_RECORDER_CONFIG"
 CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 RESOLUTION_RE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "srt", "tcp")
+
+# Hostile or mistaken input stays one short line and a bounded amount of work:
+# - an error message shows at most this many characters of a value (and says how long it was);
+MAX_SHOWN = 80
+# - a camera name becomes a label on every scrape; other free strings (paths, URLs) fit PATH_MAX;
+MAX_NAME_LENGTH = 128
+MAX_TEXT_LENGTH = 4096
+# - the file itself: a long config of many cameras is a few kB;
+MAX_CONFIG_BYTES = 1 << 20
+# - YAML anchors and aliases (`<<: *defaults` shared by cameras) may not expand the document beyond this
+#   many values, which a real config never nears and an alias bomb (9 levels of 9: 387 million) crosses at once.
+MAX_YAML_VALUES = 10_000
 
 
 class ConfigError(Exception):
@@ -230,8 +246,45 @@ T = TypeVar("T")
 _MISSING: Any = object()
 
 
+_bounded_repr = reprlib.Repr()
+_bounded_repr.maxlevel = 2
+_bounded_repr.maxstring = _bounded_repr.maxother = _bounded_repr.maxlong = MAX_SHOWN
+
+
 def _show(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+    """A value as an error message quotes it: strings quoted, booleans as YAML writes them, never long."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        if len(value) <= MAX_SHOWN:
+            return repr(value)
+        quoted = repr(value[:MAX_SHOWN])
+        return f"{quoted[:-1]}...{quoted[-1]} ({len(value)} characters)"
+    if isinstance(value, int) and value.bit_length() > MAX_SHOWN * 3:  # roughly more than MAX_SHOWN digits
+        try:
+            digits = len(str(abs(value)))
+        except ValueError:  # past Python's 4300-digit limit of str()
+            digits = int(value.bit_length() * math.log10(2)) + 1
+        return f"a number of {digits} digits"
+    if isinstance(value, int | float) or value is None:
+        return repr(value)
+    # reprlib walks a bounded part of a container however big (or self-referencing) it is.
+    text = _bounded_repr.repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
+
+
+def _show_key(key: Any) -> str:
+    """A mapping key as it appears in a key path (cameras.cam1.name), cut short when absurd."""
+    text = key if isinstance(key, str) else _show(key)
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}... ({len(text)} characters)"
+
+
+class _TooLong(ValueError):
+    """A free string over its length limit: reported as such, not as a wrong type."""
+
+    def __init__(self, value: str, limit: int) -> None:
+        super().__init__(value)
+        self.limit = limit
 
 
 class _Section:
@@ -246,9 +299,10 @@ class _Section:
         self.raw: Mapping[str, Any] = raw
         for key in raw:
             if key not in allowed:
-                hint = difflib.get_close_matches(str(key), allowed, n=1)
+                shown = _show_key(key)
+                hint = difflib.get_close_matches(shown, allowed, n=1)
                 suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
-                problems.append(f"{self._key(str(key))}: unknown key{suffix}")
+                problems.append(f"{self._key(shown)}: unknown key{suffix}")
 
     def _key(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
@@ -262,6 +316,9 @@ class _Section:
         value = self.raw[key]
         try:
             return convert(value)
+        except _TooLong as exc:
+            self.problems.append(f"{self._key(key)}: expected at most {exc.limit} characters, got {_show(value)}")
+            return default
         except (TypeError, ValueError):
             self.problems.append(f"{self._key(key)}: expected {expected}, got {_show(value)}")
             return default
@@ -316,10 +373,20 @@ def _percent(value: Any) -> float:
     return number
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int | float) or str(value).strip() == "":
+def _text(value: Any, limit: int = MAX_TEXT_LENGTH) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError(value)
-    return str(value).strip()
+    text = str(value).strip()  # ValueError past Python's 4300-digit limit for integers
+    if text == "":
+        raise ValueError(value)
+    if len(text) > limit:
+        raise _TooLong(text, limit)
+    return text
+
+
+def _name(value: Any) -> str:
+    """A display name: it becomes a label value on every scrape, so it stays short."""
+    return _text(value, MAX_NAME_LENGTH)
 
 
 def _choice(options: tuple[str, ...], *, fold: Callable[[str], str] = str.lower) -> Callable[[Any], str]:
@@ -398,7 +465,7 @@ def _camera(camera_id: Any, raw: Any, problems: list[str], base_dir: Path | None
         framerate = framerate or 30
     return CameraConfig(
         id=camera_id,
-        name=sec.get("name", _text, camera_id, "a name"),
+        name=sec.get("name", _name, camera_id, "a name"),
         source=kind,
         location=location,
         match=match,
@@ -687,24 +754,157 @@ def resolve_config_path(cli_path: str | None) -> Path:
     return Path(env) if env else DEFAULT_CONFIG_PATH
 
 
-def load_raw(path: Path) -> Any:
-    """The raw mapping of a YAML or legacy bash config file, or ConfigError if it cannot be read."""
-    from recorder import legacy
+class _RefusedYaml(yaml.MarkedYAMLError):
+    """Well-formed YAML the config reader refuses: duplicate keys, aliases that expand too far."""
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand to more than MAX_YAML_VALUES values, or that contains itself.
+
+    Each distinct node is visited once (sizes memoized), so an alias bomb is refused in microseconds,
+    without ever building, walking or printing its expansion.
+    """
+    size: dict[int, int] = {}
+    on_path: set[int] = set()  # nodes whose children are being sized: the path from the root
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if children_done:
+            on_path.discard(id(node))
+            size[id(node)] = 1 + sum(size[id(child)] for child in _children(node))
+            if size[id(node)] > MAX_YAML_VALUES:
+                raise _RefusedYaml(
+                    None, None,
+                    f"anchors and aliases expand to more than {MAX_YAML_VALUES} values; refused (an alias bomb?)",
+                    node.start_mark,
+                )  # fmt: skip
+            continue
+        if id(node) in size:
+            continue
+        on_path.add(id(node))
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in on_path:
+                raise _RefusedYaml(None, None, "an alias refers to a value that contains it; refused", child.start_mark)
+            if id(child) not in size:
+                stack.append((child, False))
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, minus what turns a config into a trap: duplicate keys and alias bombs."""
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()
+        if node is not None:
+            _check_expansion(node)
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        # Before SafeConstructor merges `<<:` keys in: a merged key may be overridden, a repeated one may not.
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    earlier = first_line.get(key)
+                except TypeError:
+                    continue  # unhashable: SafeConstructor reports it
+                line = key_node.start_mark.line + 1
+                if earlier is not None:
+                    raise _RefusedYaml(
+                        None, None, f"duplicate key {_show_key(key)!r} (first defined on line {earlier})",
+                        key_node.start_mark,
+                    )  # fmt: skip
+                first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_config_bytes(path: Path) -> bytes:
+    """The file's bytes; ConfigError naming the reason when it cannot be read as a config file."""
+
+    def refuse(reason: str) -> ConfigError:
+        return ConfigError([f"cannot read config: {reason}"], str(path))
 
     try:
-        text = path.read_text(encoding="utf-8")
+        # Non-blocking: opening a FIFO for reading would otherwise wait for a writer forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise ConfigError([f"cannot read config: {exc.strerror or exc}"], str(path)) from None
+        raise refuse(exc.strerror or str(exc)) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise refuse(os.strerror(errno.EISDIR))
+        if not stat.S_ISREG(mode):
+            raise refuse("not a regular file (a device, FIFO or socket)")
+        chunks, total = [], 0
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > MAX_CONFIG_BYTES:
+                raise refuse(f"larger than {MAX_CONFIG_BYTES} bytes; a config is a few kB")
+    except OSError as exc:
+        raise refuse(exc.strerror or str(exc)) from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def _decode_config(path: Path, data: bytes) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            [f"line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8"], str(path)
+        ) from None
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise ConfigError([f"line {line}: a NUL byte: this is a binary file, not a config"], str(path))
+    return text.removeprefix("\ufeff")  # a byte-order mark some editors write
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "..."
+
+
+def load_raw(path: Path) -> Any:
+    """The raw mapping of a YAML or legacy bash config file, or ConfigError if it cannot be read.
+
+    Every failure is one line naming the file: unreadable, not a regular file, too big, not UTF-8, binary,
+    invalid YAML, a duplicate key, aliases expanding too far, nesting too deep.
+    """
+    from recorder import legacy
+
+    text = _decode_config(path, _read_config_bytes(path))
     if legacy.looks_legacy(path, text):
         raw, unsupported = legacy.legacy_to_raw(text, source=str(path))
         return raw, [f"{key}: no equivalent in camera-recorder; ignored" for key in unsupported]
     try:
-        return yaml.safe_load(text), []
+        return yaml.load(text, Loader=_ConfigLoader), []  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{where}invalid YAML: {problem}"], str(path)) from None
+        kind = "" if isinstance(exc, _RefusedYaml) else "invalid YAML: "
+        raise ConfigError([f"{where}{kind}{_clip(problem)}"], str(path)) from None
+    except RecursionError:
+        raise ConfigError(["invalid YAML: nested too deeply"], str(path)) from None
+    except ValueError as exc:
+        # A value YAML's own constructors refuse: a date such as 2024-13-45, an integer of 5000 digits.
+        raise ConfigError([f"invalid YAML: a value cannot be read: {_clip(str(exc))}"], str(path)) from None
 
 
 def load_config(path: Path) -> Config:

@@ -10,19 +10,20 @@ import platform
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any, cast
 
 import psutil
 import pyudev
 
 from recorder import __version__
-from recorder.config import CameraConfig, Config, SourceKind
-from recorder.ffmpeg_binary import FFmpegTools, ffmpeg_version
+from recorder.config import CameraConfig, Config, ConfigError, SourceKind
+from recorder.ffmpeg_binary import FFmpegTools, FFmpegVersion, find_tools
 from recorder.ffmpeg_process import Launcher, spawn_ffmpeg
 from recorder.hotplug import HotplugMonitor, resolve_device
-from recorder.presets import build_command
+from recorder.presets import build_command, encoder_preset
 from recorder.sdnotify import Notifier
 from recorder.states import CameraSnapshot, CameraState
 from recorder.storage import Storage, StorageSnapshot
@@ -47,6 +48,7 @@ class CameraView:
     config: CameraConfig
     status: CameraSnapshot
     resources: ResourceUsage
+    codec: str | None = None  # the encoder FFmpeg runs (copy, h264_qsv, ...), as the config now says
 
 
 @dataclass(frozen=True)
@@ -62,11 +64,24 @@ class RecorderSnapshot:
     hotplug_events: Mapping[tuple[str, bool], int]
     hotplug_mode: str
     cpu_temperature_celsius: float | None
+    # What is wedged: ids of cameras whose supervision loop stopped going round, and "storage" when the
+    # storage thread died. Empty while healthy (and before the supervisors start: nothing can be stuck).
+    stuck: tuple[str, ...] = ()
+    config_reload_successful: bool = True  # the last (re)load of the configuration succeeded
+    config_reload_success_at: float | None = None  # Unix time of the last successful (re)load
+    # The configured limits as they are now (a reload may change them), for the gauges alerts compare with.
+    segment_time: float | None = None
+    stall_timeout: float | None = None
     monotonic_now: float = field(default_factory=time.monotonic)
 
     @property
     def ready(self) -> bool:
         return all(view.status.state is CameraState.RECORDING for view in self.cameras)
+
+    @property
+    def healthy(self) -> bool:
+        """Every supervision loop goes round and the storage thread lives (what /-/healthy and the watchdog ask)."""
+        return not self.stuck
 
 
 def hottest_cpu_sensor() -> float | None:
@@ -103,6 +118,8 @@ class Recorder:
         notifier: Notifier | None = None,
         clock: Callable[[], float] = time.time,
         heartbeat_stale_after: float = HEARTBEAT_STALE_AFTER,
+        config_loader: Callable[[], Config] | None = None,
+        ffmpeg_version: Callable[[str], FFmpegVersion] = FFmpegVersion,
     ) -> None:
         if tools.ffmpeg is None:
             raise RuntimeError("no FFmpeg found: install ffmpeg or set system.ffmpeg in the config")
@@ -111,37 +128,62 @@ class Recorder:
         self._clock = clock
         self._heartbeat_stale_after = heartbeat_stale_after
         self._notifier = notifier or Notifier()
+        self._launcher = launcher
         self._started_at = clock()
+        # Probed in the background: a hung binary must not hold up the start (nor a reload).
+        self._new_version_probe = ffmpeg_version
         self._ffmpeg_version = ffmpeg_version(tools.ffmpeg)
+        self._config_loader = config_loader
+        self._reload_successful = True
+        self._reload_success_at = self._started_at
+        self._supervisors_started = False
+        self._retiring: set[int] = set()  # ids of supervisors a reload is stopping
         self._stop = threading.Event()
+        # Signal handlers only set these flags and the wake-up; the housekeeping loop does the work.
+        self._reload_requested = threading.Event()
+        self._status_requested = threading.Event()
+        self._wakeup = threading.Event()
         self._hotplug_events: collections.Counter[tuple[str, bool]] = collections.Counter()
         self._temperature: float | None = None
         self._udev_context = _udev_context()
-        self.storage = Storage(
-            config, clock=clock, active_paths=self.active_segments, on_recording_allowed=self._recording_allowed
+        # Others keep this object (the webhook's retention requests): a reload that rebuilds the accounting
+        # swaps what it forwards to, so they follow without knowing.
+        self._storage = _CurrentStorage(self._new_storage(config))
+        self.storage = cast(Storage, self._storage)
+        self.hotplug = self._new_hotplug(config)
+        self.supervisors: dict[str, CameraSupervisor] = {}
+        for camera in config.enabled_cameras:
+            self.supervisors[camera.id] = self._new_supervisor(camera)
+
+    def _new_storage(self, config: Config) -> Storage:
+        return Storage(
+            config, clock=self._clock, active_paths=self.active_segments, on_recording_allowed=self._recording_allowed
         )
-        device_cameras = [c for c in config.enabled_cameras if c.source is SourceKind.DEVICE]
-        self.hotplug = HotplugMonitor(
-            device_cameras,
+
+    def _new_hotplug(self, config: Config) -> HotplugMonitor:
+        return HotplugMonitor(
+            _device_cameras(config),
             on_add=self._device_added,
             on_remove=self._device_removed,
             on_event=self._count_hotplug,
             use_udev=config.system.udev,
             poll_interval=config.supervisor.presence_check_interval,
         )
-        self.supervisors: dict[str, CameraSupervisor] = {}
-        for camera in config.enabled_cameras:
-            self.supervisors[camera.id] = CameraSupervisor(
-                camera,
-                self._command_factory(camera),
-                config.supervisor,
-                segment_time=config.recording.segment_time,
-                ffprobe=tools.ffprobe or "ffprobe",
-                on_segment=self.storage.add_segment,
-                device_node=self._device_node_finder(camera),
-                launcher=launcher,
-                clock=clock,
-            )
+
+    def _new_supervisor(self, camera: CameraConfig) -> CameraSupervisor:
+        config = self.config
+        return CameraSupervisor(
+            camera,
+            self._command_factory(camera),
+            config.supervisor,
+            segment_time=config.recording.segment_time,
+            ffprobe=self.tools.ffprobe or "ffprobe",
+            # Looked up at each segment: a reload may replace the storage accounting.
+            on_segment=lambda segment: self.storage.add_segment(segment),
+            device_node=self._device_node_finder(camera),
+            launcher=self._launcher,
+            clock=self._clock,
+        )
 
     def _command_factory(self, camera: CameraConfig) -> CommandFactory:
         ffmpeg = self.tools.ffmpeg
@@ -187,17 +229,39 @@ class Recorder:
         return [path for sup in self.supervisors.values() for path in sup.active_segments()]
 
     def snapshot(self) -> RecorderSnapshot:
+        config = self.config
         return RecorderSnapshot(
             version=__version__,
-            ffmpeg_version=self._ffmpeg_version,
+            ffmpeg_version=self._ffmpeg_version.value,
             python_version=platform.python_version(),
             started_at=self._started_at,
-            cameras=tuple(CameraView(sup.camera, sup.snapshot, sup.resources) for sup in self.supervisors.values()),
+            cameras=tuple(
+                CameraView(sup.camera, sup.snapshot, sup.resources, encoder_preset(sup.camera, config)[0].value)
+                for sup in self.supervisors.values()
+            ),
             storage=self.storage.snapshot(),
             hotplug_events=MappingProxyType(dict(self._hotplug_events)),
             hotplug_mode=self.hotplug.mode,
             cpu_temperature_celsius=self._temperature,
+            stuck=self.stuck(),
+            config_reload_successful=self._reload_successful,
+            config_reload_success_at=self._reload_success_at,
+            segment_time=config.recording.segment_time,
+            stall_timeout=config.supervisor.stall_timeout,
         )
+
+    def stuck(self) -> tuple[str, ...]:
+        """Cameras whose supervision loop has not gone round lately, and "storage" if its thread died."""
+        if not self._supervisors_started:
+            return ()  # nothing runs yet (the first scan of the recordings), so nothing can be stuck
+        stale = self._heartbeat_stale_after
+        retiring = self._retiring
+        stuck = [
+            cid for cid, sup in list(self.supervisors.items()) if id(sup) not in retiring and not sup.healthy(stale)
+        ]
+        if not self.storage.alive:
+            stuck.append("storage")
+        return tuple(stuck)
 
     def status_line(self) -> str:
         """One line for systemd's STATUS=: each camera's state."""
@@ -221,15 +285,30 @@ class Recorder:
         self.storage.start()
         self.hotplug.start()
         log.info("hot-plug detection: %s", self.hotplug.mode)
+        self._ffmpeg_version.start()
         allowed = self.storage.recording_allowed()
         for supervisor in self.supervisors.values():
             supervisor.pause(not allowed)
             supervisor.start()
+        self._supervisors_started = True
         self._temperature = hottest_cpu_sensor()
         self._notifier.ready(self.status_line())
 
+    # Called from signal handlers: they only set a flag and wake the housekeeping loop.
+
     def request_stop(self) -> None:
         self._stop.set()
+        self._wakeup.set()
+
+    def request_reload(self) -> None:
+        """SIGHUP: read the configuration again and apply it (see `reload`)."""
+        self._reload_requested.set()
+        self._wakeup.set()
+
+    def request_status_log(self) -> None:
+        """SIGUSR1: log one status line per camera."""
+        self._status_requested.set()
+        self._wakeup.set()
 
     def run(self, duration: float | None = None) -> None:
         """Housekeeping until stopped: systemd watchdog and status, retention's pause, temperature."""
@@ -240,6 +319,14 @@ class Recorder:
         watchdog = self._notifier.watchdog_interval
         tick = min(HOUSEKEEPING_TICK, watchdog) if watchdog is not None else HOUSEKEEPING_TICK
         while not self._stop.is_set():
+            # Cleared before the flags are read: a signal arriving after the reads wakes the wait below.
+            self._wakeup.clear()
+            if self._reload_requested.is_set():
+                self._reload_requested.clear()
+                self.reload()
+            if self._status_requested.is_set():
+                self._status_requested.clear()
+                self.log_status()
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break
@@ -253,28 +340,206 @@ class Recorder:
             if now >= next_temperature:
                 self._temperature = hottest_cpu_sensor()
                 next_temperature = now + TEMPERATURE_EVERY
-            self._stop.wait(tick if deadline is None else min(tick, deadline - now))
+            self._wakeup.wait(tick if deadline is None else min(tick, deadline - now))
 
     def _healthy(self) -> bool:
         """The watchdog is fed only while every supervision loop goes round and the storage loop lives."""
-        stale = self._heartbeat_stale_after
-        return all(sup.healthy(stale) for sup in self.supervisors.values()) and self.storage.alive
+        return not self.stuck()
 
-    def stop(self) -> bool:
-        """Stop every FFmpeg so that it finalizes its segment; True if all ended in time."""
-        self._notifier.stopping()
+    def log_status(self) -> None:
+        """One line per camera: what SIGUSR1 asks for (and what an operator wants before acting)."""
+        snap = self.snapshot()
+        log.info(
+            "status: %d camera(s), FFmpeg %s, %s, last config reload %s",
+            len(snap.cameras), snap.ffmpeg_version, "healthy" if snap.healthy else "stuck: " + ", ".join(snap.stuck),
+            "succeeded" if snap.config_reload_successful else "FAILED (running the previous configuration)",
+        )  # fmt: skip
+        for view in snap.cameras:
+            st = view.status
+            restarts = ", ".join(f"{reason} {n}" for reason, n in sorted(st.restarts.items())) or "none"
+            log.info(
+                "status: %s, FFmpeg pid %s, %.1f fps, %d frames, %d segments, restarts: %s, gap %.1f s%s",
+                st.state.value, st.ffmpeg_pid or "-", st.fps, st.frames, st.segments_completed, restarts,
+                st.gap_seconds_at(snap.monotonic_now), f", last error: {st.last_error}" if st.last_error else "",
+                extra={"camera": view.config.id},
+            )  # fmt: skip
+
+    # -- reload ---------------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Read the configuration again and apply it: cameras whose settings changed restart, the others keep
+        recording with the same FFmpeg; an invalid new configuration is logged and the running one kept."""
+        if self._config_loader is None:
+            log.warning("reload asked for, but this recorder has no configuration file to read again")
+            return False
+        self._notifier.reloading()
+        try:
+            new = self._config_loader()
+            tools = find_tools(new.system)
+            if tools.ffmpeg is None:
+                raise ConfigError(["system.ffmpeg: no FFmpeg found: install ffmpeg or set system.ffmpeg"], new.source)
+            try:
+                new.recording.base_directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                where = new.recording.base_directory
+                raise ConfigError([f"recording.base_directory: cannot use {where}: {exc.strerror or exc}"]) from None
+        except ConfigError as exc:
+            self._reload_successful = False
+            for line in str(exc).splitlines():
+                log.error("reload: %s", line)
+            log.error("reload: the new configuration is invalid; still running the previous one")
+            self._notifier.ready(self.status_line())
+            return False
+        except Exception:
+            self._reload_successful = False
+            log.exception("reload failed; still running the previous configuration")
+            self._notifier.ready(self.status_line())
+            return False
+        try:
+            self._apply(new, tools)
+        except Exception:
+            # Past validation nothing should fail; if something does, say so and keep the daemon up.
+            self._reload_successful = False
+            self._retiring = set()
+            log.exception("reload: applying the new configuration failed part way")
+            self._notifier.ready(self.status_line())
+            return False
+        self._reload_successful = True
+        self._reload_success_at = self._clock()
+        self._notifier.ready(self.status_line())
+        return True
+
+    def _apply(self, new: Config, tools: FFmpegTools) -> None:
+        old, old_tools = self.config, self.tools
+        for warning in new.warnings:
+            log.warning("config: %s", warning)
+        if new.exporter != old.exporter:
+            # The HTTP listener, TLS and basic auth are set up once; changing them live would drop scrapes.
+            log.warning("reload: exporter settings changed; they take effect when the daemon restarts")
+            new = replace(new, exporter=old.exporter)
+        old_cameras = {c.id: c for c in old.enabled_cameras}
+        new_cameras = {c.id: c for c in new.enabled_cameras}
+        removed = [cid for cid in old_cameras if cid not in new_cameras]
+        added = [cid for cid in new_cameras if cid not in old_cameras]
+        changed = [
+            cid
+            for cid in new_cameras
+            if cid in old_cameras
+            and _recording_settings(old, old_tools, old_cameras[cid])
+            != _recording_settings(new, tools, new_cameras[cid])
+        ]
+        # Ended first, each FFmpeg finalizing its segment, in parallel as at stop. They stay listed (as
+        # stopping, then stopped) until their successors run, and are not "stuck" meanwhile.
+        retiring = [self.supervisors[cid] for cid in (*removed, *changed) if cid in self.supervisors]
+        self._retiring = {id(sup) for sup in retiring}
+        if not self._stop_supervisors(retiring):
+            late = ", ".join(sup.camera.id for sup in retiring if sup.alive)
+            log.error("reload: the FFmpeg of %s did not stop in time; its last segment may be cut", late)
+        self.config, self.tools = new, tools
+        if tools.ffmpeg != old_tools.ffmpeg:
+            assert tools.ffmpeg is not None
+            self._ffmpeg_version.stop()
+            self._ffmpeg_version = self._new_version_probe(tools.ffmpeg)
+            self._ffmpeg_version.start()
+        if _storage_settings(new) != _storage_settings(old):
+            self._replace_storage(new)
+        if _device_cameras(new) != _device_cameras(old) or new.system.udev != old.system.udev:
+            old_hotplug, self.hotplug = self.hotplug, self._new_hotplug(new)
+            old_hotplug.stop()
+            self.hotplug.start()
+        allowed = self.storage.recording_allowed()
+        started: dict[str, CameraSupervisor] = {}
+        for cid in (*changed, *added):
+            supervisor = self._new_supervisor(new_cameras[cid])
+            supervisor.pause(not allowed)
+            supervisor.start()
+            started[cid] = supervisor
+        # One assignment: readers in other threads (scrapes) see the old dict or the new, never a mix.
+        self.supervisors = {cid: started.get(cid) or self.supervisors[cid] for cid in new_cameras}
+        self._retiring = set()
+        kept = len(new_cameras) - len(added) - len(changed)
+        log.info(
+            "configuration reloaded from %s: %s",
+            new.source or "the configuration",
+            "; ".join(
+                part
+                for part in (
+                    f"restarted {', '.join(changed)} (settings changed)" if changed else "",
+                    f"started {', '.join(added)} (added)" if added else "",
+                    f"stopped {', '.join(removed)} (removed or disabled)" if removed else "",
+                    f"{kept} camera(s) unchanged, still recording",
+                )
+                if part
+            ),
+        )
+
+    def _stop_supervisors(self, supervisors: list[CameraSupervisor]) -> bool:
         timeout = self.config.supervisor.stop_timeout
         threads = [
-            threading.Thread(target=sup.stop, args=(timeout + 3,), name=f"stop-{cid}")
-            for cid, sup in self.supervisors.items()
+            threading.Thread(target=sup.stop, args=(timeout + 3,), name=f"stop-{sup.camera.id}") for sup in supervisors
         ]
         # In parallel: each FFmpeg takes its own time to finalize.
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        ok = all(not sup.alive for sup in self.supervisors.values())
+        return all(not sup.alive for sup in supervisors)
+
+    def _replace_storage(self, new: Config) -> None:
+        """Retention settings, the recordings folder or the camera set changed: account the disk afresh."""
+        storage = self._new_storage(new)
+        storage.scan()
+        gc.freeze()
+        old, self._storage.current = self._storage.current, storage
+        old.stop()
+        storage.start()
+        log.info("reload: retention and disk accounting restarted for the new settings")
+
+    def stop(self) -> bool:
+        """Stop every FFmpeg so that it finalizes its segment; True if all ended in time."""
+        self._notifier.stopping()
+        ok = self._stop_supervisors(list(self.supervisors.values()))
+        self._ffmpeg_version.stop()
         self.hotplug.stop()
         self.storage.stop()
         self._notifier.close()
         return ok
+
+
+class _CurrentStorage:
+    """Forwards every attribute to the Storage in use; a reload may replace that Storage."""
+
+    def __init__(self, current: Storage) -> None:
+        self.current = current
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.current, name)
+
+
+def _device_cameras(config: Config) -> list[CameraConfig]:
+    return [c for c in config.enabled_cameras if c.source is SourceKind.DEVICE]
+
+
+def _recording_settings(config: Config, tools: FFmpegTools, camera: CameraConfig) -> tuple[object, ...]:
+    """Everything a camera's supervisor and FFmpeg are built from: equal means a reload leaves it recording."""
+    ffmpeg = tools.ffmpeg or "ffmpeg"
+    # Any fixed node will do for a device found by udev: both sides are built alike.
+    command = build_command(camera, config, ffmpeg, device_node=camera.location or "/dev/video-by-match")
+    return (
+        camera,
+        command.argv,
+        tuple(sorted(command.env.items())),
+        config.supervisor,
+        config.recording.segment_time,
+        tools.ffprobe,
+    )
+
+
+def _storage_settings(config: Config) -> tuple[object, ...]:
+    """What the storage accounting is built from: a reload that changes any of it re-reads the disk."""
+    return (
+        config.storage,
+        config.recording.base_directory,
+        config.recording.segment_time,
+        tuple((c.id, config.max_age_days(c)) for c in config.cameras),
+    )

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from recorder.config import SystemConfig
+from recorder.ffmpeg_process import die_with_parent
 
 # jellyfin-ffmpeg is a build with working QSV; ffmpeg-qsv is the original's own build; then PATH.
 FFMPEG_CANDIDATES = ("/usr/lib/jellyfin-ffmpeg/ffmpeg", "/usr/local/bin/ffmpeg-qsv", "ffmpeg")
@@ -43,23 +48,120 @@ def find_tools(system: SystemConfig) -> FFmpegTools:
     return FFmpegTools(ffmpeg, ffprobe)
 
 
-@functools.cache
-def ffmpeg_version(ffmpeg: str) -> str:
-    """The version FFmpeg reports of itself, such as 5.1.6-0+deb12u1, or 'unknown'."""
+# `ffmpeg -version` answers in milliseconds; a binary that takes longer is broken or hung (a wrapper
+# waiting on a device, an NFS mount gone away), and the daemon must not wait for it.
+VERSION_PROBE_TIMEOUT = 5.0
+# While the version is unknown it is asked again this often: a binary fixed or remounted later shows up
+# in camera_recorder_build_info without a restart.
+VERSION_RETRY_EVERY = 60.0
+UNKNOWN_VERSION = "unknown"
+
+log = logging.getLogger(__name__)
+_known_versions: dict[str, str] = {}
+
+
+def _output_of(argv: list[str], timeout: float) -> str | None:
+    """stdout of a short command, or None when it cannot run or outlives `timeout` (then its group is killed)."""
     try:
-        out = subprocess.run([ffmpeg, "-hide_banner", "-version"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    match = re.search(r"ffmpeg version (\S+)", out)
-    return match[1] if match else "unknown"
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            start_new_session=True,  # its own group: a hung wrapper's children are killed with it
+            preexec_fn=die_with_parent,  # a probe still hanging when the daemon exits goes with it
+        )  # fmt: skip
+    except OSError:
+        return None
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        return None
+    return out
+
+
+def probe_ffmpeg_version(ffmpeg: str, timeout: float = VERSION_PROBE_TIMEOUT) -> str | None:
+    """The version FFmpeg reports of itself, such as 5.1.6-0+deb12u1, or None when it does not say."""
+    out = _output_of([ffmpeg, "-hide_banner", "-version"], timeout)
+    match = re.search(r"ffmpeg version (\S+)", out or "")
+    return match[1] if match else None
+
+
+def ffmpeg_version(ffmpeg: str, timeout: float = VERSION_PROBE_TIMEOUT) -> str:
+    """The version of `ffmpeg`, or 'unknown'; only a known version is remembered, so 'unknown' is asked again."""
+    known = _known_versions.get(ffmpeg)
+    if known is not None:
+        return known
+    version = probe_ffmpeg_version(ffmpeg, timeout)
+    if version is None:
+        return UNKNOWN_VERSION
+    _known_versions[ffmpeg] = version
+    return version
+
+
+class FFmpegVersion:
+    """FFmpeg's version for build_info, probed in a background thread so a hung binary never delays start.
+
+    `value` is 'unknown' until a probe answers; while unknown, the probe runs again every `retry_every` s.
+    """
+
+    def __init__(
+        self,
+        ffmpeg: str,
+        *,
+        timeout: float = VERSION_PROBE_TIMEOUT,
+        retry_every: float = VERSION_RETRY_EVERY,
+        probe: Callable[[str, float], str | None] = probe_ffmpeg_version,
+    ) -> None:
+        self.ffmpeg = ffmpeg
+        self._timeout = timeout
+        self._retry_every = retry_every
+        self._probe = probe
+        self._value = _known_versions.get(ffmpeg, UNKNOWN_VERSION)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def value(self) -> str:
+        return self._value
+
+    def start(self) -> None:
+        if self._value != UNKNOWN_VERSION or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="ffmpeg-version", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        warned = False
+        while not self._stop.is_set():
+            version = self._probe(self.ffmpeg, self._timeout)
+            if version is not None:
+                _known_versions[self.ffmpeg] = version
+                self._value = version
+                if warned:
+                    log.info("FFmpeg %s now reports version %s", self.ffmpeg, version)
+                return
+            if not warned:
+                log.warning(
+                    "FFmpeg %s did not report its version within %g s; asking again every %g s",
+                    self.ffmpeg, self._timeout, self._retry_every,
+                )  # fmt: skip
+                warned = True
+            self._stop.wait(self._retry_every)
 
 
 @functools.cache
 def ffmpeg_encoders(ffmpeg: str) -> frozenset[str]:
     """Names of the encoders this FFmpeg was built with."""
-    try:
-        out = subprocess.run([ffmpeg, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.TimeoutExpired):
+    out = _output_of([ffmpeg, "-hide_banner", "-encoders"], timeout=10)
+    if out is None:
         return frozenset()
     # Lines look like " V....D libx264              libx264 H.264 / AVC ...".
     return frozenset(m[1] for m in re.finditer(r"^\s*[VAS][.A-Z]{5}\s+(\S+)", out, re.MULTILINE))

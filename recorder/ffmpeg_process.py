@@ -1,9 +1,22 @@
-"""Starting one FFmpeg: its own session, killed with the daemon, segment list on a known descriptor."""
+"""Starting one FFmpeg: its own process group, killed with the daemon, segment list on a known descriptor.
+
+`system.ffmpeg` may name a wrapper script that runs FFmpeg without `exec`. Two things keep its children
+from outliving the run:
+
+- FFmpeg leads a process group of its own; every signal goes to the whole group, and `close()` SIGKILLs
+  whatever is left of it once the run is over.
+- PR_SET_PDEATHSIG reaches only the daemon's direct child and is cleared for the children it forks, so
+  each run also gets a guard: a `sh` in FFmpeg's group blocked reading a pipe whose only writer is the
+  daemon. When the daemon dies, even by SIGKILL, the kernel closes that pipe, the read ends, and the
+  guard kills its group, the wrapper's FFmpeg included. The guard is the daemon's own child, so the
+  daemon reaps it (no zombie, even when the daemon runs as a container's PID 1).
+"""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
 import signal
 import subprocess
@@ -15,47 +28,100 @@ from recorder.presets import SEGMENT_LIST_FD, FFmpegCommand
 _PR_SET_PDEATHSIG = 1
 # Loaded before any fork: the child only calls into it.
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The guard waits for end-of-file on its stdin (the daemon's pipe), then kills its own process group.
+GUARD_SHELL = "/bin/sh"
+GUARD_SCRIPT = "read _ignored; kill -9 0"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class FFmpegProcess:
-    """A running FFmpeg and the parent's ends of its three output pipes."""
+    """A running FFmpeg (the leader of its own process group) and the parent's ends of its pipes."""
 
     popen: subprocess.Popen[bytes]
     stdout_fd: int
     stderr_fd: int
     segment_list_fd: int
+    guard: subprocess.Popen[bytes] | None = None  # see the module's docstring
+    guard_fd: int = -1  # the write end of the guard's pipe: when it closes, the guard kills the group
 
     @property
     def pid(self) -> int:
         return self.popen.pid
 
     def signal(self, signum: int) -> None:
-        try:
-            self.popen.send_signal(signum)
-        except ProcessLookupError:
-            pass
+        """Send `signum` to every process of the group: FFmpeg, or a wrapper script and its FFmpeg."""
+        _signal_group(self.popen.pid, signum)
 
     def close(self) -> None:
-        for fd in (self.stdout_fd, self.stderr_fd, self.segment_list_fd):
+        """After the run: kill what a wrapper left in the group, reap the guard, close the daemon's pipe ends."""
+        # The group id is the leader's pid, which the kernel keeps allocated while any member lives, so this
+        # reaches only our own leftovers (ESRCH, ignored, when there are none).
+        _signal_group(self.popen.pid, signal.SIGKILL)
+        if self.guard is not None:
+            self.guard.kill()  # in the group, so killed already, unless it never got there
+            self.guard.wait()
+        for fd in (self.stdout_fd, self.stderr_fd, self.segment_list_fd, self.guard_fd):
+            if fd < 0:
+                continue
             try:
                 os.close(fd)
             except OSError:
                 pass
+        self.guard_fd = -1
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass  # the group is gone (a PermissionError would mean the id now belongs to someone else's group)
 
 
 Launcher = Callable[[FFmpegCommand], FFmpegProcess]
 
 
+def die_with_parent() -> None:
+    """In a child before exec: SIGKILL when the daemon thread that forked it ends (the daemon included)."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _start_guard(group: int) -> tuple[subprocess.Popen[bytes] | None, int]:
+    """The guard of FFmpeg's process group `group`, and the daemon's end of its pipe (-1 if it cannot start)."""
+    guard_read, guard_write = os.pipe()
+    try:
+        guard = subprocess.Popen(
+            [GUARD_SHELL, "-c", GUARD_SCRIPT, "camera-recorder-guard"],
+            stdin=guard_read,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            # Into FFmpeg's group (same session, so allowed): it outlives the daemon to kill that group.
+            preexec_fn=lambda: os.setpgid(0, group),
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        # FFmpeg is not reaped yet, so its group exists: a failed fork (EAGAIN, ENOMEM) is the likely cause.
+        log.warning("cannot start the guard of FFmpeg pid %d (%s): a wrapper's FFmpeg may outlive a daemon crash",
+                    group, exc)  # fmt: skip
+        os.close(guard_write)
+        return None, -1
+    finally:
+        os.close(guard_read)
+    return guard, guard_write
+
+
 def spawn_ffmpeg(command: FFmpegCommand) -> FFmpegProcess:
-    """Start FFmpeg so that it dies with the daemon, even when the daemon is SIGKILLed."""
+    """Start FFmpeg so that it, and anything a wrapper forks, dies with the daemon, even on SIGKILL."""
     list_read, list_write = os.pipe()
     parent_pid = os.getpid()
 
     def in_child() -> None:
+        # Its own process group: a Ctrl-C in the operator's terminal reaches the daemon only, which then
+        # stops each FFmpeg so that it finalizes its segment; and the daemon's signals reach the whole group.
+        os.setpgid(0, 0)
         # The kernel delivers SIGKILL when the thread that forked us exits; the daemon's supervisor
         # threads live as long as their camera, and systemd's KillMode covers the rest.
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        die_with_parent()
         if os.getppid() != parent_pid:  # the parent died between fork and prctl
             os._exit(1)
         os.dup2(list_write, SEGMENT_LIST_FD)
@@ -71,9 +137,6 @@ def spawn_ffmpeg(command: FFmpegCommand) -> FFmpegProcess:
             # Inheritable descriptors only: the dup2'ed segment list fd, nothing of the daemon's.
             close_fds=False,
             preexec_fn=in_child,
-            # Its own session: a Ctrl-C in the operator's terminal reaches the daemon, which then
-            # stops each FFmpeg so that it finalizes its segment.
-            start_new_session=True,
         )
     except BaseException:
         os.close(list_read)
@@ -85,4 +148,6 @@ def spawn_ffmpeg(command: FFmpegCommand) -> FFmpegProcess:
     stderr_fd = os.dup(popen.stderr.fileno())
     popen.stdout.close()
     popen.stderr.close()
-    return FFmpegProcess(popen, stdout_fd, stderr_fd, list_read)
+    # Until FFmpeg is reaped its pid names its group, so the guard can join it even if FFmpeg already exited.
+    guard, guard_fd = _start_guard(popen.pid)
+    return FFmpegProcess(popen, stdout_fd, stderr_fd, list_read, guard, guard_fd)

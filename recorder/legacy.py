@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from recorder.config import Config, SourceKind
+from recorder.config import MAX_SHOWN, MAX_TEXT_LENGTH, Config, SourceKind
 
 _ASSIGNMENT_RE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 _CAMERA_KEY_RE = re.compile(r"^CAMERA(\d+)_([A-Z_]+)$")
@@ -101,7 +101,7 @@ def parse_assignments(text: str) -> dict[str, str]:
         match = _ASSIGNMENT_RE.match(line)
         if not match:
             if line.strip() and not line.lstrip().startswith("#"):
-                raise ValueError(f"line {number}: not a KEY=value assignment: {line.strip()!r}")
+                raise ValueError(f"line {number}: not a KEY=value assignment: {_clip(line.strip())}")
             continue
         key, rest = match.groups()
         try:
@@ -110,17 +110,44 @@ def parse_assignments(text: str) -> dict[str, str]:
             raise ValueError(f"line {number}: {key}: {exc}") from None
         raw = words[0] if words else ""
         # Bash expands nothing inside single quotes.
-        values[key] = raw if rest.lstrip().startswith("'") else _expand(raw, values)
+        try:
+            value = raw if rest.lstrip().startswith("'") else _expand(raw, values)
+        except _TooLong:
+            value = None
+        # `B=$A$A`, `C=$B$B`, ... doubles at each line: forty lines would make a terabyte.
+        if value is None or len(value) > MAX_TEXT_LENGTH:
+            raise ValueError(f"line {number}: {key}: longer than {MAX_TEXT_LENGTH} characters (after expansion)")
+        values[key] = value
     return values
 
 
+def _clip(text: str) -> str:
+    """A line quoted in an error message: at most MAX_SHOWN characters of it."""
+    if len(text) <= MAX_SHOWN:
+        return repr(text)
+    quoted = repr(text[:MAX_SHOWN])
+    return f"{quoted[:-1]}...{quoted[-1]} ({len(text)} characters)"
+
+
 def _expand(value: str, known: dict[str, str]) -> str:
+    produced = 0
+
     def replace(match: re.Match[str]) -> str:
+        nonlocal produced
         name = match[1] or match[3]
         default = match[2] if match[2] is not None else ""
-        return known.get(name) or default
+        result = known.get(name) or default
+        # Stopped as soon as it is too long: a line of a million `$A` must not build gigabytes first.
+        produced += len(result)
+        if produced > MAX_TEXT_LENGTH:
+            raise _TooLong
+        return result
 
     return _DEFAULT_EXPANSION_RE.sub(replace, value)
+
+
+class _TooLong(Exception):
+    """An expansion past MAX_TEXT_LENGTH."""
 
 
 def legacy_to_raw(text: str, source: str = "camera-mapping.conf") -> tuple[dict[str, Any], list[str]]:

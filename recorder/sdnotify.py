@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,12 @@ class Notifier:
 
     def watchdog(self) -> None:
         self.send("WATCHDOG=1")
+
+    def reloading(self) -> None:
+        """Tell systemd a reload began; `ready()` ends it (what Type=notify-reload waits for)."""
+        # MONOTONIC_USEC pairs this message with the reload request (systemd >= 253 checks it).
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        self.send("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=reloading the configuration")
 
     def stopping(self) -> None:
         self.send("STOPPING=1", "STATUS=stopping: finalizing segments")

@@ -5,8 +5,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import resource
 import shlex
+import shutil
 import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ from recorder.config import CONFIG_ENV, Config, load_config, parse_config
 from recorder.presets import build_command
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
+REPO = CONFIGS.parents[1]
 
 
 def meaning(config: Config) -> Config:
@@ -260,3 +265,62 @@ def test_argparse_rejections_exit_2(argv: list[str], capsys: pytest.CaptureFixtu
         main(argv)
     assert info.value.code == 2
     assert "camera-recorder: error:" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile input through --validate: one line naming the file, exit 1, no traceback
+
+HOSTILE = (
+    "alias-bomb.yaml", "recursive-alias.yaml", "duplicate-camera.yaml", "duplicate-key.yaml", "not-utf8.yaml",
+    "binary.yaml", "nul-bytes.yaml", "long-name.yaml", "long-value.yaml", "long-unknown-key.yaml", "long-path.yaml",
+    "bad-date.yaml", "huge-integer.yaml", "deep-nesting.yaml",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_validate_gives_one_line_for_hostile_input(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from test_config import FAILURES
+
+    path = CONFIGS / name
+    code, out, err = run(["--validate", "-c", str(path)], capsys)
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [f"{path}: {FAILURES[name]}"]
+
+
+def _cli(argv: list[str], preexec: Any = None, user: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*(user or []), sys.executable, "-m", "recorder", *argv],
+        cwd=REPO, capture_output=True, text=True, timeout=120, preexec_fn=preexec, check=False,
+    )  # fmt: skip
+
+
+def test_an_alias_bomb_is_refused_within_a_small_memory_limit() -> None:
+    """9 levels of 9 aliases used to print 387 million strings (3 GB, then a MemoryError traceback)."""
+    limit = 1 << 30  # address space: the interpreter and its libraries, with room to spare
+
+    def small_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    path = CONFIGS / "alias-bomb.yaml"
+    result = _cli(["--validate", "-c", str(path)], preexec=small_memory)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.stderr.splitlines() == [
+        f"{path}: line 6: anchors and aliases expand to more than 10000 values; refused (an alias bomb?)"
+    ]
+
+
+def test_an_unreadable_file_is_one_line_naming_it() -> None:
+    """Run as an unprivileged user (root reads everything), through the real CLI."""
+    # Not under pytest's tmp_path: its folders are private to root, and the user must reach the file.
+    folder = Path(tempfile.mkdtemp(prefix="camera-recorder-perm-"))
+    try:
+        folder.chmod(0o755)
+        path = folder / "config.yaml"
+        path.write_text((CONFIGS / "minimal.yaml").read_text())
+        path.chmod(0o600)
+        nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]
+        result = _cli(["--validate", "-c", str(path)], user=nobody)
+    finally:
+        shutil.rmtree(folder)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [f"{path}: cannot read config: Permission denied"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -282,6 +283,30 @@ FAILURES: dict[str, str] = {
     "bad-udev.yaml": "system.udev: expected true or false, got 'sometimes'",
     "bad-log-level.yaml": "log_level: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'verbose'",
     "invalid-yaml.yaml": "line 5: invalid YAML: expected <block end>, but found '<block mapping start>'",
+    # Hostile or mistaken input: one short line each, found without expanding, decoding or printing it all.
+    "alias-bomb.yaml": "line 6: anchors and aliases expand to more than 10000 values; refused (an alias bomb?)",
+    "recursive-alias.yaml": "line 2: an alias refers to a value that contains it; refused",
+    "duplicate-camera.yaml": "line 7: duplicate key 'cam1' (first defined on line 3)",
+    "duplicate-key.yaml": "line 6: duplicate key 'framerate' (first defined on line 4)",
+    "not-utf8.yaml": "line 5: not UTF-8 text (byte 0xe9); save the file as UTF-8",
+    "binary.yaml": "line 1: not UTF-8 text (byte 0x89); save the file as UTF-8",
+    "nul-bytes.yaml": "line 3: a NUL byte: this is a binary file, not a config",
+    "long-name.yaml": (
+        f"cameras.cam1.name: expected at most 128 characters, got '{('Front door ' * 8)[:80]}...' (219 characters)"
+    ),
+    "long-value.yaml": (
+        f"cameras.cam1.framerate: expected a positive integer, got '{'sixty' * 16}...' (2000 characters)"
+    ),
+    "long-unknown-key.yaml": f"cameras.cam1.{'x' * 80}... (5000 characters): unknown key",
+    "long-path.yaml": (
+        f"cameras.cam1.device: expected at most 4096 characters, got '/dev/{'v' * 75}...' (5005 characters)"
+    ),
+    "bad-date.yaml": "invalid YAML: a value cannot be read: month must be in 1..12",
+    "huge-integer.yaml": (
+        "invalid YAML: a value cannot be read: Exceeds the limit (4300 digits) for integer string conversion: "
+        "value has 5000 di..."
+    ),
+    "deep-nesting.yaml": "invalid YAML: nested too deeply",
 }
 
 
@@ -299,6 +324,7 @@ def test_every_failure_file_is_covered() -> None:
     valid_or_bug = {
         "original-rewrite.yaml", "warnings.yaml", "minimal.yaml", "several-problems.yaml", "modern.yaml",
         "legacy-roundtrip.yaml", "top-level-list.yaml", "qsv-ultrafast.yaml", "threshold-below-default-warning.yaml",
+        "merge-keys.yaml",
     }  # fmt: skip
     yaml_files = {p.name for p in CONFIGS.glob("*.yaml")}
     assert yaml_files == set(FAILURES) | valid_or_bug
@@ -408,6 +434,98 @@ def test_empty_file_is_missing_cameras(tmp_path: Path) -> None:
     path = tmp_path / "empty.yaml"
     path.write_text("# nothing yet\n")
     assert problems_of(path) == ["cameras: expected a mapping of camera id to camera, got None"]
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    os.mkfifo(path)
+    assert problems_of(path) == ["cannot read config: not a regular file (a device, FIFO or socket)"]
+
+
+def test_a_device_is_refused_without_reading_it() -> None:
+    assert problems_of(Path("/dev/zero")) == ["cannot read config: not a regular file (a device, FIFO or socket)"]
+
+
+def test_a_dangling_symlink_is_one_clean_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.symlink_to(tmp_path / "gone.yaml")
+    assert problems_of(path) == ["cannot read config: No such file or directory"]
+
+
+def test_a_file_too_big_to_be_a_config_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("cameras:\n  cam1:\n    device: /dev/video0\n" + "# padding\n" * 120_000)
+    assert problems_of(path) == ["cannot read config: larger than 1048576 bytes; a config is a few kB"]
+
+
+def test_merge_keys_share_settings_and_may_be_overridden() -> None:
+    cfg = load_config(CONFIGS / "merge-keys.yaml")
+    first, second = cfg.cameras
+    assert (first.framerate, second.framerate) == (30, 15)
+    assert (second.location, second.resolution, second.input_format) == ("/dev/video2", Resolution(1920, 1080), "mjpeg")
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_key(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + (CONFIGS / "minimal.yaml").read_bytes())
+    assert load_config(path).cameras[0].location == "/dev/video0"
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("legacy-not-utf8.conf", "line 2: not UTF-8 text (byte 0xe9); save the file as UTF-8"),
+        ("legacy-expansion-bomb.conf", "line 8: B6: longer than 4096 characters (after expansion)"),
+        (
+            "legacy-long-line.conf",
+            f"line 2: not a KEY=value assignment: '{('garbage ' * 10)[:80]}...' (7999 characters)",
+        ),
+    ],
+)
+def test_hostile_legacy_files_give_one_short_line(name: str, problem: str) -> None:
+    assert problems_of(CONFIGS / name) == [problem]
+
+
+def test_names_and_free_strings_have_length_limits() -> None:
+    at_limit = parse_config({"cameras": {"cam1": {"device": "/dev/video0", "name": "n" * 128}}})
+    assert at_limit.cameras[0].name == "n" * 128
+    with pytest.raises(ConfigError) as info:
+        parse_config(
+            {
+                "cameras": {"cam1": {"device": "/dev/video0", "name": "n" * 5_000_000}},
+                "vaapi_driver": "d" * 4097,
+            }
+        )
+    assert info.value.problems == [
+        f"cameras.cam1.name: expected at most 128 characters, got '{'n' * 80}...' (5000000 characters)",
+        f"vaapi_driver: expected at most 4096 characters, got '{'d' * 80}...' (4097 characters)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("short", "'short'"),
+        (True, "true"),
+        (None, "None"),
+        (12.5, "12.5"),
+        (10**100, "a number of 101 digits"),
+        # Past the digits Python's str() accepts (so pytest needs an id for it).
+        pytest.param(10**5000, "a number of 5001 digits", id="5001-digits"),
+        ({"a": 1}, "{'a': 1}"),
+        (list(range(10**6)), "[0, 1, 2, 3, 4, 5, ...]"),
+    ],
+)
+def test_a_value_in_a_message_is_at_most_about_80_characters(value: object, shown: str) -> None:
+    text = config_module._show(value)
+    assert text == shown and len(text) <= 100
+
+
+def test_a_huge_nested_value_is_shown_short() -> None:
+    nested: list[object] = ["x" * 1000] * 100
+    for _ in range(20):
+        nested = [nested] * 100
+    assert len(config_module._show(nested)) <= 80
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,106 @@
+"""FFmpeg in its own process group: a `system.ffmpeg` wrapper script without `exec` leaves no orphan."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import psutil
+from conftest import small_config, wait_for
+from daemon_harness import Daemon, alive, write_config
+
+from recorder.presets import build_command
+from recorder.states import CameraState
+from recorder.supervisor import CameraSupervisor
+
+
+def _wrapper(folder: Path) -> Path:
+    """The shape operators write to add an environment variable: FFmpeg runs as the script's child."""
+    script = folder / "ffmpeg-wrapper"
+    script.write_text('#!/bin/sh\nexport SOME_DRIVER_SETTING=1\nffmpeg "$@"\necho "wrapper done" >&2\n')
+    script.chmod(0o755)
+    return script
+
+
+def _real_ffmpeg_pids(root_pid: int) -> set[int]:
+    try:
+        children = psutil.Process(root_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return set()
+    return {c.pid for c in children if c.name() == "ffmpeg" and alive(c.pid)}
+
+
+def test_a_stall_kill_reaches_the_wrappers_ffmpeg(tmp_path: Path) -> None:
+    config = small_config(tmp_path / "rec")
+    wrapper = _wrapper(tmp_path)
+    sup = CameraSupervisor(
+        config.cameras[0],
+        lambda node: build_command(config.cameras[0], config, str(wrapper)),
+        config.supervisor,
+        segment_time=config.recording.segment_time,
+        ffprobe="ffprobe",
+    )
+    sup.start()
+    try:
+        wait_for(lambda: sup.snapshot.state is CameraState.RECORDING, what="recording through the wrapper")
+        script_pid = sup.snapshot.ffmpeg_pid
+        assert script_pid is not None
+        (ffmpeg_pid,) = wait_for(lambda: _real_ffmpeg_pids(script_pid), what="the wrapper's FFmpeg")
+        assert os.getpgid(ffmpeg_pid) == script_pid  # the script leads the group FFmpeg is in
+        os.kill(ffmpeg_pid, signal.SIGSTOP)  # frozen: no progress, and deaf to SIGTERM until continued
+        wait_for(lambda: sup.snapshot.restarts.get("stall") == 1, timeout=20, what="the stall restart")
+        wait_for(lambda: not alive(ffmpeg_pid), timeout=5, what="the stalled FFmpeg to be gone")
+        wait_for(lambda: sup.snapshot.state is CameraState.RECORDING, what="recording again")
+        assert sup.snapshot.ffmpeg_pid != script_pid
+    finally:
+        assert sup.stop()
+    assert not alive(ffmpeg_pid)
+
+
+def test_the_wrappers_ffmpeg_crashing_is_seen_at_once(tmp_path: Path) -> None:
+    """The guard holds none of FFmpeg's pipes, so the crash is a crash, not a stall found seconds later."""
+    config = small_config(tmp_path / "rec", supervisor={"stall_timeout": 30})
+    wrapper = _wrapper(tmp_path)
+    sup = CameraSupervisor(
+        config.cameras[0],
+        lambda node: build_command(config.cameras[0], config, str(wrapper)),
+        config.supervisor,
+        segment_time=config.recording.segment_time,
+        ffprobe="ffprobe",
+    )
+    sup.start()
+    try:
+        wait_for(lambda: sup.snapshot.state is CameraState.RECORDING, what="recording through the wrapper")
+        script_pid = sup.snapshot.ffmpeg_pid
+        assert script_pid is not None
+        (ffmpeg_pid,) = wait_for(lambda: _real_ffmpeg_pids(script_pid), what="the wrapper's FFmpeg")
+        os.kill(ffmpeg_pid, signal.SIGKILL)
+        # Well inside the 30 s stall timeout: only an end of the pipes can tell the supervisor this soon.
+        wait_for(lambda: sum(sup.snapshot.restarts.values()) == 1, timeout=10, what="the restart")
+        assert "stall" not in sup.snapshot.restarts
+    finally:
+        assert sup.stop()
+
+
+def test_the_daemon_stopping_leaves_no_ffmpeg_of_a_wrapper(tmp_path: Path) -> None:
+    wrapper = _wrapper(tmp_path)
+    daemon = Daemon(write_config(tmp_path / "config.yaml", tmp_path / "rec", system={"ffmpeg": str(wrapper)}))
+    try:
+        pids = wait_for(lambda: (p := _real_ffmpeg_pids(daemon.proc.pid)) and len(p) == 2 and p, what="two FFmpeg")
+        wait_for(lambda: daemon.value("camera_recorder_camera_recording", camera="cam2") == 1, what="cam2")
+    finally:
+        code = daemon.stop(signal.SIGTERM)
+    assert code == 0, daemon.log()
+    wait_for(lambda: not any(alive(pid) for pid in pids), timeout=5, what="no FFmpeg after the daemon's exit")
+
+
+def test_sigkill_of_the_daemon_leaves_no_ffmpeg_of_a_wrapper(tmp_path: Path) -> None:
+    """PDEATHSIG reaches only the script; the group's guard takes the script's FFmpeg down with it."""
+    wrapper = _wrapper(tmp_path)
+    daemon = Daemon(write_config(tmp_path / "config.yaml", tmp_path / "rec", system={"ffmpeg": str(wrapper)}))
+    try:
+        pids = wait_for(lambda: (p := _real_ffmpeg_pids(daemon.proc.pid)) and len(p) == 2 and p, what="two FFmpeg")
+    finally:
+        daemon.kill()
+    wait_for(lambda: not any(alive(pid) for pid in pids), timeout=5, what="FFmpeg to die with the daemon")
