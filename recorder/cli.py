@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -31,6 +32,9 @@ from recorder.config import (
 )
 from recorder.ffmpeg_binary import ffmpeg_version, find_tools
 from recorder.presets import build_command
+
+if TYPE_CHECKING:
+    from exporter.webconfig import WebOptions
 
 log = logging.getLogger("recorder")
 
@@ -70,6 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--listen-address", "--web.listen-address", dest="listen_address", metavar="HOST:PORT",
         help="metrics and status address (default from config: 0.0.0.0:9100)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--web.config.file", dest="web_config_file", metavar="FILE",
+        help="exporter-toolkit web config: tls_server_config and basic_auth_users (bcrypt)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH",
+        help="where metrics are served (default /metrics)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--web.disable-exporter-metrics", dest="disable_exporter_metrics", action="store_true",
+        help="leave out the process_* and python_* metrics about the daemon itself",
     )  # fmt: skip
     parser.add_argument(
         "--log-level", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default from config"
@@ -145,7 +161,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cleanup(config, dry_run=args.dry_run)
     if args.dry_run:
         return _dry_run(config)
-    return run_recorder(config, duration=args.duration, demo=args.demo)
+    return run_recorder(config, duration=args.duration, demo=args.demo, web=_web_options(args))
+
+
+def _web_options(args: argparse.Namespace) -> WebOptions:
+    from exporter.webconfig import WebOptions, load_web_config
+
+    web_config = Path(args.web_config_file) if args.web_config_file else None
+    if web_config is not None:
+        load_web_config(web_config)  # a broken file is one line per problem now, not after the cameras start
+    return WebOptions(web_config, args.telemetry_path, args.disable_exporter_metrics)
 
 
 def _with_overrides(config: Config, args: argparse.Namespace) -> Config:
@@ -278,7 +303,9 @@ def _cleanup(config: Config, *, dry_run: bool) -> int:
     return EXIT_OK
 
 
-def run_recorder(config: Config, *, duration: float | None = None, demo: bool = False) -> int:
+def run_recorder(
+    config: Config, *, duration: float | None = None, demo: bool = False, web: WebOptions | None = None
+) -> int:
     """Record until SIGINT/SIGTERM (or `duration`), serving metrics; exit 0 when every segment closed."""
     from exporter.server import ExporterServer, ListenError
     from recorder.daemon import Recorder
@@ -288,7 +315,7 @@ def run_recorder(config: Config, *, duration: float | None = None, demo: bool = 
         return _fail("no FFmpeg found: install ffmpeg or set system.ffmpeg in the config")
     recorder = Recorder(config, tools)
     try:
-        server = ExporterServer(config.exporter, recorder)
+        server = ExporterServer(config.exporter, recorder, web)
     except ListenError as exc:
         return _fail(str(exc))
 
