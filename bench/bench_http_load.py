@@ -33,6 +33,8 @@ CAMERAS = ("cam1", "cam2")
 FRAMERATE = 25
 REQUEST_TIMEOUT = 10.0
 RUN_DEADLINE = 300.0  # the whole load, whatever the arguments
+# asyncio.wait_for raises asyncio.TimeoutError, a class of its own before Python 3.11.
+TIMEOUTS: tuple[type[BaseException], ...] = (asyncio.TimeoutError, TimeoutError)
 SETTLE_SECONDS = 4.0  # from the load's start to the "after" sample of the frame counters
 
 
@@ -111,7 +113,7 @@ async def client(port: int, scrapes: int, keepalive: bool, latencies: list[float
             latency, error, connection = await asyncio.wait_for(
                 one_scrape(port, connection if keepalive else None), REQUEST_TIMEOUT
             )
-        except (asyncio.TimeoutError, TimeoutError):  # distinct classes on Python 3.10
+        except TIMEOUTS:
             latency, error, connection = REQUEST_TIMEOUT, "timeout", None
         latencies.append(latency)
         if error:
