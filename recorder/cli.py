@@ -326,7 +326,7 @@ def run_recorder(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.start()
-    log.info("metrics on %s://%s/metrics", server.scheme, server.address)
+    log.info("metrics on %s://%s%s", server.scheme, server.address, server.telemetry_path)
     try:
         recorder.start()
     except OSError as exc:
