@@ -43,6 +43,8 @@ from recorder.presets import encoder_preset
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/api/v1/alertmanager"
+# What a route receives: the parsed request, which it answers through _send (http.server's handler before).
+_Handler = Request
 
 
 class ListenError(Exception):
@@ -229,7 +231,7 @@ class ExporterServer:
     ) -> None:
         request.respond(status, body, content_type, headers)
 
-    def _metrics(self, request: Request) -> None:
+    def _metrics(self, request: _Handler) -> None:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         if content_type.startswith("text/plain"):
             content_type = TEXT_CONTENT_TYPE
@@ -238,21 +240,21 @@ class ExporterServer:
             render = self._renders.setdefault(content_type, SharedRender(lambda: encoder(self.registry)))
         self._send(request, HTTPStatus.OK, render.get(), content_type)
 
-    def _healthy(self, request: Request) -> None:
+    def _healthy(self, request: _Handler) -> None:
         self._send(request, HTTPStatus.OK, b"Healthy\n", "text/plain; charset=utf-8")
 
-    def _ready(self, request: Request) -> None:
+    def _ready(self, request: _Handler) -> None:
         snap = self.recorder.snapshot()
         cameras = {view.config.id: view.status.state.value for view in snap.cameras}
         body = json.dumps({"ready": snap.ready, "cameras": cameras}).encode() + b"\n"
         status = HTTPStatus.OK if snap.ready else HTTPStatus.SERVICE_UNAVAILABLE
         self._send(request, status, body, "application/json")
 
-    def _alertmanager(self, request: Request) -> None:
+    def _alertmanager(self, request: _Handler) -> None:
         result = self.webhook.handle(request.headers, request.body, request.body_problem)
         self._send(request, result.status, json.dumps(result.body).encode() + b"\n", "application/json")
 
-    def _landing(self, request: Request) -> None:
+    def _landing(self, request: _Handler) -> None:
         page = render_landing(self.recorder.snapshot(), metrics_path=self.telemetry_path)
         self._send(request, HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
 

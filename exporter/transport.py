@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
@@ -94,7 +94,6 @@ class Request:
     body_problem: BodyProblem | None = None
     close_connection: bool = False
     response: Response | None = None
-    received_at: float = field(default_factory=time.monotonic)
 
     @property
     def route(self) -> str:
@@ -197,9 +196,7 @@ class HTTPTransport:
         self._next_deadline = math.inf
         self._body_in_flight = 0
         self._ratelimited = RateLimitedLog(log)
-        # Counters for tests and the benchmark.
-        self.accept_pauses = 0
-        self.evictions = 0
+        self.evictions = 0  # idle connections closed to make room (tests look at it)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -323,7 +320,6 @@ class HTTPTransport:
         self._accept_backoff = min(ACCEPT_BACKOFF_MAX, delay * 2)
         self._selector.unregister(self._listener)
         self._accept_paused_until = time.monotonic() + delay
-        self.accept_pauses += 1
         self._evict_idle()
         self._ratelimited.log(
             logging.WARNING, "accept", "cannot accept connections: %s; pausing accept for %.2f s (the cameras "
