@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import stat
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -29,6 +30,7 @@ PASS_WAIT_SECONDS = 5.0
 # Alertmanager's payload nests 3 levels (payload, alerts, alert, labels); anything much deeper is not one of
 # its payloads, and refusing it before json.loads keeps a crafted body from exhausting the recursion limit.
 MAX_JSON_DEPTH = 16
+TOKEN_FILE_MAX_BYTES = 4096
 # The media types Alertmanager (and curl users following the README) send.
 JSON_MEDIA_TYPES = ("application/json",)
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
@@ -141,6 +143,14 @@ class TokenFile:
             return
         self._signature = self._stat()
         try:
+            st = os.stat(path)
+            # A FIFO or a device would block or never end: a token is a small regular file.
+            if not stat.S_ISREG(st.st_mode):
+                self.problem = f"exporter.webhook_token_file: {path} is not a regular file"
+                return
+            if st.st_size > TOKEN_FILE_MAX_BYTES:
+                self.problem = f"exporter.webhook_token_file: {path} is over {TOKEN_FILE_MAX_BYTES} bytes"
+                return
             text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError:
             self.problem = f"exporter.webhook_token_file: {path} is not UTF-8 text"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -213,7 +214,7 @@ def test_failed_authentication_is_logged_once_and_every_time_counted(recorder) -
     assert len(lines) == 1, lines
 
 
-@pytest.mark.parametrize("problem", ["not-utf8", "missing", "a-directory", "empty"])
+@pytest.mark.parametrize("problem", ["not-utf8", "missing", "a-directory", "empty", "a-fifo"])
 def test_an_unusable_token_file_disables_the_webhook_with_one_log_line(tmp_path: Path, problem: str) -> None:
     token_file = tmp_path / "token"
     if problem == "not-utf8":
@@ -222,6 +223,8 @@ def test_an_unusable_token_file_disables_the_webhook_with_one_log_line(tmp_path:
         token_file.mkdir()
     elif problem == "empty":
         token_file.write_text("\n")
+    elif problem == "a-fifo":
+        os.mkfifo(token_file)  # reading it would block the webhook for good
     config = write_config(tmp_path / "config.yaml", tmp_path / "rec", exporter={"webhook_token_file": str(token_file)})
     daemon = Daemon(config)
     try:
@@ -231,7 +234,7 @@ def test_an_unusable_token_file_disables_the_webhook_with_one_log_line(tmp_path:
         assert _result(daemon, "disabled") == 3
         lines = [ln for ln in daemon.log().splitlines() if "webhook disabled" in ln]
         assert len(lines) == 1 and str(token_file) in lines[0], lines
-        if problem != "a-directory":
+        if problem not in ("a-directory", "a-fifo"):
             # A fixed file applies without a restart.
             token_file.write_text(TOKEN + "\n")
             status, body = daemon.post("/api/v1/alertmanager", _payload(status="resolved"), _auth())
