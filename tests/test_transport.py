@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from http import HTTPStatus
@@ -12,7 +13,7 @@ from http import HTTPStatus
 import pytest
 from conftest import wait_for
 
-from exporter.transport import MAX_HEAD_BYTES, BodyProblem, HTTPTransport, Request, listen_socket
+from exporter.transport import MAX_HEAD_BYTES, BodyProblem, Headers, HTTPTransport, Request, listen_socket
 
 MAX_BODY = 1024
 
@@ -93,8 +94,19 @@ def test_http_1_0_closes_unless_asked_to_keep_alive(served: tuple[App, int, HTTP
         (b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\n" + b"X-Big: " + b"a" * MAX_HEAD_BYTES + b"\r\n", 431),
         (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(120)) + b"\r\n", 431),
+        (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nX-A: 1\r\n  continued\r\n\r\n", 400),
     ],
-    ids=["request-line", "version", "two-lengths", "negative-length", "huge-head", "too-many-headers"],
+    ids=[
+        "request-line",
+        "version",
+        "two-lengths",
+        "negative-length",
+        "huge-head",
+        "too-many-headers",
+        "space-before-colon",
+        "folded-line",
+    ],
 )
 def test_malformed_requests_are_refused_by_the_transport(
     served: tuple[App, int, HTTPTransport], data: bytes, status: int
@@ -164,3 +176,16 @@ def test_at_the_connection_cap_the_least_recently_active_idle_connection_makes_r
     finally:
         transport.stop()
         listener.close()
+
+
+def test_the_listen_backlog_holds_a_crowd(served: tuple[App, int, HTTPTransport]) -> None:
+    _, port, _ = served
+    # For a listening socket, ss shows the backlog in Send-Q (socketserver's default was 5).
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    assert int(out.split()[2]) >= 128, out
+
+
+def test_header_fields_are_found_whatever_their_case() -> None:
+    headers = Headers.parse(b"content-TYPE: application/json\r\nX-Twice: 1\r\nx-twice: 2")
+    assert headers["Content-Type"] == "application/json" and headers.get("X-TWICE") == "1"
+    assert headers.get_all("x-twice") == ["1", "2"] and "CONTENT-type" in headers and headers.get("Nope") is None
