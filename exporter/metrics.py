@@ -40,7 +40,18 @@ DISCARD_REASONS: tuple[str, ...] = ("empty", "unreadable")
 DELETION_REASONS: tuple[str, ...] = ("max_age", "disk_pressure", "alert")
 RETENTION_TRIGGERS: tuple[str, ...] = ("schedule", "disk_pressure", "alert", "manual")
 HOTPLUG_ACTIONS: tuple[str, ...] = ("add", "remove", "change")
-WEBHOOK_RESULTS: tuple[str, ...] = ("accepted", "unauthorized", "invalid", "ignored")
+# Every webhook request is counted under exactly one: disabled (no usable token file, 503), too_large (413),
+# unsupported_media_type (415), busy (503: too many bodies in flight at once).
+WEBHOOK_RESULTS: tuple[str, ...] = (
+    "accepted",
+    "ignored",
+    "unauthorized",
+    "invalid",
+    "too_large",
+    "unsupported_media_type",
+    "disabled",
+    "busy",
+)
 SOURCE_KINDS: tuple[str, ...] = ("device", "url", "file", "test_pattern")
 
 # Collector names for the scrape's report on itself (node_exporter's scrape_collector_* shape).

@@ -1,36 +1,50 @@
-"""The HTTP surface on :9100: /metrics, a landing page, health and readiness, the Alertmanager webhook."""
+"""The HTTP surface on :9100: /metrics, a landing page, health and readiness, the Alertmanager webhook.
+
+Transport (connections, timeouts, pools) lives in exporter/transport.py, TLS and basic auth in
+exporter/webconfig.py; this module is the route table and what each route answers.
+"""
 
 from __future__ import annotations
 
-import base64
-import hmac
 import html
 import json
 import logging
 import socket
-import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 
+from exporter import metrics as m
 from exporter.collector import RecorderCollector
 from exporter.exposition import CONTENT_TYPE as TEXT_CONTENT_TYPE
 from exporter.exposition import render_text
-from exporter.webhook import WebhookHandler, WebhookResult
+from exporter.ratelimit import RateLimitedLog
+from exporter.transport import HTTPTransport, Request, listen_socket
+from exporter.webconfig import (
+    BasicAuthChecker,
+    TLSContextSource,
+    WebOptions,
+    check_telemetry_path,
+    resolve_web_config,
+)
+from exporter.webhook import WebhookHandler
 from recorder import __version__
 from recorder.config import ExporterConfig
 from recorder.daemon import Recorder, RecorderSnapshot
 from recorder.presets import encoder_preset
 
 log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/api/v1/alertmanager"
+# What a route receives: the parsed request, which it answers through _send (http.server's handler before).
+_Handler = Request
 
 
 class ListenError(Exception):
@@ -56,13 +70,17 @@ def default_instance_names(listen_address: str) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def build_registry(recorder: Recorder, webhook_results: Counter[str]) -> CollectorRegistry:
-    """A registry of our own (never the global one): the recorder's collector and the process ones."""
+def build_registry(
+    recorder: Recorder, webhook_results: Counter[str], *, exporter_metrics: bool = True
+) -> CollectorRegistry:
+    """A registry of our own (never the global one): the recorder's collector, and unless turned off
+    (--web.disable-exporter-metrics) the process_* and python_* families about the daemon itself."""
     config = recorder.config
     registry = CollectorRegistry(auto_describe=False)
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    GCCollector(registry=registry)
+    if exporter_metrics:
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
     codecs = {cam.id: encoder_preset(cam, config)[0].value for cam in config.cameras}
     registry.register(
         RecorderCollector(
@@ -77,170 +95,150 @@ def build_registry(recorder: Recorder, webhook_results: Counter[str]) -> Collect
     return registry
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    # Set by ExporterServer before serving.
-    app: ExporterServer
+class SharedRender:
+    """Concurrent scrapes share one rendering: a scrape that arrives while one is being rendered takes
+    that result (at most one rendering old) instead of rendering again. Two hundred scrapers at once
+    then cost a handful of renderings, not two hundred."""
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that hangs up or fails the TLS handshake is its own problem, not a traceback in our log.
-        log.debug("request from %s failed", client_address, exc_info=True)
+    def __init__(self, render: Callable[[], bytes]) -> None:
+        self._render = render
+        self._lock = threading.Lock()
+        self._in_flight: Future[bytes] | None = None
 
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = f"camera-recorder/{__version__}"
-    protocol_version = "HTTP/1.1"
-    # A client that connects and goes quiet holds one thread for this long, never the server.
-    timeout = 30
-
-    def setup(self) -> None:
-        super().setup()
-        if isinstance(self.connection, ssl.SSLSocket):
-            self.connection.do_handshake()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-    def do_GET(self) -> None:
-        self.server.app.handle(self, "GET")
-
-    def do_HEAD(self) -> None:
-        self.server.app.handle(self, "HEAD")
-
-    def do_POST(self) -> None:
-        self.server.app.handle(self, "POST")
+    def get(self) -> bytes:
+        with self._lock:
+            future = self._in_flight
+            owner = future is None
+            if future is None:
+                future = self._in_flight = Future()
+        if not owner:
+            return future.result()
+        try:
+            body = self._render()
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        else:
+            future.set_result(body)
+        finally:
+            with self._lock:
+                self._in_flight = None
+        return body
 
 
 class ExporterServer:
     """Serves the recorder's state over HTTP in its own threads; recording never waits on it."""
 
-    def __init__(self, config: ExporterConfig, recorder: Recorder) -> None:
+    def __init__(self, config: ExporterConfig, recorder: Recorder, web: WebOptions | None = None) -> None:
+        web = web or WebOptions()
         self.config = config
         self.recorder = recorder
-        self.webhook_results: Counter[str] = Counter()
-        self.registry = build_registry(recorder, self.webhook_results)
+        self.web = web
+        self.web_config = resolve_web_config(config, web.config_file)
+        self.auth = BasicAuthChecker(self.web_config)
+        tls = TLSContextSource(self.web_config.tls, self.web_config.source) if self.web_config.tls else None
+        self.webhook_results: Counter[str] = Counter(dict.fromkeys(m.WEBHOOK_RESULTS, 0))
+        self.registry = build_registry(
+            recorder, self.webhook_results, exporter_metrics=not web.disable_exporter_metrics
+        )
         names = config.instance_names or default_instance_names(config.listen_address)
         self.webhook = WebhookHandler(config, recorder.storage, names, self.webhook_results)
+        self.telemetry_path = web.telemetry_path
+        # The route table: (method, path) -> handler. HEAD is served by the GET handler without a body.
+        self.routes: dict[tuple[str, str], Callable[[Request], None]] = {
+            ("GET", "/"): self._landing,
+            ("GET", "/-/healthy"): self._healthy,
+            ("GET", "/-/ready"): self._ready,
+            ("POST", WEBHOOK_PATH): self._alertmanager,
+        }
+        check_telemetry_path(web.telemetry_path, tuple(path for _, path in self.routes))
+        self.routes[("GET", web.telemetry_path)] = self._metrics
+        # Routes that authenticate by themselves: the webhook's token is its credential, and Alertmanager
+        # can send only one Authorization header, so the exporter's basic auth does not apply there.
+        self._own_auth = frozenset({WEBHOOK_PATH})
+        self._auth_log = RateLimitedLog(log)
+        self._renders = {
+            TEXT_CONTENT_TYPE: SharedRender(lambda: render_text(self.registry)),
+        }
         host, port = split_address(config.listen_address)
-        server_class = _Server
-        if ":" in host:
-            server_class = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
         try:
-            self._httpd = server_class((host, port), _Handler)
+            self._listener = listen_socket(host, port)
         except OSError as exc:
             hint = " (node_exporter's default is 9100 too)" if port == 9100 else ""
             raise ListenError(
                 f"cannot listen on {config.listen_address}: {exc.strerror or exc}{hint}; "
                 "choose another with --listen-address or exporter.listen_address"
             ) from None
-        if config.tls_cert_file and config.tls_key_file:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            try:
-                context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
-            except (OSError, ssl.SSLError) as exc:
-                self._httpd.server_close()
-                raise ListenError(f"exporter.tls_cert_file/tls_key_file: cannot load: {exc}") from None
-            # The handshake happens in the request's own thread (see _Handler.setup), under its timeout:
-            # done in accept() it would let one silent client block the whole server.
-            self._httpd.socket = context.wrap_socket(
-                self._httpd.socket, server_side=True, do_handshake_on_connect=False
-            )
-        self._httpd.app = self
-        self._thread: threading.Thread | None = None
-        self.scheme = "https" if config.tls_cert_file else "http"
+        self.tls = tls
+        self.transport = HTTPTransport(
+            self._listener,
+            self.handle,
+            server_name=f"camera-recorder/{__version__}",
+            max_body_bytes=config.webhook_max_body_bytes,
+            tls_context=tls.context if tls is not None else None,
+            # The webhook may wait seconds for a retention pass: never in the scrapers' threads.
+            slow_routes=(WEBHOOK_PATH,),
+        )
+        self.scheme = "https" if tls is not None else "http"
 
     @property
     def address(self) -> str:
-        host, port = self._httpd.server_address[:2]
+        host, port = self._listener.getsockname()[:2]
         return f"{host}:{port}" if ":" not in str(host) else f"[{host}]:{port}"
 
     @property
     def port(self) -> int:
-        return int(self._httpd.server_address[1])
+        return int(self._listener.getsockname()[1])
 
     def start(self) -> None:
-        # No poll interval: an idle exporter sleeps until a request comes; stop() wakes it itself.
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(None,), name="exporter", daemon=True)
-        self._thread.start()
+        self.transport.start()
 
     def stop(self) -> None:
-        stopper = threading.Thread(target=self._httpd.shutdown, name="exporter-stop", daemon=True)
-        stopper.start()
-        # serve_forever notices the shutdown request only when a connection wakes it: make one.
-        host, port = self._httpd.server_address[:2]
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(str(host), str(host))
-        try:
-            socket.create_connection((host, port), timeout=2).close()
-        except OSError:
-            pass  # the listener is gone already; shutdown() then returns by itself
-        stopper.join(5)
-        self._httpd.server_close()
+        self.transport.stop()
+        self._listener.close()
 
     # -- routing --------------------------------------------------------------------------------
 
-    def handle(self, request: _Handler, method: str) -> None:
-        path = urlsplit(request.path).path
-        try:
-            if not self._authorized(request):
-                self._send(request, HTTPStatus.UNAUTHORIZED, b"unauthorized\n", "text/plain",
-                           {"WWW-Authenticate": 'Basic realm="camera-recorder"'})  # fmt: skip
-                return
-            route = {
-                ("GET", "/metrics"): self._metrics,
-                ("GET", "/"): self._landing,
-                ("GET", "/-/healthy"): self._healthy,
-                ("GET", "/-/ready"): self._ready,
-                ("POST", "/api/v1/alertmanager"): self._alertmanager,
-            }.get(("GET" if method == "HEAD" else method, path))
-            if route is None:
-                allowed = path in ("/metrics", "/", "/-/healthy", "/-/ready", "/api/v1/alertmanager")
-                status = HTTPStatus.METHOD_NOT_ALLOWED if allowed else HTTPStatus.NOT_FOUND
-                self._send(request, status, f"{status.phrase}\n".encode(), "text/plain")
-                return
-            route(request)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the scraper gave up; nothing to tell it
+    def handle(self, request: Request) -> None:
+        path = request.route
+        if path not in self._own_auth and not self._authorized(request):
+            who = request.client_address[0]
+            self._auth_log.log(logging.WARNING, "basic", "basic auth failed for %s from %s", path, who)
+            self._send(request, HTTPStatus.UNAUTHORIZED, b"unauthorized\n", "text/plain",
+                       {"WWW-Authenticate": 'Basic realm="camera-recorder"'})  # fmt: skip
+            return
+        route = self.routes.get(("GET" if request.command == "HEAD" else request.command, path))
+        if route is None:
+            allowed = [method for method, route_path in self.routes if route_path == path]
+            status = HTTPStatus.METHOD_NOT_ALLOWED if allowed else HTTPStatus.NOT_FOUND
+            if "GET" in allowed:
+                allowed.append("HEAD")
+            headers = {"Allow": ", ".join(sorted(allowed))} if allowed else {}
+            self._send(request, status, f"{status.phrase}\n".encode(), "text/plain", headers)
+            return
+        route(request)
 
-    def _authorized(self, request: _Handler) -> bool:
-        username = self.config.basic_auth_username
-        if username is None or self.config.basic_auth_password_file is None:
-            return True
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Basic "):
-            return False
-        try:
-            given_user, _, given_password = base64.b64decode(header[6:], validate=True).decode().partition(":")
-            password = self.config.basic_auth_password_file.read_text().strip()
-        except (ValueError, OSError):
-            return False
-        # Bytes, not str: compare_digest refuses non-ASCII strings, and a user name may have them.
-        user_ok = hmac.compare_digest(given_user.encode(), username.encode())
-        return user_ok & hmac.compare_digest(given_password.encode(), password.encode())
+    def _authorized(self, request: Request) -> bool:
+        return not self.auth.enabled or self.auth.check(request.headers.get("Authorization", ""))
 
     def _send(
         self,
-        request: _Handler,
+        request: Request,
         status: HTTPStatus,
         body: bytes,
         content_type: str,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        request.send_response(status)
-        request.send_header("Content-Type", content_type)
-        request.send_header("Content-Length", str(len(body)))
-        for key, value in (headers or {}).items():
-            request.send_header(key, value)
-        request.end_headers()
-        if request.command != "HEAD":
-            request.wfile.write(body)
+        request.respond(status, body, content_type, headers)
 
     def _metrics(self, request: _Handler) -> None:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         if content_type.startswith("text/plain"):
-            encoder, content_type = render_text, TEXT_CONTENT_TYPE
-        self._send(request, HTTPStatus.OK, encoder(self.registry), content_type)
+            content_type = TEXT_CONTENT_TYPE
+        render = self._renders.get(content_type)
+        if render is None:
+            render = self._renders.setdefault(content_type, SharedRender(lambda: encoder(self.registry)))
+        self._send(request, HTTPStatus.OK, render.get(), content_type)
 
     def _healthy(self, request: _Handler) -> None:
         # Fails while a supervision loop stops going round (the same test that starves systemd's watchdog).
@@ -259,18 +257,12 @@ class ExporterServer:
         self._send(request, status, body, "application/json")
 
     def _alertmanager(self, request: _Handler) -> None:
-        result: WebhookResult = self.webhook.handle(request.headers, request.rfile)
-        headers = {}
-        if result.status >= 400:
-            # A refused body may be left unread on the socket: this connection cannot carry another request.
-            request.close_connection = True
-            headers["Connection"] = "close"
-        self._send(request, result.status, json.dumps(result.body).encode() + b"\n", "application/json", headers)
+        result = self.webhook.handle(request.headers, request.body, request.body_problem)
+        self._send(request, result.status, json.dumps(result.body).encode() + b"\n", "application/json")
 
     def _landing(self, request: _Handler) -> None:
-        self._send(
-            request, HTTPStatus.OK, render_landing(self.recorder.snapshot()).encode(), "text/html; charset=utf-8"
-        )
+        page = render_landing(self.recorder.snapshot(), metrics_path=self.telemetry_path)
+        self._send(request, HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
 
 
 def _ago(timestamp: float | None, now: float) -> str:
@@ -284,7 +276,7 @@ def _ago(timestamp: float | None, now: float) -> str:
     return f"{seconds / 3600:.1f} h ago"
 
 
-def render_landing(snap: RecorderSnapshot) -> str:
+def render_landing(snap: RecorderSnapshot, metrics_path: str = "/metrics") -> str:
     """The landing page: version, every camera with its state, and links."""
     now = time.time()
     rows = []
@@ -320,7 +312,7 @@ td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}</style></head>
 <th>retention horizon</th><th>restarts</th></tr>
 {"".join(rows)}
 </table>
-<ul><li><a href="metrics">Metrics</a></li><li><a href="-/healthy">Health</a></li>
+<ul><li><a href="{html.escape(metrics_path.lstrip("/"))}">Metrics</a></li><li><a href="-/healthy">Health</a></li>
 <li><a href="-/ready">Readiness</a></li></ul>
 </body></html>
 """

@@ -5,12 +5,21 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
+import re
+import stat
+import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import IO, Any, Protocol
+from itertools import accumulate
+from pathlib import Path
+from typing import Any, Protocol
 
+from exporter.ratelimit import RateLimitedLog
+from exporter.transport import BodyProblem
+from exporter.webconfig import parse_basic_authorization
 from recorder.config import ExporterConfig
 
 log = logging.getLogger(__name__)
@@ -18,8 +27,14 @@ log = logging.getLogger(__name__)
 RETENTION_ACTIONS = ("free_space", "enforce_max_age")
 # How long the webhook waits for the pass before answering 202; Alertmanager's own timeout is 10 s.
 PASS_WAIT_SECONDS = 5.0
-# An oversized body is read and dropped up to this much; beyond it the connection is simply closed.
-DISCARD_LIMIT = 16 << 20
+# Alertmanager's payload nests 3 levels (payload, alerts, alert, labels); anything much deeper is not one of
+# its payloads, and refusing it before json.loads keeps a crafted body from exhausting the recursion limit.
+MAX_JSON_DEPTH = 16
+TOKEN_FILE_MAX_BYTES = 4096
+# The media types Alertmanager (and curl users following the README) send.
+JSON_MEDIA_TYPES = ("application/json",)
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 class RetentionRunner(Protocol):
@@ -43,12 +58,22 @@ def _str_map(value: Any, where: str) -> dict[str, str]:
     return value
 
 
+def json_depth(body: bytes) -> int:
+    """How deep arrays and objects nest in `body`, counted without parsing it (brackets in strings skipped)."""
+    brackets = _JSON_STRING.sub(b"", body).translate(None, delete=_NOT_BRACKETS)
+    return max(accumulate(1 if b in b"[{" else -1 for b in brackets), default=0)
+
+
 def parse_payload(body: bytes) -> list[tuple[str, dict[str, str]]]:
     """(status, labels) of every alert in a version 4 payload; _Invalid names what is wrong."""
+    if json_depth(body) > MAX_JSON_DEPTH:
+        raise _Invalid(f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _Invalid(f"body is not JSON: {exc}") from None
+    except RecursionError:  # not reached after the depth check; kept so no body can escape unanswered
+        raise _Invalid("body: JSON nested too deeply") from None
     if not isinstance(payload, dict):
         raise _Invalid("body: expected a JSON object")
     if payload.get("version") != "4":
@@ -67,66 +92,158 @@ def parse_payload(body: bytes) -> list[tuple[str, dict[str, str]]]:
     return parsed
 
 
-def _discard(stream: IO[bytes], length: int) -> None:
-    """Read a refused body away (up to a bound), so the client sees our 400 rather than a reset socket."""
-    remaining = min(length, DISCARD_LIMIT)
-    while remaining > 0:
-        chunk = stream.read(min(remaining, 1 << 16))
-        if not chunk:
+class TokenFile:
+    """The webhook's bearer token, re-read when the file changes (a rotated token applies at once).
+
+    A missing, unreadable, empty or non-UTF-8 file disables the webhook: `problem` says why, and the
+    change is logged once (at start, and again only when the file changes), not at every request.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._signature: tuple[int, int, int] | None = None
+        self._token: str | None = None
+        self.problem: str | None = None
+        self._read()
+        if self.problem is not None and path is not None:
+            log.error("alertmanager webhook disabled: %s", self.problem)
+
+    def current(self) -> str | None:
+        """The token, or None when the webhook is disabled (see `problem`)."""
+        if self._path is None:
+            return None
+        with self._lock:
+            before = self.problem
+            if self._changed():
+                self._read()
+                if self.problem != before:
+                    if self.problem is None:
+                        log.warning("alertmanager webhook enabled: %s is readable again", self._path)
+                    else:
+                        log.error("alertmanager webhook disabled: %s", self.problem)
+            return self._token
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        assert self._path is not None
+        try:
+            st = os.stat(self._path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _changed(self) -> bool:
+        return self._stat() != self._signature or self._signature is None
+
+    def _read(self) -> None:
+        path = self._path
+        self._token = None
+        if path is None:
+            self.problem = "exporter.webhook_token_file is not set"
             return
-        remaining -= len(chunk)
+        self._signature = self._stat()
+        try:
+            st = os.stat(path)
+            # A FIFO or a device would block or never end: a token is a small regular file.
+            if not stat.S_ISREG(st.st_mode):
+                self.problem = f"exporter.webhook_token_file: {path} is not a regular file"
+                return
+            if st.st_size > TOKEN_FILE_MAX_BYTES:
+                self.problem = f"exporter.webhook_token_file: {path} is over {TOKEN_FILE_MAX_BYTES} bytes"
+                return
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            self.problem = f"exporter.webhook_token_file: {path} is not UTF-8 text"
+            return
+        except OSError as exc:
+            self.problem = f"exporter.webhook_token_file: cannot read {path}: {exc.strerror or exc}"
+            return
+        token = text.strip()
+        if not token:
+            self.problem = f"exporter.webhook_token_file: {path} is empty"
+            return
+        self._token, self.problem = token, None
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 class WebhookHandler:
-    """Checks the bearer token and the body, then asks retention for each action the alerts carry."""
+    """Checks the token and the body, then asks retention for each action the alerts carry.
+
+    Every request ends in exactly one answer and one count under a result of exporter.metrics.WEBHOOK_RESULTS.
+    The token is the webhook's own authentication, whatever else protects the exporter: Alertmanager sends
+    it as `Authorization: Bearer <token>` (http_config.authorization) or as the password of basic auth
+    (http_config.basic_auth, any user name), since it can send only one of the two.
+    """
 
     def __init__(
-        self, config: ExporterConfig, retention: RetentionRunner, instance_names: Iterable[str], results: Counter[str]
+        self,
+        config: ExporterConfig,
+        retention: RetentionRunner,
+        instance_names: Iterable[str],
+        results: Counter[str],
+        refusals_log: RateLimitedLog | None = None,
     ) -> None:
         self._config = config
         self._retention = retention
         self._instances = frozenset(instance_names)
         self._results = results
+        self._results_lock = threading.Lock()
+        self._token = TokenFile(config.webhook_token_file)
+        # A client that keeps failing would otherwise write a line per request: one a minute, with a count.
+        self._refusals_log = refusals_log or RateLimitedLog(log)
 
     def _finish(self, status: HTTPStatus, result: str, **body: Any) -> WebhookResult:
-        self._results[result] += 1
-        if result in ("unauthorized", "invalid"):
-            log.warning("alertmanager webhook: %s (%s)", result, body.get("error", ""))
+        with self._results_lock:
+            self._results[result] += 1
+        if status >= 400 and result != "disabled":
+            why = body.get("error", "")
+            message = "alertmanager webhook: %s, answered %d (%s)"
+            self._refusals_log.log(logging.WARNING, result, message, result, int(status), why)
         return WebhookResult(status, result, {"result": result, **body})
 
-    def _token(self) -> str | None:
-        path = self._config.webhook_token_file
-        if path is None:
-            return None
-        try:
-            # Read per request, so that a rotated token applies without a restart.
-            return path.read_text(encoding="utf-8").strip() or None
-        except OSError as exc:
-            log.error("exporter.webhook_token_file: cannot read %s: %s", path, exc)
-            return None
+    def _authenticated(self, authorization: str, token: str) -> bool:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer":
+            given = value.strip()
+        else:
+            credentials = parse_basic_authorization(authorization)
+            if credentials is None:
+                return False
+            given = credentials[1]
+        return hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8"))
 
-    def handle(self, headers: Mapping[str, str], body_stream: IO[bytes]) -> WebhookResult:
-        token = self._token()
+    def handle(self, headers: Mapping[str, str], body: bytes, body_problem: BodyProblem | None = None) -> WebhookResult:
+        token = self._token.current()
         if token is None:
             return self._finish(
-                HTTPStatus.UNAUTHORIZED, "unauthorized", error="webhook disabled: set exporter.webhook_token_file"
+                HTTPStatus.SERVICE_UNAVAILABLE, "disabled", error=f"webhook disabled: {self._token.problem}"
             )
-        given = headers.get("Authorization", "")
-        if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].strip().encode(), token.encode()):
-            return self._finish(HTTPStatus.UNAUTHORIZED, "unauthorized", error="missing or wrong bearer token")
-        length_header = headers.get("Content-Length")
-        if length_header is None or not length_header.isdigit():
-            return self._finish(HTTPStatus.BAD_REQUEST, "invalid", error="Content-Length required")
-        length = int(length_header)
-        if length > self._config.webhook_max_body_bytes:
-            _discard(body_stream, length)
+        if not self._authenticated(headers.get("Authorization", ""), token):
+            return self._finish(HTTPStatus.UNAUTHORIZED, "unauthorized", error="missing or wrong token")
+        if body_problem is BodyProblem.TOO_LARGE:
             return self._finish(
-                HTTPStatus.BAD_REQUEST, "invalid", error=f"body over {self._config.webhook_max_body_bytes} bytes"
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                "too_large",
+                error=f"body over exporter.webhook_max_body_bytes ({self._config.webhook_max_body_bytes} bytes)",
+            )
+        if body_problem is BodyProblem.LENGTH_REQUIRED:
+            return self._finish(HTTPStatus.LENGTH_REQUIRED, "invalid", error="Content-Length required")
+        if body_problem is BodyProblem.BUSY:
+            return self._finish(HTTPStatus.SERVICE_UNAVAILABLE, "busy", error="too many requests at once; retry")
+        media_type = _media_type(headers.get("Content-Type"))
+        if media_type not in JSON_MEDIA_TYPES:
+            return self._finish(
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                error=f"Content-Type must be application/json, got {media_type[:40] or 'none'!r}",
             )
         try:
-            alerts = parse_payload(body_stream.read(length))
+            alerts = parse_payload(body)
         except _Invalid as exc:
-            return self._finish(HTTPStatus.BAD_REQUEST, "invalid", error=str(exc))
+            return self._finish(HTTPStatus.BAD_REQUEST, "invalid", error=str(exc)[:200])
         actions: list[str] = []
         for status, labels in alerts:
             action = labels.get("retention_action")

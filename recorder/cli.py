@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -32,6 +33,9 @@ from recorder.config import (
 from recorder.ffmpeg_binary import ffmpeg_version, find_tools
 from recorder.logformat import LOG_FORMATS, CameraField, formatter_for
 from recorder.presets import build_command
+
+if TYPE_CHECKING:
+    from exporter.webconfig import WebOptions
 
 log = logging.getLogger("recorder")
 
@@ -82,6 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log.format", "--log-format", dest="log_format", choices=LOG_FORMATS,
         help="logfmt or json, as Prometheus writes them (default: the human format)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--web.config.file", dest="web_config_file", metavar="FILE",
+        help="exporter-toolkit web config: tls_server_config and basic_auth_users (bcrypt)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH",
+        help="where metrics are served (default /metrics)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--web.disable-exporter-metrics", dest="disable_exporter_metrics", action="store_true",
+        help="leave out the process_* and python_* metrics about the daemon itself",
     )  # fmt: skip
     return parser
 
@@ -157,7 +173,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cleanup(config, dry_run=args.dry_run)
     if args.dry_run:
         return _dry_run(config)
-    return run_recorder(config, duration=args.duration, demo=args.demo, reload=_config_loader(args))
+    return run_recorder(
+        config, duration=args.duration, demo=args.demo, reload=_config_loader(args), web=_web_options(args)
+    )
+
+
+def _web_options(args: argparse.Namespace) -> WebOptions:
+    from exporter.webconfig import WebOptions, load_web_config
+
+    web_config = Path(args.web_config_file) if args.web_config_file else None
+    if web_config is not None:
+        load_web_config(web_config)  # a broken file is one line per problem now, not after the cameras start
+    return WebOptions(web_config, args.telemetry_path, args.disable_exporter_metrics)
 
 
 def _with_overrides(config: Config, args: argparse.Namespace) -> Config:
@@ -350,6 +377,7 @@ def run_recorder(
     duration: float | None = None,
     demo: bool = False,
     reload: Callable[[], Config] | None = None,
+    web: WebOptions | None = None,
 ) -> int:
     """Record until SIGINT/SIGTERM (or `duration`), serving metrics; exit 0 when every segment closed.
 
@@ -363,7 +391,7 @@ def run_recorder(
         return _fail("no FFmpeg found: install ffmpeg or set system.ffmpeg in the config", EXIT_CONFIG)
     recorder = Recorder(config, tools, config_loader=reload)
     try:
-        server = ExporterServer(config.exporter, recorder)
+        server = ExporterServer(config.exporter, recorder, web)
     except ListenError as exc:
         return _fail(str(exc))
 
@@ -386,7 +414,7 @@ def run_recorder(
     signal.signal(signal.SIGHUP, on_reload_signal)
     signal.signal(signal.SIGUSR1, on_status_signal)
     server.start()
-    log.info("metrics on %s://%s/metrics", server.scheme, server.address)
+    log.info("metrics on %s://%s%s", server.scheme, server.address, server.telemetry_path)
     try:
         recorder.start()
     except OSError as exc:

@@ -696,6 +696,9 @@ _TOP_KEYS = (
 )  # fmt: skip
 
 
+_DEPRECATED_WEB_KEYS = ("tls_cert_file", "tls_key_file", "basic_auth_username", "basic_auth_password_file")
+
+
 def parse_config(raw: Any, source: str | None = None, base_dir: Path | None = None) -> Config:
     """Validate a raw mapping (from YAML or the legacy converter) into a Config, or raise ConfigError."""
     problems: list[str] = []
@@ -715,6 +718,10 @@ def parse_config(raw: Any, source: str | None = None, base_dir: Path | None = No
     for key in ("web_port", "web_host"):
         if key in top.raw:
             warnings.append(f"{key}: the web interface is gone; the status page is served on exporter.listen_address")
+    exporter_raw = top.raw.get("exporter")
+    deprecated = [k for k in _DEPRECATED_WEB_KEYS if isinstance(exporter_raw, Mapping) and k in exporter_raw]
+    if deprecated:
+        warnings.append(f"exporter.{'/'.join(deprecated)}: deprecated; use --web.config.file (exporter-toolkit format)")
     for location, cams in _duplicates(cameras):
         problems.append(f"cameras: {' and '.join(cams)} record the same source {location!r}")
     config = Config(

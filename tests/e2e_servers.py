@@ -381,3 +381,36 @@ def prom_labels(**labels: str) -> str:
 def window(since: float) -> str:
     """A range selector duration reaching back to `since` (Unix time)."""
     return f"{max(1, math.ceil(time.time() - since) + 1)}s"
+
+
+# -- pushing alerts and webhook receivers (the recorder's webhook tests) ---------------------------------------
+
+
+def push_alerts(alertmanager: Alertmanager, alerts: Sequence[Mapping[str, str]]) -> None:
+    """Fire alerts with these label sets straight into Alertmanager (its v2 API), as Prometheus would."""
+    body = json.dumps([{"labels": dict(labels), "annotations": {}} for labels in alerts]).encode()
+    status, text = http(
+        f"{alertmanager.url}/api/v2/alerts", method="POST", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert status == 200, f"{status}: {text}"
+
+
+def recorder_webhook_receiver(
+    name: str,
+    url: str,
+    *,
+    auth: Mapping[str, Any],
+    ca_file: Path | None = None,
+    client: tuple[Path, Path] | None = None,
+) -> dict[str, Any]:
+    """A receiver sending to the recorder's webhook at `url` with `auth`, an http_config `authorization` or
+    `basic_auth` block (Alertmanager takes one of them), over TLS verified with `ca_file`, optionally
+    presenting the client certificate and key `client`."""
+    http_config: dict[str, Any] = dict(auth)
+    if ca_file is not None:
+        tls: dict[str, Any] = {"ca_file": str(ca_file)}
+        if client is not None:
+            tls.update(cert_file=str(client[0]), key_file=str(client[1]))
+        http_config["tls_config"] = tls
+    webhook = {"url": f"{url}/api/v1/alertmanager", "send_resolved": False, "http_config": http_config}
+    return {"name": name, "webhook_configs": [webhook]}

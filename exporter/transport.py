@@ -1,0 +1,686 @@
+"""HTTP/1.1 for the exporter: one I/O thread multiplexes every connection; handlers run in small thread pools.
+
+Why not http.server: it gives each connection a thread that blocks in recv(), so clients that connect and
+dribble (slowloris) or simply stay silent hold threads, and with the socketserver backlog of 5 a crowd
+of scrapers times out. Here:
+
+- the I/O thread reads a request completely (head and body, non-blocking, under one deadline from its
+  first byte) before a handler sees it, and writes the answer back non-blocking: no client can make a
+  handler thread wait, so scrapes never queue behind slow clients;
+- handlers run in a bounded pool; routes that may wait on something (the webhook waits for a retention
+  pass) get a pool of their own so they cannot take the scrapers' threads;
+- connections are capped below the fd limit (the cameras need descriptors too); at the cap the least
+  recently active idle connection makes room, and when accept() fails for lack of descriptors (EMFILE,
+  ENFILE) the listener is parked for a growing pause instead of being polled at 100 % CPU;
+- an oversized body is never read: the handler answers at once, and the connection is closed after a
+  short lingering read so the client sees the answer rather than a reset.
+"""
+
+from __future__ import annotations
+
+import collections
+import email.utils
+import enum
+import errno
+import logging
+import math
+import re
+import resource
+import selectors
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import urlsplit
+
+from exporter.ratelimit import RateLimitedLog
+
+log = logging.getLogger(__name__)
+
+LISTEN_BACKLOG = 1024  # the kernel caps it at net.core.somaxconn (4096 on current kernels)
+# From a request's first byte (for a new connection: from accept) to its last body byte. A client that
+# sends a header line every few seconds (slowloris) is cut off here, however steadily it dribbles.
+REQUEST_TIMEOUT = 10.0
+IDLE_TIMEOUT = 75.0  # between keep-alive requests: longer than a 60 s scrape interval
+WRITE_TIMEOUT = 30.0  # for a client to take an answer
+LINGER_TIMEOUT = 2.0  # reading away an unread body after the answer, before closing
+LINGER_MAX_BYTES = 1 << 20
+MAX_HEAD_BYTES = 16 << 10
+MAX_HEADER_FIELDS = 100  # as http.client allows
+# Bodies being read at once may total this much: beyond it a request with a body is answered "busy".
+BODY_BUDGET_BYTES = 32 << 20
+ACCEPT_BACKOFF_INITIAL = 0.05
+ACCEPT_BACKOFF_MAX = 1.0
+ACCEPT_BATCH = 64  # connections taken per wake-up, so a flood cannot starve the connections already open
+RECV_SIZE = 64 << 10
+HANDLER_THREADS = 4  # scrapes are CPU-bound under one GIL: more threads would only add switching
+SLOW_HANDLER_THREADS = 2
+_FD_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+class BodyProblem(enum.Enum):
+    """Why a request's body was not read: the handler answers for it."""
+
+    TOO_LARGE = "too_large"  # Content-Length over the limit (413)
+    LENGTH_REQUIRED = "length_required"  # no Content-Length, or chunked (411)
+    BUSY = "busy"  # too many bodies in flight at once (503)
+
+
+class Headers(Mapping[str, str]):
+    """A request's header fields, looked up without regard to case; a repeated field gives its first value
+    (get_all gives every one). Parsed by hand: the email parser http.server uses costs more than the rest
+    of a scrape's handling together."""
+
+    def __init__(self, fields: list[tuple[str, str]]) -> None:
+        self._values: dict[str, list[str]] = {}
+        for name, value in fields:
+            self._values.setdefault(name.lower(), []).append(value)
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[name.lower()][0]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def get_all(self, name: str) -> list[str]:
+        return list(self._values.get(name.lower(), ()))
+
+    @classmethod
+    def parse(cls, block: bytes) -> Headers:
+        """The header block after the request line; _Refusal for what RFC 9112 says to reject."""
+        fields = []
+        for line in block.split(b"\r\n") if block else ():
+            name, sep, value = line.partition(b":")
+            # No name, whitespace before the colon, or an obsolete folded line (leading whitespace): 400.
+            if not sep or not name or name != name.strip() or not _TOKEN.match(name.decode("latin-1")):
+                raise _Refusal(HTTPStatus.BAD_REQUEST)
+            fields.append((name.decode("latin-1"), value.strip().decode("latin-1")))
+            if len(fields) > MAX_HEADER_FIELDS:
+                raise _Refusal(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+        return cls(fields)
+
+
+@dataclass(frozen=True)
+class Response:
+    status: HTTPStatus
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+
+
+@dataclass
+class Request:
+    """One parsed request; `path` and `command` are named as in http.server's handler."""
+
+    command: str
+    path: str  # the request target as sent, query included
+    request_version: str
+    headers: Headers
+    client_address: tuple[Any, ...]
+    declared_length: int | None = None
+    body: bytes = b""
+    body_problem: BodyProblem | None = None
+    close_connection: bool = False
+    response: Response | None = None
+
+    @property
+    def route(self) -> str:
+        """The path without query string: what routing looks at."""
+        return urlsplit(self.path).path
+
+    def respond(
+        self, status: HTTPStatus, body: bytes, content_type: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.response = Response(status, body, (("Content-Type", content_type), *(headers or {}).items()))
+
+
+Handler = Callable[[Request], None]
+
+
+class _State(enum.Enum):
+    HANDSHAKE = "handshake"
+    READING = "reading"
+    PROCESSING = "processing"
+    WRITING = "writing"
+    LINGERING = "lingering"
+
+
+class _Conn:
+    __slots__ = ("address", "body_reserved", "close_after", "closed", "deadline", "events", "idle", "inbuf",
+                 "last_active", "lingered", "offset", "outbuf", "request", "sock", "state", "unread_body")  # fmt: skip
+
+    def __init__(self, sock: socket.socket, address: tuple[Any, ...], now: float, tls: bool) -> None:
+        self.sock = sock
+        self.address = address
+        self.state = _State.HANDSHAKE if tls else _State.READING
+        self.inbuf = bytearray()
+        self.outbuf = b""
+        self.offset = 0
+        self.request: Request | None = None
+        self.last_active = now
+        self.idle = False  # between keep-alive requests, before the next one's first byte
+        self.deadline = now + REQUEST_TIMEOUT
+        self.events = 0
+        self.close_after = False
+        self.unread_body = False
+        self.body_reserved = 0
+        self.lingered = 0
+        self.closed = False
+
+
+def default_max_connections() -> int:
+    """Half the soft fd limit (the other half is for FFmpeg pipes, segments and /proc), at most 1024."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1024
+    return max(8, min(1024, soft // 2))
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+class HTTPTransport:
+    """Serves `handler` on an already bound listening socket until stop()."""
+
+    def __init__(
+        self,
+        listener: socket.socket,
+        handler: Handler,
+        *,
+        server_name: str,
+        max_body_bytes: int,
+        tls_context: Callable[[], ssl.SSLContext] | None = None,
+        slow_routes: Collection[str] = (),
+        max_connections: int | None = None,
+        request_timeout: float = REQUEST_TIMEOUT,
+        idle_timeout: float = IDLE_TIMEOUT,
+    ) -> None:
+        self._listener = listener
+        self._listener.setblocking(False)
+        self._handler = handler
+        self._server_name = server_name
+        self._max_body = max_body_bytes
+        self._tls_context = tls_context
+        self._slow_routes = frozenset(slow_routes)
+        self.max_connections = max_connections or default_max_connections()
+        self._request_timeout = request_timeout
+        self._idle_timeout = idle_timeout
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._done: collections.deque[tuple[_Conn, bytes, bool]] = collections.deque()
+        self._conns: set[_Conn] = set()
+        self._pool = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="exporter-handler")
+        self._slow_pool = ThreadPoolExecutor(SLOW_HANDLER_THREADS, thread_name_prefix="exporter-slow")
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._accept_paused_until: float | None = None
+        self._accept_backoff = ACCEPT_BACKOFF_INITIAL
+        self._next_deadline = math.inf
+        self._body_in_flight = 0
+        self._ratelimited = RateLimitedLog(log)
+        self.evictions = 0  # idle connections closed to make room (tests look at it)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._selector.register(self._listener, selectors.EVENT_READ, None)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._thread = threading.Thread(target=self._loop, name="exporter-io", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._slow_pool.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._conns)
+
+    # -- the I/O loop -----------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                self._select_once()
+        except Exception:
+            log.exception("exporter I/O loop failed")
+            raise
+        finally:
+            for conn in list(self._conns):
+                self._close(conn)
+            for sock in (self._wake_r, self._wake_w):
+                sock.close()
+            self._selector.close()
+
+    def _select_once(self) -> None:
+        now = time.monotonic()
+        wake_at = self._next_deadline
+        if self._accept_paused_until is not None:
+            wake_at = min(wake_at, self._accept_paused_until)
+        # No timeout at all when nothing is pending: an idle exporter sleeps until a client comes.
+        timeout = None if wake_at == math.inf else max(0.0, wake_at - now)
+        for key, mask in self._selector.select(timeout):
+            if key.fileobj is self._listener:
+                self._accept()
+            elif key.fileobj is self._wake_r:
+                self._drain_wakeups()
+            else:
+                self._on_event(key.data, mask)
+        self._finish_done()
+        now = time.monotonic()
+        if self._accept_paused_until is not None and now >= self._accept_paused_until:
+            self._accept_paused_until = None
+            self._selector.register(self._listener, selectors.EVENT_READ, None)
+        if now >= self._next_deadline:
+            self._expire(now)
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # a wake-up is pending already (or we are stopping)
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def _set_deadline(self, conn: _Conn, deadline: float) -> None:
+        conn.deadline = deadline
+        self._next_deadline = min(self._next_deadline, deadline)
+
+    def _expire(self, now: float) -> None:
+        next_deadline = math.inf
+        for conn in list(self._conns):
+            if conn.deadline <= now:
+                log.debug("closing %s: %s timed out", conn.address, conn.state.value)
+                self._close(conn)
+            else:
+                next_deadline = min(next_deadline, conn.deadline)
+        self._next_deadline = next_deadline
+
+    def _watch(self, conn: _Conn, events: int) -> None:
+        if conn.events == events:
+            return
+        if conn.events == 0:
+            self._selector.register(conn.sock, events, conn)
+        elif events == 0:
+            self._selector.unregister(conn.sock)
+        else:
+            self._selector.modify(conn.sock, events, conn)
+        conn.events = events
+
+    # -- accepting ----------------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, address = self._listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in _FD_EXHAUSTED:
+                    self._pause_accepting(exc)
+                    return
+                continue  # ECONNABORTED and the like: that client is gone, the next one may be fine
+            self._accept_backoff = ACCEPT_BACKOFF_INITIAL
+            if len(self._conns) >= self.max_connections and not self._evict_idle():
+                sock.close()
+                continue
+            self._add(sock, address)
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        """Out of descriptors: stop polling the listener for a while (it stays readable, so polling it
+        would spin), and free one descriptor by closing the least recently active idle connection."""
+        delay = self._accept_backoff
+        self._accept_backoff = min(ACCEPT_BACKOFF_MAX, delay * 2)
+        self._selector.unregister(self._listener)
+        self._accept_paused_until = time.monotonic() + delay
+        self._evict_idle()
+        self._ratelimited.log(
+            logging.WARNING, "accept", "cannot accept connections: %s; pausing accept for %.2f s (the cameras "
+            "need descriptors too: raise LimitNOFILE if this repeats)", exc.strerror or exc, delay,
+        )  # fmt: skip
+
+    def _evict_idle(self) -> bool:
+        """Close the least recently active connection that no handler is busy with; False if there is none."""
+        idle = [c for c in self._conns if c.state in (_State.HANDSHAKE, _State.READING, _State.LINGERING)]
+        if not idle:
+            return False
+        self._close(min(idle, key=lambda c: c.last_active))
+        self.evictions += 1
+        return True
+
+    def _add(self, sock: socket.socket, address: tuple[Any, ...]) -> None:
+        now = time.monotonic()
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._tls_context is not None:
+                sock = self._tls_context().wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        except (OSError, ssl.SSLError) as exc:
+            log.debug("dropping %s: %s", address, exc)
+            sock.close()
+            return
+        conn = _Conn(sock, address, now, tls=self._tls_context is not None)
+        self._conns.add(conn)
+        self._set_deadline(conn, now + self._request_timeout)
+        if conn.state is _State.HANDSHAKE:
+            self._handshake(conn)
+        else:
+            self._watch(conn, selectors.EVENT_READ)
+
+    # -- per-connection events ---------------------------------------------------------------------------
+
+    def _on_event(self, conn: _Conn, mask: int) -> None:
+        if conn.closed:
+            return
+        if conn.state is _State.HANDSHAKE:
+            self._handshake(conn)
+        elif conn.state is _State.READING:
+            self._read(conn)
+        elif conn.state is _State.WRITING:
+            self._write(conn)
+        elif conn.state is _State.LINGERING:
+            self._linger_read(conn)
+
+    def _handshake(self, conn: _Conn) -> None:
+        assert isinstance(conn.sock, ssl.SSLSocket)
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._watch(conn, selectors.EVENT_READ)
+            return
+        except ssl.SSLWantWriteError:
+            self._watch(conn, selectors.EVENT_WRITE)
+            return
+        except (ssl.SSLError, OSError) as exc:
+            log.debug("TLS handshake with %s failed: %s", conn.address, exc)
+            self._close(conn)
+            return
+        conn.state = _State.READING
+        self._watch(conn, selectors.EVENT_READ)
+        self._read(conn)  # the request may have come with the handshake's last flight
+
+    def _read(self, conn: _Conn) -> None:
+        received = False
+        try:
+            while True:
+                data = conn.sock.recv(RECV_SIZE)
+                if not data:
+                    self._close(conn)  # the client is gone; a half-sent request has nobody to answer
+                    return
+                if conn.idle:
+                    # The first byte of a keep-alive connection's next request: its deadline starts now.
+                    conn.idle = False
+                    self._set_deadline(conn, time.monotonic() + self._request_timeout)
+                conn.inbuf += data
+                received = True
+                # Decrypted bytes already in the TLS layer raise no event: take them now.
+                if not (isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending()):
+                    break
+        except (BlockingIOError, ssl.SSLWantReadError):
+            pass
+        except ssl.SSLWantWriteError:
+            self._watch(conn, selectors.EVENT_WRITE)
+        except OSError as exc:
+            log.debug("reading from %s: %s", conn.address, exc)
+            self._close(conn)
+            return
+        if received:
+            self._parse(conn)
+
+    def _parse(self, conn: _Conn) -> None:
+        if conn.request is None:
+            while conn.inbuf.startswith(b"\r\n"):  # RFC 9112 2.2: ignore empty lines before a request
+                del conn.inbuf[:2]
+            end = conn.inbuf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(conn.inbuf) > MAX_HEAD_BYTES:
+                    self._refuse(conn, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+                return
+            head = bytes(conn.inbuf[:end])
+            del conn.inbuf[: end + 4]
+            try:
+                request = self._parse_head(head, conn.address)
+            except _Refusal as refusal:
+                self._refuse(conn, refusal.status)
+                return
+            conn.request = request
+            if request.body_problem is None and request.declared_length:
+                length = request.declared_length
+                if self._body_in_flight + length > BODY_BUDGET_BYTES:
+                    request.body_problem = BodyProblem.BUSY
+                else:
+                    self._body_in_flight += length
+                    conn.body_reserved = length
+                    if request.headers.get("Expect", "").lower() == "100-continue" and len(conn.inbuf) < length:
+                        self._send_quietly(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
+            if request.body_problem is not None:
+                # The body is left unread: the answer goes out at once and the connection closes after it.
+                request.close_connection = True
+                conn.unread_body = True
+                self._dispatch(conn)
+                return
+        request = conn.request
+        length = request.declared_length or 0
+        if len(conn.inbuf) < length:
+            return
+        request.body = bytes(conn.inbuf[:length])
+        del conn.inbuf[:length]
+        self._release_body(conn)
+        self._dispatch(conn)
+
+    def _parse_head(self, head: bytes, address: tuple[Any, ...]) -> Request:
+        line, _, rest = head.partition(b"\r\n")
+        parts = line.decode("latin-1").split(" ")
+        if len(parts) != 3 or not _TOKEN.match(parts[0]) or not parts[1]:
+            raise _Refusal(HTTPStatus.BAD_REQUEST)
+        method, target, version = parts
+        if version not in ("HTTP/1.1", "HTTP/1.0"):
+            raise _Refusal(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED if version.startswith("HTTP/") else 400)
+        headers = Headers.parse(rest)
+        request = Request(method, target, version, headers, address)
+        connection = headers.get("Connection", "").lower()
+        request.close_connection = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
+        lengths = headers.get_all("Content-Length") or []
+        if headers.get("Transfer-Encoding") is not None:
+            request.body_problem = BodyProblem.LENGTH_REQUIRED
+        elif len(set(lengths)) > 1 or any(not v.strip().isdigit() for v in lengths):
+            raise _Refusal(HTTPStatus.BAD_REQUEST)
+        elif lengths:
+            text = lengths[0].strip()
+            # Compared as text first: a Content-Length of 10**30 never becomes a number to allocate for.
+            request.declared_length = int(text) if len(text) <= 18 else self._max_body + 1
+            if request.declared_length > self._max_body:
+                request.body_problem = BodyProblem.TOO_LARGE
+        elif method in ("POST", "PUT", "PATCH"):
+            request.body_problem = BodyProblem.LENGTH_REQUIRED
+        return request
+
+    def _release_body(self, conn: _Conn) -> None:
+        self._body_in_flight -= conn.body_reserved
+        conn.body_reserved = 0
+
+    def _send_quietly(self, conn: _Conn, data: bytes) -> None:
+        try:
+            conn.sock.send(data)
+        except (OSError, ssl.SSLError):
+            pass  # a client that cannot take 25 bytes now sends its body anyway after a second
+
+    def _refuse(self, conn: _Conn, status: HTTPStatus | int) -> None:
+        """Answer a request no handler can make sense of, from this thread, and close."""
+        status = HTTPStatus(status)
+        body = f"{status.phrase}\n".encode()
+        conn.unread_body = True
+        self._start_writing(conn, self._serialize(status, body, (("Content-Type", "text/plain"),), True, False), True)
+
+    # -- handing requests to handlers and answers back --------------------------------------------
+
+    def _dispatch(self, conn: _Conn) -> None:
+        request = conn.request
+        assert request is not None
+        conn.state = _State.PROCESSING
+        self._watch(conn, 0)
+        conn.deadline = math.inf
+        pool = self._slow_pool if request.route in self._slow_routes else self._pool
+        try:
+            pool.submit(self._run, conn, request)
+        except RuntimeError:
+            self._close(conn)  # stopping
+
+    def _run(self, conn: _Conn, request: Request) -> None:
+        """In a handler thread: run the handler, serialise its answer, hand it to the I/O thread."""
+        try:
+            self._handler(request)
+        except Exception:
+            log.exception("handler failed for %s %s", request.command, request.route)
+            request.response = None
+        response = request.response
+        if response is None:
+            status = HTTPStatus.INTERNAL_SERVER_ERROR
+            response = Response(status, f"{status.phrase}\n".encode(), (("Content-Type", "text/plain"),))
+        close = request.close_connection
+        data = self._serialize(
+            response.status, response.body, response.headers, close, request.command == "HEAD", request.request_version
+        )
+        self._done.append((conn, data, close))
+        self._wake()
+
+    def _serialize(
+        self,
+        status: HTTPStatus,
+        body: bytes,
+        headers: tuple[tuple[str, str], ...],
+        close: bool,
+        head_only: bool,
+        version: str = "HTTP/1.1",
+    ) -> bytes:
+        lines = [
+            f"HTTP/1.1 {status.value} {status.phrase}",
+            f"Server: {self._server_name}",
+            f"Date: {email.utils.formatdate(usegmt=True)}",
+            *(f"{k}: {v}" for k, v in headers),
+            f"Content-Length: {len(body)}",
+        ]
+        if close:
+            lines.append("Connection: close")
+        elif version == "HTTP/1.0":
+            lines.append("Connection: keep-alive")
+        out = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return out if head_only else out + body
+
+    def _finish_done(self) -> None:
+        while self._done:
+            conn, data, close = self._done.popleft()
+            if conn.closed:
+                continue
+            self._start_writing(conn, data, close)
+
+    def _start_writing(self, conn: _Conn, data: bytes, close: bool) -> None:
+        conn.state = _State.WRITING
+        conn.outbuf, conn.offset, conn.close_after = data, 0, close
+        self._set_deadline(conn, time.monotonic() + WRITE_TIMEOUT)
+        self._write(conn)
+
+    def _write(self, conn: _Conn) -> None:
+        view = memoryview(conn.outbuf)
+        try:
+            while conn.offset < len(view):
+                conn.offset += conn.sock.send(view[conn.offset :])
+        except (BlockingIOError, ssl.SSLWantWriteError):
+            self._watch(conn, selectors.EVENT_WRITE)
+            return
+        except ssl.SSLWantReadError:
+            self._watch(conn, selectors.EVENT_READ)
+            return
+        except OSError as exc:
+            log.debug("writing to %s: %s", conn.address, exc)
+            self._close(conn)
+            return
+        finally:
+            view.release()
+        now = time.monotonic()
+        conn.last_active = now
+        if conn.close_after:
+            if conn.unread_body:
+                self._start_lingering(conn)
+            else:
+                self._close(conn)
+            return
+        # Keep-alive: back to reading; a pipelined next request may already be in the buffer.
+        conn.state, conn.request, conn.outbuf, conn.idle = _State.READING, None, b"", not conn.inbuf
+        self._set_deadline(conn, now + (self._request_timeout if conn.inbuf else self._idle_timeout))
+        self._watch(conn, selectors.EVENT_READ)
+        if conn.inbuf:
+            self._parse(conn)
+
+    def _start_lingering(self, conn: _Conn) -> None:
+        """Half-close and read away what the client still sends: closing with unread data would reset the
+        connection, and the client could lose our answer with it."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(conn)
+            return
+        conn.state = _State.LINGERING
+        conn.inbuf = bytearray()
+        self._set_deadline(conn, time.monotonic() + LINGER_TIMEOUT)
+        self._watch(conn, selectors.EVENT_READ)
+
+    def _linger_read(self, conn: _Conn) -> None:
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return
+        except OSError:
+            data = b""
+        conn.lingered += len(data)
+        if not data or conn.lingered > LINGER_MAX_BYTES:
+            self._close(conn)
+
+    def _close(self, conn: _Conn) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        self._release_body(conn)
+        if conn.events:
+            try:
+                self._selector.unregister(conn.sock)
+            except (KeyError, ValueError):
+                pass
+            conn.events = 0
+        try:
+            conn.sock.close()
+        except OSError:
+            pass
+        self._conns.discard(conn)
+
+
+class _Refusal(Exception):
+    def __init__(self, status: HTTPStatus | int) -> None:
+        super().__init__(status)
+        self.status = status

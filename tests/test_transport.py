@@ -1,0 +1,191 @@
+"""The exporter's HTTP/1.1 transport on real loopback sockets, with a trivial handler: what it parses,
+answers and refuses by itself, keep-alive and pipelining, and that a busy handler holds up no one else."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from http import HTTPStatus
+
+import pytest
+from conftest import wait_for
+
+from exporter.transport import MAX_HEAD_BYTES, BodyProblem, Headers, HTTPTransport, Request, listen_socket
+
+MAX_BODY = 1024
+
+
+class App:
+    def __init__(self) -> None:
+        self.requests: list[Request] = []
+        self.release = threading.Event()
+
+    def __call__(self, request: Request) -> None:
+        self.requests.append(request)
+        if request.route == "/slow":
+            self.release.wait(10)
+        if request.route == "/boom":
+            raise RuntimeError("handler bug")
+        problem = request.body_problem.value if request.body_problem else "-"
+        body = f"{request.command} {request.path} {len(request.body)} {problem}\n".encode()
+        request.respond(HTTPStatus.OK, body, "text/plain")
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[App, int, HTTPTransport]]:
+    app = App()
+    listener = listen_socket("127.0.0.1", 0)
+    transport = HTTPTransport(
+        listener, app, server_name="test", max_body_bytes=MAX_BODY, slow_routes=("/slow",), idle_timeout=1.0
+    )
+    transport.start()
+    yield app, listener.getsockname()[1], transport
+    app.release.set()
+    transport.stop()
+    listener.close()
+
+
+def exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send `data`, half-close, and read everything until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+        return out
+
+
+def statuses(raw: bytes) -> list[int]:
+    """The status of every answer in `raw` (the bodies here never contain a status line)."""
+    return [int(code) for code in re.findall(rb"HTTP/1\.[01] (\d{3}) ", raw)]
+
+
+def test_pipelined_keep_alive_requests_are_answered_in_order(served: tuple[App, int, HTTPTransport]) -> None:
+    _, port, _ = served
+    raw = exchange(
+        port,
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /b?q=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+        b"HEAD /c HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    assert statuses(raw) == [200, 200, 200, 200]
+    assert b"GET /a 0 -\n" in raw and b"POST /b?q=1 5 -\n" in raw and b"GET /d 0 -\n" in raw
+    assert b"HEAD /c" not in raw  # HEAD: headers only, Content-Length of the body it would have had
+    assert raw.count(b"Connection: close") == 1
+
+
+def test_http_1_0_closes_unless_asked_to_keep_alive(served: tuple[App, int, HTTPTransport]) -> None:
+    _, port, _ = served
+    raw = exchange(port, b"GET /a HTTP/1.0\r\n\r\nGET /never HTTP/1.0\r\n\r\n")
+    assert statuses(raw) == [200] and b"Connection: close" in raw
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"NONSENSE\r\n\r\n", 400),
+        (b"GET / HTTP/2.0\r\n\r\n", 505),
+        (b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\n" + b"X-Big: " + b"a" * MAX_HEAD_BYTES + b"\r\n", 431),
+        (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(120)) + b"\r\n", 431),
+        (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nX-A: 1\r\n  continued\r\n\r\n", 400),
+    ],
+    ids=[
+        "request-line",
+        "version",
+        "two-lengths",
+        "negative-length",
+        "huge-head",
+        "too-many-headers",
+        "space-before-colon",
+        "folded-line",
+    ],
+)
+def test_malformed_requests_are_refused_by_the_transport(
+    served: tuple[App, int, HTTPTransport], data: bytes, status: int
+) -> None:
+    app, port, _ = served
+    assert statuses(exchange(port, data)) == [status]
+    assert app.requests == []
+
+
+def test_bodies_that_are_not_read_reach_the_handler_with_the_reason(served: tuple[App, int, HTTPTransport]) -> None:
+    _, port, _ = served
+    too_large = exchange(port, b"POST /x HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1))
+    assert b"POST /x 0 too_large" in too_large and b"Connection: close" in too_large
+    chunked = exchange(port, b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+    assert f"POST /x 0 {BodyProblem.LENGTH_REQUIRED.value}".encode() in chunked
+    assert b"POST /x 0 length_required" in exchange(port, b"POST /x HTTP/1.1\r\n\r\n")
+
+
+def test_a_failing_handler_is_a_500_and_the_connection_goes_on(served: tuple[App, int, HTTPTransport]) -> None:
+    _, port, _ = served
+    raw = exchange(port, b"GET /boom HTTP/1.1\r\n\r\nGET /after HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert statuses(raw) == [500, 200]
+
+
+def test_a_handler_that_waits_holds_up_neither_other_clients_nor_scrapes(
+    served: tuple[App, int, HTTPTransport],
+) -> None:
+    app, port, _ = served
+    waiting = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(6)]
+    for sock in waiting:
+        sock.sendall(b"GET /slow HTTP/1.1\r\n\r\n")  # more than the slow pool's threads
+    wait_for(lambda: sum(r.route == "/slow" for r in app.requests) >= 2, what="the slow handlers to be busy")
+    for _ in range(10):
+        assert statuses(exchange(port, b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n", timeout=2)) == [200]
+    app.release.set()
+    for sock in waiting:
+        assert sock.recv(1024).startswith(b"HTTP/1.1 200")
+        sock.close()
+
+
+def test_idle_keep_alive_connections_are_closed(served: tuple[App, int, HTTPTransport]) -> None:
+    _, port, transport = served
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /a HTTP/1.1\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        assert transport.open_connections == 1
+        wait_for(lambda: transport.open_connections == 0, timeout=5, what="the idle connection to be closed")
+        assert sock.recv(1) == b""
+
+
+def test_at_the_connection_cap_the_least_recently_active_idle_connection_makes_room() -> None:
+    app = App()
+    listener = listen_socket("127.0.0.1", 0)
+    transport = HTTPTransport(listener, app, server_name="test", max_body_bytes=MAX_BODY, max_connections=5)
+    transport.start()
+    port = listener.getsockname()[1]
+    try:
+        crowd = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+        wait_for(lambda: transport.open_connections == 5, what="five connections")
+        assert statuses(exchange(port, b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n")) == [200]
+        assert transport.evictions == 1
+        first = crowd[0]
+        first.settimeout(5)
+        assert first.recv(1) == b""  # the oldest went
+        for sock in crowd:
+            sock.close()
+    finally:
+        transport.stop()
+        listener.close()
+
+
+def test_the_listen_backlog_holds_a_crowd(served: tuple[App, int, HTTPTransport]) -> None:
+    _, port, _ = served
+    # For a listening socket, ss shows the backlog in Send-Q (socketserver's default was 5).
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    assert int(out.split()[2]) >= 128, out
+
+
+def test_header_fields_are_found_whatever_their_case() -> None:
+    headers = Headers.parse(b"content-TYPE: application/json\r\nX-Twice: 1\r\nx-twice: 2")
+    assert headers["Content-Type"] == "application/json" and headers.get("X-TWICE") == "1"
+    assert headers.get_all("x-twice") == ["1", "2"] and "CONTENT-type" in headers and headers.get("Nope") is None
