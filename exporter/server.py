@@ -24,6 +24,7 @@ from prometheus_client.exposition import choose_encoder
 from exporter.collector import RecorderCollector
 from exporter.exposition import CONTENT_TYPE as TEXT_CONTENT_TYPE
 from exporter.exposition import render_text
+from exporter.operator_routes import OperatorRoutes
 from exporter.webhook import WebhookHandler, WebhookResult
 from recorder import __version__
 from recorder.config import ExporterConfig
@@ -123,6 +124,7 @@ class ExporterServer:
         self.registry = build_registry(recorder, self.webhook_results)
         names = config.instance_names or default_instance_names(config.listen_address)
         self.webhook = WebhookHandler(config, recorder.storage, names, self.webhook_results)
+        self.operator = OperatorRoutes(recorder)  # the status page, pictures, recordings, clips
         host, port = split_address(config.listen_address)
         server_class = _Server
         if ":" in host:
@@ -193,7 +195,8 @@ class ExporterServer:
                 ("GET", "/-/healthy"): self._healthy,
                 ("GET", "/-/ready"): self._ready,
                 ("POST", "/api/v1/alertmanager"): self._alertmanager,
-            }.get(("GET" if method == "HEAD" else method, path))
+                **self.operator.routes(),
+            }.get(("GET" if method == "HEAD" else method, path)) or self.operator.find_route(method, path)
             if route is None:
                 allowed = path in ("/metrics", "/", "/-/healthy", "/-/ready", "/api/v1/alertmanager")
                 status = HTTPStatus.METHOD_NOT_ALLOWED if allowed else HTTPStatus.NOT_FOUND
