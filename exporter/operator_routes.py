@@ -31,6 +31,7 @@ from recorder.recordings import (
     segments_from_index,
     spans_of_rows,
 )
+from recorder.states import CameraSnapshot
 from recorder.thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,14 @@ class OperatorRoutes:
         rows = self.recorder.storage.segments_between(camera, acc.newest_start, acc.newest_start + 1)
         return self._folder(camera) / rows[-1][1] if rows else None
 
+    def _horizon(self, status: CameraSnapshot, now: float) -> float:
+        """Where the record of finished segments ends: for a recording camera, where its open segment began
+        (that segment is being written, not missing), else now."""
+        last = status.last_segment_at
+        if status.recording and last is not None and now - last < 2 * self._segment_time:
+            return last
+        return now
+
     @staticmethod
     def _query(request: BaseHTTPRequestHandler) -> dict[str, str]:
         return {k: v[-1] for k, v in parse_qs(urlsplit(request.path).query).items()}
@@ -159,12 +168,18 @@ class OperatorRoutes:
             cam = view.config.id
             rows = storage.segments_between(cam, start, end)
             timeline = build_timeline(
-                cam, spans_of_rows(rows, self._segment_time), start, end, view.status.recent_restarts, now=now
+                cam,
+                spans_of_rows(rows, self._segment_time),
+                start,
+                end,
+                view.status.recent_restarts,
+                now=self._horizon(view.status, now),
             )
             newest = snap.storage.cameras.get(cam)
             newest_start = newest.newest_start if newest is not None else None
             url = None if newest_start is None else f"cameras/{quote(cam)}/latest.jpg?at={newest_start:.0f}"
-            panels.append(CameraPanel(view, timeline, url, newest_start))
+            horizon = self._horizon(view.status, now)
+            panels.append(CameraPanel(view, timeline, url, newest_start, horizon if horizon < now else None))
         page = render_status_page(snap, panels, day=day, start=start, end=end)
         send(request, HTTPStatus.OK, page.encode(), "text/html; charset=utf-8", {"Cache-Control": "no-store"})
 
@@ -205,7 +220,12 @@ class OperatorRoutes:
         segments = [s for s in segments if s.end > start]
         view = self.recorder.supervisors[camera].snapshot
         timeline = build_timeline(
-            camera, ((s.start, s.end, s.size) for s in segments), start, end, view.recent_restarts, now=self._clock()
+            camera,
+            ((s.start, s.end, s.size) for s in segments),
+            start,
+            end,
+            view.recent_restarts,
+            now=self._horizon(view, self._clock()),
         )
         _json(
             request,

@@ -31,6 +31,7 @@ class CameraPanel:
     timeline: Timeline
     thumbnail_url: str | None  # None: no completed segment yet
     newest_segment_at: float | None
+    recording_since: float | None = None  # start of the segment being written, when the camera records
 
 
 def _e(value: object) -> str:
@@ -64,7 +65,7 @@ def export_url(camera: str, start: float, end: float) -> str:
     return "api/v1/export?" + urlencode({"camera": camera, "from": f"{start:.0f}", "to": f"{end:.0f}"})
 
 
-def timeline_svg(timeline: Timeline, now: float) -> str:
+def timeline_svg(timeline: Timeline, now: float, recording_since: float | None = None) -> str:
     """One camera's recorded stretches (green), gaps (red), restarts (ticks) and hourly download links."""
     span = timeline.end - timeline.start
     scale = TIMELINE_WIDTH / span
@@ -88,6 +89,11 @@ def timeline_svg(timeline: Timeline, now: float) -> str:
             f'<rect x="{x(stretch.start)}" y="{BAR_TOP}" width="{max(x(stretch.end) - x(stretch.start), 0.5)}" '
             f'height="{BAR_HEIGHT}" class="rec"><title>recorded {_hm(stretch.start)}–{_hm(stretch.end)}, '
             f"{stretch.segments} segments</title></rect>"
+        )
+    if recording_since is not None and recording_since < min(now, timeline.end):
+        parts.append(
+            f'<rect x="{x(recording_since)}" y="{BAR_TOP}" width="{x(now) - x(recording_since)}" '
+            f'height="{BAR_HEIGHT}" class="live"><title>recording now (segment being written)</title></rect>'
         )
     for event in timeline.restarts:
         why = f"restart ({event.reason}) at {local_text(event.at, '%H:%M:%S')}"
@@ -173,7 +179,7 @@ def _panel(panel: CameraPanel, now: float) -> str:
         f'<h2>{_e(view.config.name)} <small>({_e(cam)})</small> <span class="state {_e(status.state.value)}">'
         f"{_e(status.state.value)}</span></h2>"
         f'<div class="row">{picture}<table class="details">{rows}</table></div>'
-        f"{timeline_svg(timeline, now)}{_axis(timeline.start, timeline.end)}{form}</section>"
+        f"{timeline_svg(timeline, now, panel.recording_since)}{_axis(timeline.start, timeline.end)}{form}</section>"
     )
 
 
@@ -187,7 +193,7 @@ body{font-family:sans-serif;margin:1.5em;color:#222}
 .details th{text-align:left;padding-right:1em;font-weight:normal;color:#666}
 .timeline{width:100%;height:34px;display:block;margin-top:.5em}
 .timeline .none{fill:#eee}.timeline .rec{fill:#3a3}.timeline .gap{fill:#d44}
-.timeline .restart{stroke:#f80;stroke-width:2}
+.timeline .live{fill:#9d9}.timeline .restart{stroke:#f80;stroke-width:2}
 .timeline .dl rect{fill:transparent}.timeline .dl:hover rect{fill:rgba(0,0,0,.15)}
 .axis{position:relative;height:1.2em;font-size:.8em;color:#666}.axis span{position:absolute}
 .state{font-size:.8em;padding:1px 6px;border-radius:3px;background:#ddd}
