@@ -167,6 +167,7 @@ class OperatorRoutes:
         for view in snap.cameras:
             cam = view.config.id
             rows = storage.segments_between(cam, start, end)
+            kept = snap.storage.cameras.get(cam)
             timeline = build_timeline(
                 cam,
                 spans_of_rows(rows, self._segment_time),
@@ -174,9 +175,9 @@ class OperatorRoutes:
                 end,
                 view.status.recent_restarts,
                 now=self._horizon(view.status, now),
+                oldest=kept.oldest_start if kept is not None else None,
             )
-            newest = snap.storage.cameras.get(cam)
-            newest_start = newest.newest_start if newest is not None else None
+            newest_start = kept.newest_start if kept is not None else None
             url = None if newest_start is None else f"cameras/{quote(cam)}/latest.jpg?at={newest_start:.0f}"
             horizon = self._horizon(view.status, now)
             panels.append(CameraPanel(view, timeline, url, newest_start, horizon if horizon < now else None))
@@ -219,6 +220,7 @@ class OperatorRoutes:
         segments = segments_from_index(rows, camera, self._folder(camera), self._segment_time)
         segments = [s for s in segments if s.end > start]
         view = self.recorder.supervisors[camera].snapshot
+        kept = self.recorder.storage.snapshot().cameras.get(camera)
         timeline = build_timeline(
             camera,
             ((s.start, s.end, s.size) for s in segments),
@@ -226,6 +228,7 @@ class OperatorRoutes:
             end,
             view.recent_restarts,
             now=self._horizon(view, self._clock()),
+            oldest=kept.oldest_start if kept is not None else None,
         )
         _json(
             request,

@@ -86,7 +86,7 @@ def timeline_svg(timeline: Timeline, now: float, recording_since: float | None =
         )
     for stretch in timeline.stretches:
         parts.append(
-            f'<rect x="{x(stretch.start)}" y="{BAR_TOP}" width="{max(x(stretch.end) - x(stretch.start), 0.5)}" '
+            f'<rect x="{x(stretch.start)}" y="{BAR_TOP}" width="{max(x(stretch.end) - x(stretch.start), 1.5)}" '
             f'height="{BAR_HEIGHT}" class="rec"><title>recorded {_hm(stretch.start)}–{_hm(stretch.end)}, '
             f"{stretch.segments} segments</title></rect>"
         )
@@ -232,7 +232,8 @@ Recordings in {_e(storage.path)}: {storage.files} files, {storage.bytes / 1e9:.2
 <a href=".">Last 24 h</a> · {day_links} · <label>day <input type="date" name="day" value="{_e(day or "")}"></label>
 <button type="submit">Show</button></form>
 <p class="legend"><span style="background:#3a3"></span>recorded<span style="background:#d44"></span>gap
-<span style="background:#f80;width:3px"></span>restart (hover for the reason) ·
+<span style="background:#9d9"></span>being written<span style="background:#eee"></span>before the oldest kept
+recording<span style="background:#f80;width:3px"></span>restart (hover for the reason) ·
 click a stretch to download that hour</p>
 {body}
 </body></html>

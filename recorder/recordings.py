@@ -139,8 +139,13 @@ def build_timeline(
     restarts: Iterable[RestartEvent] = (),
     *,
     now: float | None = None,
+    oldest: float | None = None,
 ) -> Timeline:
-    """Stretches and gaps of [start, end) from (start, end, size) spans sorted by start; the future is no gap."""
+    """Stretches and gaps of [start, end) from (start, end, size) spans sorted by start.
+
+    Neither the future (after `now`) nor the time before the camera's oldest kept segment (`oldest`, None when
+    it has none) is a gap: nothing was missed there that the recorder could have kept.
+    """
     horizon = end if now is None else min(end, now)
     stretches: list[Stretch] = []
     cur_start = cur_end = 0.0
@@ -160,7 +165,7 @@ def build_timeline(
     if count:
         stretches.append(Stretch(cur_start, cur_end, count, size))
     gaps: list[Gap] = []
-    cursor = start
+    cursor = max(start, oldest) if oldest is not None else horizon
     for stretch in stretches:
         if stretch.start - cursor > GAP_TOLERANCE_SECONDS:
             gaps.append(Gap(cursor, stretch.start))

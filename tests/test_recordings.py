@@ -38,7 +38,7 @@ def any_tz(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
 
 def test_consecutive_segments_make_one_stretch_and_holes_make_gaps() -> None:
     spans = [(T0, T0 + 10, 5), (T0 + 10, T0 + 20, 5), (T0 + 21, T0 + 30, 5), (T0 + 60, T0 + 70, 5)]
-    timeline = build_timeline("cam1", spans, T0 - 30, T0 + 100)
+    timeline = build_timeline("cam1", spans, T0 - 30, T0 + 100, oldest=T0 - 1000)
     assert [(s.start, s.end, s.segments, s.bytes) for s in timeline.stretches] == [
         (T0, T0 + 30, 3, 15),
         (T0 + 60, T0 + 70, 1, 5),
@@ -54,8 +54,19 @@ def test_a_segment_running_into_the_range_is_clipped_to_it() -> None:
 
 
 def test_the_future_is_no_gap() -> None:
-    timeline = build_timeline("cam1", [(T0, T0 + 10, 1)], T0, T0 + 86400, now=T0 + 10 + GAP_TOLERANCE_SECONDS / 2)
+    timeline = build_timeline(
+        "cam1", [(T0, T0 + 10, 1)], T0, T0 + 86400, now=T0 + 10 + GAP_TOLERANCE_SECONDS / 2, oldest=T0
+    )
     assert timeline.gaps == ()
+
+
+def test_before_the_oldest_kept_segment_is_no_gap() -> None:
+    spans = [(T0, T0 + 10, 1)]
+    assert build_timeline("cam1", spans, T0 - 100, T0 + 10, oldest=T0).gaps == ()
+    half = build_timeline("cam1", spans, T0 - 100, T0 + 10, oldest=T0 - 50)
+    assert [(g.start, g.end) for g in half.gaps] == [(T0 - 50, T0)]
+    # A camera with nothing kept at all has no gaps, only nothing to show.
+    assert build_timeline("cam1", [], T0 - 100, T0 + 10, oldest=None).gaps == ()
 
 
 def test_restarts_in_range_are_kept_with_their_reason() -> None:
