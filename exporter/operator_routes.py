@@ -276,9 +276,10 @@ class OperatorRoutes:
         with tempfile.TemporaryDirectory(prefix="camera-recorder-export-") as tmp:
             concat = Path(tmp) / "pieces.ffconcat"
             concat.write_text(plan.concat_list(), encoding="utf-8")
+            errors = (Path(tmp) / "ffmpeg.log").open("w+b")
             process = subprocess.Popen(
                 export_argv(self._ffmpeg, concat, "pipe:1", container),
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
             )  # fmt: skip
             assert process.stdout is not None
             try:
@@ -298,5 +299,10 @@ class OperatorRoutes:
             finally:
                 process.stdout.close()
                 if process.poll() is None:
-                    process.kill()
-                process.wait()
+                    process.kill()  # the client went away, or HEAD
+                if process.wait() > 0:
+                    # The headers are out: the client sees a short file; the log says why.
+                    errors.seek(0)
+                    why = errors.read().decode(errors="replace").strip().splitlines()
+                    log.warning("clip of %s cut short: %s", plan.camera, why[-1] if why else "FFmpeg failed")
+                errors.close()

@@ -198,7 +198,9 @@ class ExporterServer:
                 **self.operator.routes(),
             }.get(("GET" if method == "HEAD" else method, path)) or self.operator.find_route(method, path)
             if route is None:
-                allowed = path in ("/metrics", "/", "/-/healthy", "/-/ready", "/api/v1/alertmanager")
+                allowed = path in ("/metrics", "/", "/-/healthy", "/-/ready", "/api/v1/alertmanager") or (
+                    ("GET", path) in self.operator.routes()
+                )
                 status = HTTPStatus.METHOD_NOT_ALLOWED if allowed else HTTPStatus.NOT_FOUND
                 self._send(request, status, f"{status.phrase}\n".encode(), "text/plain")
                 return

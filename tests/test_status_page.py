@@ -173,3 +173,5 @@ def test_the_other_routes_answer_as_before(daemon: Daemon) -> None:
     # The operator routes sit beside the others; the old ones answer as before.
     assert daemon.get("/-/healthy")[0] == 200
     assert daemon.get("/api/v1/alertmanager")[0] == 405
+    assert daemon.post("/api/v1/export", b"x")[0] == 405
+    assert daemon.get("/cameras/cam1/other.jpg")[0] == 404
