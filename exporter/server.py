@@ -25,6 +25,7 @@ from exporter import metrics as m
 from exporter.collector import RecorderCollector
 from exporter.exposition import CONTENT_TYPE as TEXT_CONTENT_TYPE
 from exporter.exposition import render_text
+from exporter.operator_routes import OperatorRoutes
 from exporter.ratelimit import RateLimitedLog
 from exporter.transport import HTTPTransport, Request, listen_socket
 from exporter.webconfig import (
@@ -143,6 +144,7 @@ class ExporterServer:
         )
         names = config.instance_names or default_instance_names(config.listen_address)
         self.webhook = WebhookHandler(config, recorder.storage, names, self.webhook_results)
+        self.operator = OperatorRoutes(recorder)
         self.telemetry_path = web.telemetry_path
         # The route table: (method, path) -> handler. HEAD is served by the GET handler without a body.
         self.routes: dict[tuple[str, str], Callable[[Request], None]] = {
@@ -150,6 +152,7 @@ class ExporterServer:
             ("GET", "/-/healthy"): self._healthy,
             ("GET", "/-/ready"): self._ready,
             ("POST", WEBHOOK_PATH): self._alertmanager,
+            **self.operator.routes(),  # the status page at `/`, pictures, recordings, clips
         }
         check_telemetry_path(web.telemetry_path, tuple(path for _, path in self.routes))
         self.routes[("GET", web.telemetry_path)] = self._metrics
@@ -208,6 +211,7 @@ class ExporterServer:
                        {"WWW-Authenticate": 'Basic realm="camera-recorder"'})  # fmt: skip
             return
         route = self.routes.get(("GET" if request.command == "HEAD" else request.command, path))
+        route = route or self.operator.find_route(request.command, path)
         if route is None:
             allowed = [method for method, route_path in self.routes if route_path == path]
             status = HTTPStatus.METHOD_NOT_ALLOWED if allowed else HTTPStatus.NOT_FOUND

@@ -1,5 +1,5 @@
 """`camera-recorder`: the original's invocations (record, --detect, --validate, --stats, --cleanup,
---dry-run) plus --demo, --convert-config and --version."""
+--dry-run) plus --demo, --convert-config, --export and --version."""
 
 from __future__ import annotations
 
@@ -47,6 +47,11 @@ DEMO_RESOLUTION = Resolution(640, 360)
 DEMO_FRAMERATE = 15
 DEMO_SEGMENT_TIME = 10
 DEMO_CAMERAS = {"cam1": "Demo left", "cam2": "Demo right"}
+NO_CAMERA_CHECKLIST = """What to check:
+  - the camera is plugged in (and into a USB port that gives it enough power): `lsusb` lists it
+  - the uvcvideo driver is loaded: `lsmod | grep uvcvideo`, else `sudo modprobe uvcvideo`
+  - this user may open it: `ls -l /dev/video*` and `id` (the `video` group; log in again after adding it)
+  - the kernel named it: `ls -l /dev/v4l/by-id/` and `dmesg | tail` right after plugging it in"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_argument("--demo", action="store_true", help="record two synthetic cameras (no hardware needed)")
     actions.add_argument("--convert-config", metavar="FILE", help="print FILE converted (legacy <-> YAML)")
     actions.add_argument("--version", action="store_true", help="print version, revision, build date, FFmpeg found")
+    actions.add_argument(
+        "--export", metavar="CAMERA", help="write a clip of CAMERA from --since to --until into --output (-o)"
+    )
     parser.add_argument(
         "--dry-run", action="store_true",
         help="print each camera's FFmpeg command and start nothing; with --cleanup, delete nothing",
@@ -74,7 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="with --detect or --stats: JSON output")
     parser.add_argument("--to", choices=("yaml", "legacy"), help="with --convert-config: the target format")
     parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
-    parser.add_argument("--output", metavar="DIR", help="with --demo: where to record (default ./demo-recordings)")
+    parser.add_argument(
+        "-o", "--output", metavar="PATH",
+        help="with --demo: where to record (default ./demo-recordings); with --export: the clip (.mp4 or .mkv)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--since",
+        metavar="TIME",
+        help="with --export: start, e.g. '2026-11-25 14:03' (local time), '2026-11-25 14:03Z' (UTC), --since=-10min",
+    )
+    parser.add_argument("--until", metavar="TIME", help="with --export: end (default now)")
+    parser.add_argument(
+        "--force", action="store_true", help="with --convert-config --to legacy: write even if cameras are dropped"
+    )
     parser.add_argument(
         "--listen-address", "--web.listen-address", dest="listen_address", metavar="HOST:PORT",
         help="metrics and status address (default from config: 0.0.0.0:9100)",
@@ -131,8 +151,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("--json goes with --detect or --stats", EXIT_USAGE)
     if args.to and not args.convert_config:
         return _fail("--to goes with --convert-config", EXIT_USAGE)
-    if args.output and not args.demo:
-        return _fail("--output goes with --demo", EXIT_USAGE)
+    if args.output and not (args.demo or args.export):
+        return _fail("--output goes with --demo or --export", EXIT_USAGE)
+    if (args.since or args.until) and not args.export:
+        return _fail("--since and --until go with --export", EXIT_USAGE)
+    if args.export and not (args.since and args.output):
+        return _fail("--export needs --since TIME and -o FILE (--until defaults to now)", EXIT_USAGE)
+    if args.force and not args.convert_config:
+        return _fail("--force goes with --convert-config", EXIT_USAGE)
     if args.duration is not None and args.duration <= 0:
         return _fail(f"--duration: expected a positive number of seconds, got {args.duration:g}", EXIT_USAGE)
     try:
@@ -155,7 +181,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.version:
         return _version(args)
     if args.convert_config:
-        return _convert(Path(args.convert_config), args.to)
+        return _convert(Path(args.convert_config), args.to, force=args.force)
     if args.detect:
         return _detect(args)
     config = demo_config(args) if args.demo else load_config(resolve_config_path(args.config))
@@ -163,6 +189,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or config.log_level, args.log_format)
     if args.validate:
         return _validate(config)
+    if args.export:
+        from recorder.export_cli import export_command
+
+        return export_command(config, args.export, args.since, args.until, Path(args.output))
     if args.stats or args.cleanup or args.dry_run:
         # Recording logs these itself at start; the one-shot commands say them here, once.
         for warning in config.warnings:
@@ -204,7 +234,7 @@ def demo_config(args: argparse.Namespace) -> Config:
         base = load_config(resolve_config_path(args.config))
         cameras = tuple(_synthetic(cam) for cam in base.cameras)
         recording = replace(base.recording, base_directory=output, segment_time=DEMO_SEGMENT_TIME)
-        return replace(base, cameras=cameras, recording=recording)
+        return _with_demo_patterns(replace(base, cameras=cameras, recording=recording))
     raw = {
         "cameras": {
             cam_id: {
@@ -217,7 +247,22 @@ def demo_config(args: argparse.Namespace) -> Config:
         },
         "recording": {"segment_time": DEMO_SEGMENT_TIME, "base_directory": str(output)},
     }
-    return parse_config(raw, source="--demo")
+    return _with_demo_patterns(parse_config(raw, source="--demo"))
+
+
+def _with_demo_patterns(config: Config) -> Config:
+    """Each synthetic camera its own pattern, titled with its name and the time (see recorder/demo.py)."""
+    from recorder import demo
+
+    ffmpeg = find_tools(config.system).ffmpeg or "ffmpeg"
+    font = demo.find_font()
+    missing = demo.describe_text_support(ffmpeg)
+    if missing:
+        print(f"camera-recorder: note: {missing}", file=sys.stderr)
+    cameras = tuple(
+        replace(cam, location=demo.demo_pattern(cam, index, ffmpeg, font)) for index, cam in enumerate(config.cameras)
+    )
+    return replace(config, cameras=cameras)
 
 
 def _synthetic(camera: CameraConfig) -> CameraConfig:
@@ -239,7 +284,7 @@ def _version(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _convert(path: Path, target: str | None) -> int:
+def _convert(path: Path, target: str | None, *, force: bool = False) -> int:
     raw, notes = load_raw(path)
     is_legacy = legacy.looks_legacy(path, path.read_text(encoding="utf-8"))
     target = target or ("yaml" if is_legacy else "legacy")
@@ -250,6 +295,18 @@ def _convert(path: Path, target: str | None) -> int:
         text, unsupported = legacy.config_to_legacy(config)
         notes = [*notes, *(f"{u}" for u in unsupported)]
         sys.stdout.write(text)
+        dropped = legacy.dropped_cameras(config)
+        if dropped:
+            # Comments, so the output still reads as a config; the caller decides with --force.
+            for camera_id, why in dropped:
+                print(f"# dropped camera {camera_id}: {why}")
+            if not force:
+                for note in notes:
+                    print(f"camera-recorder: not converted: {note}", file=sys.stderr)
+                return _fail(
+                    f"{len(dropped)} camera(s) have no legacy form and were dropped: "
+                    f"{', '.join(c for c, _ in dropped)}; pass --force to accept that"
+                )
     for note in notes:
         print(f"camera-recorder: not converted: {note}", file=sys.stderr)
     return EXIT_OK
@@ -266,6 +323,8 @@ def _detect(args: argparse.Namespace) -> int:
         print(json.dumps(v4l2.devices_to_json(devices), indent=2))
     else:
         print(v4l2.render_human(devices))
+        if not devices:
+            print(NO_CAMERA_CHECKLIST)
     return EXIT_OK
 
 
@@ -427,24 +486,28 @@ def run_recorder(
     finally:
         ok = recorder.stop()
         server.stop()
-    if demo:
-        _print_demo_summary(recorder)
+    _print_run_summary(recorder, demo=demo)
     if not ok:
         log.error("some FFmpeg did not stop in time; its last segment may be cut")
         return EXIT_PROBLEMS
     return EXIT_OK
 
 
-def _print_demo_summary(recorder: object) -> None:
+def _print_run_summary(recorder: object, *, demo: bool) -> None:
+    """What this run recorded, per camera: segments, bytes, restarts and recording gaps."""
     from recorder.daemon import Recorder
 
     assert isinstance(recorder, Recorder)
     snap = recorder.snapshot()
     base = recorder.config.recording.base_directory
-    print(f"\nDemo recordings in {base}:")
+    print(f"\nDemo recordings in {base}:" if demo else f"\nThis run recorded into {base}:")
     for view in snap.cameras:
         status = view.status
+        restarts = sum(status.restarts.values())
+        why = f" ({', '.join(f'{reason} {n}' for reason, n in sorted(status.restarts.items()))})" if restarts else ""
+        gap = status.gap_seconds_at(snap.monotonic_now)
         print(
-            f"  {view.config.id}: {status.segments_completed} segments, {status.frames} frames, "
-            f"{status.written_bytes} bytes, restarts {dict(status.restarts) or 0}"
+            f"  {view.config.id}: {status.segments_completed} segments, {status.written_bytes} bytes, "
+            f"{status.frames} frames, {restarts} restarts{why}, "
+            + (f"recording gaps {gap:.1f} s" if gap >= 0.05 else "no recording gaps")
         )

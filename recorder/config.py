@@ -437,7 +437,7 @@ def _camera(camera_id: Any, raw: Any, problems: list[str], base_dir: Path | None
         given = ["device"]
     if len(given) != 1:
         what = "none" if not given else " and ".join(given)
-        sec.problem("source", f"exactly one of device, url, file, test_pattern is required, got {what}")
+        sec.problem("source", f"exactly one of device (or match), url, file, test_pattern is required, got {what}")
         return None
     kind = SourceKind(given[0])
     location = ""

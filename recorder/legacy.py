@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from recorder.config import MAX_SHOWN, MAX_TEXT_LENGTH, Config, SourceKind
+from recorder.config import MAX_SHOWN, MAX_TEXT_LENGTH, CameraConfig, Config, SourceKind
 
 _ASSIGNMENT_RE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 _CAMERA_KEY_RE = re.compile(r"^CAMERA(\d+)_([A-Z_]+)$")
@@ -203,9 +203,9 @@ def config_to_legacy(config: Config) -> tuple[str, list[str]]:
         lines.append(f"{key}={quoted}")
 
     for index, cam in enumerate(config.cameras, start=1):
-        if cam.source is not SourceKind.DEVICE or not cam.location:
-            what = "a camera found by match" if cam.match is not None else f"a {cam.source.value} source"
-            unsupported.append(f"cameras.{cam.id}: {what} has no legacy form")
+        why = _no_legacy_form(cam)
+        if why is not None:
+            unsupported.append(f"cameras.{cam.id}: {why}")
             continue
         if cam.id != f"cam{index}":
             unsupported.append(f"cameras.{cam.id}: written as CAMERA{index} (legacy ids are numbered)")
@@ -263,3 +263,30 @@ def config_to_legacy(config: Config) -> tuple[str, list[str]]:
     if s.resync_interval != defaults.storage.resync_interval:
         unsupported.append("storage.resync_interval: has no legacy form")
     return "\n".join(lines) + "\n", unsupported
+
+
+def _no_legacy_form(cam: CameraConfig) -> str | None:
+    """Why a camera cannot be written to camera-mapping.conf, or None when it can."""
+    if cam.source is not SourceKind.DEVICE or not cam.location:
+        what = "a camera found by match" if cam.match is not None else f"a {cam.source.value} source"
+        return f"{what} has no legacy form"
+    return None
+
+
+def dropped_cameras(config: Config) -> list[tuple[str, str]]:
+    """(camera id, why) of the cameras `config_to_legacy` leaves out."""
+    return [(cam.id, why) for cam in config.cameras if (why := _no_legacy_form(cam)) is not None]
+
+
+def key_mapping() -> list[tuple[str, str]]:
+    """(legacy key, YAML key) for every key the legacy parser reads, in its own tables' order; MIGRATION.md's
+    table is generated from this, so it cannot drift from what the parser does."""
+    rows = [(f"CAMERA<N>_{key}", f"cameras.cam<N>.{field}") for key, field in _CAMERA_FIELDS.items()]
+    for key, (section, name, _) in _GLOBAL_FIELDS.items():
+        rows.append((key, name if section is None else f"{section}.{name}"))
+    return rows
+
+
+def keys_without_equivalent() -> tuple[str, ...]:
+    """Keys of the original with no counterpart: reported by the parser, listed in MIGRATION.md."""
+    return _NO_EQUIVALENT

@@ -90,5 +90,6 @@ def _check_recordings_folder(base: Path) -> list[str]:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
-        return [f"recording.base_directory: cannot write in {existing}: {exc.strerror or exc}"]
+        where = str(existing) if existing == base else f"{base} (nearest existing folder: {existing})"
+        return [f"recording.base_directory: cannot write in {where}: {exc.strerror or exc}"]
     return []

@@ -51,7 +51,8 @@ INPUT_ARGS: Mapping[SourceKind, tuple[Fragment, ...]] = {
     ),
     SourceKind.TEST_PATTERN: (
         ("-re", "-f", "lavfi"),
-        ("-i", "testsrc2=size={resolution}:rate={framerate}"),
+        # The camera's location, when it has one, is its own lavfi graph (the demo's named patterns).
+        ("-i", "{test_pattern}"),
     ),
 }
 
@@ -277,6 +278,7 @@ def build_command(camera: CameraConfig, config: Config, ffmpeg: str, device_node
     scheme = camera.location.split("://", 1)[0].lower() if camera.source is SourceKind.URL else ""
     values = _Values(
         location=camera.location,
+        test_pattern=camera.location or f"testsrc2=size={camera.resolution}:rate={camera.framerate}",
         device_node=device_node or camera.location or None,
         v4l2_input_format=V4L2_INPUT_FORMATS.get(camera.input_format) if camera.input_format else None,
         resolution=str(camera.resolution) if camera.resolution else None,

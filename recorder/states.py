@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import NamedTuple
 
 from recorder.compat import StrEnum
 
@@ -24,6 +25,18 @@ class CameraState(StrEnum):
 GAP_STATES = frozenset(
     {CameraState.STARTING, CameraState.BACKOFF, CameraState.STALLED, CameraState.WAITING_FOR_DEVICE, CameraState.FAILED}
 )
+
+
+# Restarts kept for the status page's timeline: a day of a camera restarting every half hour.
+RECENT_RESTARTS_KEPT = 48
+
+
+class RestartEvent(NamedTuple):
+    """One FFmpeg restart, for the timeline: when it was counted and why."""
+
+    at: float  # Unix time
+    reason: str  # a restart reason, as in CameraSnapshot.restarts
+    error: str | None  # the camera's last error at that moment
 
 
 def _empty() -> Mapping[str, int]:
@@ -78,6 +91,7 @@ class CameraSnapshot:
     gap_growing: bool = False  # the camera records nothing now while it should
     ffmpeg_pid: int | None = None
     last_error: str | None = None
+    recent_restarts: tuple[RestartEvent, ...] = ()  # oldest first, at most RECENT_RESTARTS_KEPT
 
     @property
     def recording(self) -> bool:
@@ -88,3 +102,20 @@ class CameraSnapshot:
         if self.gap_growing:
             return self.gap_seconds + max(0.0, monotonic_now - self.taken_at)
         return self.gap_seconds
+
+
+def recent_restarts(
+    previous: CameraSnapshot, restarts: Mapping[str, int], now: float, error: str | None
+) -> tuple[RestartEvent, ...]:
+    """`previous`'s recent restarts plus one event per restart counted since it was published, bounded.
+
+    Derived from the counters rather than told at each restart, so every place that counts one is covered.
+    """
+    grown = [
+        RestartEvent(now, reason, error)
+        for reason, count in restarts.items()
+        for _ in range(max(0, count - previous.restarts.get(reason, 0)))
+    ]
+    if not grown:
+        return previous.recent_restarts
+    return (*previous.recent_restarts, *grown)[-RECENT_RESTARTS_KEPT:]

@@ -992,6 +992,20 @@ class Storage:
             last_run_timestamp=self._last_run,
         )
 
+    def segments_between(
+        self, camera: str, start: float, end: float
+    ) -> collections.abc.Sequence[tuple[float, str, int, float]]:
+        """(start, name, size, duration) of a camera's indexed segments that may overlap [start, end), oldest
+        first: those starting inside it plus the one before, which may run into it. Duration 0.0 is unknown.
+        A copy of a slice of the in-memory index (no disk access); empty for an unknown camera."""
+        with self._lock:
+            ix = self._index.get(camera)
+            if ix is None:
+                return []
+            entries = ix.entries
+            first = max(0, bisect.bisect_left(entries, (start,)) - 1)
+            return entries[first : bisect.bisect_left(entries, (end,), lo=first)]
+
 
 # ---------------------------------------------------------------------------------------------------
 # Helpers

@@ -32,7 +32,7 @@ from recorder.segments import (
     segment_duration_buckets,
     unfinished_segments,
 )
-from recorder.states import GAP_STATES, CameraSnapshot, CameraState, Histogram
+from recorder.states import GAP_STATES, CameraSnapshot, CameraState, Histogram, recent_restarts
 
 log = logging.getLogger(__name__)
 
@@ -284,6 +284,7 @@ class CameraSupervisor:
             ),
             ffmpeg_pid=run.process.pid if run else None,
             last_error=self._last_error,
+            recent_restarts=recent_restarts(self._snapshot, self._restarts, self._clock(), self._last_error),
             **changes,
         )
 
@@ -563,7 +564,7 @@ class CameraSupervisor:
         if not clean:
             self._check_unfinished(run)
         if requested:
-            self._log.info("FFmpeg stopped (exit %s)", returncode)
+            self._log.info("FFmpeg stopped cleanly" if clean else f"FFmpeg stopped (exit {returncode})")
             self._publish()
             return None, stable
         if run.kill_reason is not None:

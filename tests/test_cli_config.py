@@ -92,7 +92,7 @@ def test_convert_yaml_defaults_to_legacy(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_convert_reports_what_has_no_legacy_form_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(["--convert-config", str(CONFIGS / "modern.yaml"), "--to", "legacy"], capsys)
+    code, out, err = run(["--convert-config", str(CONFIGS / "modern.yaml"), "--to", "legacy", "--force"], capsys)
     assert code == 0
     lines = err.splitlines()
     assert all(line.startswith("camera-recorder: not converted: ") for line in lines)

@@ -288,7 +288,11 @@ def test_an_unusable_recordings_folder_is_one_line_at_validate_and_at_start(
     )
     assert main(["-c", str(cfg), "--validate"]) == 1
     problems = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("problem:")]
-    assert problems == [problems[0]] and "recording.base_directory: cannot write in /proc" in problems[0]
+    assert (
+        problems == [problems[0]]
+        and "recording.base_directory: cannot write in /proc/camera-recorder/rec (nearest existing folder: /proc)"
+        in problems[0]
+    )
     result = subprocess.run(
         [sys.executable, "-m", "recorder", "-c", str(cfg), "--listen-address", "127.0.0.1:0"],
         cwd=REPO, capture_output=True, text=True, timeout=60, check=False,

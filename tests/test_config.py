@@ -229,12 +229,14 @@ FAILURES: dict[str, str] = {
     "camera-id-dotdot.yaml": f"cameras.'../x': {CAMERA_ID_RULE}, got '../x'",
     "camera-id-slash.yaml": f"cameras.'a/b': {CAMERA_ID_RULE}, got 'a/b'",
     "camera-id-empty.yaml": f"cameras.'': {CAMERA_ID_RULE}, got ''",
-    "no-source.yaml": "cameras.cam1.source: exactly one of device, url, file, test_pattern is required, got none",
+    "no-source.yaml": (
+        "cameras.cam1.source: exactly one of device (or match), url, file, test_pattern is required, got none"
+    ),
     "two-sources.yaml": (
-        "cameras.cam1.source: exactly one of device, url, file, test_pattern is required, got device and url"
+        "cameras.cam1.source: exactly one of device (or match), url, file, test_pattern is required, got device and url"
     ),
     "test-pattern-false-only.yaml": (
-        "cameras.cam1.source: exactly one of device, url, file, test_pattern is required, got none"
+        "cameras.cam1.source: exactly one of device (or match), url, file, test_pattern is required, got none"
     ),
     "bad-test-pattern.yaml": "cameras.cam1.test_pattern: expected true, got 'sometimes'",
     "match-on-url.yaml": "cameras.cam1.match: only applies to device cameras, this camera is a url source",
@@ -382,7 +384,7 @@ def test_exactly_one_source(camera: dict[str, Any], got: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({"cameras": {"cam1": camera}})
     assert info.value.problems == [
-        f"cameras.cam1.source: exactly one of device, url, file, test_pattern is required, got {got}"
+        f"cameras.cam1.source: exactly one of device (or match), url, file, test_pattern is required, got {got}"
     ]
 
 

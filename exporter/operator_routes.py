@@ -1,0 +1,308 @@
+"""The operator's routes: the status page, camera pictures, recordings as JSON and clip downloads.
+
+Served by exporter/server.py behind its authentication; every handler reads the recorder's published
+snapshots and the storage's in-memory index, never walks the disk. Thumbnails and clips run a short-lived
+FFmpeg each, bounded in number.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+
+from exporter.status_page import CameraPanel, render_status_page
+from recorder.daemon import Recorder
+from recorder.export import CLIP_FORMATS, ExportError, ExportPlan, export_argv, plan_export
+from recorder.recordings import (
+    TimeError,
+    build_timeline,
+    day_bounds,
+    iso_utc,
+    parse_time,
+    segments_from_index,
+    spans_of_rows,
+)
+from recorder.states import CameraSnapshot
+from recorder.thumbnails import ThumbnailCache
+
+log = logging.getLogger(__name__)
+
+DAY_SECONDS = 86400.0
+# A clip from the page is cut and streamed while the browser downloads it; two at once keep the disk
+# free for the cameras. A range longer than a day is refused: that is a job for the CLI.
+MAX_CONCURRENT_EXPORTS = 2
+MAX_EXPORT_SECONDS = DAY_SECONDS
+# JSON listings are bounded too: a week of 10 s segments.
+MAX_RECORDINGS_SECONDS = 7 * DAY_SECONDS
+THUMBNAIL_PATH_PREFIX, THUMBNAIL_PATH_SUFFIX = "/cameras/", "/latest.jpg"
+
+Handler = Callable[[BaseHTTPRequestHandler], None]
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def send(
+    request: BaseHTTPRequestHandler,
+    status: HTTPStatus,
+    body: bytes,
+    content_type: str,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    request.send_response(status)
+    request.send_header("Content-Type", content_type)
+    request.send_header("Content-Length", str(len(body)))
+    for key, value in (headers or {}).items():
+        request.send_header(key, value)
+    request.end_headers()
+    if request.command != "HEAD":
+        request.wfile.write(body)
+
+
+def _text(request: BaseHTTPRequestHandler, status: HTTPStatus, message: str) -> None:
+    send(request, status, message.encode() + b"\n", "text/plain; charset=utf-8")
+
+
+def _json(request: BaseHTTPRequestHandler, status: HTTPStatus, body: object) -> None:
+    send(request, status, json.dumps(body).encode() + b"\n", "application/json")
+
+
+class OperatorRoutes:
+    """Handlers for `/`, `/cameras/<id>/latest.jpg`, `/api/v1/recordings` and `/api/v1/export`."""
+
+    def __init__(self, recorder: Recorder, *, clock: Callable[[], float] = time.time) -> None:
+        self.recorder = recorder
+        self._clock = clock
+        ffmpeg = recorder.tools.ffmpeg or "ffmpeg"
+        self._ffmpeg = ffmpeg
+        self.thumbnails = ThumbnailCache(ffmpeg)
+        self._exports = threading.BoundedSemaphore(MAX_CONCURRENT_EXPORTS)
+        self._segment_time = float(recorder.config.recording.segment_time)
+
+    def routes(self) -> dict[tuple[str, str], Handler]:
+        return {
+            ("GET", "/"): self.landing,
+            ("GET", "/api/v1/recordings"): self.recordings,
+            ("GET", "/api/v1/export"): self.export,
+        }
+
+    def find_route(self, method: str, path: str) -> Handler | None:
+        """Routes with a camera in the path: `/cameras/<id>/latest.jpg`."""
+        if (
+            method in ("GET", "HEAD")
+            and path.startswith(THUMBNAIL_PATH_PREFIX)
+            and path.endswith(THUMBNAIL_PATH_SUFFIX)
+        ):
+            camera = path[len(THUMBNAIL_PATH_PREFIX) : -len(THUMBNAIL_PATH_SUFFIX)]
+            return lambda request: self.latest_jpg(request, camera)
+        return None
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _camera_ids(self) -> tuple[str, ...]:
+        return tuple(self.recorder.supervisors)
+
+    def _folder(self, camera: str) -> Path:
+        return self.recorder.storage.base_directory / camera
+
+    def _newest_segment(self, camera: str) -> Path | None:
+        acc = self.recorder.storage.snapshot().cameras.get(camera)
+        if acc is None or acc.newest_start is None:
+            return None
+        rows = self.recorder.storage.segments_between(camera, acc.newest_start, acc.newest_start + 1)
+        return self._folder(camera) / rows[-1][1] if rows else None
+
+    def _horizon(self, status: CameraSnapshot, now: float) -> float:
+        """Where the record of finished segments ends: for a recording camera, where its open segment began
+        (that segment is being written, not missing), else now."""
+        last = status.last_segment_at
+        if status.recording and last is not None and now - last < 2 * self._segment_time:
+            return last
+        return now
+
+    @staticmethod
+    def _query(request: BaseHTTPRequestHandler) -> dict[str, str]:
+        return {k: v[-1] for k, v in parse_qs(urlsplit(request.path).query).items()}
+
+    def _range(self, query: Mapping[str, str], limit: float) -> tuple[str, float, float]:
+        camera = query.get("camera", "")
+        if camera not in self._camera_ids():
+            raise _BadRequest(f"camera: unknown camera {camera!r}; known: {', '.join(self._camera_ids())}")
+        now = self._clock()
+        try:
+            start = parse_time(query["from"], now)[0] if "from" in query else now - DAY_SECONDS
+            end = parse_time(query["to"], now)[0] if "to" in query else now
+        except TimeError as exc:
+            raise _BadRequest(str(exc)) from None
+        if end <= start:
+            raise _BadRequest("to: must be after from")
+        if end - start > limit:
+            raise _BadRequest(f"the range is longer than {limit / 3600:g} h; ask for less")
+        return camera, start, end
+
+    # -- handlers -------------------------------------------------------------------------------
+
+    def landing(self, request: BaseHTTPRequestHandler) -> None:
+        query = self._query(request)
+        now = self._clock()
+        day = query.get("day") or None
+        try:
+            start, end = day_bounds(day) if day else (now - DAY_SECONDS, now)
+        except TimeError as exc:
+            _text(request, HTTPStatus.BAD_REQUEST, str(exc))
+            return
+        snap = self.recorder.snapshot()
+        storage = self.recorder.storage
+        panels = []
+        for view in snap.cameras:
+            cam = view.config.id
+            rows = storage.segments_between(cam, start, end)
+            kept = snap.storage.cameras.get(cam)
+            timeline = build_timeline(
+                cam,
+                spans_of_rows(rows, self._segment_time),
+                start,
+                end,
+                view.status.recent_restarts,
+                now=self._horizon(view.status, now),
+                oldest=kept.oldest_start if kept is not None else None,
+            )
+            newest_start = kept.newest_start if kept is not None else None
+            url = None if newest_start is None else f"cameras/{quote(cam)}/latest.jpg?at={newest_start:.0f}"
+            horizon = self._horizon(view.status, now)
+            panels.append(CameraPanel(view, timeline, url, newest_start, horizon if horizon < now else None))
+        page = render_status_page(snap, panels, day=day, start=start, end=end)
+        send(request, HTTPStatus.OK, page.encode(), "text/html; charset=utf-8", {"Cache-Control": "no-store"})
+
+    def latest_jpg(self, request: BaseHTTPRequestHandler, camera: str) -> None:
+        supervisor = self.recorder.supervisors.get(camera)
+        if supervisor is None:
+            _text(request, HTTPStatus.NOT_FOUND, f"no camera {camera!r}")
+            return
+        segment = self._newest_segment(camera)
+        if segment is None:
+            status = supervisor.snapshot
+            _text(
+                request,
+                HTTPStatus.NOT_FOUND,
+                f"camera {camera} has no completed segment yet (state {status.state.value}; "
+                f"last error: {status.last_error or 'none'})",
+            )
+            return
+        thumb = self.thumbnails.get(camera, segment)
+        if thumb is None:
+            send(request, HTTPStatus.SERVICE_UNAVAILABLE, b"busy making pictures; retry\n", "text/plain",
+                 {"Retry-After": "2"})  # fmt: skip
+            return
+        if thumb.jpeg is None:
+            _text(request, HTTPStatus.NOT_FOUND, f"no picture from {thumb.segment}: {thumb.error}")
+            return
+        send(request, HTTPStatus.OK, thumb.jpeg, "image/jpeg",
+             {"Cache-Control": "max-age=10", "X-Segment": thumb.segment})  # fmt: skip
+
+    def recordings(self, request: BaseHTTPRequestHandler) -> None:
+        try:
+            camera, start, end = self._range(self._query(request), MAX_RECORDINGS_SECONDS)
+        except _BadRequest as exc:
+            _json(request, HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            return
+        rows = self.recorder.storage.segments_between(camera, start, end)
+        segments = segments_from_index(rows, camera, self._folder(camera), self._segment_time)
+        segments = [s for s in segments if s.end > start]
+        view = self.recorder.supervisors[camera].snapshot
+        kept = self.recorder.storage.snapshot().cameras.get(camera)
+        timeline = build_timeline(
+            camera,
+            ((s.start, s.end, s.size) for s in segments),
+            start,
+            end,
+            view.recent_restarts,
+            now=self._horizon(view, self._clock()),
+            oldest=kept.oldest_start if kept is not None else None,
+        )
+        _json(
+            request,
+            HTTPStatus.OK,
+            {
+                "camera": camera,
+                "from": start,
+                "to": end,
+                "from_iso": iso_utc(start),
+                "to_iso": iso_utc(end),
+                "segments": [s.as_json() for s in segments],
+                "stretches": [{"start": s.start, "end": s.end, "segments": s.segments} for s in timeline.stretches],
+                "gaps": [{"start": g.start, "end": g.end, "seconds": round(g.seconds, 3)} for g in timeline.gaps],
+                "restarts": [{"at": e.at, "reason": e.reason, "error": e.error} for e in timeline.restarts],
+            },
+        )
+
+    def export(self, request: BaseHTTPRequestHandler) -> None:
+        query = self._query(request)
+        try:
+            camera, start, end = self._range(query, MAX_EXPORT_SECONDS)
+            container = query.get("format", "mp4")
+            if container not in CLIP_FORMATS:
+                raise _BadRequest(f"format: one of {', '.join(CLIP_FORMATS)}")
+            rows = self.recorder.storage.segments_between(camera, start, end)
+            segments = segments_from_index(rows, camera, self._folder(camera), self._segment_time)
+            # The newest segment may still be open in FFmpeg: a clip ends where the completed ones end.
+            plan = plan_export(camera, segments, start, end)
+        except (_BadRequest, ExportError) as exc:
+            _text(request, HTTPStatus.BAD_REQUEST if isinstance(exc, _BadRequest) else HTTPStatus.NOT_FOUND, str(exc))
+            return
+        if not self._exports.acquire(blocking=False):
+            send(request, HTTPStatus.SERVICE_UNAVAILABLE, b"two clips are being cut already; retry\n", "text/plain",
+                 {"Retry-After": "10"})  # fmt: skip
+            return
+        try:
+            self._stream_clip(request, plan, container)
+        finally:
+            self._exports.release()
+
+    def _stream_clip(self, request: BaseHTTPRequestHandler, plan: ExportPlan, container: str) -> None:
+        stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(plan.start))
+        name = f"{plan.camera}_{stamp}Z_{plan.end - plan.start:.0f}s.{container}"
+        gaps = "; ".join(f"{iso_utc(g.start)}/{iso_utc(g.end)}" for g in plan.gaps)
+        with tempfile.TemporaryDirectory(prefix="camera-recorder-export-") as tmp:
+            concat = Path(tmp) / "pieces.ffconcat"
+            concat.write_text(plan.concat_list(), encoding="utf-8")
+            errors = (Path(tmp) / "ffmpeg.log").open("w+b")
+            process = subprocess.Popen(
+                export_argv(self._ffmpeg, concat, "pipe:1", container),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
+            )  # fmt: skip
+            assert process.stdout is not None
+            try:
+                request.send_response(HTTPStatus.OK)
+                request.send_header("Content-Type", "video/mp4" if container == "mp4" else "video/x-matroska")
+                request.send_header("Content-Disposition", f'attachment; filename="{name}"')
+                request.send_header("X-Recording-Gaps", gaps or "none")
+                request.send_header("X-Recording-Segments", str(len(plan.pieces)))
+                # The size is known only at the end: the body ends when the connection closes.
+                request.send_header("Connection", "close")
+                request.close_connection = True
+                request.end_headers()
+                if request.command == "HEAD":
+                    return
+                while chunk := process.stdout.read(1 << 16):
+                    request.wfile.write(chunk)
+            finally:
+                process.stdout.close()
+                if process.poll() is None:
+                    process.kill()  # the client went away, or HEAD
+                if process.wait() > 0:
+                    # The headers are out: the client sees a short file; the log says why.
+                    errors.seek(0)
+                    why = errors.read().decode(errors="replace").strip().splitlines()
+                    log.warning("clip of %s cut short: %s", plan.camera, why[-1] if why else "FFmpeg failed")
+                errors.close()
