@@ -21,7 +21,7 @@ from recorder.states import RestartEvent
 # within a second or two of each other; a larger hole is a gap in the recording.
 GAP_TOLERANCE_SECONDS = 2.0
 # Not datetime.UTC: that needs Python 3.11.
-UTC_ZONE = timezone.utc  # noqa: UP017
+UTC_ZONE = timezone.utc
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from recorder.export import ExportError, plan_export
 from recorder.recordings import Segment
 
 SEGMENT_SECONDS = 4
-UTC = timezone.utc  # noqa: UP017 (Python 3.10)
+UTC = timezone.utc
 
 
 def recorded_segment(base: Path, camera: str, start: float, seconds: int = SEGMENT_SECONDS) -> Path:

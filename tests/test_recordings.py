@@ -109,7 +109,7 @@ def test_storage_segments_between_reads_the_index_not_the_disk(tmp_path: Path) -
     storage = Storage(config)
     for i in range(10):
         start = T0 + i * 10
-        name = f"cam1_{datetime.fromtimestamp(start, timezone.utc):%Y%m%d_%H%M%S}.mkv"  # noqa: UP017
+        name = f"cam1_{datetime.fromtimestamp(start, timezone.utc):%Y%m%d_%H%M%S}.mkv"
         # No file is written: the index alone answers.
         assert storage.add_segment(CompletedSegment("cam1", tmp_path / "cam1" / name, start, 10.0, 100 + i))
     rows = storage.segments_between("cam1", T0 + 25, T0 + 45)
@@ -131,7 +131,7 @@ def test_scan_folder_lists_one_camera(tmp_path: Path) -> None:
 
 
 def test_times_with_a_zone_mean_the_same_instant_under_any_tz(any_tz: str) -> None:
-    expected = datetime(2026, 11, 25, 14, 3, tzinfo=timezone.utc).timestamp()  # noqa: UP017
+    expected = datetime(2026, 11, 25, 14, 3, tzinfo=timezone.utc).timestamp()
     assert parse_time("2026-11-25 14:03Z", 0) == (expected, "UTC")
     assert parse_time("2026-11-25T14:03:00 UTC", 0) == (expected, "UTC")
     assert parse_time("2026-11-25 15:03+01:00", 0) == (expected, "UTC+01:00")
