@@ -22,6 +22,7 @@ CAMERA_STATES: tuple[str, ...] = (
     "waiting_for_device",
     "stopped",
     "failed",
+    "storage_error",
 )
 RESTART_REASONS: tuple[str, ...] = (
     "exited",
@@ -31,6 +32,9 @@ RESTART_REASONS: tuple[str, ...] = (
     "device_busy",
     "hotplug",
     "config",
+    "disk_full",
+    "internal_error",
+    "resource_exhausted",
 )
 DISCARD_REASONS: tuple[str, ...] = ("empty", "unreadable")
 DELETION_REASONS: tuple[str, ...] = ("max_age", "disk_pressure", "alert")
@@ -133,6 +137,13 @@ RETENTION_CAPACITY = _f(
     "retention_capacity_seconds",
     "gauge",
     "Seconds of recording that fit in the space the recorder may use, at the current write rate.",
+    "path",
+)
+RETENTION_MIN_FREE_UNMET = _f(
+    "retention_min_free_unmet",
+    "gauge",
+    "1 while min_free_minutes at the current write rate asks for more space than retention may free "
+    "without going below pressure_target; footage is kept.",
     "path",
 )
 
