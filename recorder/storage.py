@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import errno
 import heapq
 import json
 import logging
@@ -51,6 +52,9 @@ RATE_WINDOW_SEGMENTS = 2.5
 # A camera's newest segment started less than this many segment times ago may still be open in FFmpeg,
 # even when the supervisor's list of open files is momentarily stale.
 NEWEST_GRACE_SEGMENTS = 1.5
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
+# A pressure pass that could delete nothing is repeated after this long, not at the fill rate's pace.
+STUCK_PRESSURE_RECHECK = 1.0
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
@@ -252,6 +256,7 @@ class Storage:
         # Write failures the supervisors met in their camera folders since the last probe: camera -> error.
         self._camera_write_errors: dict[str, str] = {}
         self._pressure_due = False  # a segment completed with the disk under pressure: pass at once
+        self._pressure_stuck = False  # pressure passes cannot get under the threshold (logged once)
         self._scanned = False  # set by the first scan; the thread scans first when nobody did
 
         self._wake = threading.Event()  # set by stop() and request() to interrupt the thread's wait
@@ -328,20 +333,24 @@ class Storage:
     def _pressure_wanted(self, usage: DiskUsage, rate: float) -> bool:
         return self._st.on_threshold is ThresholdAction.DELETE_OLDEST and self._pressure_need(usage, rate) > 0
 
-    def pressure_check(self) -> None:
-        """statvfs, and a disk_pressure pass when the disk is under pressure (the fast path of check())."""
+    def pressure_check(self) -> bool:
+        """statvfs, and a disk_pressure pass when the disk is under pressure (the fast path of check()).
+
+        False when the disk is under pressure and the pass could delete nothing (what is left is protected,
+        or other programs' data): the next look need not come as fast as the fill rate would ask.
+        """
         usage = self._read_usage()
         if usage is None:
-            return
+            return False
         with self._lock:
             self._usage = usage
             self._checked_at = self._clock()
             rate = sum(ix.rate for ix in self._index.values())
             self._publish_locked()
         if self._pressure_wanted(usage, rate):
-            self.run_pass("disk_pressure")
-        else:
-            self._update_recording_allowed(usage)
+            return self.run_pass("disk_pressure").file_count > 0
+        self._update_recording_allowed(usage)
+        return True
 
     def free_space_now(self, timeout: float = 10.0) -> RetentionReport | None:
         """A disk_pressure pass right away, for a writer that met ENOSPC; None when it could not run."""
@@ -426,6 +435,10 @@ class Storage:
         folders = [self._base] + [self._base / cam for cam in self._camera_ids if os.path.isdir(self._base / cam)]
         for folder in folders:
             error = probe_folder(folder)
+            if error is not None and error.errno in _RESOURCE_ERRNOS:
+                # Out of descriptors or memory says nothing about the folder: keep what we knew.
+                log.debug("write probe in %s could not run: %s", folder, error)
+                return self._writable if self._writable is not None else True
             if error is not None:
                 log.debug("write probe in %s failed: %s", folder, error)
                 return False
@@ -566,14 +579,19 @@ class Storage:
             and self._st.on_threshold is ThresholdAction.DELETE_OLDEST
             and self._pressure_need(usage_after, rate) > 0
         ):
-            # Protected, failed or still-open files, or a filesystem that frees space lazily; the next check
-            # looks again rather than this pass deleting more on a reading that may lag.
-            log.warning(
-                "retention: %s is still %.1f%% used after deleting %d files; the next check tries again",
-                self._base,
-                usage_after.used_ratio * 100,
-                len(done),
-            )
+            # Protected, failed or still-open files, other programs' data, or a filesystem that frees space
+            # lazily; the next check looks again rather than this pass deleting more on a reading that may lag.
+            # Said once per episode: a disk filled by others is checked every second.
+            if not self._pressure_stuck:
+                self._pressure_stuck = True
+                log.warning(
+                    "retention: %s is still %.1f%% used after deleting %d files; the next checks try again",
+                    self._base,
+                    usage_after.used_ratio * 100,
+                    len(done),
+                )
+        elif "disk_pressure" in self._policies(trigger, action) and not dry_run:
+            self._pressure_stuck = False
         return report
 
     def _pressure_need(self, usage: DiskUsage, rate: float) -> int:
@@ -822,8 +840,15 @@ class Storage:
                 next_pressure = self._monotonic() + self.next_pressure_delay()
             elif (self._pressure_due or now >= next_pressure) and not self._stopping:
                 self._pressure_due = False
-                self._guarded(self.pressure_check)
-                next_pressure = self._monotonic() + self.next_pressure_delay()
+                progressed = True
+                try:
+                    progressed = self.pressure_check()
+                except Exception:  # the thread must outlive one bad step; the next one retries
+                    log.exception("storage pressure_check failed")
+                delay = self.next_pressure_delay()
+                if not progressed:
+                    delay = max(delay, STUCK_PRESSURE_RECHECK)
+                next_pressure = self._monotonic() + delay
             timeout = max(0.0, min(next_check, next_resync, next_pressure) - self._monotonic())
             self._wake.wait(timeout)
             self._wake.clear()

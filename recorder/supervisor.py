@@ -479,6 +479,8 @@ class CameraSupervisor:
         # Any failed write (EROFS, EACCES, EIO, ENOSPC...) shows here whatever FFmpeg printed: the next start
         # waits in storage_error until the folder takes writes again, without a growing backoff.
         problem = camera_folder_problem(folder)
+        if problem is not None and is_resource_error(problem):
+            raise problem  # out of descriptors is no storage fault: the loop's top counts it
         if problem is not None:
             self._on_write_result(describe(problem))
             return False
@@ -510,6 +512,8 @@ class CameraSupervisor:
         reported = False
         while not self._stopping.is_set() and not self._paused and self._present:
             problem = camera_folder_problem(folder)
+            if problem is not None and is_resource_error(problem):
+                raise problem  # out of descriptors is no storage fault: the loop's top counts it
             if problem is None and self._disk_full_uncured:
                 if self._avail(folder) >= DISK_FULL_RESUME_BYTES:
                     self._disk_full_uncured = False
