@@ -34,7 +34,9 @@ def test_a_wish_that_fits_frees_exactly_what_it_asks() -> None:
     # 1 minute at 100 kB/s = 6 MB wanted, 4 MB free (96 % used): the threshold asks for 11 MB anyway.
     assert need(avail=4 * MB, rate=100_000, minutes=1) == (11 * MB, False)
     # Target 50 %: the wish (10 MB) fits in the 50 MB above the target and is met exactly.
-    result = pressure_need(size=100 * MB, avail=30 * MB, rate=1 * MB, threshold=0.9, target=0.5, min_free_minutes=40 / 60)
+    result = pressure_need(
+        size=100 * MB, avail=30 * MB, rate=1 * MB, threshold=0.9, target=0.5, min_free_minutes=40 / 60
+    )
     assert (result.bytes_to_free, result.min_free_unmet) == (10 * MB, False)
 
 
