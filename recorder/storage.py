@@ -432,7 +432,18 @@ class Storage:
         The camera folders count too: a read-only bind mount or wrong owner on one of them stops that camera
         as surely as on the base.
         """
-        folders = [self._base] + [self._base / cam for cam in self._camera_ids if os.path.isdir(self._base / cam)]
+        folders = [self._base]
+        for cam in self._camera_ids:
+            try:
+                st = os.lstat(self._base / cam)
+            except FileNotFoundError:
+                continue  # created at the camera's first start
+            except OSError as exc:
+                log.debug("write probe: cannot examine %s: %s", self._base / cam, exc)
+                return False
+            if not stat.S_ISDIR(st.st_mode):
+                return False  # a symlink or a file where the camera folder belongs: refused, as the camera does
+            folders.append(self._base / cam)
         for folder in folders:
             error = probe_folder(folder)
             if error is not None and error.errno in _RESOURCE_ERRNOS:

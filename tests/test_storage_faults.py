@@ -20,6 +20,7 @@ from conftest import probe, segment_file, wait_for
 from daemon_harness import Daemon, write_config
 
 from recorder.config import ConfigError, parse_config
+from recorder.preflight import run_checks
 from recorder.segments import parse_segment_name
 
 MIB = 1024 * 1024
@@ -296,3 +297,36 @@ def test_a_symlinked_camera_folder_is_refused_and_nothing_is_written_through_it(
         finally:
             daemon.stop()
         assert "symlink" in daemon.log()
+
+
+def test_validate_names_a_symlinked_camera_folder(tmp_path: Path) -> None:
+    base = tmp_path / "rec"
+    base.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (base / CAM).symlink_to(tmp_path / "elsewhere")
+    config = parse_config({"cameras": ONE_CAMERA, "recording": {"base_directory": str(base)}})
+    problems, _ = run_checks(config)
+    assert [p for p in problems if "symlink" in p] == [
+        f"cameras.{CAM}: {base / CAM} is a symlink; camera folders must be real folders "
+        "(point recording.base_directory at the other disk instead)"
+    ]
+
+
+# -- free-space figures follow every segment -----------------------------------------------------------
+
+
+def test_free_space_gauges_follow_each_completed_segment_not_the_check_interval(tmp_path: Path) -> None:
+    with mounted_tmpfs(tmp_path / "fs", "16m") as fs:
+        daemon = start_daemon(tmp_path, fs, storage={"check_interval": 600})
+        try:
+            wait_for(lambda: counter(daemon, "camera_recorder_segments_completed_total", camera=CAM) >= 1)
+            before = daemon.value("camera_recorder_filesystem_avail_bytes", path=str(fs))
+            assert before is not None
+            (fs / "other-data.bin").write_bytes(b"\x01" * (4 * MIB))  # another program's write
+            done = counter(daemon, "camera_recorder_segments_completed_total", camera=CAM)
+            wait_for(lambda: counter(daemon, "camera_recorder_segments_completed_total", camera=CAM) > done)
+            after = daemon.value("camera_recorder_filesystem_avail_bytes", path=str(fs))
+            assert after is not None and before - after >= 4 * MIB
+            assert after == pytest.approx(os.statvfs(fs).f_bavail * os.statvfs(fs).f_frsize, abs=MIB)
+        finally:
+            daemon.stop()
