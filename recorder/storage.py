@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import bisect
 import collections
-import errno
 import heapq
 import json
 import logging
@@ -36,6 +35,7 @@ from typing import Any, NamedTuple
 
 from exporter.metrics import DELETION_REASONS, RETENTION_TRIGGERS
 from recorder.config import Config, ThresholdAction
+from recorder.faults import is_resource_error
 from recorder.pressure import bytes_above, next_check_delay, pressure_need
 from recorder.segments import CompletedSegment, parse_segment_name
 from recorder.write_probe import PROBE_NAME, probe_folder
@@ -52,7 +52,6 @@ RATE_WINDOW_SEGMENTS = 2.5
 # A camera's newest segment started less than this many segment times ago may still be open in FFmpeg,
 # even when the supervisor's list of open files is momentarily stale.
 NEWEST_GRACE_SEGMENTS = 1.5
-_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
 # A pressure pass that could delete nothing is repeated after this long, not at the fill rate's pace.
 STUCK_PRESSURE_RECHECK = 1.0
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -446,7 +445,7 @@ class Storage:
             folders.append(self._base / cam)
         for folder in folders:
             error = probe_folder(folder)
-            if error is not None and error.errno in _RESOURCE_ERRNOS:
+            if error is not None and is_resource_error(error):
                 # Out of descriptors or memory says nothing about the folder: keep what we knew.
                 log.debug("write probe in %s could not run: %s", folder, error)
                 return self._writable if self._writable is not None else True

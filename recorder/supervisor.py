@@ -21,6 +21,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from recorder import ffmpeg_errors
 from recorder.config import CameraConfig, SourceKind, SupervisorConfig
+from recorder.faults import is_resource_error
 from recorder.ffmpeg_process import FFmpegProcess, Launcher, spawn_ffmpeg
 from recorder.presets import FFmpegCommand
 from recorder.progress import Progress, ProgressParser
@@ -59,17 +60,11 @@ DISK_FULL_RESUME_BYTES = 1 << 20
 # Out of descriptors, memory or processes: the resource comes back by itself, so retrying is cheap and
 # the wait is capped lower than backoff_max.
 RESOURCE_RETRY_MAX = 5.0
-RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.ENOBUFS})
 # A completed segment smaller than this, or without a duration, is decoded before it is counted: the
 # muxer lists a header-only file as a segment when FFmpeg dies into a full disk.
 SUSPICIOUS_SEGMENT_BYTES = 8 * 1024
 
 CommandFactory = Callable[[str | None], FFmpegCommand]
-
-
-def is_resource_error(exc: BaseException) -> bool:
-    """Out of descriptors, memory or processes: a condition of the machine that passes by itself."""
-    return isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS)
 
 
 class FFmpegEnded(Exception):
