@@ -160,6 +160,37 @@ def test_a_foreign_fill_is_disk_full_and_retention_frees_space_at_once(tmp_path:
             daemon.stop()
 
 
+# -- 2c. an own fill at full speed --------------------------------------------------------------------
+
+
+def test_an_own_fill_at_46_mbit_never_reaches_enospc(tmp_path: Path) -> None:
+    """46 Mbit/s into 64 MB with 2 s segments fills the disk in 11 s: the pressure check keeps ahead of it."""
+    clip = tmp_path / "clip.mkv"
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
+         "-vf", "noise=alls=40:allf=t", "-t", "4", "-c:v", "libx264", "-preset", "ultrafast", "-g", "30",
+         "-b:v", "42M", "-maxrate", "46M", "-bufsize", "46M", "-pix_fmt", "yuv420p", str(clip)],
+        check=True,
+    )  # fmt: skip
+    assert clip.stat().st_size * 8 / 4 > 40e6, "the clip is not the bit rate the case is about"
+    with mounted_tmpfs(tmp_path / "fs", "64000k") as fs:
+        # check_interval 60: the fill is noticed at segment completions and on the time-to-full schedule.
+        daemon = start_daemon(tmp_path, fs, cameras={CAM: {"file": str(clip)}}, storage={"check_interval": 60})
+        try:
+            # Two and a half fills of the disk.
+            wait_for(
+                lambda: counter(daemon, "camera_recorder_written_bytes_total", camera=CAM) > 160e6,
+                timeout=60,
+                what="160 MB written",
+            )
+            assert counter(daemon, "camera_recorder_ffmpeg_restarts_total", camera=CAM, reason="disk_full") == 0
+            assert sum(v for (n, _), v in daemon.samples().items() if n == "camera_recorder_ffmpeg_restarts_total") == 0
+            assert counter(daemon, "camera_recorder_retention_deleted_files_total", camera=CAM, reason="disk_pressure")
+        finally:
+            daemon.stop()
+        assert "No space left" not in daemon.log()
+
+
 # -- 2b and 5. ENOSPC that retention cannot cure; empty files --------------------------------------------
 
 
@@ -293,6 +324,7 @@ def test_a_symlinked_camera_folder_is_refused_and_nothing_is_written_through_it(
         daemon = start_daemon(tmp_path, fs, storage={"check_interval": 60})
         try:
             wait_for(lambda: state(daemon) == "storage_error", timeout=10, what="storage_error")
+            wait_for(lambda: daemon.value("camera_recorder_storage_writable", path=str(fs)) == 0.0, timeout=5)
             assert list(elsewhere.iterdir()) == []
         finally:
             daemon.stop()
