@@ -48,6 +48,19 @@ def read_only(folder: Path) -> Iterator[None]:
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
+@contextlib.contextmanager
+def immutable(folder: Path) -> Iterator[None]:
+    """`chattr +i`: creating files fails with EPERM, even for root, until the context ends."""
+    subprocess.run(["chattr", "+i", str(folder)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=False)
+
+
+UNWRITABLE = {"read_only_mount": read_only, "immutable_eperm": immutable}
+
+
 def fill_disk(path: Path) -> int:
     """Write `path` until the filesystem says ENOSPC, like another program would; its final size."""
     written = 0
@@ -246,12 +259,13 @@ def test_a_header_only_segment_from_a_start_into_a_full_disk_is_discarded_as_emp
 # -- 3. read-only while recording ----------------------------------------------------------------------
 
 
-def test_a_folder_turned_read_only_is_storage_error_at_once_and_heals_by_itself(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", sorted(UNWRITABLE))
+def test_a_folder_turned_unwritable_is_storage_error_at_once_and_heals_by_itself(tmp_path: Path, how: str) -> None:
     with mounted_tmpfs(tmp_path / "fs", "16m") as fs:
         daemon = start_daemon(tmp_path, fs, storage={"check_interval": 60})
         try:
             wait_for(lambda: counter(daemon, "camera_recorder_segments_completed_total", camera=CAM) >= 1)
-            with read_only(fs / CAM):
+            with UNWRITABLE[how](fs / CAM):
                 # FFmpeg fails at the next segment (2 s); the state and the gauge follow at once.
                 wait_for(lambda: state(daemon) == "storage_error", timeout=10, what="storage_error")
                 assert daemon.value("camera_recorder_storage_writable", path=str(fs)) == 0.0
@@ -260,7 +274,7 @@ def test_a_folder_turned_read_only_is_storage_error_at_once_and_heals_by_itself(
             wait_for(lambda: state(daemon) == "recording", timeout=10, what="recording again")
             assert time.monotonic() - writable_at < 5
             assert daemon.value("camera_recorder_storage_writable", path=str(fs)) == 1.0
-            # While read-only it did not crash-loop.
+            # While unwritable it did not crash-loop.
             assert counter(daemon, "camera_recorder_ffmpeg_restarts_total", camera=CAM, reason="crashed") == crashed
             done = counter(daemon, "camera_recorder_segments_completed_total", camera=CAM)
             wait_for(lambda: counter(daemon, "camera_recorder_segments_completed_total", camera=CAM) > done)
