@@ -614,7 +614,8 @@ class Storage:
             target=self._target,
             min_free_minutes=self._st.min_free_minutes,
         )
-        if need.min_free_unmet != self._min_free_unmet:
+        # Without a write rate (nothing completed within the rate window) the wish is unknown: keep the last word.
+        if rate > 0 and need.min_free_unmet != self._min_free_unmet:
             with self._lock:
                 self._min_free_unmet = need.min_free_unmet
                 self._publish_locked()
