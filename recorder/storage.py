@@ -945,6 +945,10 @@ class Storage:
                         size = de.stat(follow_symlinks=False).st_size
                     except FileNotFoundError:
                         continue
+                    if size == 0:
+                        # Left by an FFmpeg that died before its header (a start into a full disk): no
+                        # recording, so never counted as one. The supervisor that made it removes its own.
+                        continue
                     if old is not None and old.size == size:
                         entries.append(old)
                     else:

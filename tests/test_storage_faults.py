@@ -376,3 +376,19 @@ def test_free_space_gauges_follow_each_completed_segment_not_the_check_interval(
             assert after == pytest.approx(os.statvfs(fs).f_bavail * os.statvfs(fs).f_frsize, abs=MIB)
         finally:
             daemon.stop()
+
+
+def test_a_leftover_empty_file_is_never_counted_as_a_recording(tmp_path: Path) -> None:
+    with mounted_tmpfs(tmp_path / "fs", "16m") as fs:
+        kept = segment_file(fs, CAM, 7200, 4096)
+        empty = segment_file(fs, CAM, 3600, 0)  # a previous daemon's FFmpeg died before writing anything
+        daemon = start_daemon(tmp_path, fs, storage={"check_interval": 60})
+        try:
+            # Counted: the old segment, not the empty file (and not the files being written now).
+            samples = daemon.samples()  # one scrape: a segment may complete between two
+            recorded = samples[("camera_recorder_recordings_files", (("camera", CAM),))]
+            completed = samples[("camera_recorder_segments_completed_total", (("camera", CAM),))]
+            assert recorded == 1 + completed, f"{recorded} files counted"
+            assert kept.exists() and empty.exists()
+        finally:
+            daemon.stop()
