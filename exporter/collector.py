@@ -218,7 +218,9 @@ class RecorderCollector(Collector):
             for reason in m.DELETION_REASONS:
                 deleted_files.add_metric([cam, reason], float(st.deleted_files.get((cam, reason), 0)))
                 deleted_bytes.add_metric([cam, reason], float(st.deleted_bytes.get((cam, reason), 0)))
-        yield from (max_age, threshold, low, runs, last_run, capacity, deleted_files, deleted_bytes)
+        min_free_unmet = _family(m.RETENTION_MIN_FREE_UNMET)
+        min_free_unmet.add_metric([path], 1.0 if st.min_free_unmet else 0.0)
+        yield from (max_age, threshold, low, runs, last_run, capacity, deleted_files, deleted_bytes, min_free_unmet)
 
     def _process(self, snap: RecorderSnapshot) -> Iterator[Metric]:
         build = _family(m.BUILD_INFO)

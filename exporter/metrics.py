@@ -150,6 +150,13 @@ RETENTION_CAPACITY = _f(
     "Seconds of recording that fit in the space the recorder may use, at the current write rate.",
     "path",
 )
+RETENTION_MIN_FREE_UNMET = _f(
+    "retention_min_free_unmet",
+    "gauge",
+    "1 while min_free_minutes at the current write rate asks for more space than retention may free "
+    "without going below pressure_target; footage is kept.",
+    "path",
+)
 
 # Process and events.
 BUILD_INFO = _f("build", "info", "Build information.", "version", "revision", "ffmpeg_version", "python_version")

@@ -355,6 +355,15 @@ def _non_negative_int(value: Any) -> int:
     return value
 
 
+def _non_negative_number(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    number = float(value)
+    if not number >= 0 or number == float("inf"):
+        raise ValueError(value)
+    return number
+
+
 def _positive_number(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(value)
@@ -424,7 +433,8 @@ _SOURCE_KEYS = ("device", "url", "file", "test_pattern")
 
 def _camera(camera_id: Any, raw: Any, problems: list[str], base_dir: Path | None) -> CameraConfig | None:
     path = f"cameras.{camera_id}"
-    if not isinstance(camera_id, str) or not CAMERA_ID_RE.match(camera_id):
+    # fullmatch: `$` alone also matches before a trailing newline, and "cam1\n" would name a folder.
+    if not isinstance(camera_id, str) or not CAMERA_ID_RE.fullmatch(camera_id):
         problems.append(
             f"cameras.{camera_id!r}: camera id must be 1-64 letters, digits, '_' or '-' "
             "(it names a folder), got " + _show(camera_id)
@@ -526,12 +536,37 @@ def _encoding(raw: Any, problems: list[str]) -> EncodingConfig:
     return enc
 
 
+# Folders whose contents belong to the system: retention deletes inside <base>/<camera>/, and a camera id
+# such as "bin" or "etc" would make that a system folder.
+SYSTEM_FOLDERS = frozenset(
+    {
+        "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root",
+        "/run", "/sbin", "/sys", "/usr", "/var", "/usr/bin", "/usr/lib", "/usr/local", "/usr/sbin", "/var/lib",
+        "/var/log",
+    }
+)  # fmt: skip
+
+
+def _refused_base_directory(base: str) -> str | None:
+    """Why `base` may not hold recordings (the filesystem root or a system folder), or None."""
+    normal = os.path.normpath(base) if base.startswith("/") else None
+    if normal is None:
+        return None
+    normal = "/" + normal.lstrip("/")  # normpath keeps a leading "//"
+    if normal in SYSTEM_FOLDERS:
+        return f"must be a folder of its own, not the system folder {_show(normal)}, got {_show(base)}"
+    return None
+
+
 def _recording(raw: Any, problems: list[str], warnings: list[str]) -> RecordingConfig:
     keys = ("segment_time", "container_format", "base_directory", "flush_packets", "movflags", "align_segments")
     sec = _Section(raw, "recording", problems, keys)
     d = RecordingConfig()
     containers = tuple(c.value for c in Container)
     base = sec.get("base_directory", _text, str(d.base_directory), "a folder path")
+    refused = _refused_base_directory(base)
+    if refused:
+        sec.problem("base_directory", refused)
     rec = RecordingConfig(
         segment_time=sec.get("segment_time", _positive_int, d.segment_time, "a positive integer (seconds)"),
         container_format=Container(
@@ -567,7 +602,10 @@ def _storage(raw: Any, problems: list[str]) -> StorageConfig:
         # A lowered threshold pulls the default warning down with it rather than contradict it.
         low_space_warning=sec.get("low_space_warning", _percent, min(d.low_space_warning, threshold), pct),
         pressure_target=sec.get("pressure_target", _percent, None, pct),
-        min_free_minutes=sec.get("min_free_minutes", _positive_number, d.min_free_minutes, "a positive number"),
+        # 0 switches the time-based wish off; the threshold alone then decides.
+        min_free_minutes=sec.get(
+            "min_free_minutes", _non_negative_number, d.min_free_minutes, "a number of minutes >= 0 (0: off)"
+        ),
         on_threshold=ThresholdAction(sec.get("on_threshold", _choice(actions), d.on_threshold.value, _one_of(actions))),
         check_interval=sec.get("check_interval", _positive_number, d.check_interval, "a positive number (seconds)"),
         resync_interval=sec.get("resync_interval", _positive_number, d.resync_interval, "a positive number (seconds)"),

@@ -180,6 +180,9 @@ class Recorder:
             ffprobe=self.tools.ffprobe or "ffprobe",
             # Looked up at each segment: a reload may replace the storage accounting.
             on_segment=lambda segment: self.storage.add_segment(segment),
+            on_write_result=lambda error: self.storage.note_write_result(camera.id, error),
+            free_space=lambda: bool((report := self.storage.free_space_now()) and report.file_count),
+            on_discard=lambda path: self.storage.forget(path),
             device_node=self._device_node_finder(camera),
             launcher=self._launcher,
             clock=self._clock,

@@ -21,11 +21,13 @@ class StderrReason(StrEnum):
     SIZE_CHANGED = "size_changed"
     # Dequeued buffers flagged corrupt or shorter than the frame size.
     CORRUPT_DATA = "corrupt_data"
+    # ENOSPC or EDQUOT writing the output: retention can often cure it at once.
+    DISK_FULL = "disk_full"
     UNKNOWN = "unknown"
 
 
 # The restart reasons of camera_recorder_ffmpeg_restarts_total that stderr can decide.
-RestartReason = Literal["exited", "crashed", "device_gone", "device_busy", "config"]
+RestartReason = Literal["exited", "crashed", "device_gone", "device_busy", "config", "disk_full"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ _RULES: tuple[_Rule, ...] = (
     # ENOSPC from STREAMON: the USB controller's bandwidth is taken by other cameras, a contention
     # that clears when they stop, like a busy device.
     _rule(r"VIDIOC_STREAMON\): No space left on device", StderrReason.DEVICE_BUSY),
+    # Any other ENOSPC is the output's filesystem (av_interleaved_write_frame, opening a segment, writing
+    # a header or trailer), as is a quota.
+    _rule(r"No space left on device|Disk quota exceeded", StderrReason.DISK_FULL),
     _rule(r"Permission denied|Operation not permitted", StderrReason.PERMISSION),
     # ENODEV/ENXIO: the node is still open but its camera was unplugged.
     _rule(r"No such device", StderrReason.DEVICE_GONE),
@@ -85,6 +90,7 @@ _WEIGHT: dict[StderrReason, int] = {
     StderrReason.DEVICE_BUSY: 3,
     StderrReason.PERMISSION: 3,
     StderrReason.BAD_OPTION: 3,
+    StderrReason.DISK_FULL: 3,
     StderrReason.SIZE_CHANGED: 2,
     StderrReason.CORRUPT_DATA: 1,
     StderrReason.UNKNOWN: 0,
@@ -95,6 +101,7 @@ _RESTART_FOR_REASON: dict[StderrReason, RestartReason] = {
     StderrReason.DEVICE_BUSY: "device_busy",
     StderrReason.PERMISSION: "config",
     StderrReason.BAD_OPTION: "config",
+    StderrReason.DISK_FULL: "disk_full",
 }
 
 

@@ -39,6 +39,17 @@ def run_checks(config: Config, *, dev_root: str = "/dev") -> tuple[list[str], li
         )
     problems += _check_recordings_folder(config.recording.base_directory)
     for camera in config.enabled_cameras:
+        folder = config.recording.base_directory / camera.id
+        if folder.is_symlink():
+            # Refused rather than followed: retention never deletes through a symlink, so recording into one
+            # would fill a disk that nothing cleans. The camera waits in storage_error until it is a folder.
+            problems.append(
+                f"cameras.{camera.id}: {folder} is a symlink; camera folders must be real folders "
+                "(point recording.base_directory at the other disk instead)"
+            )
+        elif folder.exists() and not folder.is_dir():
+            problems.append(f"cameras.{camera.id}: {folder} is not a folder")
+    for camera in config.enabled_cameras:
         if camera.source is SourceKind.FILE and not os.access(camera.location, os.R_OK):
             problems.append(f"cameras.{camera.id}.file: {camera.location} is not a readable file")
         if camera.source is not SourceKind.DEVICE:

@@ -121,11 +121,14 @@ class SegmentCheck:
     frames: int  # 0 or 1: only the first frame is decoded, which is what "playable" needs
     duration: float | None
     readable: bool  # ffprobe could read the container
+    # False when ffprobe could not run at all (out of descriptors or processes, a timeout): nothing is
+    # known about the file, so it is kept.
+    checked: bool = True
 
     @property
     def discard_reason(self) -> str | None:
-        """Why the file is no recording ("empty", "unreadable"), or None when it has a frame."""
-        if self.frames > 0:
+        """Why the file is no recording ("empty", "unreadable"), or None when it has a frame or is unknown."""
+        if self.frames > 0 or not self.checked:
             return None
         return "empty" if self.readable else "unreadable"
 
@@ -146,8 +149,8 @@ def check_segment(ffprobe: str, path: Path, timeout: float = 20.0) -> SegmentChe
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        log.warning("ffprobe could not check %s: %s", path, exc)
-        return SegmentCheck(0, None, False)
+        log.warning("ffprobe could not check %s (kept): %s", path, exc)
+        return SegmentCheck(0, None, False, checked=False)
     values = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
     frames = int(values["nb_read_frames"]) if values.get("nb_read_frames", "").isdigit() else 0
     try:

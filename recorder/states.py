@@ -18,12 +18,22 @@ class CameraState(StrEnum):
     WAITING_FOR_DEVICE = "waiting_for_device"  # the camera is unplugged; nothing to start
     STOPPED = "stopped"  # not supervised (shutdown, disabled, or recording paused by retention)
     FAILED = "failed"  # cannot be recorded as configured (bad option, permission): retried slowly
+    # The recordings folder refuses writes (read-only, permission, I/O error, full beyond what retention
+    # can free, a symlinked camera folder): probed about once a second, recording resumes when it works.
+    STORAGE_ERROR = "storage_error"
 
 
 # States in which the camera should be recording: time spent in them is a recording gap. So is time
 # `stopped` by retention's stop_recording policy (the supervisor says so); a shutdown is not.
 GAP_STATES = frozenset(
-    {CameraState.STARTING, CameraState.BACKOFF, CameraState.STALLED, CameraState.WAITING_FOR_DEVICE, CameraState.FAILED}
+    {
+        CameraState.STARTING,
+        CameraState.BACKOFF,
+        CameraState.STALLED,
+        CameraState.WAITING_FOR_DEVICE,
+        CameraState.FAILED,
+        CameraState.STORAGE_ERROR,
+    }
 )
 
 

@@ -22,7 +22,6 @@ import collections
 import heapq
 import json
 import logging
-import math
 import os
 import stat
 import threading
@@ -36,12 +35,15 @@ from typing import Any, NamedTuple
 
 from exporter.metrics import DELETION_REASONS, RETENTION_TRIGGERS
 from recorder.config import Config, ThresholdAction
+from recorder.faults import is_resource_error
+from recorder.pressure import bytes_above, next_check_delay, pressure_need
 from recorder.segments import CompletedSegment, parse_segment_name
+from recorder.write_probe import PROBE_NAME, probe_folder
 
 log = logging.getLogger(__name__)
 
 ALERT_ACTIONS: tuple[str, ...] = ("free_space", "enforce_max_age")
-PROBE_NAME = ".camera-recorder-probe"
+__all__ = ["PROBE_NAME", "Storage", "format_report", "format_stats"]
 DAY = 86400.0
 # The write rate looks at segments that ended in the last hour, or in the last 2.5 segments when they are
 # longer than that, so that at least two completed segments are always in the window while recording.
@@ -50,8 +52,9 @@ RATE_WINDOW_SEGMENTS = 2.5
 # A camera's newest segment started less than this many segment times ago may still be open in FFmpeg,
 # even when the supervisor's list of open files is momentarily stale.
 NEWEST_GRACE_SEGMENTS = 1.5
+# A pressure pass that could delete nothing is repeated after this long, not at the fill rate's pace.
+STUCK_PRESSURE_RECHECK = 1.0
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_PROBE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class DiskUsage(NamedTuple):
@@ -170,6 +173,7 @@ class StorageSnapshot:
     disk_usage_threshold_ratio: float
     low_space_warning_ratio: float
     pressure_target_ratio: float
+    min_free_unmet: bool  # min_free_minutes wants more than retention may free without going below the target
     deleted_files: Mapping[tuple[str, str], int]  # (camera, reason) -> files, every pair present
     deleted_bytes: Mapping[tuple[str, str], int]  # (camera, reason) -> bytes
     runs: Mapping[str, int]  # trigger -> passes, every trigger present
@@ -247,7 +251,11 @@ class Storage:
         self._last_run: float | None = None
         self._warned_folders: set[str] = set()  # camera folders already reported as unusable
         self._usage_failed = False  # the last statvfs failed (already logged)
-        self._warned_min_free = False  # min_free_minutes asks for more than the filesystem holds
+        self._min_free_unmet = False  # min_free_minutes asks for more than retention may free (logged once)
+        # Write failures the supervisors met in their camera folders since the last probe: camera -> error.
+        self._camera_write_errors: dict[str, str] = {}
+        self._pressure_due = False  # a segment completed with the disk under pressure: pass at once
+        self._pressure_stuck = False  # pressure passes cannot get under the threshold (logged once)
         self._scanned = False  # set by the first scan; the thread scans first when nobody did
 
         self._wake = threading.Event()  # set by stop() and request() to interrupt the thread's wait
@@ -304,13 +312,65 @@ class Storage:
         if entry is None:
             log.warning("camera %s: not accounting %s: not a segment in its recordings folder", seg.camera, seg.path)
             return False
+        # statvfs costs microseconds: the free-space gauges are never older than one segment, and a disk
+        # that fills faster than check_interval is noticed at the segment that brought it under pressure.
+        usage = self._read_usage()
         with self._lock:
             if self._pending is not None:
                 self._pending.append(("add", seg.camera, entry))
             self._add_locked(seg.camera, entry)
             self._refresh_rate_locked(seg.camera)
+            if usage is not None:
+                self._usage = usage
+            rate = sum(ix.rate for ix in self._index.values())
             self._publish_locked()
+        if usage is not None and self._pressure_wanted(usage, rate):
+            self._pressure_due = True
+            self._wake.set()
         return True
+
+    def _pressure_wanted(self, usage: DiskUsage, rate: float) -> bool:
+        return self._st.on_threshold is ThresholdAction.DELETE_OLDEST and self._pressure_need(usage, rate) > 0
+
+    def pressure_check(self) -> bool:
+        """statvfs, and a disk_pressure pass when the disk is under pressure (the fast path of check()).
+
+        False when the disk is under pressure and the pass could delete nothing (what is left is protected,
+        or other programs' data): the next look need not come as fast as the fill rate would ask.
+        """
+        usage = self._read_usage()
+        if usage is None:
+            return False
+        with self._lock:
+            self._usage = usage
+            self._checked_at = self._clock()
+            rate = sum(ix.rate for ix in self._index.values())
+            self._publish_locked()
+        if self._pressure_wanted(usage, rate):
+            return self.run_pass("disk_pressure").file_count > 0
+        self._update_recording_allowed(usage)
+        return True
+
+    def free_space_now(self, timeout: float = 10.0) -> RetentionReport | None:
+        """A disk_pressure pass right away, for a writer that met ENOSPC; None when it could not run."""
+        try:
+            return self.request(None, "disk_pressure", timeout=timeout)
+        except (TimeoutError, RuntimeError, OSError) as exc:
+            log.warning("retention: the pass for a full disk did not run: %s", exc)
+            return None
+
+    def next_pressure_delay(self) -> float:
+        """Seconds until the next pressure check: check_interval, or sooner while the disk fills fast."""
+        usage = self._usage
+        if usage is None:
+            return self._st.check_interval
+        return next_check_delay(
+            size=usage.size,
+            avail=usage.avail,
+            rate=self._snapshot.write_rate_bytes_per_second,
+            threshold=self._threshold,
+            check_interval=self._st.check_interval,
+        )
 
     def forget(self, path: Path) -> bool:
         """Drop a file a supervisor removed itself from the accounting; False when it was not indexed."""
@@ -340,6 +400,8 @@ class Storage:
             previous = self._writable
             self._usage = usage
             self._writable = writable
+            if writable:
+                self._camera_write_errors.clear()  # every folder took a write just now
             self._checked_at = self._clock()
             for cam in self._camera_ids:
                 # Rates age with the clock, not only with changes.
@@ -364,27 +426,65 @@ class Storage:
         return usage
 
     def _probe(self) -> bool:
-        """Create, fsync and remove a small hidden file: any OSError (EROFS, EIO, ENOSPC, EACCES) means False."""
-        path = self._base / PROBE_NAME
-        created = False
-        try:
-            fd = os.open(path, _PROBE_FLAGS, 0o600)
-            created = True
+        """A real write into the recordings folder and into every existing camera folder: all must work.
+
+        The camera folders count too: a read-only bind mount or wrong owner on one of them stops that camera
+        as surely as on the base.
+        """
+        folders = [self._base]
+        for cam in self._camera_ids:
             try:
-                os.write(fd, b"camera-recorder write probe\n")
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.unlink(path)
-            return True
-        except OSError as exc:
-            log.debug("write probe in %s failed: %s", self._base, exc)
-            if created:
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass  # the folder is already reported as unwritable
-            return False
+                st = os.lstat(self._base / cam)
+            except FileNotFoundError:
+                continue  # created at the camera's first start
+            except OSError as exc:
+                log.debug("write probe: cannot examine %s: %s", self._base / cam, exc)
+                return False
+            if not stat.S_ISDIR(st.st_mode):
+                return False  # a symlink or a file where the camera folder belongs: refused, as the camera does
+            folders.append(self._base / cam)
+        for folder in folders:
+            error = probe_folder(folder)
+            if error is not None and is_resource_error(error):
+                # Out of descriptors or memory says nothing about the folder: keep what we knew.
+                log.debug("write probe in %s could not run: %s", folder, error)
+                return self._writable if self._writable is not None else True
+            if error is not None:
+                log.debug("write probe in %s failed: %s", folder, error)
+                return False
+        return True
+
+    def note_write_result(self, camera: str, error: str | None) -> None:
+        """A supervisor's own write probe in its camera folder: `storage_writable` follows it at once.
+
+        A failure sets it to 0 now rather than at the next check. A success clears that camera's failure;
+        when no camera reports one any more, the whole folder is probed again right here (a few small
+        writes), so `storage_writable` returns to 1 within the second the supervisor noticed.
+        """
+        if error is None:
+            with self._lock:
+                had_error = self._camera_write_errors.pop(camera, None) is not None
+                others = bool(self._camera_write_errors)
+                stale = self._writable is False
+            if (had_error or stale) and not others:
+                writable = self._probe()
+                with self._lock:
+                    changed = writable != self._writable
+                    self._writable = writable
+                    self._checked_at = self._clock()
+                    self._publish_locked()
+                if changed and writable:
+                    log.info("recordings folder %s is writable again", self._base)
+            return
+        with self._lock:
+            first = camera not in self._camera_write_errors
+            self._camera_write_errors[camera] = error
+            was = self._writable
+            self._writable = False
+            self._checked_at = self._clock()
+            self._publish_locked()
+        if first and was is not False:
+            log.warning("recordings folder %s is not writable (camera %s: %s)", self._base, camera, error)
 
     # -----------------------------------------------------------------------------------------------
     # Retention
@@ -440,7 +540,7 @@ class Storage:
                     log.warning("retention: %s skipped, the filesystem of %s cannot be read", policy, self._base)
                     continue
                 if policy == "free_space":
-                    need = _bytes_above(usage, self._low_space, strict=True)
+                    need = bytes_above(usage.size, usage.used, self._low_space, strict=True)
                     reason = "alert"
                 else:
                     need = self._pressure_need(usage, rate)
@@ -489,33 +589,49 @@ class Storage:
             and self._st.on_threshold is ThresholdAction.DELETE_OLDEST
             and self._pressure_need(usage_after, rate) > 0
         ):
-            # Protected, failed or still-open files, or a filesystem that frees space lazily; the next check
-            # looks again rather than this pass deleting more on a reading that may lag.
-            log.warning(
-                "retention: %s is still %.1f%% used after deleting %d files; the next check tries again",
-                self._base,
-                usage_after.used_ratio * 100,
-                len(done),
-            )
+            # Protected, failed or still-open files, other programs' data, or a filesystem that frees space
+            # lazily; the next check looks again rather than this pass deleting more on a reading that may lag.
+            # Said once per episode: a disk filled by others is checked every second.
+            if not self._pressure_stuck:
+                self._pressure_stuck = True
+                log.warning(
+                    "retention: %s is still %.1f%% used after deleting %d files; the next checks try again",
+                    self._base,
+                    usage_after.used_ratio * 100,
+                    len(done),
+                )
+        elif "disk_pressure" in self._policies(trigger, action) and not dry_run:
+            self._pressure_stuck = False
         return report
 
     def _pressure_need(self, usage: DiskUsage, rate: float) -> int:
-        """Bytes the disk_pressure policy must free now: 0 unless the threshold or min_free_minutes is crossed."""
-        need = 0
-        if usage.used_ratio > self._threshold:
-            need = _bytes_above(usage, self._target, strict=False)
-        if rate > 0:
-            wanted_avail = self._st.min_free_minutes * 60.0 * rate
-            if usage.avail < wanted_avail:
-                if wanted_avail > usage.size and not self._warned_min_free:
-                    self._warned_min_free = True  # once: it holds until the configuration changes
-                    log.warning(
-                        "retention: min_free_minutes=%g at %.0f B/s needs more than the whole filesystem",
-                        self._st.min_free_minutes,
-                        rate,
-                    )
-                need = max(need, math.ceil(wanted_avail - usage.avail))
-        return need
+        """Bytes the disk_pressure policy must free now (see recorder.pressure); notes an unmet min_free wish."""
+        need = pressure_need(
+            size=usage.size,
+            avail=usage.avail,
+            rate=rate,
+            threshold=self._threshold,
+            target=self._target,
+            min_free_minutes=self._st.min_free_minutes,
+        )
+        # Without a write rate (nothing completed within the rate window) the wish is unknown: keep the last word.
+        if rate > 0 and need.min_free_unmet != self._min_free_unmet:
+            with self._lock:
+                self._min_free_unmet = need.min_free_unmet
+                self._publish_locked()
+            if need.min_free_unmet:
+                # Once per change, not per check: it holds until the write rate drops or the disk grows.
+                log.warning(
+                    "retention: min_free_minutes=%g at %s/s needs more free space than deleting down to "
+                    "pressure_target (%.0f%% used) gives on %s; footage is kept, retention goes no deeper",
+                    self._st.min_free_minutes,
+                    _human_bytes(rate),
+                    self._target * 100,
+                    _human_bytes(usage.size),
+                )
+            else:
+                log.info("retention: min_free_minutes fits on %s again", self._base)
+        return need.bytes_to_free
 
     def _pick_max_age(
         self,
@@ -713,6 +829,7 @@ class Storage:
         if not self._scanned:
             self._guarded(self.scan)
         next_check = self._monotonic()
+        next_pressure = next_check
         next_resync = next_check + self._st.resync_interval
         while not self._stopping:
             while self._requests and not self._stopping:
@@ -728,9 +845,22 @@ class Storage:
                 self._guarded(self.resync)
                 next_resync = now + self._st.resync_interval
             if now >= next_check and not self._stopping:
+                self._pressure_due = False
                 self._guarded(self.check)
                 next_check = now + self._st.check_interval
-            timeout = max(0.0, min(next_check, next_resync) - self._monotonic())
+                next_pressure = self._monotonic() + self.next_pressure_delay()
+            elif (self._pressure_due or now >= next_pressure) and not self._stopping:
+                self._pressure_due = False
+                progressed = True
+                try:
+                    progressed = self.pressure_check()
+                except Exception:  # the thread must outlive one bad step; the next one retries
+                    log.exception("storage pressure_check failed")
+                delay = self.next_pressure_delay()
+                if not progressed:
+                    delay = max(delay, STUCK_PRESSURE_RECHECK)
+                next_pressure = self._monotonic() + delay
+            timeout = max(0.0, min(next_check, next_resync, next_pressure) - self._monotonic())
             self._wake.wait(timeout)
             self._wake.clear()
 
@@ -814,6 +944,10 @@ class Storage:
                     try:
                         size = de.stat(follow_symlinks=False).st_size
                     except FileNotFoundError:
+                        continue
+                    if size == 0:
+                        # Left by an FFmpeg that died before its header (a start into a full disk): no
+                        # recording, so never counted as one. The supervisor that made it removes its own.
                         continue
                     if old is not None and old.size == size:
                         entries.append(old)
@@ -986,6 +1120,7 @@ class Storage:
             disk_usage_threshold_ratio=self._threshold,
             low_space_warning_ratio=self._low_space,
             pressure_target_ratio=self._target,
+            min_free_unmet=self._min_free_unmet,
             deleted_files=MappingProxyType(dict(self._deleted_files)),
             deleted_bytes=MappingProxyType(dict(self._deleted_bytes)),
             runs=MappingProxyType(dict(self._runs)),
@@ -1014,14 +1149,6 @@ class Storage:
 def _allocated(size: int, block_size: int) -> int:
     """Bytes a file of `size` occupies, rounded up to whole blocks (what deleting it gives back)."""
     return -(-size // block_size) * block_size
-
-
-def _bytes_above(usage: DiskUsage, ratio: float, *, strict: bool) -> int:
-    """Bytes to free so the used ratio is at most `ratio` (below it when `strict`)."""
-    excess = usage.used - ratio * usage.size
-    if strict:
-        return math.floor(excess) + 1 if excess >= 0 else 0
-    return math.ceil(excess) if excess > 0 else 0
 
 
 def _group(files: Iterable[DeletedFile]) -> dict[str, list[DeletedFile]]:

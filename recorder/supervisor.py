@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import os
 import selectors
@@ -20,6 +21,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from recorder import ffmpeg_errors
 from recorder.config import CameraConfig, SourceKind, SupervisorConfig
+from recorder.faults import is_resource_error
 from recorder.ffmpeg_process import FFmpegProcess, Launcher, spawn_ffmpeg
 from recorder.presets import FFmpegCommand
 from recorder.progress import OutputRateMeter, Progress, ProgressParser
@@ -33,6 +35,7 @@ from recorder.segments import (
     unfinished_segments,
 )
 from recorder.states import GAP_STATES, CameraSnapshot, CameraState, Histogram, recent_restarts
+from recorder.write_probe import camera_folder_problem, describe
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +52,31 @@ UNKILLABLE_AFTER = 10.0
 # Waiting for a new second before a restart bounds at this; a larger gap means the clock stepped back.
 NAME_COLLISION_MAX_WAIT = 3.0
 
+# A folder that refuses writes is probed this often; recording resumes within about this long once it works.
+STORAGE_PROBE_EVERY = 1.0
+# After ENOSPC that retention could not cure, FFmpeg starts again only once this much is free: a start into
+# a nearly full disk would only leave another empty file behind.
+DISK_FULL_RESUME_BYTES = 1 << 20
+# Out of descriptors, memory or processes: the resource comes back by itself, so retrying is cheap and
+# the wait is capped lower than backoff_max.
+RESOURCE_RETRY_MAX = 5.0
+# A completed segment smaller than this, or without a duration, is decoded before it is counted: the
+# muxer lists a header-only file as a segment when FFmpeg dies into a full disk.
+SUSPICIOUS_SEGMENT_BYTES = 8 * 1024
+
 CommandFactory = Callable[[str | None], FFmpegCommand]
 
 
 class FFmpegEnded(Exception):
     """One FFmpeg run is over; `reason` is a restart reason, or None when the daemon asked for it."""
 
-    def __init__(self, reason: str | None, *, stable: bool = False) -> None:
+    def __init__(self, reason: str | None, *, stable: bool = False, escalate: bool = True) -> None:
         super().__init__(reason or "stopped")
         self.reason = reason
         self.stable = stable
+        # False when the cause was dealt with (retention freed space, the folder is handled by the storage
+        # probe): the next start comes after backoff_initial, and the failure does not count towards more.
+        self.escalate = escalate
 
 
 @dataclass(frozen=True)
@@ -100,6 +118,12 @@ class CameraSupervisor:
         segment_time: float,
         ffprobe: str,
         on_segment: Callable[[CompletedSegment], None] = lambda segment: None,
+        # Told the result of each write probe in the camera folder (an error line, or None when it worked).
+        on_write_result: Callable[[str | None], None] = lambda error: None,
+        # Asked to free space after ENOSPC; returns whether anything was deleted.
+        free_space: Callable[[], bool] = lambda: False,
+        # Told of a segment the supervisor removed itself (no decodable frame), so no index keeps it.
+        on_discard: Callable[[Path], None] = lambda path: None,
         device_node: Callable[[], str | None] | None = None,
         launcher: Launcher = spawn_ffmpeg,
         clock: Callable[[], float] = time.time,
@@ -110,6 +134,11 @@ class CameraSupervisor:
         self._settings = settings
         self._ffprobe = ffprobe
         self._on_segment = on_segment
+        self._on_write_result = on_write_result
+        self._free_space = free_space
+        self._on_discard = on_discard
+        self._last_internal_error: str | None = None  # the last one logged with its traceback
+        self._disk_full_uncured = False  # ENOSPC that retention could not cure: wait for free space
         # Device cameras are present when this returns a node; other sources are always present.
         self._device_node = device_node if camera.source is SourceKind.DEVICE else None
         self._launcher = launcher
@@ -227,7 +256,8 @@ class CameraSupervisor:
     def _wait(self, seconds: float | None) -> None:
         """Sleep until woken (stop, hot-plug, pause) or `seconds` have passed, beating the heart meanwhile."""
         deadline = None if seconds is None else self._monotonic() + seconds
-        with selectors.DefaultSelector() as sel:
+        # poll(2) needs no descriptor of its own, unlike epoll: waiting works even with the fd table full.
+        with selectors.PollSelector() as sel:
             sel.register(self._wake_read, selectors.EVENT_READ)
             while True:
                 self._heartbeat = self._monotonic()
@@ -255,7 +285,12 @@ class CameraSupervisor:
         # Decided on entry: a pause lifted later must not un-count the time it stopped recording.
         self._counting_gap = self._in_gap()
         if old is not new:
-            troubled = new in (CameraState.BACKOFF, CameraState.STALLED, CameraState.FAILED)
+            troubled = new in (
+                CameraState.BACKOFF,
+                CameraState.STALLED,
+                CameraState.FAILED,
+                CameraState.STORAGE_ERROR,
+            )
             level = logging.WARNING if troubled or new is CameraState.WAITING_FOR_DEVICE else logging.INFO
             self._log.log(level, "%s -> %s%s", old.value, new.value, f" ({why})" if why else "")
         self._publish()
@@ -299,29 +334,68 @@ class CameraSupervisor:
             before_sleep=self._enter_backoff,
             reraise=True,
         )
-        try:
-            while not self._stopping.is_set():
-                if self._paused:
-                    self._change_state(CameraState.STOPPED, "recording paused by retention")
-                    self._wait(None)
-                    continue
-                if not self._present or not self._source_present():
-                    self._present = False
-                    self._change_state(CameraState.WAITING_FOR_DEVICE, "source absent")
-                    # udev wakes us on `add`; the poll covers systems without udev events.
-                    self._wait(self._settings.presence_check_interval)
-                    self._present = self._source_present()
-                    continue
-                try:
-                    retrying(self._record_once)
-                except FFmpegEnded:
-                    pass  # stop, pause or a vanished device: the loop above decides what comes next
-        except Exception:
-            self._log.exception("supervisor crashed; camera %s is no longer recorded", self.camera.id)
-            self._last_error = "supervisor crashed"
-            self._change_state(CameraState.FAILED, "supervisor crashed")
-            raise
+        while not self._stopping.is_set():
+            # Nothing may end this thread but a stop: a bug or an exhausted resource in one round is
+            # logged, counted and followed by a restart with backoff.
+            try:
+                self._supervise_round(retrying)
+            except Exception as exc:  # the loop's top, by design
+                self._round_failed(exc)
         self._change_state(CameraState.STOPPED, "daemon stopping")
+
+    def _supervise_round(self, retrying: Retrying) -> None:
+        if self._paused:
+            self._change_state(CameraState.STOPPED, "recording paused by retention")
+            self._wait(None)
+            return
+        if not self._present or not self._source_present():
+            self._present = False
+            self._change_state(CameraState.WAITING_FOR_DEVICE, "source absent")
+            # udev wakes us on `add`; the poll covers systems without udev events.
+            self._wait(self._settings.presence_check_interval)
+            self._present = self._source_present()
+            return
+        try:
+            retrying(self._record_once)
+        except FFmpegEnded:
+            pass  # stop, pause or a vanished device: the loop above decides what comes next
+
+    def _round_failed(self, exc: Exception) -> None:
+        """An exception reached the loop's top: clean up, log once, count, and back off before trying again."""
+        self._abandon_run()
+        resource = is_resource_error(exc)
+        reason = "resource_exhausted" if resource else "internal_error"
+        self._restarts[reason] += 1
+        self._failures += 1
+        summary = f"{type(exc).__name__}: {exc}"
+        self._last_error = f"{reason}: {summary}"
+        if resource or summary == self._last_internal_error:
+            # Expected (out of descriptors) or already shown with its traceback: one line.
+            self._log.error("supervision round failed (%s): %s", reason, summary)
+        else:
+            self._last_internal_error = summary
+            self._log.exception("supervision round failed (%s); the camera restarts with backoff", reason)
+        cap = RESOURCE_RETRY_MAX if resource else self._settings.backoff_max
+        wait = min(cap, self._settings.backoff_max, self._settings.backoff_initial * 2 ** (self._failures - 1))
+        try:
+            self._change_state(CameraState.BACKOFF, f"{reason}, restart in {wait:.2f} s")
+            self._wait(wait)
+        except Exception:  # even the backoff failed: sleep without the wake-up pipe
+            self._log.error("cannot wait on the wake-up pipe; sleeping %.2f s", wait)
+            self._stopping.wait(wait)
+
+    def _abandon_run(self) -> None:
+        """After an exception mid-run: make sure its FFmpeg is gone and reaped, whatever state it is in."""
+        run, self._run = self._run, None
+        if run is None:
+            return
+        try:
+            run.process.signal(signal.SIGKILL)
+            run.process.popen.wait(timeout=UNKILLABLE_AFTER)
+        except Exception:  # one we cannot reap is left to a reaper thread
+            threading.Thread(target=run.process.popen.wait, name=f"reap-{run.process.pid}", daemon=True).start()
+        finally:
+            run.process.close()
 
     def _should_retry(self, exc: BaseException) -> bool:
         return (
@@ -337,11 +411,17 @@ class CameraSupervisor:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(exc, FFmpegEnded) and exc.stable:
             self._failures = 0
+        if isinstance(exc, FFmpegEnded) and not exc.escalate:
+            # The cause was dealt with (space freed, the folder is probed before the next start).
+            return self._settings.backoff_initial
         self._failures += 1
         if isinstance(exc, FFmpegEnded) and exc.reason == "config":
             # A bad option or a permission problem will not fix itself within seconds.
             return self._settings.backoff_max
-        return min(self._settings.backoff_max, self._settings.backoff_initial * 2 ** (self._failures - 1))
+        cap = self._settings.backoff_max
+        if isinstance(exc, FFmpegEnded) and exc.reason == "resource_exhausted":
+            cap = min(cap, RESOURCE_RETRY_MAX)
+        return min(cap, self._settings.backoff_initial * 2 ** (self._failures - 1))
 
     def _enter_backoff(self, retry_state: RetryCallState) -> None:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
@@ -362,7 +442,9 @@ class CameraSupervisor:
             self._present = False
             raise FFmpegEnded("device_gone")
         command = self._command_factory(node)
-        command.output_dir.mkdir(parents=True, exist_ok=True)
+        self._wait_until_writable(command.output_dir)
+        if self._stopping.is_set() or self._paused:
+            raise FFmpegEnded(None)
         self._wait_for_unused_name(command.output_dir)
         if self._stopping.is_set():
             raise FFmpegEnded(None)
@@ -371,10 +453,12 @@ class CameraSupervisor:
         try:
             process = self._launcher(command)
         except OSError as exc:
+            # Out of descriptors or processes passes by itself; a missing or unrunnable binary does not.
+            reason = "resource_exhausted" if is_resource_error(exc) else "config"
             self._last_error = f"cannot start FFmpeg: {exc}"
-            self._log.error("%s", self._last_error)
-            self._restarts["config"] += 1
-            raise FFmpegEnded("config") from exc
+            self._log.error("%s (%s)", self._last_error, reason)
+            self._restarts[reason] += 1
+            raise FFmpegEnded(reason) from exc
         run = _Run(process, command, self._monotonic(), wall_start)
         self._run = run
         self._log.info("FFmpeg started (pid %d)", process.pid)
@@ -382,7 +466,68 @@ class CameraSupervisor:
             self._watch(run)
         finally:
             reason, stable = self._finish(run)
-        raise FFmpegEnded(reason, stable=stable)
+        raise FFmpegEnded(reason, stable=stable, escalate=self._escalate_after(reason, command.output_dir))
+
+    def _escalate_after(self, reason: str | None, folder: Path) -> bool:
+        """After a run that ended by itself: deal with storage causes; False when the backoff should not grow."""
+        if reason is None or self._stopping.is_set():
+            return True
+        # Any failed write (EROFS, EACCES, EIO, ENOSPC...) shows here whatever FFmpeg printed: the next start
+        # waits in storage_error until the folder takes writes again, without a growing backoff.
+        problem = camera_folder_problem(folder)
+        if problem is not None and is_resource_error(problem):
+            raise problem  # out of descriptors is no storage fault: the loop's top counts it
+        if problem is not None:
+            self._on_write_result(describe(problem))
+            return False
+        if reason != "disk_full":
+            return True
+        freed = self._free_space()
+        if freed:
+            self._log.info("disk was full: retention freed space, FFmpeg restarts at once")
+            return False
+        if self._avail(folder) < DISK_FULL_RESUME_BYTES:
+            self._disk_full_uncured = True  # the next start waits in storage_error for space
+            return False
+        return True
+
+    @staticmethod
+    def _avail(folder: Path) -> int:
+        try:
+            st = os.statvfs(folder)
+        except OSError:
+            return 0
+        return st.f_bavail * st.f_frsize
+
+    def _wait_until_writable(self, folder: Path) -> None:
+        """Before a start: the camera folder must exist, be a real folder and take a write (and have room).
+
+        Until it does, the camera is in storage_error and the folder is probed every STORAGE_PROBE_EVERY;
+        a stop, pause or unplug ends the wait.
+        """
+        reported = False
+        while not self._stopping.is_set() and not self._paused and self._present:
+            problem = camera_folder_problem(folder)
+            if problem is not None and is_resource_error(problem):
+                raise problem  # out of descriptors is no storage fault: the loop's top counts it
+            if problem is None and self._disk_full_uncured:
+                if self._avail(folder) >= DISK_FULL_RESUME_BYTES:
+                    self._disk_full_uncured = False
+                else:
+                    problem = OSError(errno.ENOSPC, "disk full, nothing of this recorder left to delete", str(folder))
+                    # Retention may free space meanwhile (its own schedule), or an operator does.
+            if problem is None:
+                if reported:
+                    self._on_write_result(None)
+                    self._log.info("camera folder %s takes writes again", folder)
+                return
+            error = describe(problem)
+            self._on_write_result(error)
+            if not reported or self._last_error != error:
+                self._last_error = error
+                self._change_state(CameraState.STORAGE_ERROR, error)
+                reported = True
+            self._wait(STORAGE_PROBE_EVERY)
 
     def _wait_for_unused_name(self, folder: Path) -> None:
         """Start in a later second than the newest segment, so FFmpeg never reuses a file name."""
@@ -408,7 +553,7 @@ class CameraSupervisor:
         }
         kill_deadline: float | None = None
         killed = False
-        with selectors.DefaultSelector() as sel:
+        with selectors.PollSelector() as sel:
             for fd in buffers:
                 sel.register(fd, selectors.EVENT_READ)
             sel.register(self._wake_read, selectors.EVENT_READ)
@@ -457,6 +602,9 @@ class CameraSupervisor:
 
     def _begin_kill(self, run: _Run, reason: str, now: float) -> float:
         if reason == "stall":
+            if self._state is CameraState.RECORDING and not self._counting_gap:
+                # Nothing was recorded since the last progress, not only since the stall was noticed.
+                self._gap += max(0.0, now - run.last_advance)
             self._change_state(CameraState.STALLED, f"no progress for {self._settings.stall_timeout:g} s")
         self._log.info("stopping FFmpeg (pid %d): %s", run.process.pid, reason)
         run.process.signal(signal.SIGTERM)
@@ -499,7 +647,37 @@ class CameraSupervisor:
         name = Path(name).name
         run.completed_names.add(name)
         run.last_segment_end = end
-        self._publish_segment(run, run.command.output_dir / name, end - start)
+        path = run.command.output_dir / name
+        if self._discard_if_empty(path, end - start):
+            return
+        self._publish_segment(run, path, end - start)
+
+    def _discard_if_empty(self, path: Path, duration: float) -> bool:
+        """A listed segment without a decodable frame (a start into a full disk) is removed and counted."""
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return False  # _publish_segment reports a vanished file
+        if size >= SUSPICIOUS_SEGMENT_BYTES and duration > 0:
+            return False
+        reason = check_segment(self._ffprobe, path).discard_reason
+        if reason is None:
+            return False
+        self._remove_discarded(path, reason)
+        return True
+
+    def _remove_discarded(self, path: Path, reason: str) -> None:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            # Still no recording (it is not counted as one); the log says why the file stays.
+            self._log.error("cannot remove %s segment %s: %s", reason, path, exc)
+        self._discarded[reason] += 1
+        self._on_discard(path)
+        self._log.warning("removed %s segment %s (no decodable frame)", reason, path.name)
+        self._publish()
 
     def _publish_segment(self, run: _Run, path: Path, duration: float) -> None:
         try:
@@ -529,7 +707,8 @@ class CameraSupervisor:
             with run.psutil_process.oneshot():
                 times = run.psutil_process.cpu_times()
                 rss = run.psutil_process.memory_info().rss
-        except psutil.Error:
+        except (psutil.Error, OSError):
+            # /proc is unreadable at times (EMFILE, the process just went): skip this sample.
             return
         run.cpu_seconds = times.user + times.system
         self._resources = ResourceUsage(self._finished_cpu + run.cpu_seconds, rss)
@@ -602,11 +781,5 @@ class CameraSupervisor:
                 self._log.warning("kept segment %s cut off by FFmpeg's exit", path.name)
                 self._publish_segment(run, path, duration or 0.0)
                 continue
-            try:
-                path.unlink()
-            except OSError as exc:
-                self._log.error("cannot remove %s segment %s: %s", reason, path, exc)
-                continue
-            self._discarded[reason] += 1
-            self._log.warning("removed %s segment %s (no decodable frame)", reason, path.name)
+            self._remove_discarded(path, reason)
         self._publish()

@@ -115,6 +115,11 @@ EMPTY_WHEN_HEALTHY: dict[str, Empty] = {
     ),
     "alert:CameraRecorderRetentionNotRunning": Empty("retention passes run every second; needs 2 h", "relaxed"),
     "alert:CameraRecorderStorageNotWritable": Empty("the recordings folder is writable", "disk_unwritable"),
+    # The disk recorder here uses on_threshold: stop_recording, so a full disk pauses its camera instead;
+    # tests/test_storage_faults.py provokes both with the real daemon.
+    "alert:CameraRecorderCameraStorageError": Empty("every camera folder takes writes", "relaxed"),
+    "alert:CameraRecorderDiskFull": Empty("no FFmpeg met a full disk", "relaxed"),
+    "alert:CameraRecorderSupervisorFaults": Empty("no supervision round fails (a bug, or out of fds)", "relaxed"),
     "camera-recorder-fleet/Active camera-recorder alerts/A": Empty("no alert is pending or firing", "ffmpeg_killed"),
 }
 if not HOST_HAS_CPU_SENSOR:
@@ -127,6 +132,9 @@ RELAXED_THRESHOLDS = {
     "CameraRecorderCollectorFailing": ("== 0", "== 1"),
     "CameraRecorderRetentionNotRunning": ("> 7200", "> -1"),
     "CameraRecorderCpuTooHot": ("> 90", "> -300"),
+    "CameraRecorderCameraStorageError": ("== 1", "== 0"),
+    "CameraRecorderDiskFull": ("> 0", ">= 0"),
+    "CameraRecorderSupervisorFaults": ("> 0", ">= 0"),
 }
 
 

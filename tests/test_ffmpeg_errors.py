@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from exporter.metrics import RESTART_REASONS
 from recorder.ffmpeg_errors import StderrReason, classify, classify_line, restart_reason, scrub
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,6 +104,9 @@ def test_classify_accepts_any_iterable_and_empty_input() -> None:
             StderrReason.DEVICE_BUSY,
         ),
         ("[video4linux2,v4l2 @ 0x5581] ioctl(VIDIOC_STREAMON): No space left on device", StderrReason.DEVICE_BUSY),
+        ("[matroska @ 0x55d1] av_interleaved_write_frame(): No space left on device", StderrReason.DISK_FULL),
+        ("[segment @ 0x55d1] Failed to open segment 'cam1_20240301_120000.mkv'", StderrReason.UNKNOWN),
+        ("Error writing trailer of /rec/cam1/cam1_20240301_120000.mkv: Disk quota exceeded", StderrReason.DISK_FULL),
         ("Unrecognized option 'segment_tme'.", StderrReason.BAD_OPTION),
         ("Error splitting the argument list: Option not found", StderrReason.BAD_OPTION),
         ("[video4linux2,v4l2 @ 0x5581] ioctl(VIDIOC_S_FMT): Invalid argument", StderrReason.BAD_OPTION),
@@ -138,6 +142,7 @@ def test_classify_line(line: str, reason: StderrReason) -> None:
         (StderrReason.SIZE_CHANGED, 255, False, "crashed"),
         (StderrReason.CORRUPT_DATA, 0, False, "exited"),
         (StderrReason.CORRUPT_DATA, None, True, "crashed"),
+        (StderrReason.DISK_FULL, 1, False, "disk_full"),
         (StderrReason.UNKNOWN, 0, False, "exited"),
         (StderrReason.UNKNOWN, 0, True, "crashed"),
         (StderrReason.UNKNOWN, -11, False, "crashed"),
@@ -149,7 +154,7 @@ def test_restart_reason(reason: StderrReason, exit_code: int | None, signalled: 
 
 
 def test_restart_reasons_stay_within_the_metric_label_set() -> None:
-    labels = {"exited", "crashed", "stall", "device_gone", "device_busy", "hotplug", "config"}
+    labels = set(RESTART_REASONS)
     for reason in StderrReason:
         for exit_code in (0, 1, None):
             for signalled in (False, True):
@@ -164,6 +169,7 @@ def test_reason_values() -> None:
         "bad_option",
         "size_changed",
         "corrupt_data",
+        "disk_full",
         "unknown",
     ]
 

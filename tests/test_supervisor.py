@@ -53,8 +53,15 @@ def _recording(sup: CameraSupervisor) -> bool:
 
 
 def _files(folder: Path) -> dict[str, tuple[int, int, int]]:
-    """name -> (inode, size, mtime_ns) of every file: an overwrite changes size or mtime."""
-    return {p.name: (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()}
+    """name -> (inode, size, mtime_ns) of every segment: an overwrite changes size or mtime.
+
+    Only segment names: the supervisor's write probe (a hidden file) comes and goes before each start.
+    """
+    return {
+        p.name: (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns)
+        for p in folder.iterdir()
+        if parse_segment_name(p.name)
+    }
 
 
 def test_stopped_to_starting_to_recording_when_frames_arrive(running: CameraSupervisor) -> None:

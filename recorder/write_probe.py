@@ -1,0 +1,71 @@
+"""Does writing into a folder work right now? A real write, because only a write tells.
+
+`os.access` is no answer: root passes every access check, yet a read-only mount, a full disk or a
+failing device refuse the write. So the probe creates, writes, fsyncs and removes a small hidden file;
+every OSError (EROFS, EACCES, EPERM, EIO, ENOSPC, EDQUOT, ENOENT, ELOOP ...) is a failed probe.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+PROBE_NAME = ".camera-recorder-probe"
+_PROBE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+_PROBE_BYTES = b"camera-recorder write probe\n"
+
+
+def probe_folder(folder: Path) -> OSError | None:
+    """Write, fsync and remove a probe file in `folder`; the error that stopped it, or None when it worked."""
+    path = Path(folder) / PROBE_NAME
+    created = False
+    try:
+        fd = os.open(path, _PROBE_FLAGS, 0o600)
+        created = True
+        try:
+            os.write(fd, _PROBE_BYTES)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.unlink(path)
+        return None
+    except OSError as exc:
+        if created:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass  # the folder is already reported as unwritable
+        return exc
+
+
+def camera_folder_problem(folder: Path) -> OSError | None:
+    """Make sure a camera's folder exists as a real folder and takes writes; the error when it does not.
+
+    A camera folder that is a symlink is refused (ELOOP): retention never follows one, so recording into
+    it would fill a disk nothing cleans.
+    """
+    folder = Path(folder)
+    try:
+        st = os.lstat(folder)
+    except FileNotFoundError:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            st = os.lstat(folder)
+        except OSError as exc:
+            return exc
+    except OSError as exc:
+        return exc
+    if stat.S_ISLNK(st.st_mode):
+        why = "the camera folder is a symlink, which is neither recorded into nor cleaned"
+        return OSError(errno.ELOOP, why, str(folder))
+    if not stat.S_ISDIR(st.st_mode):
+        return OSError(errno.ENOTDIR, "the camera folder is not a folder", str(folder))
+    return probe_folder(folder)
+
+
+def describe(exc: OSError) -> str:
+    """One line for the log and the camera's last_error: the reason and the path."""
+    reason = exc.strerror or str(exc)
+    return f"{reason}: {exc.filename}" if exc.filename else reason
