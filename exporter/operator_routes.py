@@ -155,8 +155,11 @@ class ClipStream:
 class OperatorRoutes:
     """Handlers for `/`, `/cameras/<id>/latest.jpg`, `/api/v1/recordings` and `/api/v1/export`."""
 
-    def __init__(self, recorder: Recorder, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, recorder: Recorder, *, metrics_path: str = "/metrics", clock: Callable[[], float] = time.time
+    ) -> None:
         self.recorder = recorder
+        self.metrics_path = metrics_path
         self._clock = clock
         ffmpeg = recorder.tools.ffmpeg or "ffmpeg"
         self._ffmpeg = ffmpeg
@@ -268,7 +271,7 @@ class OperatorRoutes:
             url = None if newest_start is None else f"cameras/{quote(cam)}/latest.jpg?at={newest_start:.0f}"
             horizon = self._horizon(view.status, now)
             panels.append(CameraPanel(view, timeline, url, newest_start, horizon if horizon < now else None))
-        page = render_status_page(snap, panels, day=day, start=start, end=end)
+        page = render_status_page(snap, panels, day=day, start=start, end=end, metrics_path=self.metrics_path)
         send(request, HTTPStatus.OK, page.encode(), "text/html; charset=utf-8", {"Cache-Control": "no-store"})
 
     def latest_jpg(self, request: Request, camera: str) -> None:

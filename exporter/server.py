@@ -143,7 +143,7 @@ class ExporterServer:
         )
         names = config.instance_names or default_instance_names(config.listen_address)
         self.webhook = WebhookHandler(config, recorder.storage, names, self.webhook_results)
-        self.operator = OperatorRoutes(recorder)
+        self.operator = OperatorRoutes(recorder, metrics_path=web.telemetry_path)
         self.telemetry_path = web.telemetry_path
         # The route table: (method, path) -> handler. HEAD is served by the GET handler without a body.
         self.routes: dict[tuple[str, str], Callable[[Request], None]] = {
@@ -152,7 +152,7 @@ class ExporterServer:
             ("POST", WEBHOOK_PATH): self._alertmanager,
             **self.operator.routes(),  # the status page at `/`, pictures, recordings, clips
         }
-        check_telemetry_path(web.telemetry_path, tuple(path for _, path in self.routes))
+        check_telemetry_path(web.telemetry_path, tuple(sorted({path for _, path in self.routes})))
         self.routes[("GET", web.telemetry_path)] = self._metrics
         # Routes that authenticate by themselves: the webhook's token is its credential, and Alertmanager
         # can send only one Authorization header, so the exporter's basic auth does not apply there.
