@@ -197,6 +197,11 @@ class OperatorRoutes:
             return SLOW_POOL
         return None
 
+    @property
+    def exports_free(self) -> int:
+        """Clips that may start now (of MAX_CONCURRENT_EXPORTS)."""
+        return self._exports._value  # BoundedSemaphore keeps its count there; read-only here
+
     # -- helpers --------------------------------------------------------------------------------
 
     def _camera_ids(self) -> tuple[str, ...]:
