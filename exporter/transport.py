@@ -238,8 +238,8 @@ class _Stream:
 
 class _Conn:
     __slots__ = ("address", "body_reserved", "close_after", "closed", "deadline", "events", "idle", "inbuf",
-                 "last_active", "lingered", "offset", "outbuf", "request", "sock", "state", "stream",
-                 "unread_body")  # fmt: skip
+                 "last_active", "lingered", "offset", "outbuf", "peer_done", "request", "sock", "state",
+                 "stream", "unread_body")  # fmt: skip
 
     def __init__(self, sock: socket.socket, address: tuple[Any, ...], now: float, tls: bool) -> None:
         self.sock = sock
@@ -259,6 +259,7 @@ class _Conn:
         self.lingered = 0
         self.closed = False
         self.stream: _Stream | None = None
+        self.peer_done = False  # the client half-closed while a stream was sent: it may still read
 
 
 def default_max_connections() -> int:
@@ -498,8 +499,8 @@ class HTTPTransport:
         elif conn.state is _State.STREAMING:
             if mask & selectors.EVENT_READ:
                 self._stream_read(conn)
-            if mask & selectors.EVENT_WRITE and not conn.closed:
-                self._write_stream(conn)
+            if not conn.closed:
+                self._write_stream(conn)  # also after a read: TLS may have wanted one to go on writing
         elif conn.state is _State.LINGERING:
             self._linger_read(conn)
 
@@ -777,13 +778,13 @@ class HTTPTransport:
         except (BlockingIOError, ssl.SSLWantWriteError):
             if conn.deadline == math.inf:
                 self._set_deadline(conn, time.monotonic() + WRITE_TIMEOUT)
-            self._watch(conn, selectors.EVENT_READ | selectors.EVENT_WRITE)
+            self._watch(conn, selectors.EVENT_WRITE | self._hangup_watch(conn))
             return
         except ssl.SSLWantReadError:
             self._watch(conn, selectors.EVENT_READ)
             return
         except OSError as exc:
-            log.debug("streaming to %s: %s", conn.address, exc)
+            log.debug("streaming to %s: %s", conn.address, exc)  # the client is gone (reset, broken pipe)
             self._close(conn)
             return
         with stream.cond:
@@ -796,17 +797,29 @@ class HTTPTransport:
         else:
             # Waiting for the producer: only a client going away is of interest meanwhile.
             conn.deadline = math.inf
-            self._watch(conn, selectors.EVENT_READ)
+            self._watch(conn, self._hangup_watch(conn))
+
+    @staticmethod
+    def _hangup_watch(conn: _Conn) -> int:
+        """While streaming, reading is how a client's reset shows before the next write would fail."""
+        return 0 if conn.peer_done else selectors.EVENT_READ
 
     def _stream_read(self, conn: _Conn) -> None:
-        """While streaming, a readable socket mostly means the client hung up: stop the producer then."""
         try:
             data = conn.sock.recv(RECV_SIZE)
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
-        except OSError:
-            data = b""
-        if not data or len(conn.inbuf) + len(data) > MAX_HEAD_BYTES:
+        except OSError as exc:
+            log.debug("streaming to %s: %s", conn.address, exc)  # reset: the client is gone
+            self._close(conn)
+            return
+        if not data:
+            # End of what the client sends, not necessarily of what it reads (a half-close after the
+            # request): go on; a client that is really gone fails the next write.
+            conn.peer_done = True
+            self._watch(conn, conn.events & ~selectors.EVENT_READ)
+            return
+        if len(conn.inbuf) + len(data) > MAX_HEAD_BYTES:
             self._close(conn)
             return
         conn.inbuf += data  # a pipelined next request, parsed when the stream is done

@@ -366,3 +366,13 @@ def test_a_client_that_reads_nothing_holds_the_producer_and_its_leaving_stops_it
         sock.close()
     wait_for(source.closed.is_set, what="the producer to stop once the client left")
     assert source.closes == 1
+
+
+def test_a_client_that_half_closes_after_its_request_still_gets_the_whole_stream(
+    streaming: tuple[dict[str, Source | io.BytesIO], int],
+) -> None:
+    sources, port = streaming
+    # More than every buffer on the way, so the client's end of sending arrives while the stream is going.
+    source = sources["/stream"] = Source(chunks=100, size=STREAM_CHUNK_BYTES)
+    raw = exchange(port, b"GET /stream HTTP/1.0\r\n\r\n", timeout=30)
+    assert raw.partition(b"\r\n\r\n")[2] == source.expected()
