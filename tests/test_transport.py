@@ -7,6 +7,7 @@ import http.client
 import io
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_for
+from tls_certs import make_ca, make_cert
 
 from exporter.transport import (
     MAX_HEAD_BYTES,
@@ -376,3 +378,31 @@ def test_a_client_that_half_closes_after_its_request_still_gets_the_whole_stream
     source = sources["/stream"] = Source(chunks=100, size=STREAM_CHUNK_BYTES)
     raw = exchange(port, b"GET /stream HTTP/1.0\r\n\r\n", timeout=30)
     assert raw.partition(b"\r\n\r\n")[2] == source.expected()
+
+
+def test_a_stream_over_tls_arrives_whole(tmp_path: Path) -> None:
+    ca = make_ca(tmp_path)
+    pair = make_cert(tmp_path, "server", ca)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(pair.cert, pair.key)
+    source = Source(chunks=60, size=STREAM_CHUNK_BYTES)  # more than the buffers: writing waits on TLS
+
+    def app(request: Request) -> None:
+        request.respond_stream(HTTPStatus.OK, "application/octet-stream", None, source)
+
+    listener = listen_socket("127.0.0.1", 0)
+    transport = HTTPTransport(
+        listener, app, server_name="test", max_body_bytes=MAX_BODY, tls_context=lambda: server_context
+    )
+    transport.start()
+    client = http.client.HTTPSConnection(
+        "127.0.0.1", listener.getsockname()[1], timeout=30, context=ssl.create_default_context(cafile=str(ca.cert))
+    )
+    try:
+        client.request("GET", "/stream")
+        response = client.getresponse()
+        assert response.getheader("Transfer-Encoding") == "chunked" and response.read() == source.expected()
+    finally:
+        client.close()
+        transport.stop()
+        listener.close()
