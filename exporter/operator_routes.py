@@ -100,16 +100,20 @@ class ClipStream:
         self.camera = plan.camera
         self._release = release
         self._closed = False
-        self.sent_bytes = 0
+        self.produced_bytes = 0  # read from FFmpeg so far
         self._tmp = tempfile.TemporaryDirectory(prefix="camera-recorder-export-")
         try:
             concat = Path(self._tmp.name) / "pieces.ffconcat"
             concat.write_text(plan.concat_list(), encoding="utf-8")
             self._errors: IO[bytes] = (Path(self._tmp.name) / "ffmpeg.log").open("w+b")
-            self.process = subprocess.Popen(
-                export_argv(ffmpeg, concat, "pipe:1", container),
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._errors,
-            )  # fmt: skip
+            try:
+                self.process = subprocess.Popen(
+                    export_argv(ffmpeg, concat, "pipe:1", container),
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._errors,
+                )  # fmt: skip
+            except BaseException:
+                self._errors.close()
+                raise
         except BaseException:
             self._tmp.cleanup()
             raise
@@ -122,7 +126,7 @@ class ClipStream:
         assert stdout is not None
         chunk = stdout.read1(CLIP_READ_BYTES)
         if chunk:
-            self.sent_bytes += len(chunk)
+            self.produced_bytes += len(chunk)
             return chunk
         if self.process.wait() != 0:
             # The head is out: the transport cuts the answer short, and its log says why.
@@ -140,8 +144,8 @@ class ClipStream:
         self._closed = True
         try:
             if self.process.poll() is None:
-                log.info("clip of %s: the download stopped after %d bytes; stopping FFmpeg", self.camera,
-                         self.sent_bytes)  # fmt: skip
+                log.info("clip of %s: the download stopped after %d bytes were cut; stopping FFmpeg",
+                         self.camera, self.produced_bytes)  # fmt: skip
                 self.process.kill()
             self.process.wait()
             if self.process.stdout is not None:
