@@ -65,22 +65,12 @@ class ClipCutShort(Exception):
     """FFmpeg stopped with an error after the clip's first bytes were sent."""
 
 
-def send(
-    request: Request,
-    status: HTTPStatus,
-    body: bytes,
-    content_type: str,
-    headers: Mapping[str, str] | None = None,
-) -> None:
-    request.respond(status, body, content_type, headers)
-
-
 def _text(request: Request, status: HTTPStatus, message: str) -> None:
-    send(request, status, message.encode() + b"\n", "text/plain; charset=utf-8")
+    request.respond(status, message.encode() + b"\n", "text/plain; charset=utf-8")
 
 
 def _json(request: Request, status: HTTPStatus, body: object) -> None:
-    send(request, status, json.dumps(body).encode() + b"\n", "application/json")
+    request.respond(status, json.dumps(body).encode() + b"\n", "application/json")
 
 
 def is_thumbnail_path(path: str) -> bool:
@@ -281,7 +271,7 @@ class OperatorRoutes:
             horizon = self._horizon(view.status, now)
             panels.append(CameraPanel(view, timeline, url, newest_start, horizon if horizon < now else None))
         page = render_status_page(snap, panels, day=day, start=start, end=end, metrics_path=self.metrics_path)
-        send(request, HTTPStatus.OK, page.encode(), "text/html; charset=utf-8", {"Cache-Control": "no-store"})
+        request.respond(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8", {"Cache-Control": "no-store"})
 
     def latest_jpg(self, request: Request, camera: str) -> None:
         supervisor = self.recorder.supervisors.get(camera)
@@ -300,14 +290,14 @@ class OperatorRoutes:
             return
         thumb = self.thumbnails.get(camera, segment)
         if thumb is None:
-            send(request, HTTPStatus.SERVICE_UNAVAILABLE, b"busy making pictures; retry\n", "text/plain",
-                 {"Retry-After": "2"})  # fmt: skip
+            request.respond(HTTPStatus.SERVICE_UNAVAILABLE, b"busy making pictures; retry\n", "text/plain",
+                            {"Retry-After": "2"})  # fmt: skip
             return
         if thumb.jpeg is None:
             _text(request, HTTPStatus.NOT_FOUND, f"no picture from {thumb.segment}: {thumb.error}")
             return
-        send(request, HTTPStatus.OK, thumb.jpeg, "image/jpeg",
-             {"Cache-Control": "max-age=10", "X-Segment": thumb.segment})  # fmt: skip
+        request.respond(HTTPStatus.OK, thumb.jpeg, "image/jpeg",
+                        {"Cache-Control": "max-age=10", "X-Segment": thumb.segment})  # fmt: skip
 
     def recordings(self, request: Request) -> None:
         try:
@@ -360,8 +350,8 @@ class OperatorRoutes:
             _text(request, HTTPStatus.BAD_REQUEST if isinstance(exc, _BadRequest) else HTTPStatus.NOT_FOUND, str(exc))
             return
         if not self._exports.acquire(blocking=False):
-            send(request, HTTPStatus.SERVICE_UNAVAILABLE, b"two clips are being cut already; retry\n", "text/plain",
-                 {"Retry-After": "10"})  # fmt: skip
+            busy = b"two clips are being cut already; retry\n"
+            request.respond(HTTPStatus.SERVICE_UNAVAILABLE, busy, "text/plain", {"Retry-After": "10"})
             return
         stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(plan.start))
         name = f"{plan.camera}_{stamp}Z_{plan.end - plan.start:.0f}s.{container}"
