@@ -1,8 +1,9 @@
 """The operator's routes: the status page, camera pictures, recordings as JSON and clip downloads.
 
-Served by exporter/server.py behind its authentication; every handler reads the recorder's published
-snapshots and the storage's in-memory index, never walks the disk. Thumbnails and clips run a short-lived
-FFmpeg each, bounded in number.
+Served by exporter/server.py behind its authentication, on exporter/transport.py; every handler reads the
+recorder's published snapshots and the storage's in-memory index, never walks the disk. Thumbnails and
+clips run a short-lived FFmpeg each, bounded in number, in pools of their own (`pool_of`): a picture takes
+up to ten seconds and a clip as long as its download, and neither may hold a scraper's thread.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import IO
 from urllib.parse import parse_qs, quote, urlsplit
 
 from exporter.status_page import CameraPanel, render_status_page
+from exporter.transport import SLOW_POOL, Request
 from recorder.daemon import Recorder
 from recorder.export import CLIP_FORMATS, ExportError, ExportPlan, export_argv, plan_export
 from recorder.recordings import (
@@ -44,44 +46,114 @@ MAX_EXPORT_SECONDS = DAY_SECONDS
 # JSON listings are bounded too: a week of 10 s segments.
 MAX_RECORDINGS_SECONDS = 7 * DAY_SECONDS
 THUMBNAIL_PATH_PREFIX, THUMBNAIL_PATH_SUFFIX = "/cameras/", "/latest.jpg"
+EXPORT_PATH = "/api/v1/export"
+# The transport's pool for clip downloads: a thread per clip being streamed, and one more so that a
+# request beyond MAX_CONCURRENT_EXPORTS is told "busy" at once instead of waiting for a clip to end.
+EXPORT_POOL = "export"
+EXPORT_POOL_THREADS = MAX_CONCURRENT_EXPORTS + 1
+# How much of FFmpeg's output is read at once: what is there, up to this (read1 never waits for more).
+CLIP_READ_BYTES = 64 << 10
 
-Handler = Callable[[BaseHTTPRequestHandler], None]
+Handler = Callable[[Request], None]
 
 
 class _BadRequest(Exception):
     pass
 
 
-def send(
-    request: BaseHTTPRequestHandler,
-    status: HTTPStatus,
-    body: bytes,
-    content_type: str,
-    headers: Mapping[str, str] | None = None,
-) -> None:
-    request.send_response(status)
-    request.send_header("Content-Type", content_type)
-    request.send_header("Content-Length", str(len(body)))
-    for key, value in (headers or {}).items():
-        request.send_header(key, value)
-    request.end_headers()
-    if request.command != "HEAD":
-        request.wfile.write(body)
+class ClipCutShort(Exception):
+    """FFmpeg stopped with an error after the clip's first bytes were sent."""
 
 
-def _text(request: BaseHTTPRequestHandler, status: HTTPStatus, message: str) -> None:
-    send(request, status, message.encode() + b"\n", "text/plain; charset=utf-8")
+def _text(request: Request, status: HTTPStatus, message: str) -> None:
+    request.respond(status, message.encode() + b"\n", "text/plain; charset=utf-8")
 
 
-def _json(request: BaseHTTPRequestHandler, status: HTTPStatus, body: object) -> None:
-    send(request, status, json.dumps(body).encode() + b"\n", "application/json")
+def _json(request: Request, status: HTTPStatus, body: object) -> None:
+    request.respond(status, json.dumps(body).encode() + b"\n", "application/json")
+
+
+def is_thumbnail_path(path: str) -> bool:
+    return path.startswith(THUMBNAIL_PATH_PREFIX) and path.endswith(THUMBNAIL_PATH_SUFFIX)
+
+
+class ClipStream:
+    """FFmpeg cutting a clip into its stdout, as the chunks of a streamed answer (Request.respond_stream).
+
+    FFmpeg starts here, before the answer's head is sent, so that a failure to start is still a 500.
+    The transport reads it in its export pool as fast as the client takes the bytes (FFmpeg waits on a
+    full pipe meanwhile) and calls close() exactly once at the end, however it ends: close() stops FFmpeg
+    if it still runs (the client went away), removes the concat script and frees the export slot.
+    """
+
+    def __init__(self, ffmpeg: str, plan: ExportPlan, container: str, release: Callable[[], None]) -> None:
+        self.camera = plan.camera
+        self._release = release
+        self._closed = False
+        self.produced_bytes = 0  # read from FFmpeg so far
+        self._tmp = tempfile.TemporaryDirectory(prefix="camera-recorder-export-")
+        try:
+            concat = Path(self._tmp.name) / "pieces.ffconcat"
+            concat.write_text(plan.concat_list(), encoding="utf-8")
+            self._errors: IO[bytes] = (Path(self._tmp.name) / "ffmpeg.log").open("w+b")
+            try:
+                self.process = subprocess.Popen(
+                    export_argv(ffmpeg, concat, "pipe:1", container),
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._errors,
+                )  # fmt: skip
+            except BaseException:
+                self._errors.close()
+                raise
+        except BaseException:
+            self._tmp.cleanup()
+            raise
+
+    def __iter__(self) -> ClipStream:
+        return self
+
+    def __next__(self) -> bytes:
+        stdout = self.process.stdout
+        assert stdout is not None
+        chunk = stdout.read1(CLIP_READ_BYTES)
+        if chunk:
+            self.produced_bytes += len(chunk)
+            return chunk
+        if self.process.wait() != 0:
+            # The head is out: the transport cuts the answer short, and its log says why.
+            raise ClipCutShort(f"clip of {self.camera} cut short by FFmpeg: {self._last_error()}")
+        raise StopIteration
+
+    def _last_error(self) -> str:
+        self._errors.seek(0)
+        lines = self._errors.read().decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else f"exit status {self.process.returncode}"
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.process.poll() is None:
+                log.info("clip of %s: the download stopped after %d bytes were cut; stopping FFmpeg",
+                         self.camera, self.produced_bytes)  # fmt: skip
+                self.process.kill()
+            self.process.wait()
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+            self._errors.close()
+            self._tmp.cleanup()
+        finally:
+            self._release()
 
 
 class OperatorRoutes:
     """Handlers for `/`, `/cameras/<id>/latest.jpg`, `/api/v1/recordings` and `/api/v1/export`."""
 
-    def __init__(self, recorder: Recorder, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, recorder: Recorder, *, metrics_path: str = "/metrics", clock: Callable[[], float] = time.time
+    ) -> None:
         self.recorder = recorder
+        self.metrics_path = metrics_path
         self._clock = clock
         ffmpeg = recorder.tools.ffmpeg or "ffmpeg"
         self._ffmpeg = ffmpeg
@@ -93,19 +165,36 @@ class OperatorRoutes:
         return {
             ("GET", "/"): self.landing,
             ("GET", "/api/v1/recordings"): self.recordings,
-            ("GET", "/api/v1/export"): self.export,
+            ("GET", EXPORT_PATH): self.export,
         }
 
     def find_route(self, method: str, path: str) -> Handler | None:
         """Routes with a camera in the path: `/cameras/<id>/latest.jpg`."""
-        if (
-            method in ("GET", "HEAD")
-            and path.startswith(THUMBNAIL_PATH_PREFIX)
-            and path.endswith(THUMBNAIL_PATH_SUFFIX)
-        ):
+        if method in ("GET", "HEAD") and is_thumbnail_path(path):
             camera = path[len(THUMBNAIL_PATH_PREFIX) : -len(THUMBNAIL_PATH_SUFFIX)]
             return lambda request: self.latest_jpg(request, camera)
         return None
+
+    @staticmethod
+    def pools() -> dict[str, int]:
+        """The transport pools these routes need beyond the scrapers' and the slow one: name -> threads."""
+        return {EXPORT_POOL: EXPORT_POOL_THREADS}
+
+    @staticmethod
+    def pool_of(request: Request) -> str | None:
+        """Which transport pool runs a request: clips in their own, pictures (an FFmpeg run of up to ten
+        seconds) in the slow one; None for the scrapers' pool."""
+        route = request.route
+        if route == EXPORT_PATH:
+            return EXPORT_POOL
+        if is_thumbnail_path(route):
+            return SLOW_POOL
+        return None
+
+    @property
+    def exports_free(self) -> int:
+        """Clips that may start now (of MAX_CONCURRENT_EXPORTS)."""
+        return self._exports._value  # BoundedSemaphore keeps its count there; read-only here
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -131,7 +220,7 @@ class OperatorRoutes:
         return now
 
     @staticmethod
-    def _query(request: BaseHTTPRequestHandler) -> dict[str, str]:
+    def _query(request: Request) -> dict[str, str]:
         return {k: v[-1] for k, v in parse_qs(urlsplit(request.path).query).items()}
 
     def _range(self, query: Mapping[str, str], limit: float) -> tuple[str, float, float]:
@@ -152,7 +241,7 @@ class OperatorRoutes:
 
     # -- handlers -------------------------------------------------------------------------------
 
-    def landing(self, request: BaseHTTPRequestHandler) -> None:
+    def landing(self, request: Request) -> None:
         query = self._query(request)
         now = self._clock()
         day = query.get("day") or None
@@ -181,10 +270,10 @@ class OperatorRoutes:
             url = None if newest_start is None else f"cameras/{quote(cam)}/latest.jpg?at={newest_start:.0f}"
             horizon = self._horizon(view.status, now)
             panels.append(CameraPanel(view, timeline, url, newest_start, horizon if horizon < now else None))
-        page = render_status_page(snap, panels, day=day, start=start, end=end)
-        send(request, HTTPStatus.OK, page.encode(), "text/html; charset=utf-8", {"Cache-Control": "no-store"})
+        page = render_status_page(snap, panels, day=day, start=start, end=end, metrics_path=self.metrics_path)
+        request.respond(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8", {"Cache-Control": "no-store"})
 
-    def latest_jpg(self, request: BaseHTTPRequestHandler, camera: str) -> None:
+    def latest_jpg(self, request: Request, camera: str) -> None:
         supervisor = self.recorder.supervisors.get(camera)
         if supervisor is None:
             _text(request, HTTPStatus.NOT_FOUND, f"no camera {camera!r}")
@@ -201,16 +290,16 @@ class OperatorRoutes:
             return
         thumb = self.thumbnails.get(camera, segment)
         if thumb is None:
-            send(request, HTTPStatus.SERVICE_UNAVAILABLE, b"busy making pictures; retry\n", "text/plain",
-                 {"Retry-After": "2"})  # fmt: skip
+            request.respond(HTTPStatus.SERVICE_UNAVAILABLE, b"busy making pictures; retry\n", "text/plain",
+                            {"Retry-After": "2"})  # fmt: skip
             return
         if thumb.jpeg is None:
             _text(request, HTTPStatus.NOT_FOUND, f"no picture from {thumb.segment}: {thumb.error}")
             return
-        send(request, HTTPStatus.OK, thumb.jpeg, "image/jpeg",
-             {"Cache-Control": "max-age=10", "X-Segment": thumb.segment})  # fmt: skip
+        request.respond(HTTPStatus.OK, thumb.jpeg, "image/jpeg",
+                        {"Cache-Control": "max-age=10", "X-Segment": thumb.segment})  # fmt: skip
 
-    def recordings(self, request: BaseHTTPRequestHandler) -> None:
+    def recordings(self, request: Request) -> None:
         try:
             camera, start, end = self._range(self._query(request), MAX_RECORDINGS_SECONDS)
         except _BadRequest as exc:
@@ -246,7 +335,7 @@ class OperatorRoutes:
             },
         )
 
-    def export(self, request: BaseHTTPRequestHandler) -> None:
+    def export(self, request: Request) -> None:
         query = self._query(request)
         try:
             camera, start, end = self._range(query, MAX_EXPORT_SECONDS)
@@ -261,48 +350,27 @@ class OperatorRoutes:
             _text(request, HTTPStatus.BAD_REQUEST if isinstance(exc, _BadRequest) else HTTPStatus.NOT_FOUND, str(exc))
             return
         if not self._exports.acquire(blocking=False):
-            send(request, HTTPStatus.SERVICE_UNAVAILABLE, b"two clips are being cut already; retry\n", "text/plain",
-                 {"Retry-After": "10"})  # fmt: skip
+            busy = b"two clips are being cut already; retry\n"
+            request.respond(HTTPStatus.SERVICE_UNAVAILABLE, busy, "text/plain", {"Retry-After": "10"})
             return
-        try:
-            self._stream_clip(request, plan, container)
-        finally:
-            self._exports.release()
-
-    def _stream_clip(self, request: BaseHTTPRequestHandler, plan: ExportPlan, container: str) -> None:
         stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(plan.start))
         name = f"{plan.camera}_{stamp}Z_{plan.end - plan.start:.0f}s.{container}"
         gaps = "; ".join(f"{iso_utc(g.start)}/{iso_utc(g.end)}" for g in plan.gaps)
-        with tempfile.TemporaryDirectory(prefix="camera-recorder-export-") as tmp:
-            concat = Path(tmp) / "pieces.ffconcat"
-            concat.write_text(plan.concat_list(), encoding="utf-8")
-            errors = (Path(tmp) / "ffmpeg.log").open("w+b")
-            process = subprocess.Popen(
-                export_argv(self._ffmpeg, concat, "pipe:1", container),
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
-            )  # fmt: skip
-            assert process.stdout is not None
-            try:
-                request.send_response(HTTPStatus.OK)
-                request.send_header("Content-Type", "video/mp4" if container == "mp4" else "video/x-matroska")
-                request.send_header("Content-Disposition", f'attachment; filename="{name}"')
-                request.send_header("X-Recording-Gaps", gaps or "none")
-                request.send_header("X-Recording-Segments", str(len(plan.pieces)))
-                # The size is known only at the end: the body ends when the connection closes.
-                request.send_header("Connection", "close")
-                request.close_connection = True
-                request.end_headers()
-                if request.command == "HEAD":
-                    return
-                while chunk := process.stdout.read(1 << 16):
-                    request.wfile.write(chunk)
-            finally:
-                process.stdout.close()
-                if process.poll() is None:
-                    process.kill()  # the client went away, or HEAD
-                if process.wait() > 0:
-                    # The headers are out: the client sees a short file; the log says why.
-                    errors.seek(0)
-                    why = errors.read().decode(errors="replace").strip().splitlines()
-                    log.warning("clip of %s cut short: %s", plan.camera, why[-1] if why else "FFmpeg failed")
-                errors.close()
+        headers = {
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "X-Recording-Gaps": gaps or "none",
+            "X-Recording-Segments": str(len(plan.pieces)),
+        }
+        content_type = "video/mp4" if container == "mp4" else "video/x-matroska"
+        if request.command == "HEAD":
+            # The head says what a GET would get; no FFmpeg is started for it.
+            self._exports.release()
+            request.respond_stream(HTTPStatus.OK, content_type, headers, ())
+            return
+        try:
+            clip = ClipStream(self._ffmpeg, plan, container, self._exports.release)
+        except BaseException:
+            self._exports.release()
+            raise
+        # The size is known only at the end: the transport sends it chunked (or up to the close for HTTP/1.0).
+        request.respond_stream(HTTPStatus.OK, content_type, headers, clip)

@@ -1,4 +1,5 @@
-"""The HTTP surface on :9100: /metrics, a landing page, health and readiness, the Alertmanager webhook.
+"""The HTTP surface on :9100: /metrics, health and readiness, the Alertmanager webhook, and the operator's
+routes (the status page at `/`, pictures, recordings, clips: exporter/operator_routes.py).
 
 Transport (connections, timeouts, pools) lives in exporter/transport.py, TLS and basic auth in
 exporter/webconfig.py; this module is the route table and what each route answers.
@@ -6,12 +7,10 @@ exporter/webconfig.py; this module is the route table and what each route answer
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import socket
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -144,17 +143,16 @@ class ExporterServer:
         )
         names = config.instance_names or default_instance_names(config.listen_address)
         self.webhook = WebhookHandler(config, recorder.storage, names, self.webhook_results)
-        self.operator = OperatorRoutes(recorder)
+        self.operator = OperatorRoutes(recorder, metrics_path=web.telemetry_path)
         self.telemetry_path = web.telemetry_path
         # The route table: (method, path) -> handler. HEAD is served by the GET handler without a body.
         self.routes: dict[tuple[str, str], Callable[[Request], None]] = {
-            ("GET", "/"): self._landing,
             ("GET", "/-/healthy"): self._healthy,
             ("GET", "/-/ready"): self._ready,
             ("POST", WEBHOOK_PATH): self._alertmanager,
             **self.operator.routes(),  # the status page at `/`, pictures, recordings, clips
         }
-        check_telemetry_path(web.telemetry_path, tuple(path for _, path in self.routes))
+        check_telemetry_path(web.telemetry_path, tuple(sorted({path for _, path in self.routes})))
         self.routes[("GET", web.telemetry_path)] = self._metrics
         # Routes that authenticate by themselves: the webhook's token is its credential, and Alertmanager
         # can send only one Authorization header, so the exporter's basic auth does not apply there.
@@ -179,8 +177,11 @@ class ExporterServer:
             server_name=f"camera-recorder/{__version__}",
             max_body_bytes=config.webhook_max_body_bytes,
             tls_context=tls.context if tls is not None else None,
-            # The webhook may wait seconds for a retention pass: never in the scrapers' threads.
+            # The webhook may wait seconds for a retention pass, a picture up to ten for FFmpeg, a clip as
+            # long as its download: never in the scrapers' threads.
             slow_routes=(WEBHOOK_PATH,),
+            pools=self.operator.pools(),
+            pool_of=self.operator.pool_of,
         )
         self.scheme = "https" if tls is not None else "http"
 
@@ -263,60 +264,3 @@ class ExporterServer:
     def _alertmanager(self, request: _Handler) -> None:
         result = self.webhook.handle(request.headers, request.body, request.body_problem)
         self._send(request, result.status, json.dumps(result.body).encode() + b"\n", "application/json")
-
-    def _landing(self, request: _Handler) -> None:
-        page = render_landing(self.recorder.snapshot(), metrics_path=self.telemetry_path)
-        self._send(request, HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
-
-
-def _ago(timestamp: float | None, now: float) -> str:
-    if timestamp is None:
-        return "never"
-    seconds = max(0.0, now - timestamp)
-    if seconds < 120:
-        return f"{seconds:.0f} s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min ago"
-    return f"{seconds / 3600:.1f} h ago"
-
-
-def render_landing(snap: RecorderSnapshot, metrics_path: str = "/metrics") -> str:
-    """The landing page: version, every camera with its state, and links."""
-    now = time.time()
-    rows = []
-    for view in snap.cameras:
-        status = view.status
-        acc = snap.storage.cameras.get(view.config.id)
-        horizon = (
-            f"{(now - acc.oldest_start) / 86400:.1f} days" if acc is not None and acc.oldest_start is not None else "-"
-        )
-        rows.append(
-            "<tr>"
-            + "".join(
-                f"<td>{html.escape(str(cell))}</td>"
-                for cell in (
-                    view.config.id,
-                    view.config.name,
-                    status.state.value,
-                    f"{status.fps:.1f}" + (f" / {view.config.framerate}" if view.config.framerate else ""),
-                    _ago(status.last_segment_at, now),
-                    horizon,
-                    sum(status.restarts.values()),
-                )
-            )
-            + "</tr>"
-        )
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>camera-recorder</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}</style></head>
-<body><h1>camera-recorder</h1>
-<p>Version {html.escape(snap.version)}, FFmpeg {html.escape(snap.ffmpeg_version)}, hot-plug: {snap.hotplug_mode}</p>
-<table><tr><th>camera</th><th>name</th><th>state</th><th>fps</th><th>last segment</th>
-<th>retention horizon</th><th>restarts</th></tr>
-{"".join(rows)}
-</table>
-<ul><li><a href="{html.escape(metrics_path.lstrip("/"))}">Metrics</a></li><li><a href="-/healthy">Health</a></li>
-<li><a href="-/ready">Readiness</a></li></ul>
-</body></html>
-"""

@@ -204,8 +204,15 @@ table.summary{border-collapse:collapse}.summary td,.summary th{border:1px solid 
 
 
 def render_status_page(
-    snap: RecorderSnapshot, panels: Sequence[CameraPanel], *, day: str | None, start: float, end: float
+    snap: RecorderSnapshot,
+    panels: Sequence[CameraPanel],
+    *,
+    day: str | None,
+    start: float,
+    end: float,
+    metrics_path: str = "/metrics",
 ) -> str:
+    """The page at `/`; `metrics_path` is --web.telemetry-path, linked relative to the page."""
     now = time.time()
     zone = datetime.fromtimestamp(now).astimezone().strftime("%Z, UTC%z")
     if day:
@@ -221,13 +228,14 @@ def render_status_page(
         else "filesystem not checked yet"
     )
     body = "".join(_panel(p, now) for p in panels) or "<p>No cameras are enabled.</p>"
+    metrics_link = metrics_path.lstrip("/")  # relative, so the page works behind a path-prefixing proxy
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>camera-recorder</title><style>{STYLE}</style></head>
 <body><h1>camera-recorder</h1>
 <p>Version {_e(snap.version)}, FFmpeg {_e(snap.ffmpeg_version)}, hot-plug: {_e(snap.hotplug_mode)}.
 Recordings in {_e(storage.path)}: {storage.files} files, {storage.bytes / 1e9:.2f} GB; {_e(free)}.</p>
-<p><a href="metrics">Metrics</a> · <a href="-/healthy">Health</a> · <a href="-/ready">Readiness</a></p>
+<p><a href="{_e(metrics_link)}">Metrics</a> · <a href="-/healthy">Health</a> · <a href="-/ready">Readiness</a></p>
 <form method="get" action="."><strong>{_e(title)}</strong>, times in {_e(zone)}.
 <a href=".">Last 24 h</a> · {day_links} · <label>day <input type="date" name="day" value="{_e(day or "")}"></label>
 <button type="submit">Show</button></form>

@@ -13,7 +13,11 @@ of scrapers times out. Here:
   recently active idle connection makes room, and when accept() fails for lack of descriptors (EMFILE,
   ENFILE) the listener is parked for a growing pause instead of being polled at 100 % CPU;
 - an oversized body is never read: the handler answers at once, and the connection is closed after a
-  short lingering read so the client sees the answer rather than a reset.
+  short lingering read so the client sees the answer rather than a reset;
+- a body too large to hold (a clip cut by FFmpeg) is streamed: the handler's thread produces chunks into
+  the connection's outgoing buffer and waits while it holds more than STREAM_BUFFER_BYTES, the I/O thread
+  sends them as the client takes them (chunked for HTTP/1.1, up to the close for HTTP/1.0), and a client
+  that goes away stops the producer at its next chunk.
 """
 
 from __future__ import annotations
@@ -31,11 +35,11 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from exporter.ratelimit import RateLimitedLog
@@ -60,6 +64,13 @@ ACCEPT_BATCH = 64  # connections taken per wake-up, so a flood cannot starve the
 RECV_SIZE = 64 << 10
 HANDLER_THREADS = 4  # scrapes are CPU-bound under one GIL: more threads would only add switching
 SLOW_HANDLER_THREADS = 2
+DEFAULT_POOL, SLOW_POOL = "default", "slow"
+# A streamed answer's producer waits while this much is queued for the client: memory per stream is
+# bounded by it (plus one chunk), however slowly the client reads.
+STREAM_BUFFER_BYTES = 1 << 20
+STREAM_CHUNK_BYTES = 64 << 10  # read size when streaming from a file object
+# A producer blocked on a full buffer looks this often whether the connection went away meanwhile.
+STREAM_POLL_INTERVAL = 1.0
 _FD_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
@@ -119,6 +130,22 @@ class Response:
     headers: tuple[tuple[str, str], ...]
 
 
+Chunks = Iterable[bytes] | BinaryIO
+
+
+@dataclass(frozen=True)
+class StreamedResponse:
+    """An answer whose body is produced while it is sent. `chunks` is an iterable of bytes or a readable
+    binary file; if it has a close() the transport calls it exactly once when the stream ends, however it
+    ends (done, the client gone, HEAD, the server stopping): that is where a producer frees what it holds.
+    An exception from the chunks cuts the answer short: the connection is closed without the last chunk,
+    so the client sees an incomplete body rather than a complete-looking short one."""
+
+    status: HTTPStatus
+    chunks: Chunks
+    headers: tuple[tuple[str, str], ...]
+
+
 @dataclass
 class Request:
     """One parsed request; `path` and `command` are named as in http.server's handler."""
@@ -132,7 +159,7 @@ class Request:
     body: bytes = b""
     body_problem: BodyProblem | None = None
     close_connection: bool = False
-    response: Response | None = None
+    response: Response | StreamedResponse | None = None
 
     @property
     def route(self) -> str:
@@ -144,6 +171,14 @@ class Request:
     ) -> None:
         self.response = Response(status, body, (("Content-Type", content_type), *(headers or {}).items()))
 
+    def respond_stream(
+        self, status: HTTPStatus, content_type: str, headers: Mapping[str, str] | None, chunks: Chunks
+    ) -> None:
+        """Answer with a body of unknown length, sent while `chunks` produces it (see StreamedResponse).
+        The handler's thread produces the chunks after the handler returns: route such requests to a pool
+        of their own so they cannot hold up scrapes."""
+        self.response = StreamedResponse(status, chunks, (("Content-Type", content_type), *(headers or {}).items()))
+
 
 Handler = Callable[[Request], None]
 
@@ -153,12 +188,58 @@ class _State(enum.Enum):
     READING = "reading"
     PROCESSING = "processing"
     WRITING = "writing"
+    STREAMING = "streaming"
     LINGERING = "lingering"
+
+
+class _Stream:
+    """A streamed answer's outgoing buffer, shared by its producer (a handler thread) and the I/O thread."""
+
+    def __init__(self, head: bytes) -> None:
+        self.cond = threading.Condition(threading.Lock())
+        self.pending: collections.deque[bytes] = collections.deque([head])
+        self.buffered = len(head)  # queued or taken by the I/O thread but not yet sent
+        self.finished = False  # the producer queued its last bytes
+        self.failed = False  # the producer broke off: close once what is queued is sent
+        self.aborted = False  # the connection is gone: the producer stops
+
+    def put(self, data: bytes, conn: _Conn) -> bool:
+        """Queue `data`, first waiting while the buffer is full; False once the connection is gone."""
+        with self.cond:
+            while self.buffered > STREAM_BUFFER_BYTES and not self.aborted and not conn.closed:
+                self.cond.wait(STREAM_POLL_INTERVAL)
+            if self.aborted or conn.closed:
+                return False
+            self.pending.append(data)
+            self.buffered += len(data)
+            return True
+
+    def end(self, *, failed: bool) -> None:
+        with self.cond:
+            self.finished, self.failed = not failed, failed
+
+    def take(self) -> bytes:
+        with self.cond:
+            data = b"".join(self.pending)
+            self.pending.clear()
+            return data
+
+    def sent(self, count: int) -> None:
+        with self.cond:
+            self.buffered -= count
+            if self.buffered <= STREAM_BUFFER_BYTES:
+                self.cond.notify_all()
+
+    def abort(self) -> None:
+        with self.cond:
+            self.aborted = True
+            self.cond.notify_all()
 
 
 class _Conn:
     __slots__ = ("address", "body_reserved", "close_after", "closed", "deadline", "events", "idle", "inbuf",
-                 "last_active", "lingered", "offset", "outbuf", "request", "sock", "state", "unread_body")  # fmt: skip
+                 "last_active", "lingered", "offset", "outbuf", "peer_done", "request", "sock", "state",
+                 "stream", "unread_body")  # fmt: skip
 
     def __init__(self, sock: socket.socket, address: tuple[Any, ...], now: float, tls: bool) -> None:
         self.sock = sock
@@ -177,6 +258,8 @@ class _Conn:
         self.body_reserved = 0
         self.lingered = 0
         self.closed = False
+        self.stream: _Stream | None = None
+        self.peer_done = False  # the client half-closed while a stream was sent: it may still read
 
 
 def default_max_connections() -> int:
@@ -206,6 +289,8 @@ class HTTPTransport:
         max_body_bytes: int,
         tls_context: Callable[[], ssl.SSLContext] | None = None,
         slow_routes: Collection[str] = (),
+        pools: Mapping[str, int] | None = None,
+        pool_of: Callable[[Request], str | None] | None = None,
         max_connections: int | None = None,
         request_timeout: float = REQUEST_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
@@ -224,10 +309,17 @@ class HTTPTransport:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._done: collections.deque[tuple[_Conn, bytes, bool]] = collections.deque()
+        # Handed from handler threads to the I/O thread: (conn, answer, close); an answer of None means
+        # "this connection's stream has something new" (its first bytes, more, or its end).
+        self._done: collections.deque[tuple[_Conn, bytes | None, bool]] = collections.deque()
         self._conns: set[_Conn] = set()
-        self._pool = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="exporter-handler")
-        self._slow_pool = ThreadPoolExecutor(SLOW_HANDLER_THREADS, thread_name_prefix="exporter-slow")
+        # Pools by name: `slow_routes` go to SLOW_POOL, `pool_of` may name any pool of `pools` (name -> threads)
+        # for a request, everything else goes to DEFAULT_POOL, which is the scrapers'.
+        self._pool_of = pool_of
+        sizes = {DEFAULT_POOL: HANDLER_THREADS, SLOW_POOL: SLOW_HANDLER_THREADS, **(pools or {})}
+        self._pools = {
+            name: ThreadPoolExecutor(threads, thread_name_prefix=f"exporter-{name}") for name, threads in sizes.items()
+        }
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._accept_paused_until: float | None = None
@@ -250,8 +342,8 @@ class HTTPTransport:
         self._wake()
         if self._thread is not None:
             self._thread.join(timeout)
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._slow_pool.shutdown(wait=False, cancel_futures=True)
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
 
     @property
     def open_connections(self) -> int:
@@ -404,6 +496,11 @@ class HTTPTransport:
             self._read(conn)
         elif conn.state is _State.WRITING:
             self._write(conn)
+        elif conn.state is _State.STREAMING:
+            if mask & selectors.EVENT_READ:
+                self._stream_read(conn)
+            if not conn.closed:
+                self._write_stream(conn)  # also after a read: TLS may have wanted one to go on writing
         elif conn.state is _State.LINGERING:
             self._linger_read(conn)
 
@@ -546,7 +643,10 @@ class HTTPTransport:
         conn.state = _State.PROCESSING
         self._watch(conn, 0)
         conn.deadline = math.inf
-        pool = self._slow_pool if request.route in self._slow_routes else self._pool
+        name = SLOW_POOL if request.route in self._slow_routes else None
+        if name is None and self._pool_of is not None:
+            name = self._pool_of(request)
+        pool = self._pools.get(name or DEFAULT_POOL, self._pools[DEFAULT_POOL])
         try:
             pool.submit(self._run, conn, request)
         except RuntimeError:
@@ -560,6 +660,9 @@ class HTTPTransport:
             log.exception("handler failed for %s %s", request.command, request.route)
             request.response = None
         response = request.response
+        if isinstance(response, StreamedResponse):
+            self._produce(conn, request, response)
+            return
         if response is None:
             status = HTTPStatus.INTERNAL_SERVER_ERROR
             response = Response(status, f"{status.phrase}\n".encode(), (("Content-Type", "text/plain"),))
@@ -570,6 +673,50 @@ class HTTPTransport:
         self._done.append((conn, data, close))
         self._wake()
 
+    def _produce(self, conn: _Conn, request: Request, response: StreamedResponse) -> None:
+        """In the handler thread: send a streamed answer's head, then its chunks as the client takes them.
+        HTTP/1.1 gets chunked framing (the connection may be kept alive); HTTP/1.0 knows no chunks, so its
+        body ends where the connection closes."""
+        chunked = request.request_version == "HTTP/1.1"
+        close = request.close_connection or not chunked
+        framing = "Transfer-Encoding: chunked" if chunked else None
+        head = self._serialize(
+            response.status, b"", response.headers, close, True, request.request_version, framing, streamed=True
+        )
+        if request.command == "HEAD":
+            _close_chunks(response.chunks)
+            self._done.append((conn, head, close))
+            self._wake()
+            return
+        stream = _Stream(head)
+        conn.stream = stream
+        self._hand_over(conn, close)
+        failed = False
+        try:
+            for chunk in _iterate(response.chunks):
+                if not chunk:
+                    continue  # an empty chunk would end a chunked body
+                framed = b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk
+                if not stream.put(framed, conn):
+                    log.debug("stream to %s stopped: the client went away", conn.address)
+                    return
+                self._hand_over(conn, close)
+            if chunked:
+                stream.put(b"0\r\n\r\n", conn)
+        except Exception as exc:
+            failed = True
+            # The head is out, so no 500 can follow: the client sees a body cut short, the log says why.
+            log.warning("streaming %s %s broke off: %s", request.command, request.route, exc,
+                        exc_info=log.isEnabledFor(logging.DEBUG))  # fmt: skip
+        finally:
+            _close_chunks(response.chunks)
+            stream.end(failed=failed)
+            self._hand_over(conn, close)
+
+    def _hand_over(self, conn: _Conn, close: bool) -> None:
+        self._done.append((conn, None, close))
+        self._wake()
+
     def _serialize(
         self,
         status: HTTPStatus,
@@ -578,14 +725,19 @@ class HTTPTransport:
         close: bool,
         head_only: bool,
         version: str = "HTTP/1.1",
+        framing: str | None = None,
+        streamed: bool = False,
     ) -> bytes:
         lines = [
             f"HTTP/1.1 {status.value} {status.phrase}",
             f"Server: {self._server_name}",
             f"Date: {email.utils.formatdate(usegmt=True)}",
             *(f"{k}: {v}" for k, v in headers),
-            f"Content-Length: {len(body)}",
         ]
+        if framing is not None:
+            lines.append(framing)
+        elif not streamed:
+            lines.append(f"Content-Length: {len(body)}")
         if close:
             lines.append("Connection: close")
         elif version == "HTTP/1.0":
@@ -598,7 +750,79 @@ class HTTPTransport:
             conn, data, close = self._done.popleft()
             if conn.closed:
                 continue
-            self._start_writing(conn, data, close)
+            if data is not None:
+                self._start_writing(conn, data, close)
+            elif conn.state is _State.PROCESSING:
+                conn.state, conn.outbuf, conn.offset, conn.close_after = _State.STREAMING, b"", 0, close
+                self._write_stream(conn)
+            elif conn.state is _State.STREAMING and not conn.events & selectors.EVENT_WRITE:
+                self._write_stream(conn)  # else the socket is full: the next EVENT_WRITE sends the news
+
+    def _write_stream(self, conn: _Conn) -> None:
+        """Send what the producer queued, as much as the socket takes now. The deadline is for progress:
+        a client that takes nothing for WRITE_TIMEOUT is dropped, one that reads slowly is not."""
+        stream = conn.stream
+        assert stream is not None
+        try:
+            while True:
+                if conn.offset >= len(conn.outbuf):
+                    conn.outbuf, conn.offset = stream.take(), 0
+                    if not conn.outbuf:
+                        break
+                with memoryview(conn.outbuf) as view:
+                    sent = conn.sock.send(view[conn.offset :])
+                conn.offset += sent
+                stream.sent(sent)
+                conn.last_active = time.monotonic()
+                self._set_deadline(conn, conn.last_active + WRITE_TIMEOUT)
+        except (BlockingIOError, ssl.SSLWantWriteError):
+            if conn.deadline == math.inf:
+                self._set_deadline(conn, time.monotonic() + WRITE_TIMEOUT)
+            self._watch(conn, selectors.EVENT_WRITE | self._hangup_watch(conn))
+            return
+        except ssl.SSLWantReadError:
+            self._watch(conn, selectors.EVENT_READ)
+            return
+        except OSError as exc:
+            log.debug("streaming to %s: %s", conn.address, exc)  # the client is gone (reset, broken pipe)
+            self._close(conn)
+            return
+        with stream.cond:
+            finished, failed = stream.finished and not stream.pending, stream.failed
+        if failed:
+            self._close(conn)  # no last chunk: the client sees the answer was cut short
+        elif finished:
+            conn.stream = None
+            self._after_answer(conn)
+        else:
+            # Waiting for the producer: only a client going away is of interest meanwhile.
+            conn.deadline = math.inf
+            self._watch(conn, self._hangup_watch(conn))
+
+    @staticmethod
+    def _hangup_watch(conn: _Conn) -> int:
+        """While streaming, reading is how a client's reset shows before the next write would fail."""
+        return 0 if conn.peer_done else selectors.EVENT_READ
+
+    def _stream_read(self, conn: _Conn) -> None:
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return
+        except OSError as exc:
+            log.debug("streaming to %s: %s", conn.address, exc)  # reset: the client is gone
+            self._close(conn)
+            return
+        if not data:
+            # End of what the client sends, not necessarily of what it reads (a half-close after the
+            # request): go on; a client that is really gone fails the next write.
+            conn.peer_done = True
+            self._watch(conn, conn.events & ~selectors.EVENT_READ)
+            return
+        if len(conn.inbuf) + len(data) > MAX_HEAD_BYTES:
+            self._close(conn)
+            return
+        conn.inbuf += data  # a pipelined next request, parsed when the stream is done
 
     def _start_writing(self, conn: _Conn, data: bytes, close: bool) -> None:
         conn.state = _State.WRITING
@@ -623,8 +847,12 @@ class HTTPTransport:
             return
         finally:
             view.release()
+        conn.last_active = time.monotonic()
+        self._after_answer(conn)
+
+    def _after_answer(self, conn: _Conn) -> None:
+        """The answer is out: close, or (keep-alive) go back to reading the next request."""
         now = time.monotonic()
-        conn.last_active = now
         if conn.close_after:
             if conn.unread_body:
                 self._start_lingering(conn)
@@ -667,6 +895,8 @@ class HTTPTransport:
             return
         conn.closed = True
         self._release_body(conn)
+        if conn.stream is not None:
+            conn.stream.abort()  # its producer stops at its next chunk and closes what it reads from
         if conn.events:
             try:
                 self._selector.unregister(conn.sock)
@@ -678,6 +908,23 @@ class HTTPTransport:
         except OSError:
             pass
         self._conns.discard(conn)
+
+
+def _iterate(chunks: Chunks) -> Iterator[bytes]:
+    read = getattr(chunks, "read", None)
+    if read is not None:
+        return iter(lambda: read(STREAM_CHUNK_BYTES), b"")
+    return iter(chunks)  # type: ignore[arg-type]
+
+
+def _close_chunks(chunks: Chunks) -> None:
+    close = getattr(chunks, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception:
+        log.exception("closing a streamed answer's source failed")
 
 
 class _Refusal(Exception):

@@ -23,6 +23,7 @@ from daemon_harness import REPO, Daemon, free_port, write_config
 from tls_certs import CertPair, make_ca, make_cert
 
 from exporter.transport import REQUEST_TIMEOUT
+from recorder.cli import EXIT_CONFIG
 
 # Seconds of CPU the daemon may use in a 2 s window while a crowd waits at its door: a spinning accept loop
 # uses about 2 s (a whole core); the daemon's own work with two cheap cameras is a few hundredths.
@@ -218,9 +219,10 @@ def test_a_bad_telemetry_path_is_one_line(tmp_path: Path) -> None:
          "--web.telemetry-path", "/-/healthy"],
         cwd=REPO, capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == EXIT_CONFIG  # a configuration error (sysexits)
     assert result.stderr.strip().splitlines()[-1] == (
-        "--web.telemetry-path: /-/healthy is taken by another endpoint (/, /-/healthy, /-/ready, /api/v1/alertmanager)"
+        "--web.telemetry-path: /-/healthy is taken by another endpoint (/, /-/healthy, /-/ready, /api/v1/alertmanager, "
+        "/api/v1/export, /api/v1/recordings)"
     )
 
 
@@ -300,7 +302,7 @@ def test_a_broken_web_config_file_is_one_line_naming_file_key_and_value(tmp_path
         [sys.executable, "-m", "recorder", "-c", str(config), "--web.config.file", str(web)],
         cwd=REPO, capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == EXIT_CONFIG  # a configuration error (sysexits)
     assert result.stderr.strip().splitlines() == [
         f"{web}: basic_auth_users.prometheus: expected a bcrypt hash such as $2y$10$... (htpasswd -nBC 10 prometheus), "
         "got 'plaintext'"

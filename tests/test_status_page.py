@@ -118,6 +118,7 @@ def test_export_downloads_a_clip_of_the_asked_range(daemon: Daemon, tmp_path: Pa
     status, body, headers = _get_bytes(daemon.url + f"/api/v1/export?camera=cam1&from={start:.0f}&to={end:.0f}")
     assert status == 200, body[:200]
     assert headers["Content-Type"] == "video/mp4" and "attachment; filename=" in headers["Content-Disposition"]
+    assert headers["Transfer-Encoding"] == "chunked"  # streamed as FFmpeg cuts it, never held whole
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(body)
     info = probe(clip)
