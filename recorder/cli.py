@@ -204,7 +204,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(config)
     return run_recorder(
-        config, duration=args.duration, demo=args.demo, reload=_config_loader(args), web=_web_options(args)
+        config,
+        duration=args.duration,
+        demo=args.demo,
+        reload=_config_loader(args),
+        web=_web_options(args),
+        summary_to_log=args.log_format is not None,
     )
 
 
@@ -437,8 +442,12 @@ def run_recorder(
     demo: bool = False,
     reload: Callable[[], Config] | None = None,
     web: WebOptions | None = None,
+    summary_to_log: bool = False,
 ) -> int:
     """Record until SIGINT/SIGTERM (or `duration`), serving metrics; exit 0 when every segment closed.
+
+    The run's summary goes to stdout, or into the log when the log is structured (logfmt, json) so a
+    log shipper reading the journal sees only records it can parse.
 
     SIGHUP reads the configuration again with `reload` and applies it; SIGUSR1 logs a status line per camera.
     """
@@ -486,27 +495,27 @@ def run_recorder(
     finally:
         ok = recorder.stop()
         server.stop()
-    _print_run_summary(recorder, demo=demo)
+    _print_run_summary(recorder, demo=demo, emit=log.info if summary_to_log else print)
     if not ok:
         log.error("some FFmpeg did not stop in time; its last segment may be cut")
         return EXIT_PROBLEMS
     return EXIT_OK
 
 
-def _print_run_summary(recorder: object, *, demo: bool) -> None:
+def _print_run_summary(recorder: object, *, demo: bool, emit: Callable[[str], None] = print) -> None:
     """What this run recorded, per camera: segments, bytes, restarts and recording gaps."""
     from recorder.daemon import Recorder
 
     assert isinstance(recorder, Recorder)
     snap = recorder.snapshot()
     base = recorder.config.recording.base_directory
-    print(f"\nDemo recordings in {base}:" if demo else f"\nThis run recorded into {base}:")
+    emit(f"Demo recordings in {base}:" if demo else f"This run recorded into {base}:")
     for view in snap.cameras:
         status = view.status
         restarts = sum(status.restarts.values())
         why = f" ({', '.join(f'{reason} {n}' for reason, n in sorted(status.restarts.items()))})" if restarts else ""
         gap = status.gap_seconds_at(snap.monotonic_now)
-        print(
+        emit(
             f"  {view.config.id}: {status.segments_completed} segments, {status.written_bytes} bytes, "
             f"{status.frames} frames, {restarts} restarts{why}, "
             + (f"recording gaps {gap:.1f} s" if gap >= 0.05 else "no recording gaps")

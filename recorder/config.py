@@ -948,8 +948,12 @@ def load_raw(path: Path) -> Any:
     except RecursionError:
         raise ConfigError(["invalid YAML: nested too deeply"], str(path)) from None
     except ValueError as exc:
-        # A value YAML's own constructors refuse: a date such as 2024-13-45, an integer of 5000 digits.
-        raise ConfigError([f"invalid YAML: a value cannot be read: {_clip(str(exc))}"], str(path)) from None
+        # A value YAML's own constructors refuse: a date such as 2024-13-45, an integer of 5000 digits
+        # (whose wording changes between Python versions, so it gets ours).
+        problem = str(exc)
+        if "integer string conversion" in problem:
+            problem = "an integer with too many digits"
+        raise ConfigError([f"invalid YAML: a value cannot be read: {_clip(problem)}"], str(path)) from None
 
 
 def load_config(path: Path) -> Config:

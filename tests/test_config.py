@@ -304,10 +304,7 @@ FAILURES: dict[str, str] = {
         f"cameras.cam1.device: expected at most 4096 characters, got '/dev/{'v' * 75}...' (5005 characters)"
     ),
     "bad-date.yaml": "invalid YAML: a value cannot be read: month must be in 1..12",
-    "huge-integer.yaml": (
-        "invalid YAML: a value cannot be read: Exceeds the limit (4300 digits) for integer string conversion: "
-        "value has 5000 di..."
-    ),
+    "huge-integer.yaml": "invalid YAML: a value cannot be read: an integer with too many digits",
     "deep-nesting.yaml": "invalid YAML: nested too deeply",
 }
 
