@@ -15,6 +15,8 @@ APT_PACKAGES=(
   strace                  # the unit's system call filter checked against a traced recording
   udev libudev1           # hot-plug events through pyudev
   openssl                 # certificates for the TLS tests
+  fonts-dejavu-core       # the font the demo burns each camera's name and clock in with
+  chromium                # the status page's browser test (Playwright drives Debian's build)
   python3 python3-venv python3-pip
 )
 
