@@ -144,10 +144,21 @@ def spawn_ffmpeg(command: FFmpegCommand) -> FFmpegProcess:
         raise
     os.close(list_write)
     assert popen.stdout is not None and popen.stderr is not None
-    stdout_fd = os.dup(popen.stdout.fileno())
-    stderr_fd = os.dup(popen.stderr.fileno())
-    popen.stdout.close()
-    popen.stderr.close()
+    duplicated: list[int] = []
+    try:
+        for pipe in (popen.stdout, popen.stderr):
+            duplicated.append(os.dup(pipe.fileno()))
+    except OSError:
+        # Out of descriptors (EMFILE) with FFmpeg already running: nothing would watch or reap it.
+        _signal_group(popen.pid, signal.SIGKILL)
+        popen.wait()
+        for fd in (*duplicated, list_read):
+            os.close(fd)
+        raise
+    finally:
+        popen.stdout.close()
+        popen.stderr.close()
+    stdout_fd, stderr_fd = duplicated
     # Until FFmpeg is reaped its pid names its group, so the guard can join it even if FFmpeg already exited.
     guard, guard_fd = _start_guard(popen.pid)
     return FFmpegProcess(popen, stdout_fd, stderr_fd, list_read, guard, guard_fd)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import psutil
+import pytest
 from conftest import small_config, wait_for
 from daemon_harness import Daemon, alive, write_config
 
@@ -104,3 +108,32 @@ def test_sigkill_of_the_daemon_leaves_no_ffmpeg_of_a_wrapper(tmp_path: Path) -> 
     finally:
         daemon.kill()
     wait_for(lambda: not any(alive(pid) for pid in pids), timeout=5, what="FFmpeg to die with the daemon")
+
+
+def test_running_out_of_descriptors_after_the_fork_leaves_no_unwatched_ffmpeg(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EMFILE between starting FFmpeg and taking its pipes: the started FFmpeg is killed and reaped."""
+    from recorder import ffmpeg_process
+
+    started: list[subprocess.Popen[bytes]] = []
+    real_popen, real_dup = subprocess.Popen, os.dup
+
+    def recording_popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    calls = iter((real_dup, _emfile))
+    monkeypatch.setattr(ffmpeg_process.subprocess, "Popen", recording_popen)
+    monkeypatch.setattr(ffmpeg_process.os, "dup", lambda fd: next(calls)(fd))
+    fds_before = set(os.listdir("/proc/self/fd"))
+    command = build_command(small_config(tmp_path / "rec").cameras[0], small_config(tmp_path / "rec"), "ffmpeg")
+    with pytest.raises(OSError, match="Too many open files"):
+        ffmpeg_process.spawn_ffmpeg(command)
+    assert len(started) == 1, "only FFmpeg: the guard is never started"
+    assert started[0].returncode is not None, "the started FFmpeg was reaped"
+    assert set(os.listdir("/proc/self/fd")) <= fds_before, "every descriptor taken for it was closed"
+
+
+def _emfile(fd: int) -> int:
+    raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
