@@ -92,6 +92,12 @@ class Ledger:
         with self._lock:
             return next((e for e in self._entries.get((camera, name), []) if e.result in FINAL_RESULTS), None)
 
+    def size_ratio(self) -> float | None:
+        """Bytes after over bytes before, over every segment transcoded; None before the first."""
+        done = [e for e in self.entries() if e.result == "transcoded" and e.input_bytes > 0]
+        before = sum(e.input_bytes for e in done)
+        return sum(e.output_bytes for e in done) / before if before else None
+
     def entries(self) -> list[LedgerEntry]:
         with self._lock:
             return [e for entries in self._entries.values() for e in entries]

@@ -106,8 +106,14 @@ class Transcoder:
         self._seconds = dict.fromkeys(self.cameras, 0.0)
         self._backlog: dict[str, tuple[int, int]] = {}
         self._last_success: dict[str, float] = {}
+        # Bytes before and after over every segment the ledger says was transcoded: the measured ratio.
+        self._ratio_in = self._ratio_out = 0
         for e in self.ledger.entries():
-            if e.result == "transcoded" and e.camera in self._in:
+            if e.result != "transcoded":
+                continue
+            self._ratio_in += e.input_bytes
+            self._ratio_out += e.output_bytes
+            if e.camera in self._in:
                 self._last_success[e.camera] = max(self._last_success.get(e.camera, 0.0), e.at)
         self._lock_fd: int | None = None
 
@@ -147,9 +153,8 @@ class Transcoder:
 
     def size_ratio(self) -> float | None:
         """Transcoded bytes over original bytes, over every segment the ledger knows; None before the first."""
-        done = [e for e in self.ledger.entries() if e.result == "transcoded" and e.input_bytes > 0]
-        before = sum(e.input_bytes for e in done)
-        return sum(e.output_bytes for e in done) / before if before else None
+        with self._lock:
+            return self._ratio_out / self._ratio_in if self._ratio_in else None
 
     def set_state(self, state: TranscodeState) -> None:
         with self._lock:
@@ -249,6 +254,8 @@ class Transcoder:
             self._in[cand.camera] += cand.size
             self._out[cand.camera] += size
             self._last_success[cand.camera] = now
+            self._ratio_in += cand.size
+            self._ratio_out += size
         log.info(
             "transcoding: %s/%s %s -> %s (%.1f%% smaller%s)", cand.camera, cand.name, cand.size, size, savings,
             f", SSIM {verdict.ssim:.4f}" if verdict.ssim is not None else "",
