@@ -46,7 +46,7 @@ def transcoding_config(base: Path, **transcoding: Any) -> Config:
         "cameras": {"cam1": {"test_pattern": True}, "cam2": {"test_pattern": True}},
         "recording": {"base_directory": str(base)},
         "transcoding": {
-            "enabled": True, "codec": "libx265", "preset": "ultrafast", "quality": 28, "min_age_days": 7,
+            "enabled": True, "codec": "libx265", "preset": "ultrafast", "quality": 22, "min_age_days": 7,
             "keep_original_days": 1, "min_savings_percent": 20, "verify_quality": True, **transcoding,
         },
     }  # fmt: skip

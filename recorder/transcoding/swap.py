@@ -63,6 +63,9 @@ def complete_swap(base: Path, segment: Path, *, keep_original: bool) -> None:
     """
     verified = verified_path(segment)
     camera = segment.parent.name
+    if not os.path.lexists(verified):
+        # Nothing verified to put in place: whatever holds the name now (original or replacement) stays.
+        raise FileNotFoundError(f"no verified replacement for {segment}")
     if os.path.lexists(segment):
         if keep_original:
             aside = originals_folder(base, camera)
