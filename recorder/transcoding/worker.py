@@ -19,6 +19,7 @@ from types import MappingProxyType
 
 from exporter.metrics import TRANSCODE_RESULTS
 from recorder.config import Config, Container
+from recorder.ffmpeg_process import die_with_parent
 from recorder.presets import build_transcode_command
 from recorder.segments import parse_segment_name
 from recorder.transcoding.gate import Gate, TranscodeState
@@ -283,7 +284,7 @@ class Transcoder:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            start_new_session=True,  # its own group: SIGSTOP/SIGCONT/SIGKILL reach every process of it
+            preexec_fn=_in_child,
         )
         with self._lock:
             self._process = proc
@@ -326,6 +327,13 @@ class Transcoder:
     def interrupt(self) -> None:
         """Ask the running job (if any) to end now; its temporary file is removed."""
         self._stop.set()
+
+
+def _in_child() -> None:
+    # Its own session and group: SIGSTOP/SIGCONT/SIGKILL reach every process of it. Killed with the thread
+    # that started it (the daemon included, even by SIGKILL): a transcode never outlives its worker.
+    os.setsid()
+    die_with_parent()
 
 
 def _keep_tail(proc: subprocess.Popen[bytes], tail: collections.deque[str]) -> None:
