@@ -35,7 +35,7 @@ def plan(
 ) -> list[Candidate]:
     """Every due segment of every camera, oldest first; files FFmpeg has open are never due."""
     cutoff = now - min_age_days * DAY
-    open_now = {Path(p).resolve() for p in active}
+    open_now = {(Path(p).parent.name, Path(p).name) for p in active}  # (camera, name): no syscall per file
     due: list[Candidate] = []
     for camera in cameras:
         folder = base / camera
@@ -48,9 +48,8 @@ def plan(
             parsed = parse_segment_name(name)
             if parsed is None or parsed.camera != camera or parsed.start > cutoff or st.st_size == 0:
                 continue
-            path = folder / name
-            if path.resolve() in open_now or ledger.finished(camera, name):
+            if (camera, name) in open_now or ledger.finished(camera, name):
                 continue
-            due.append(Candidate(parsed.start, camera, name, st.st_size, path))
+            due.append(Candidate(parsed.start, camera, name, st.st_size, folder / name))
     due.sort()
     return due

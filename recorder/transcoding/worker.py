@@ -60,14 +60,15 @@ class TranscodeSnapshot:
 
 
 def idle_priority_prefix() -> list[str]:
-    """`nice -n 19 ionice -c 3`: both exec FFmpeg in place, so its pid (and process group) stay the job's.
+    """`nice -n 19 ionice -t -c 3`: both exec FFmpeg in place, so its pid (and process group) stay the job's.
 
     Set before FFmpeg starts, so every encoder thread it creates inherits the idle priorities (a nice value
     set afterwards on Linux reaches only the main thread).
     """
     nice, ionice = shutil.which("nice"), shutil.which("ionice")
     prefix = [nice, "-n", "19"] if nice else []
-    return prefix + ([ionice, "-c", "3"] if ionice else [])
+    # -t: run FFmpeg anyway where the I/O class cannot be set (a seccomp filter, a container).
+    return prefix + ([ionice, "-t", "-c", "3"] if ionice else [])
 
 
 class Transcoder:
