@@ -544,8 +544,12 @@ class Recorder:
     def stop(self) -> bool:
         """Stop every FFmpeg so that it finalizes its segment; True if all ended in time."""
         self._notifier.stopping()
-        self._stop_transcoder()  # first: its FFmpeg is killed at once, the segment it worked on stays as recorded
+        if self.transcoder is not None:
+            # Asked first, waited for last: its FFmpeg dies within a poll and the segment stays as recorded,
+            # while a verification under way never delays the cameras' own stop.
+            self.transcoder.request_stop()
         ok = self._stop_supervisors(list(self.supervisors.values()))
+        self._stop_transcoder()
         self._ffmpeg_version.stop()
         self.hotplug.stop()
         self.storage.stop()

@@ -14,6 +14,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from recorder.ffmpeg_process import die_with_parent
+
 DURATION_TOLERANCE_SECONDS = 0.5
 DURATION_TOLERANCE_RATIO = 0.01
 FRAME_TOLERANCE_RATIO = 0.01
@@ -24,7 +26,8 @@ SSIM_FLOOR = 0.95
 SSIM_SAMPLE_SECONDS = 1.0
 SSIM_SAMPLE_POINTS = (0.1, 0.5, 0.9)
 _SSIM_ALL_RE = re.compile(r"SSIM .*All:(?P<all>[0-9.]+)")
-# Verification reads whole files; bounded so a wedged ffprobe cannot hold the worker forever.
+# Verification reads whole files; bounded so a wedged ffprobe cannot hold the worker forever. Each tool
+# dies with the thread that started it (PR_SET_PDEATHSIG), so none outlives a stopped daemon.
 TOOL_TIMEOUT = 3600.0
 
 
@@ -49,7 +52,9 @@ def probe(ffprobe: str, path: Path) -> MediaFacts | None:
         "-show_entries", "stream=nb_read_packets,codec_name:format=duration", "-of", "json", str(path),
     ]  # fmt: skip
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False)
+        out = subprocess.run(
+            argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False, preexec_fn=die_with_parent
+        )
         data = json.loads(out.stdout or "{}")
         stream = data["streams"][0]
         return MediaFacts(float(data["format"]["duration"]), int(stream["nb_read_packets"]), stream["codec_name"])
@@ -76,7 +81,9 @@ def decode_errors(ffmpeg: str, path: Path, container: str | None = None) -> str:
         "-",
     ]
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False)
+        out = subprocess.run(
+            argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False, preexec_fn=die_with_parent
+        )
     except (subprocess.TimeoutExpired, OSError) as exc:
         return str(exc)
     errors = out.stderr.strip()
@@ -100,7 +107,9 @@ def sampled_ssim(
             "-lavfi", "[0:v][1:v]ssim", "-f", "null", "-",
         ]  # fmt: skip
         try:
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False)
+            out = subprocess.run(
+                argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False, preexec_fn=die_with_parent
+            )
         except (subprocess.TimeoutExpired, OSError):
             return None
         match = _SSIM_ALL_RE.search(out.stderr)

@@ -377,9 +377,13 @@ class TranscodeWorker:
         self._thread = threading.Thread(target=self._run, name="transcoding", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def request_stop(self) -> None:
+        """Ask the thread to end (its FFmpeg is killed within a poll); stop() waits for it."""
         self._stop.set()
         self.transcoder.interrupt()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
         self.transcoder.release()
