@@ -230,7 +230,9 @@ FAILURES: dict[str, str] = {
     "bad-transcoding-codec.yaml": (
         "transcoding.codec: expected one of hevc_qsv, h264_qsv, hevc_vaapi, h264_vaapi, libx265, libx264, got 'copy'"
     ),
-    "bad-transcoding-schedule.yaml": "transcoding.run_schedule_start: expected a local time HH:MM such as '02:00', got '25:00'",
+    "bad-transcoding-schedule.yaml": (
+        "transcoding.run_schedule_start: expected a local time HH:MM such as '02:00', got '25:00'"
+    ),
     "bad-transcoding-cpu.yaml": "transcoding.max_cpu_percent: expected a percentage between 0 and 100, got 150",
     "bad-transcoding-io-wait.yaml": "transcoding.max_io_wait: expected a percentage between 0 and 100, got 'high'",
     "bad-transcoding-min-age.yaml": "transcoding.min_age_days: expected a number of days >= 0, got -1",
@@ -239,11 +241,14 @@ FAILURES: dict[str, str] = {
         "transcoding.keep_original_days: expected a number of days >= 0 (0: delete at once), got 'forever'"
     ),
     "bad-transcoding-free-space.yaml": "transcoding.min_free_space_gb: expected a number of GB >= 0, got 'lots'",
-    "bad-transcoding-savings.yaml": "transcoding.min_savings_percent: expected a percentage between 0 and 100 (below 100), got 100",
+    "bad-transcoding-savings.yaml": (
+        "transcoding.min_savings_percent: expected a percentage between 0 and 100 (below 100), got 100"
+    ),
     "bad-transcoding-verify.yaml": "transcoding.verify_quality: expected true or false, got 'maybe'",
     "bad-transcoding-enabled.yaml": "transcoding.enabled: expected true or false, got 'sometimes'",
     "bad-transcoding-qsv-preset.yaml": (
-        "transcoding.preset: hevc_qsv accepts one of veryfast, faster, fast, medium, slow, slower, veryslow, got 'ultrafast'"
+        "transcoding.preset: hevc_qsv accepts one of veryfast, faster, fast, medium, slow, slower, veryslow, "
+        "got 'ultrafast'"
     ),
     "transcoding-empty-window.yaml": (
         "transcoding.run_schedule_end: must differ from run_schedule_start (02:00): the window would be empty"
