@@ -454,10 +454,11 @@ class Recorder:
             self._ffmpeg_version.stop()
             self._ffmpeg_version = self._new_version_probe(tools.ffmpeg)
             self._ffmpeg_version.start()
-        transcoding_changed = transcoding.transcoding_settings(new) != transcoding.transcoding_settings(old)
-        if transcoding_changed or _storage_settings(new) != _storage_settings(old):
+        # Retention's hooks (kept originals, capacity) follow the transcoding section; the worker follows both.
+        storage_changed = _storage_settings(new) != _storage_settings(old) or new.transcoding != old.transcoding
+        if storage_changed or transcoding.transcoding_settings(new) != transcoding.transcoding_settings(old):
             self._stop_transcoder()
-        if _storage_settings(new) != _storage_settings(old) or transcoding_changed:
+        if storage_changed:
             self._replace_storage(new)
         if _device_cameras(new) != _device_cameras(old) or new.system.udev != old.system.udev:
             old_hotplug, self.hotplug = self.hotplug, self._new_hotplug(new)
