@@ -126,6 +126,7 @@ class RecorderCollector(Collector):
             ("cameras", self._cameras),
             ("storage", self._storage),
             ("retention", self._retention),
+            ("transcoding", self._transcoding),
             ("process", self._process),
             ("events", self._events),
         ]
@@ -221,6 +222,38 @@ class RecorderCollector(Collector):
         min_free_unmet = _family(m.RETENTION_MIN_FREE_UNMET)
         min_free_unmet.add_metric([path], 1.0 if st.min_free_unmet else 0.0)
         yield from (max_age, threshold, low, runs, last_run, capacity, deleted_files, deleted_bytes, min_free_unmet)
+
+    def _transcoding(self, snap: RecorderSnapshot) -> Iterator[Metric]:
+        tc = snap.transcoding
+        state = _family(m.TRANSCODE_STATE)
+        current = tc.state.value if tc is not None else "disabled"
+        for name in m.TRANSCODE_STATES:
+            state.add_metric([name], 1.0 if name == current else 0.0)
+        yield state
+        # Off, the families are still described (empty), so dashboards and the golden list see them.
+        segments = _family(m.TRANSCODE_SEGMENTS)
+        per_camera = {
+            fam: _family(fam) for fam in (m.TRANSCODE_INPUT_BYTES, m.TRANSCODE_OUTPUT_BYTES, m.TRANSCODE_SECONDS)
+        }
+        backlog_segments = _family(m.TRANSCODE_BACKLOG_SEGMENTS)
+        backlog_bytes = _family(m.TRANSCODE_BACKLOG_BYTES)
+        last_success = _family(m.TRANSCODE_LAST_SUCCESS)
+        for cam in tc.cameras if tc is not None else ():
+            assert tc is not None
+            # Every result is always present, so increase() sees the first failure.
+            for result in m.TRANSCODE_RESULTS:
+                segments.add_metric([cam, result], float(tc.segments.get((cam, result), 0)))
+            per_camera[m.TRANSCODE_INPUT_BYTES].add_metric([cam], float(tc.input_bytes.get(cam, 0)))
+            per_camera[m.TRANSCODE_OUTPUT_BYTES].add_metric([cam], float(tc.output_bytes.get(cam, 0)))
+            per_camera[m.TRANSCODE_SECONDS].add_metric([cam], float(tc.seconds.get(cam, 0.0)))
+            if cam in tc.backlog_segments:
+                backlog_segments.add_metric([cam], float(tc.backlog_segments[cam]))
+                backlog_bytes.add_metric([cam], float(tc.backlog_bytes.get(cam, 0)))
+            if cam in tc.last_success:
+                last_success.add_metric([cam], tc.last_success[cam])
+        yield segments
+        yield from per_camera.values()
+        yield from (backlog_segments, backlog_bytes, last_success)
 
     def _process(self, snap: RecorderSnapshot) -> Iterator[Metric]:
         build = _family(m.BUILD_INFO)

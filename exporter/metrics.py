@@ -53,9 +53,20 @@ WEBHOOK_RESULTS: tuple[str, ...] = (
     "busy",
 )
 SOURCE_KINDS: tuple[str, ...] = ("device", "url", "file", "test_pattern")
+# Night transcoding (recorder/transcoding/): what became of each segment tried, and why the worker waits.
+TRANSCODE_RESULTS: tuple[str, ...] = ("transcoded", "skipped_small_savings", "failed_verification", "failed")
+TRANSCODE_STATES: tuple[str, ...] = (
+    "running",
+    "paused_outside_window",
+    "paused_cpu",
+    "paused_io_wait",
+    "paused_camera_not_recording",
+    "paused_low_space",
+    "disabled",
+)
 
 # Collector names for the scrape's report on itself (node_exporter's scrape_collector_* shape).
-SUB_COLLECTORS: tuple[str, ...] = ("cameras", "storage", "retention", "process", "events")
+SUB_COLLECTORS: tuple[str, ...] = ("cameras", "storage", "retention", "transcoding", "process", "events")
 
 
 @dataclass(frozen=True)
@@ -156,6 +167,22 @@ RETENTION_MIN_FREE_UNMET = _f(
     "1 while min_free_minutes at the current write rate asks for more space than retention may free "
     "without going below pressure_target; footage is kept.",
     "path",
+)
+
+# Night transcoding (label `camera` unless noted).
+TRANSCODE_SEGMENTS = _f(
+    "transcode_segments", "counter", "Segments the transcoder finished, by result.", "camera", "result"
+)
+TRANSCODE_INPUT_BYTES = _f("transcode_input_bytes", "counter", "Bytes of segments before transcoding.", "camera")
+TRANSCODE_OUTPUT_BYTES = _f("transcode_output_bytes", "counter", "Bytes of the same segments after.", "camera")
+TRANSCODE_SECONDS = _f("transcode_seconds", "counter", "Wall time spent transcoding.", "camera")
+TRANSCODE_BACKLOG_SEGMENTS = _f(
+    "transcode_backlog_segments", "gauge", "Segments old enough and not yet transcoded.", "camera"
+)
+TRANSCODE_BACKLOG_BYTES = _f("transcode_backlog_bytes", "gauge", "Bytes of those segments.", "camera")
+TRANSCODE_STATE = _f("transcode_state", "gauge", "1 for the transcoder's current state.", "state")
+TRANSCODE_LAST_SUCCESS = _f(
+    "transcode_last_success_timestamp_seconds", "gauge", "Unix time a segment was last transcoded.", "camera"
 )
 
 # Process and events.

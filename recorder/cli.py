@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_argument("--detect", action="store_true", help="list V4L2 cameras and what they can do")
     actions.add_argument("--stats", action="store_true", help="recordings per camera and disk usage")
     actions.add_argument("--cleanup", action="store_true", help="run one retention pass now")
+    actions.add_argument(
+        "--transcode", action="store_true", help="run one night-transcoding pass now, whatever the hour"
+    )
     actions.add_argument("--demo", action="store_true", help="record two synthetic cameras (no hardware needed)")
     actions.add_argument("--convert-config", metavar="FILE", help="print FILE converted (legacy <-> YAML)")
     actions.add_argument("--version", action="store_true", help="print version, revision, build date, FFmpeg found")
@@ -77,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--dry-run", action="store_true",
-        help="print each camera's FFmpeg command and start nothing; with --cleanup, delete nothing",
+        help="print each camera's FFmpeg command and start nothing; with --cleanup, delete nothing; "
+        "with --transcode, list each due file with its estimated savings",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="with --detect or --stats: JSON output")
     parser.add_argument("--to", choices=("yaml", "legacy"), help="with --convert-config: the target format")
@@ -173,7 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _starts_the_daemon(args: argparse.Namespace) -> bool:
     """Whether this invocation records (what systemd runs), rather than a one-shot command."""
-    one_shot = (args.version, args.convert_config, args.detect, args.validate, args.stats, args.cleanup, args.dry_run)
+    one_shot = (
+        args.version, args.convert_config, args.detect, args.validate, args.stats, args.cleanup, args.dry_run,
+        args.transcode,
+    )  # fmt: skip
     return not any(one_shot) and not args.demo
 
 
@@ -193,7 +200,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from recorder.export_cli import export_command
 
         return export_command(config, args.export, args.since, args.until, Path(args.output))
-    if args.stats or args.cleanup or args.dry_run:
+    if args.stats or args.cleanup or args.dry_run or args.transcode:
         # Recording logs these itself at start; the one-shot commands say them here, once.
         for warning in config.warnings:
             print(f"camera-recorder: warning: {warning}", file=sys.stderr)
@@ -201,6 +208,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _stats(config, as_json=args.json)
     if args.cleanup:
         return _cleanup(config, dry_run=args.dry_run)
+    if args.transcode:
+        return _transcode(config, dry_run=args.dry_run)
     if args.dry_run:
         return _dry_run(config)
     return run_recorder(
@@ -370,10 +379,21 @@ def _stats(config: Config, *, as_json: bool) -> int:
     if not base.exists():
         # Before the first recording the folder is not there yet: that is news, not a fault to warn about.
         return _stats_before_first_recording(config, as_json=as_json)
-    storage = Storage(config)
+    from recorder.transcoding.ledger import Ledger
+    from recorder.transcoding.report import format_transcode_stats, transcode_stats
+    from recorder.transcoding.service import storage_hooks
+
+    ledger = Ledger(base.absolute())
+    storage = Storage(config, **storage_hooks(config, ledger.size_ratio))  # capacity counts transcoded bytes/hour
     storage.scan()
     storage.refresh_filesystem()  # not check(): --stats only looks, it never deletes
-    print(format_stats(storage.snapshot(), config, as_json=as_json))
+    text = format_stats(storage.snapshot(), config, as_json=as_json)
+    transcoding = transcode_stats(config)
+    if as_json:
+        print(json.dumps({**json.loads(text), "transcoding": transcoding}, indent=2))
+    else:
+        print(text)
+        print(format_transcode_stats(transcoding))
     return EXIT_OK
 
 
@@ -420,6 +440,24 @@ def _cleanup(config: Config, *, dry_run: bool) -> int:
     report = storage.run_pass("manual", dry_run=dry_run)
     print(format_report(report, dry_run=dry_run))
     return EXIT_OK
+
+
+def _transcode(config: Config, *, dry_run: bool) -> int:
+    from recorder.ffmpeg_binary import find_tools
+    from recorder.transcoding.report import run_pass
+    from recorder.transcoding.worker import TranscoderBusy
+
+    tools = find_tools(config.system)
+    if tools.ffmpeg is None or tools.ffprobe is None:
+        return _fail("no FFmpeg/ffprobe found: install ffmpeg or set system.ffmpeg")
+    if not config.recording.base_directory.is_dir():
+        print(f"Recordings in {config.recording.base_directory}: nothing recorded yet, nothing to transcode")
+        return EXIT_OK
+    try:
+        failed = run_pass(config, ffmpeg=tools.ffmpeg, ffprobe=tools.ffprobe, dry_run=dry_run, out=sys.stdout)
+    except TranscoderBusy as exc:
+        return _fail(str(exc))
+    return EXIT_PROBLEMS if failed else EXIT_OK
 
 
 def _config_loader(args: argparse.Namespace) -> Callable[[], Config]:

@@ -10,7 +10,7 @@ import re
 import reprlib
 import stat
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -166,12 +166,27 @@ class StorageConfig:
         return self.pressure_target if self.pressure_target is not None else max(self.disk_usage_threshold - 5.0, 1.0)
 
 
+TRANSCODE_CODECS = (Codec.HEVC_QSV, Codec.H264_QSV, Codec.HEVC_VAAPI, Codec.H264_VAAPI, Codec.LIBX265, Codec.LIBX264)
+SCHEDULE_RE = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")
+
+
 @dataclass(frozen=True)
 class TranscodingConfig:
-    """The original's night-time transcoding: loaded and kept, not built yet."""
+    """The original's night transcoding: old segments re-encoded in a quiet window (recorder/transcoding/)."""
 
     enabled: bool = False
-    settings: Mapping[str, Any] = field(default_factory=dict)
+    min_age_days: float = 7.0
+    run_schedule_start: str = "02:00"  # local time HH:MM the window opens
+    run_schedule_end: str = "06:00"  # local time HH:MM it closes; earlier than the start: crosses midnight
+    max_cpu_percent: float = 50.0  # system CPU use (niced time excluded) above which it pauses
+    max_io_wait: float = 20.0  # percent I/O wait above which it pauses
+    codec: Codec = Codec.HEVC_QSV
+    preset: str = "slow"
+    quality: int = 26
+    keep_original_days: float = 1.0  # 0: the original is deleted as soon as its replacement is verified
+    min_free_space_gb: float = 50.0
+    min_savings_percent: float = 20.0
+    verify_quality: bool = True  # SSIM on sampled seconds above recorder.transcoding.verify.SSIM_FLOOR
 
 
 @dataclass(frozen=True)
@@ -630,13 +645,55 @@ _TRANSCODING_KEYS = (
 )  # fmt: skip
 
 
-def _transcoding(raw: Any, problems: list[str], warnings: list[str]) -> TranscodingConfig:
+def _schedule_time(value: Any) -> str:
+    # YAML 1.1 reads an unquoted 22:30 as the sexagesimal integer 1350 (minutes); 02:00 stays a string.
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+        return f"{value // 60:02d}:{value % 60:02d}"
+    text = value if isinstance(value, str) else ""
+    match = SCHEDULE_RE.match(text)
+    if not match:
+        raise ValueError(value)
+    return f"{int(match[1]):02d}:{match[2]}"
+
+
+def _transcoding(raw: Any, problems: list[str]) -> TranscodingConfig:
     sec = _Section(raw, "transcoding", problems, _TRANSCODING_KEYS)
-    enabled = sec.get("enabled", _bool, False, "true or false")
-    if enabled:
-        warnings.append("transcoding.enabled: night-time transcoding is not built yet; recordings are kept as recorded")
-    settings = {k: v for k, v in sec.raw.items() if k in _TRANSCODING_KEYS and k != "enabled"}
-    return TranscodingConfig(enabled=enabled, settings=settings)
+    d = TranscodingConfig()
+    codecs = tuple(c.value for c in TRANSCODE_CODECS)
+    pct = "a percentage between 0 and 100"
+    hhmm = "a local time HH:MM such as '02:00'"
+    tc = TranscodingConfig(
+        enabled=sec.get("enabled", _bool, d.enabled, "true or false"),
+        min_age_days=sec.get("min_age_days", _non_negative_number, d.min_age_days, "a number of days >= 0"),
+        run_schedule_start=sec.get("run_schedule_start", _schedule_time, d.run_schedule_start, hhmm),
+        run_schedule_end=sec.get("run_schedule_end", _schedule_time, d.run_schedule_end, hhmm),
+        max_cpu_percent=sec.get("max_cpu_percent", _percent, d.max_cpu_percent, pct),
+        max_io_wait=sec.get("max_io_wait", _percent, d.max_io_wait, pct),
+        codec=Codec(sec.get("codec", _choice(codecs), d.codec.value, _one_of(codecs))),
+        preset=sec.get("preset", _choice(PRESETS), d.preset, _one_of(PRESETS)),
+        quality=sec.get("quality", _positive_int, d.quality, "a positive integer (18-32 is usual)"),
+        keep_original_days=sec.get(
+            "keep_original_days",
+            _non_negative_number,
+            d.keep_original_days,
+            "a number of days >= 0 (0: delete at once)",
+        ),
+        min_free_space_gb=sec.get(
+            "min_free_space_gb", _non_negative_number, d.min_free_space_gb, "a number of GB >= 0"
+        ),
+        min_savings_percent=sec.get("min_savings_percent", _non_negative_number, d.min_savings_percent, pct),
+        verify_quality=sec.get("verify_quality", _bool, d.verify_quality, "true or false"),
+    )
+    if tc.min_savings_percent >= 100:
+        sec.problem("min_savings_percent", f"expected {pct} (below 100), got {tc.min_savings_percent:g}")
+    if tc.codec in (Codec.H264_QSV, Codec.HEVC_QSV) and tc.preset not in QSV_PRESETS:
+        sec.problem("preset", f"{tc.codec.value} accepts {_one_of(QSV_PRESETS)}, got {_show(tc.preset)}")
+    if tc.run_schedule_start == tc.run_schedule_end:
+        sec.problem(
+            "run_schedule_end",
+            f"must differ from run_schedule_start ({tc.run_schedule_start}): the window would be empty",
+        )
+    return tc
 
 
 def _supervisor(raw: Any, problems: list[str]) -> SupervisorConfig:
@@ -767,7 +824,7 @@ def parse_config(raw: Any, source: str | None = None, base_dir: Path | None = No
         encoding=_encoding(top.raw.get("encoding"), problems),
         recording=_recording(top.raw.get("recording"), problems, warnings),
         storage=_storage(top.raw.get("storage"), problems),
-        transcoding=_transcoding(top.raw.get("transcoding"), problems, warnings),
+        transcoding=_transcoding(top.raw.get("transcoding"), problems),
         supervisor=_supervisor(top.raw.get("supervisor"), problems),
         exporter=_exporter(top.raw.get("exporter"), problems, base_dir),
         system=_system(top.raw.get("system"), problems),

@@ -28,6 +28,8 @@ from recorder.sdnotify import Notifier
 from recorder.states import CameraSnapshot, CameraState
 from recorder.storage import Storage, StorageSnapshot
 from recorder.supervisor import CameraSupervisor, CommandFactory, ResourceUsage
+from recorder.transcoding import service as transcoding
+from recorder.transcoding.worker import TranscodeSnapshot, TranscodeWorker
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ class RecorderSnapshot:
     # The configured limits as they are now (a reload may change them), for the gauges alerts compare with.
     segment_time: float | None = None
     stall_timeout: float | None = None
+    transcoding: TranscodeSnapshot | None = None  # None while night transcoding is off
     monotonic_now: float = field(default_factory=time.monotonic)
 
     @property
@@ -146,6 +149,7 @@ class Recorder:
         self._hotplug_events: collections.Counter[tuple[str, bool]] = collections.Counter()
         self._temperature: float | None = None
         self._udev_context = _udev_context()
+        self.transcoder: TranscodeWorker | None = None  # night transcoding, started by start() when enabled
         # Others keep this object (the webhook's retention requests): a reload that rebuilds the accounting
         # swaps what it forwards to, so they follow without knowing.
         self._storage = _CurrentStorage(self._new_storage(config))
@@ -157,7 +161,11 @@ class Recorder:
 
     def _new_storage(self, config: Config) -> Storage:
         return Storage(
-            config, clock=self._clock, active_paths=self.active_segments, on_recording_allowed=self._recording_allowed
+            config,
+            clock=self._clock,
+            active_paths=self.active_segments,
+            on_recording_allowed=self._recording_allowed,
+            **transcoding.storage_hooks(config, self._transcoded_size_ratio),
         )
 
     def _new_hotplug(self, config: Config) -> HotplugMonitor:
@@ -251,6 +259,7 @@ class Recorder:
             config_reload_success_at=self._reload_success_at,
             segment_time=config.recording.segment_time,
             stall_timeout=config.supervisor.stall_timeout,
+            transcoding=self.transcoder.snapshot() if self.transcoder is not None else None,
         )
 
     def stuck(self) -> tuple[str, ...]:
@@ -294,6 +303,7 @@ class Recorder:
             supervisor.pause(not allowed)
             supervisor.start()
         self._supervisors_started = True
+        self._start_transcoder()
         self._temperature = hottest_cpu_sensor()
         self._notifier.ready(self.status_line())
 
@@ -444,7 +454,11 @@ class Recorder:
             self._ffmpeg_version.stop()
             self._ffmpeg_version = self._new_version_probe(tools.ffmpeg)
             self._ffmpeg_version.start()
-        if _storage_settings(new) != _storage_settings(old):
+        # Retention's hooks (kept originals, capacity) follow the transcoding section; the worker follows both.
+        storage_changed = _storage_settings(new) != _storage_settings(old) or new.transcoding != old.transcoding
+        if storage_changed or transcoding.transcoding_settings(new) != transcoding.transcoding_settings(old):
+            self._stop_transcoder()
+        if storage_changed:
             self._replace_storage(new)
         if _device_cameras(new) != _device_cameras(old) or new.system.udev != old.system.udev:
             old_hotplug, self.hotplug = self.hotplug, self._new_hotplug(new)
@@ -460,6 +474,8 @@ class Recorder:
         # One assignment: readers in other threads (scrapes) see the old dict or the new, never a mix.
         self.supervisors = {cid: started.get(cid) or self.supervisors[cid] for cid in new_cameras}
         self._retiring = set()
+        if self.transcoder is None and self._supervisors_started:
+            self._start_transcoder()
         kept = len(new_cameras) - len(added) - len(changed)
         log.info(
             "configuration reloaded from %s: %s",
@@ -498,10 +514,43 @@ class Recorder:
         storage.start()
         log.info("reload: retention and disk accounting restarted for the new settings")
 
+    def _start_transcoder(self) -> None:
+        """Night transcoding's worker, when enabled; it yields to every camera (see recorder/transcoding/gate)."""
+        self.transcoder = transcoding.build_worker(
+            self.config,
+            ffmpeg=self.tools.ffmpeg or "ffmpeg",
+            ffprobe=self.tools.ffprobe or "ffprobe",
+            storage_snapshot=self.storage.snapshot,
+            cameras_recording=lambda: {cid: sup.snapshot.recording for cid, sup in self.supervisors.items()},
+            active_paths=self.active_segments,
+            forget=self.storage.forget,
+            add_segment=self.storage.add_segment,
+        )
+        if self.transcoder is not None:
+            try:
+                self.transcoder.start()
+            except (OSError, RuntimeError) as exc:
+                log.error("transcoding: not started: %s", exc)
+                self.transcoder = None
+
+    def _transcoded_size_ratio(self) -> float | None:
+        worker = self.transcoder
+        return worker.transcoder.size_ratio() if worker is not None else None
+
+    def _stop_transcoder(self) -> None:
+        if self.transcoder is not None:
+            self.transcoder.stop()
+            self.transcoder = None
+
     def stop(self) -> bool:
         """Stop every FFmpeg so that it finalizes its segment; True if all ended in time."""
         self._notifier.stopping()
+        if self.transcoder is not None:
+            # Asked first, waited for last: its FFmpeg dies within a poll and the segment stays as recorded,
+            # while a verification under way never delays the cameras' own stop.
+            self.transcoder.request_stop()
         ok = self._stop_supervisors(list(self.supervisors.values()))
+        self._stop_transcoder()
         self._ffmpeg_version.stop()
         self.hotplug.stop()
         self.storage.stop()

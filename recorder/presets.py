@@ -313,3 +313,61 @@ def build_command(camera: CameraConfig, config: Config, ffmpeg: str, device_node
     argv.append(str(output_dir / output_pattern(camera, rec.container_format)))
     env = {**NAME_TIMEZONE_ENV, **{key: value.format_map(values) for key, value in preset.env.items()}}
     return FFmpegCommand(camera.id, tuple(argv), env, output_dir, codec)
+
+
+# Night transcoding (recorder/transcoding/): one finished segment re-encoded file to file with the encoder
+# presets above, so QSV and VA-API are driven exactly as when recording. The muxer is named because the
+# temporary output's suffix (`.transcoding`) tells FFmpeg nothing.
+TRANSCODE_GLOBAL_ARGS: tuple[Fragment, ...] = (
+    ("-hide_banner", "-nostdin", "-nostats"),
+    ("-loglevel", "level+error"),
+    # The output is our own temporary file, removed before each attempt; overwriting it is intended.
+    ("-y",),
+)
+TRANSCODE_INPUT_ARGS: tuple[Fragment, ...] = (("-i", "{source}"),)
+# Every frame kept with its own timestamp: the verifier compares frame counts and durations.
+TRANSCODE_OUTPUT_ARGS: tuple[Fragment, ...] = (("-map", "0:v:0"), ("-an", "-sn", "-dn"), ("-fps_mode", "passthrough"))
+TRANSCODE_MUXER_ARGS: Mapping[Container, tuple[Fragment, ...]] = {
+    Container.MKV: (("-f", "matroska"),),
+    # Written once and complete (the crash safety is the temporary name): a plain MP4, index up front.
+    Container.MP4: (("-f", "mp4"), ("-movflags", "+faststart")),
+}
+
+
+def build_transcode_command(
+    config: Config, source: Path, output: Path, container: Container, ffmpeg: str
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    """argv and extra environment re-encoding `source` into `output` with transcoding's codec, preset, quality.
+
+    Rate control, GOP, references, look-ahead and hardware frames come from the encoding section, as when
+    recording; only the encoder and its preset and quality are transcoding's own.
+    """
+    tc = config.transcoding
+    enc = config.encoding
+    preset = ENCODER_PRESETS[tc.codec]
+    values = _Values(
+        source=str(source),
+        preset=tc.preset,
+        quality=str(tc.quality),
+        target_bitrate=str(enc.target_bitrate),
+        max_bitrate=str(enc.max_bitrate),
+        gop_size=str(enc.gop_size),
+        ref_frames=str(enc.ref_frames),
+        lookahead=str(int(enc.lookahead)),
+        extra_hw_frames=str(enc.extra_hw_frames),
+        hw_device=config.system.hw_device,
+        vaapi_driver=config.vaapi_driver,
+    )
+    argv = [ffmpeg]
+    argv += _expand(TRANSCODE_GLOBAL_ARGS, values)
+    argv += _expand(preset.hw_init, values)
+    argv += _expand(TRANSCODE_INPUT_ARGS, values)
+    if preset.video_filter:
+        argv += ["-vf", preset.video_filter.format_map(values)]
+    argv += _expand(preset.codec_args, values)
+    argv += _expand(preset.rate_control.get(enc.bitrate_mode, ()), values)
+    argv += _expand(TRANSCODE_OUTPUT_ARGS, values)
+    argv += _expand(TRANSCODE_MUXER_ARGS[container], values)
+    argv.append(str(output))
+    env = {key: value.format_map(values) for key, value in preset.env.items()}
+    return tuple(argv), env

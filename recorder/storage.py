@@ -26,7 +26,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -216,6 +216,12 @@ class Storage:
         # Told when the stop_recording flag flips; called from the storage thread, possibly inside a pass, so
         # it must not start a pass itself.
         on_recording_allowed: Callable[[bool], None] | None = None,
+        # Transcoding hooks (recorder/transcoding/). Reclaimers free space that is no footage (kept originals)
+        # before any segment goes: called with the bytes a pressure pass needs, or 0 on the schedule pass
+        # (expiry only); each returns the bytes it freed. The capacity model turns (usable bytes, write rate)
+        # into seconds when footage shrinks with age; None: usable / rate.
+        reclaimers: Sequence[Callable[[int], int]] = (),
+        capacity_model: Callable[[float, float], float] | None = None,
     ) -> None:
         self._config = config
         self._st = config.storage
@@ -225,6 +231,8 @@ class Storage:
         self._active_paths = active_paths
         self._fs_usage = fs_usage
         self._on_recording_allowed = on_recording_allowed
+        self._reclaimers = tuple(reclaimers)
+        self._capacity_model = capacity_model
         self._segment_time = float(config.recording.segment_time)
         self._camera_ids = tuple(c.id for c in config.cameras)
         self._max_age: dict[str, float | None] = {}
@@ -532,6 +540,8 @@ class Storage:
         estimated_freed = 0
         for policy in self._policies(trigger, action):
             if policy == "max_age":
+                if not dry_run:
+                    self._reclaim(0)  # kept originals past keep_original_days
                 picked = self._pick_max_age(lists, started, protected, chosen, folders_ok)
             else:
                 if policy == "disk_pressure" and self._st.on_threshold is ThresholdAction.STOP_RECORDING:
@@ -547,6 +557,8 @@ class Storage:
                     reason = "disk_pressure"
                 # What earlier policies of this pass picked counts as freed already (matters in dry runs).
                 need -= estimated_freed
+                if not dry_run and need > 0:
+                    need -= self._reclaim(need)  # kept originals go before any footage
                 picked = self._pick_oldest(lists, need, usage.block_size, reason, protected, chosen, folders_ok)
             if usage is not None:
                 estimated_freed += sum(_allocated(f.size, usage.block_size) for f in picked)
@@ -603,6 +615,16 @@ class Storage:
         elif "disk_pressure" in self._policies(trigger, action) and not dry_run:
             self._pressure_stuck = False
         return report
+
+    def _reclaim(self, bytes_needed: int) -> int:
+        """Bytes the reclaimers freed; one failing never stops retention from protecting the recorder."""
+        freed = 0
+        for reclaim in self._reclaimers:
+            try:
+                freed += reclaim(max(bytes_needed - freed, 0))
+            except Exception:
+                log.exception("retention: a reclaimer failed; footage retention goes on")
+        return freed
 
     def _pressure_need(self, usage: DiskUsage, rate: float) -> int:
         """Bytes the disk_pressure policy must free now (see recorder.pressure); notes an unmet min_free wish."""
@@ -1103,7 +1125,8 @@ class Storage:
         if usage is not None and rate > 0:
             recordings = sum(c.bytes for c in cameras.values())
             usable = self._threshold * usage.size - (usage.used - recordings)
-            capacity = max(usable, 0.0) / rate
+            model = self._capacity_model
+            capacity = model(max(usable, 0.0), rate) if model else max(usable, 0.0) / rate
         default_days = self._st.cleanup_days if self._st.cleanup_enabled else None
         return StorageSnapshot(
             path=str(self._base),

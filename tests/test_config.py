@@ -85,12 +85,9 @@ def test_original_rewrite_yaml_keeps_its_meaning() -> None:
         cleanup_enabled=True, cleanup_days=14.0, disk_usage_threshold=85.0, low_space_warning=75.0
     )
     assert cfg.transcoding == TranscodingConfig(
-        enabled=False,
-        settings={
-            "min_age_days": 7, "run_schedule_start": "02:00", "run_schedule_end": "06:00", "max_cpu_percent": 50,
-            "max_io_wait": 20, "codec": "hevc_qsv", "preset": "slow", "quality": 26, "keep_original_days": 1,
-            "min_free_space_gb": 50, "min_savings_percent": 20, "verify_quality": True,
-        },
+        enabled=False, min_age_days=7, run_schedule_start="02:00", run_schedule_end="06:00", max_cpu_percent=50,
+        max_io_wait=20, codec=Codec.HEVC_QSV, preset="slow", quality=26, keep_original_days=1,
+        min_free_space_gb=50, min_savings_percent=20, verify_quality=True,
     )  # fmt: skip
     assert cfg.vaapi_driver == "iHD"
     assert cfg.log_level == "DEBUG"
@@ -105,14 +102,14 @@ def test_original_rewrite_yaml_keeps_its_meaning() -> None:
     assert len(cfg.warnings) == 3
 
 
-def test_warnings_for_transcoding_and_web_keys() -> None:
+def test_warnings_for_web_keys_and_none_for_transcoding_now_built() -> None:
+    # Issue 15 built night transcoding: enabling it no longer warns "not built yet".
     cfg = load_config(CONFIGS / "warnings.yaml")
     assert set(cfg.warnings) == {
-        "transcoding.enabled: night-time transcoding is not built yet; recordings are kept as recorded",
         "web_port: the web interface is gone; the status page is served on exporter.listen_address",
         "web_host: the web interface is gone; the status page is served on exporter.listen_address",
     }
-    assert len(cfg.warnings) == 3
+    assert len(cfg.warnings) == 2
     assert cfg.transcoding.enabled is True
 
 
@@ -144,7 +141,11 @@ def test_defaults_of_a_minimal_config() -> None:
     assert (s.cleanup_enabled, s.cleanup_days, s.disk_usage_threshold, s.low_space_warning) == (True, 30, 90, 80)
     assert (s.pressure_target, s.effective_pressure_target, s.min_free_minutes) == (None, 85, 60)
     assert (s.on_threshold, s.check_interval, s.resync_interval) == (ThresholdAction.DELETE_OLDEST, 60, 3600)
-    assert cfg.transcoding == TranscodingConfig(enabled=False, settings={})
+    assert cfg.transcoding == TranscodingConfig()
+    t = cfg.transcoding
+    assert (t.enabled, t.min_age_days, t.run_schedule_start, t.run_schedule_end) == (False, 7, "02:00", "06:00")
+    assert (t.max_cpu_percent, t.max_io_wait, t.codec, t.preset, t.quality) == (50, 20, Codec.HEVC_QSV, "slow", 26)
+    assert (t.keep_original_days, t.min_free_space_gb, t.min_savings_percent, t.verify_quality) == (1, 50, 20, True)
     v = cfg.supervisor
     assert (v.stall_timeout, v.backoff_initial, v.backoff_max, v.stable_after) == (10, 0.25, 30, 30)
     assert (v.stop_timeout, v.presence_check_interval) == (10, 2)
@@ -226,6 +227,32 @@ FAILURES: dict[str, str] = {
     "unknown-key-no-hint.yaml": "encoding.turbo: unknown key",
     "unknown-match-key.yaml": "cameras.cam1.match.serial_number: unknown key (did you mean 'serial'?)",
     "unknown-transcoding-key.yaml": "transcoding.max_cpu: unknown key (did you mean 'max_cpu_percent'?)",
+    "bad-transcoding-codec.yaml": (
+        "transcoding.codec: expected one of hevc_qsv, h264_qsv, hevc_vaapi, h264_vaapi, libx265, libx264, got 'copy'"
+    ),
+    "bad-transcoding-schedule.yaml": (
+        "transcoding.run_schedule_start: expected a local time HH:MM such as '02:00', got '25:00'"
+    ),
+    "bad-transcoding-cpu.yaml": "transcoding.max_cpu_percent: expected a percentage between 0 and 100, got 150",
+    "bad-transcoding-io-wait.yaml": "transcoding.max_io_wait: expected a percentage between 0 and 100, got 'high'",
+    "bad-transcoding-min-age.yaml": "transcoding.min_age_days: expected a number of days >= 0, got -1",
+    "bad-transcoding-quality.yaml": "transcoding.quality: expected a positive integer (18-32 is usual), got 0",
+    "bad-transcoding-keep-original.yaml": (
+        "transcoding.keep_original_days: expected a number of days >= 0 (0: delete at once), got 'forever'"
+    ),
+    "bad-transcoding-free-space.yaml": "transcoding.min_free_space_gb: expected a number of GB >= 0, got 'lots'",
+    "bad-transcoding-savings.yaml": (
+        "transcoding.min_savings_percent: expected a percentage between 0 and 100 (below 100), got 100"
+    ),
+    "bad-transcoding-verify.yaml": "transcoding.verify_quality: expected true or false, got 'maybe'",
+    "bad-transcoding-enabled.yaml": "transcoding.enabled: expected true or false, got 'sometimes'",
+    "bad-transcoding-qsv-preset.yaml": (
+        "transcoding.preset: hevc_qsv accepts one of veryfast, faster, fast, medium, slow, slower, veryslow, "
+        "got 'ultrafast'"
+    ),
+    "transcoding-empty-window.yaml": (
+        "transcoding.run_schedule_end: must differ from run_schedule_start (02:00): the window would be empty"
+    ),
     "camera-id-dotdot.yaml": f"cameras.'../x': {CAMERA_ID_RULE}, got '../x'",
     "camera-id-slash.yaml": f"cameras.'a/b': {CAMERA_ID_RULE}, got 'a/b'",
     "camera-id-empty.yaml": f"cameras.'': {CAMERA_ID_RULE}, got ''",
@@ -662,10 +689,10 @@ def test_example_commented_keys_are_valid_as_they_stand() -> None:
         "demo": SourceKind.TEST_PATTERN,
     }  # fmt: skip
     assert {w.split(":", 1)[0] for w in cfg.warnings} == {
-        "web_port", "web_host", "recording.movflags", "transcoding.enabled",
+        "web_port", "web_host", "recording.movflags",
         "exporter.tls_cert_file/tls_key_file/basic_auth_username/basic_auth_password_file",  # deprecated (issue 13)
     }  # fmt: skip
-    assert len(cfg.warnings) == 5
+    assert len(cfg.warnings) == 4
 
 
 def test_example_documents_every_accepted_key() -> None:

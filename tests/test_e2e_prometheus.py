@@ -18,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from unittest import mock
 
@@ -120,6 +121,10 @@ EMPTY_WHEN_HEALTHY: dict[str, Empty] = {
     "alert:CameraRecorderCameraStorageError": Empty("every camera folder takes writes", "relaxed"),
     "alert:CameraRecorderDiskFull": Empty("no FFmpeg met a full disk", "relaxed"),
     "alert:CameraRecorderSupervisorFaults": Empty("no supervision round fails (a bug, or out of fds)", "relaxed"),
+    # The healthy recorder transcodes one old segment at start, verified, and nothing else becomes due.
+    "alert:CameraRecorderTranscodeBacklogGrowing": Empty("its backlog only shrinks (1, then 0)", "relaxed"),
+    "alert:CameraRecorderTranscodeVerificationFailing": Empty("its one transcode passes verification", "relaxed"),
+    "alert:CameraRecorderTranscodePausedAllWindow": Empty("it runs in its window; and needs a day up", "relaxed"),
     "camera-recorder-fleet/Active camera-recorder alerts/A": Empty("no alert is pending or firing", "ffmpeg_killed"),
 }
 if not HOST_HAS_CPU_SENSOR:
@@ -133,6 +138,9 @@ RELAXED_THRESHOLDS = {
     "CameraRecorderRetentionNotRunning": ("> 7200", "> -1"),
     "CameraRecorderCpuTooHot": ("> 90", "> -300"),
     "CameraRecorderCameraStorageError": ("== 1", "== 0"),
+    "CameraRecorderTranscodeBacklogGrowing": ("> 0", "> -1e9"),
+    "CameraRecorderTranscodeVerificationFailing": ("> 0", ">= 0"),
+    "CameraRecorderTranscodePausedAllWindow": ("== 1", "> -2"),
     "CameraRecorderDiskFull": ("> 0", ">= 0"),
     "CameraRecorderSupervisorFaults": ("> 0", ">= 0"),
 }
@@ -234,6 +242,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         cleanup.callback(prom.stop)
         exporter = {"webhook_token_file": str(token_file)}
 
+        # Night transcoding on the healthy recorder: its window is open now and one 2-hour-old segment is due
+        # (min_age_days 1 h, max age 2.4 h), so every transcoding series exists; its own segments are not due
+        # within the test.
+        old = tmp / "healthy-rec" / "cam1" / segment_name("cam1", time.time() - 2 * 3600)
+        old.parent.mkdir(parents=True)
+        make_clip(old, 25)
+        now = datetime.now()
+        transcoding = {
+            "enabled": True, "codec": "libx265", "preset": "ultrafast", "quality": 22, "min_age_days": 1 / 24,
+            "run_schedule_start": (now - timedelta(hours=1)).strftime("%H:%M"),
+            "run_schedule_end": (now + timedelta(hours=2)).strftime("%H:%M"),
+            "max_cpu_percent": 100, "max_io_wait": 100, "min_free_space_gb": 0, "verify_quality": False,
+            "min_savings_percent": 0,  # the small test clip saves less than the default 20 %
+        }  # fmt: skip
         healthy = start_daemon(
             write_config(
                 tmp / "healthy.yaml",
@@ -242,6 +264,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 supervisor={"stall_timeout": 10},
                 storage={"cleanup_days": 0.1},
                 exporter=exporter,
+                transcoding=transcoding,
             ),
             ("cam1", "cam2"),
         )

@@ -1,0 +1,7 @@
+"""Night transcoding: old segments re-encoded in a quiet window, verified before the original goes.
+
+Modules: `window` (the local-time window), `gate` (when to yield to the recorder), `ledger` (segments
+already done or not worth it), `planner` (what is due, oldest first), `verify` (ffprobe, full decode,
+SSIM), `swap` (the crash-safe replacement and its recovery at start), `originals` (kept originals and
+retention's reclaimer), `capacity`, `worker` (the thread inside the daemon) and `report` (the CLI).
+"""

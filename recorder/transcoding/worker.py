@@ -1,0 +1,445 @@
+"""The transcoding worker: a thread in the daemon (or one pass from the CLI) that re-encodes due segments
+at idle priority, yields to the recorder, and replaces each segment only once its transcode is verified."""
+
+from __future__ import annotations
+
+import collections
+import fcntl
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from exporter.metrics import TRANSCODE_RESULTS
+from recorder.config import Config, Container
+from recorder.ffmpeg_process import die_with_parent
+from recorder.presets import build_transcode_command
+from recorder.segments import parse_segment_name
+from recorder.transcoding.gate import Gate, TranscodeState
+from recorder.transcoding.ledger import Ledger, LedgerEntry, state_folder
+from recorder.transcoding.planner import Candidate, plan
+from recorder.transcoding.swap import complete_swap, fsync_file, mark_verified, recover, temp_path
+from recorder.transcoding.verify import probe, verify
+
+log = logging.getLogger(__name__)
+
+# How often a paused worker asks the gate again, and how often a running FFmpeg is checked.
+PAUSED_TICK = 15.0
+JOB_POLL = 1.0
+# The due list is rebuilt from the disk at most this often (a walk of every camera folder).
+REPLAN_EVERY = 600.0
+LOCK_NAME = "lock"
+# Outcomes that are not results: the job was interrupted (stop, window closed) or its segment vanished.
+ABORTED = "aborted"
+
+
+class TranscoderBusy(RuntimeError):
+    """Another transcoder (the daemon's, or another `--transcode`) holds the recordings' lock."""
+
+
+@dataclass(frozen=True)
+class TranscodeSnapshot:
+    """What the exporter shows of the transcoder; counters since the daemon started."""
+
+    state: TranscodeState
+    cameras: tuple[str, ...]
+    segments: Mapping[tuple[str, str], int]  # (camera, result) -> segments, every pair present
+    input_bytes: Mapping[str, int]
+    output_bytes: Mapping[str, int]
+    seconds: Mapping[str, float]
+    backlog_segments: Mapping[str, int] = field(default_factory=dict)  # empty until the first plan
+    backlog_bytes: Mapping[str, int] = field(default_factory=dict)
+    last_success: Mapping[str, float] = field(default_factory=dict)  # camera -> Unix time
+
+
+def idle_priority_prefix() -> list[str]:
+    """`nice -n 19 ionice -t -c 3`: both exec FFmpeg in place, so its pid (and process group) stay the job's.
+
+    Set before FFmpeg starts, so every encoder thread it creates inherits the idle priorities (a nice value
+    set afterwards on Linux reaches only the main thread).
+    """
+    nice, ionice = shutil.which("nice"), shutil.which("ionice")
+    prefix = [nice, "-n", "19"] if nice else []
+    # -t: run FFmpeg anyway where the I/O class cannot be set (a seccomp filter, a container).
+    return prefix + ([ionice, "-t", "-c", "3"] if ionice else [])
+
+
+class Transcoder:
+    """Transcodes single segments and keeps the counters; used by the worker thread and by `--transcode`."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        ffmpeg: str,
+        ffprobe: str,
+        gate: Gate,
+        clock: Callable[[], float] = time.time,
+        active_paths: Callable[[], Collection[Path]] = lambda: (),
+        on_replaced: Callable[[str, Path, float, float, int], None] | None = None,
+        poll: float = JOB_POLL,
+    ) -> None:
+        self.config = config
+        self.base = Path(os.path.abspath(config.recording.base_directory))
+        self.cameras = tuple(c.id for c in config.cameras)
+        self._ffmpeg = ffmpeg
+        self._ffprobe = ffprobe
+        self.gate = gate
+        self._clock = clock
+        self._active_paths = active_paths
+        # Told (camera, path, start, duration, new size) after a swap, so retention accounts the new size.
+        self._on_replaced = on_replaced
+        self._poll = poll
+        self.ledger = Ledger(self.base)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # the counters and the current process
+        self._process: subprocess.Popen[bytes] | None = None  # the FFmpeg running now; None between jobs
+        self._state = TranscodeState.RUNNING
+        self._segments = {(c, r): 0 for c in self.cameras for r in TRANSCODE_RESULTS}
+        self._in = dict.fromkeys(self.cameras, 0)
+        self._out = dict.fromkeys(self.cameras, 0)
+        self._seconds = dict.fromkeys(self.cameras, 0.0)
+        self._backlog: dict[str, tuple[int, int]] = {}
+        self._last_success: dict[str, float] = {}
+        # Bytes before and after over every segment the ledger says was transcoded: the measured ratio.
+        self._ratio_in = self._ratio_out = 0
+        for e in self.ledger.entries():
+            if e.result != "transcoded":
+                continue
+            self._ratio_in += e.input_bytes
+            self._ratio_out += e.output_bytes
+            if e.camera in self._in:
+                self._last_success[e.camera] = max(self._last_success.get(e.camera, 0.0), e.at)
+        self._lock_fd: int | None = None
+
+    # --- the recordings' lock: one transcoder per recordings folder
+
+    def acquire(self) -> None:
+        folder = state_folder(self.base)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise TranscoderBusy(f"another transcoder works on {self.base} (the daemon's?)") from None
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # --- reading
+
+    def snapshot(self) -> TranscodeSnapshot:
+        with self._lock:
+            return TranscodeSnapshot(
+                state=self._state,
+                cameras=self.cameras,
+                segments=MappingProxyType(dict(self._segments)),
+                input_bytes=MappingProxyType(dict(self._in)),
+                output_bytes=MappingProxyType(dict(self._out)),
+                seconds=MappingProxyType(dict(self._seconds)),
+                backlog_segments=MappingProxyType({c: n for c, (n, _) in self._backlog.items()}),
+                backlog_bytes=MappingProxyType({c: b for c, (_, b) in self._backlog.items()}),
+                last_success=MappingProxyType(dict(self._last_success)),
+            )
+
+    def size_ratio(self) -> float | None:
+        """Transcoded bytes over original bytes, over every segment the ledger knows; None before the first."""
+        with self._lock:
+            return self._ratio_out / self._ratio_in if self._ratio_in else None
+
+    def set_state(self, state: TranscodeState) -> None:
+        with self._lock:
+            changed = state is not self._state
+            self._state = state
+        if changed:
+            log.info("transcoding: %s", state.value.replace("_", " "))
+
+    # --- planning
+
+    def recover(self) -> None:
+        recover(self.base, self.cameras, keep_original=self.config.transcoding.keep_original_days > 0)
+
+    def plan(self) -> list[Candidate]:
+        due = plan(
+            self.base,
+            self.cameras,
+            self.ledger,
+            now=self._clock(),
+            min_age_days=self.config.transcoding.min_age_days,
+            active=self._active_paths(),
+        )
+        self.publish_backlog(due)
+        return due
+
+    def publish_backlog(self, due: Iterable[Candidate]) -> None:
+        backlog = {c: [0, 0] for c in self.cameras}
+        for cand in due:
+            backlog[cand.camera][0] += 1
+            backlog[cand.camera][1] += cand.size
+        with self._lock:
+            self._backlog = {c: (n, b) for c, (n, b) in backlog.items()}
+
+    # --- one segment
+
+    def transcode_one(self, cand: Candidate) -> str:
+        """Transcode, verify and swap one segment; returns its result (TRANSCODE_RESULTS) or ABORTED."""
+        started = time.monotonic()
+        paused_for = [0.0]
+        result = self._transcode(cand, paused_for)
+        spent = time.monotonic() - started - paused_for[0]
+        if result != ABORTED:
+            with self._lock:
+                self._segments[(cand.camera, result)] += 1
+                self._seconds[cand.camera] += spent
+                n, b = self._backlog.get(cand.camera, (1, cand.size))
+                self._backlog[cand.camera] = (max(n - 1, 0), max(b - cand.size, 0))
+        return result
+
+    def _transcode(self, cand: Candidate, paused_for: list[float]) -> str:
+        tc = self.config.transcoding
+        segment = cand.path
+        temp = temp_path(segment)
+        container = Container(segment.suffix.lstrip("."))
+        original = probe(self._ffprobe, segment)
+        if original is None:
+            if not segment.exists():
+                return ABORTED  # retention deleted it meanwhile
+            return self._fail(cand, "failed", "the original cannot be probed")
+        argv, env = build_transcode_command(self.config, segment, temp, container, self._ffmpeg)
+        rc, errors = self._run_ffmpeg(argv, env, paused_for)
+        if rc is None:
+            _unlink_quietly(temp)
+            return ABORTED
+        if rc != 0:
+            _unlink_quietly(temp)
+            return self._fail(cand, "failed", f"FFmpeg exited with status {rc}: {errors}")
+        fsync_file(temp)
+        size = temp.stat().st_size
+        savings = 100.0 * (1 - size / cand.size) if cand.size else 0.0
+        if savings < tc.min_savings_percent:
+            _unlink_quietly(temp)
+            self.ledger.record(
+                LedgerEntry(cand.camera, cand.name, "skipped_small_savings", cand.size, size, self._clock())
+            )
+            log.info(
+                "transcoding: %s/%s kept as recorded: %.1f%% smaller, below min_savings_percent %g",
+                cand.camera, cand.name, savings, tc.min_savings_percent,
+            )  # fmt: skip
+            return "skipped_small_savings"
+        verdict = verify(
+            self._ffmpeg, self._ffprobe, segment, temp,
+            container=container.value, check_quality=tc.verify_quality, original_facts=original,
+        )  # fmt: skip
+        if not verdict.ok:
+            _unlink_quietly(temp)
+            return self._fail(cand, "failed_verification", verdict.reason)
+        if not segment.exists():
+            _unlink_quietly(temp)
+            return ABORTED
+        mark_verified(temp, segment)
+        now = self._clock()
+        # Recorded before the original moves: from here on recovery finishes the swap, never undoes it.
+        self.ledger.record(LedgerEntry(cand.camera, cand.name, "transcoded", cand.size, size, now))
+        complete_swap(self.base, segment, keep_original=tc.keep_original_days > 0)
+        with self._lock:
+            self._in[cand.camera] += cand.size
+            self._out[cand.camera] += size
+            self._last_success[cand.camera] = now
+            self._ratio_in += cand.size
+            self._ratio_out += size
+        log.info(
+            "transcoding: %s/%s %s -> %s (%.1f%% smaller%s)", cand.camera, cand.name, cand.size, size, savings,
+            f", SSIM {verdict.ssim:.4f}" if verdict.ssim is not None else "",
+        )  # fmt: skip
+        if self._on_replaced is not None:
+            self._on_replaced(cand.camera, segment, cand.start, original.duration, size)
+        return "transcoded"
+
+    def _fail(self, cand: Candidate, result: str, why: str) -> str:
+        log.warning("transcoding: %s/%s %s: %s", cand.camera, cand.name, result.replace("_", " "), why)
+        self.ledger.record(LedgerEntry(cand.camera, cand.name, result, cand.size, 0, self._clock()))
+        return result
+
+    def _run_ffmpeg(
+        self, argv: tuple[str, ...], env: Mapping[str, str], paused_for: list[float]
+    ) -> tuple[int | None, str]:
+        """Run FFmpeg, pausing it (SIGSTOP/SIGCONT to its group) while the gate says so.
+
+        Returns (exit status, last error lines), or (None, "") when interrupted by stop() or the window's end.
+        """
+        tail: collections.deque[str] = collections.deque(maxlen=5)
+        proc = subprocess.Popen(
+            [*idle_priority_prefix(), *argv],
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=_in_child,
+        )
+        with self._lock:
+            self._process = proc
+        reader = threading.Thread(target=_keep_tail, args=(proc, tail), name="transcode-stderr", daemon=True)
+        reader.start()
+        paused_since: float | None = None
+        try:
+            while True:
+                try:
+                    rc = proc.wait(timeout=self._poll)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                if self._stop.is_set():
+                    return None, ""
+                state = self.gate.decide()
+                if state is TranscodeState.PAUSED_OUTSIDE_WINDOW:
+                    log.info("transcoding: the window closed mid-segment; it is tried again in the next one")
+                    return None, ""
+                self.set_state(state)
+                if state is not TranscodeState.RUNNING and paused_since is None:
+                    _signal_group(proc, signal.SIGSTOP)
+                    paused_since = time.monotonic()
+                elif state is TranscodeState.RUNNING and paused_since is not None:
+                    _signal_group(proc, signal.SIGCONT)
+                    paused_for[0] += time.monotonic() - paused_since
+                    paused_since = None
+            reader.join(timeout=5)
+            return rc, " | ".join(tail)
+        finally:
+            if proc.poll() is None:
+                _signal_group(proc, signal.SIGKILL)
+                _signal_group(proc, signal.SIGCONT)  # a stopped process dies only once continued
+                proc.wait()
+            if paused_since is not None:
+                paused_for[0] += time.monotonic() - paused_since
+            with self._lock:
+                self._process = None
+
+    def interrupt(self) -> None:
+        """Ask the running job (if any) to end now; its temporary file is removed."""
+        self._stop.set()
+
+
+def _in_child() -> None:
+    # Its own session and group: SIGSTOP/SIGCONT/SIGKILL reach every process of it. Killed with the thread
+    # that started it (the daemon included, even by SIGKILL): a transcode never outlives its worker.
+    os.setsid()
+    die_with_parent()
+
+
+def _keep_tail(proc: subprocess.Popen[bytes], tail: collections.deque[str]) -> None:
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        tail.append(line.decode(errors="replace").strip())
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class TranscodeWorker:
+    """The daemon's transcoding thread: waits for the gate, then works through the due list oldest first."""
+
+    def __init__(self, transcoder: Transcoder, *, paused_tick: float = PAUSED_TICK) -> None:
+        self.transcoder = transcoder
+        self._paused_tick = paused_tick
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._due: list[Candidate] = []
+        self._planned_at: float | None = None  # monotonic time of the last plan; None before the first
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        self.transcoder.acquire()
+        self._thread = threading.Thread(target=self._run, name="transcoding", daemon=True)
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        """Ask the thread to end (its FFmpeg is killed within a poll); stop() waits for it."""
+        self._stop.set()
+        self.transcoder.interrupt()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.request_stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.transcoder.release()
+
+    def snapshot(self) -> TranscodeSnapshot:
+        return self.transcoder.snapshot()
+
+    def _run(self) -> None:
+        t = self.transcoder
+        try:
+            t.recover()
+            due = t.plan()
+            t.ledger.compact(
+                (c, p.name) for c in t.cameras for p in _segment_files(t.base / c) if parse_segment_name(p.name)
+            )
+            self._due, self._planned_at = due, time.monotonic()
+        except Exception:
+            log.exception("transcoding: recovery at start failed; transcoding stays off")
+            return
+        while not self._stop.is_set():
+            try:
+                self._step()
+            except Exception:
+                # The worker never takes the daemon down; it tries again after a pause.
+                log.exception("transcoding: unexpected error")
+                self._stop.wait(self._paused_tick)
+
+    def _step(self) -> None:
+        t = self.transcoder
+        state = t.gate.decide()
+        if state is not TranscodeState.RUNNING:
+            t.set_state(state)
+            self._stop.wait(self._paused_tick)
+            return
+        if not self._due or self._planned_at is None or time.monotonic() - self._planned_at > REPLAN_EVERY:
+            self._due, self._planned_at = t.plan(), time.monotonic()
+        while self._due and (
+            t.ledger.finished(self._due[0].camera, self._due[0].name) or not self._due[0].path.exists()
+        ):
+            self._due.pop(0)
+        if not self._due:
+            t.set_state(TranscodeState.RUNNING)
+            self._stop.wait(self._paused_tick)
+            return
+        cand = self._due[0]
+        if not t.gate.room_for(cand.size):
+            t.set_state(TranscodeState.PAUSED_LOW_SPACE)
+            self._stop.wait(self._paused_tick)
+            return
+        t.set_state(TranscodeState.RUNNING)
+        if t.transcode_one(cand) != ABORTED:
+            self._due.pop(0)
+
+
+def _segment_files(folder: Path) -> list[Path]:
+    try:
+        return [Path(e.path) for e in os.scandir(folder) if e.is_file(follow_symlinks=False)]
+    except OSError:
+        return []
