@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import yaml
 
 from recorder.compat import StrEnum
+from recorder.vocabulary import SourceKind
 
 DEFAULT_CONFIG_PATH = Path("/etc/camera-recorder/config.yaml")
 CONFIG_ENV = "CAMERA_RECORDER_CONFIG"
@@ -47,13 +48,6 @@ class ConfigError(Exception):
         self.source = source
         prefix = f"{source}: " if source else ""
         super().__init__("\n".join(prefix + p for p in problems))
-
-
-class SourceKind(StrEnum):
-    DEVICE = "device"
-    URL = "url"
-    FILE = "file"
-    TEST_PATTERN = "test_pattern"
 
 
 class Codec(StrEnum):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from recorder.compat import UTC
 from recorder.config import CameraConfig, Container
+from recorder.vocabulary import DiscardReason
 
 log = logging.getLogger(__name__)
 
@@ -126,11 +127,11 @@ class SegmentCheck:
     checked: bool = True
 
     @property
-    def discard_reason(self) -> str | None:
-        """Why the file is no recording ("empty", "unreadable"), or None when it has a frame or is unknown."""
+    def discard_reason(self) -> DiscardReason | None:
+        """Why the file is no recording, or None when it has a frame or nothing is known of it."""
         if self.frames > 0 or not self.checked:
             return None
-        return "empty" if self.readable else "unreadable"
+        return DiscardReason.EMPTY if self.readable else DiscardReason.UNREADABLE
 
 
 def check_segment(ffprobe: str, path: Path, timeout: float = 20.0) -> SegmentCheck:

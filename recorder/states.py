@@ -7,21 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import NamedTuple
 
-from recorder.compat import StrEnum
-
-
-class CameraState(StrEnum):
-    STARTING = "starting"  # FFmpeg launched, no frame written yet
-    RECORDING = "recording"  # progress arrives and frames are written
-    BACKOFF = "backoff"  # FFmpeg ended; waiting before the next start
-    STALLED = "stalled"  # no progress for stall_timeout: being killed
-    WAITING_FOR_DEVICE = "waiting_for_device"  # the camera is unplugged; nothing to start
-    STOPPED = "stopped"  # not supervised (shutdown, disabled, or recording paused by retention)
-    FAILED = "failed"  # cannot be recorded as configured (bad option, permission): retried slowly
-    # The recordings folder refuses writes (read-only, permission, I/O error, full beyond what retention
-    # can free, a symlinked camera folder): probed about once a second, recording resumes when it works.
-    STORAGE_ERROR = "storage_error"
-
+from recorder.vocabulary import CameraState
 
 # States in which the camera should be recording: time spent in them is a recording gap. So is time
 # `stopped` by retention's stop_recording policy (the supervisor says so); a shutdown is not.

@@ -33,16 +33,19 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from exporter.metrics import DELETION_REASONS, RETENTION_TRIGGERS
 from recorder.config import Config, ThresholdAction
 from recorder.faults import is_resource_error
 from recorder.pressure import bytes_above, next_check_delay, pressure_need
 from recorder.segments import CompletedSegment, parse_segment_name
+from recorder.vocabulary import AlertAction, DeletionReason, RetentionTrigger, values
 from recorder.write_probe import PROBE_NAME, probe_folder
 
 log = logging.getLogger(__name__)
 
-ALERT_ACTIONS: tuple[str, ...] = ("free_space", "enforce_max_age")
+# The vocabulary's words as plain tuples, for the counters' keys and the error messages.
+ALERT_ACTIONS: tuple[str, ...] = values(AlertAction)
+DELETION_REASONS: tuple[str, ...] = values(DeletionReason)
+RETENTION_TRIGGERS: tuple[str, ...] = values(RetentionTrigger)
 __all__ = ["PROBE_NAME", "Storage", "format_report", "format_stats"]
 DAY = 86400.0
 # The write rate looks at segments that ended in the last hour, or in the last 2.5 segments when they are

@@ -35,6 +35,7 @@ from recorder.segments import (
     unfinished_segments,
 )
 from recorder.states import GAP_STATES, CameraSnapshot, CameraState, Histogram, recent_restarts
+from recorder.vocabulary import RestartReason
 from recorder.write_probe import camera_folder_problem, describe
 
 log = logging.getLogger(__name__)
@@ -364,7 +365,7 @@ class CameraSupervisor:
         """An exception reached the loop's top: clean up, log once, count, and back off before trying again."""
         self._abandon_run()
         resource = is_resource_error(exc)
-        reason = "resource_exhausted" if resource else "internal_error"
+        reason = RestartReason.RESOURCE_EXHAUSTED if resource else RestartReason.INTERNAL_ERROR
         self._restarts[reason] += 1
         self._failures += 1
         summary = f"{type(exc).__name__}: {exc}"
@@ -415,17 +416,21 @@ class CameraSupervisor:
             # The cause was dealt with (space freed, the folder is probed before the next start).
             return self._settings.backoff_initial
         self._failures += 1
-        if isinstance(exc, FFmpegEnded) and exc.reason == "config":
+        if isinstance(exc, FFmpegEnded) and exc.reason == RestartReason.CONFIG:
             # A bad option or a permission problem will not fix itself within seconds.
             return self._settings.backoff_max
         cap = self._settings.backoff_max
-        if isinstance(exc, FFmpegEnded) and exc.reason == "resource_exhausted":
+        if isinstance(exc, FFmpegEnded) and exc.reason == RestartReason.RESOURCE_EXHAUSTED:
             cap = min(cap, RESOURCE_RETRY_MAX)
         return min(cap, self._settings.backoff_initial * 2 ** (self._failures - 1))
 
     def _enter_backoff(self, retry_state: RetryCallState) -> None:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
-        state = CameraState.FAILED if isinstance(exc, FFmpegEnded) and exc.reason == "config" else CameraState.BACKOFF
+        state = (
+            CameraState.FAILED
+            if isinstance(exc, FFmpegEnded) and exc.reason == RestartReason.CONFIG
+            else CameraState.BACKOFF
+        )
         wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
         self._change_state(state, f"restart in {wait:.2f} s")
 
@@ -440,7 +445,7 @@ class CameraSupervisor:
         node = self._device_node() if self._device_node else None
         if self._device_node is not None and node is None:
             self._present = False
-            raise FFmpegEnded("device_gone")
+            raise FFmpegEnded(RestartReason.DEVICE_GONE)
         command = self._command_factory(node)
         self._wait_until_writable(command.output_dir)
         if self._stopping.is_set() or self._paused:
@@ -454,7 +459,7 @@ class CameraSupervisor:
             process = self._launcher(command)
         except OSError as exc:
             # Out of descriptors or processes passes by itself; a missing or unrunnable binary does not.
-            reason = "resource_exhausted" if is_resource_error(exc) else "config"
+            reason = RestartReason.RESOURCE_EXHAUSTED if is_resource_error(exc) else RestartReason.CONFIG
             self._last_error = f"cannot start FFmpeg: {exc}"
             self._log.error("%s (%s)", self._last_error, reason)
             self._restarts[reason] += 1
@@ -480,7 +485,7 @@ class CameraSupervisor:
         if problem is not None:
             self._on_write_result(describe(problem))
             return False
-        if reason != "disk_full":
+        if reason != RestartReason.DISK_FULL:
             return True
         freed = self._free_space()
         if freed:
@@ -595,13 +600,13 @@ class CameraSupervisor:
         if self._paused:
             return "pause"
         if not self._present:
-            return "hotplug"
+            return RestartReason.HOTPLUG
         if now - run.last_advance > self._settings.stall_timeout:
-            return "stall"
+            return RestartReason.STALL
         return None
 
     def _begin_kill(self, run: _Run, reason: str, now: float) -> float:
-        if reason == "stall":
+        if reason == RestartReason.STALL:
             if self._state is CameraState.RECORDING and not self._counting_gap:
                 # Nothing was recorded since the last progress, not only since the stall was noticed.
                 self._gap += max(0.0, now - run.last_advance)
@@ -747,13 +752,14 @@ class CameraSupervisor:
             self._publish()
             return None, stable
         if run.kill_reason is not None:
-            reason = "hotplug" if run.kill_reason == "hotplug" else run.kill_reason
+            reason = run.kill_reason  # stall or hotplug: the supervisor's own kill names the restart
         else:
             classified = ffmpeg_errors.classify(run.stderr)
             reason = ffmpeg_errors.restart_reason(classified, exit_code=returncode, signalled=returncode < 0)
-            if not run.made_progress and reason in ("exited", "crashed") and classified.value == "unknown":
-                reason = "crashed"  # died before its first frame: a failed start, never "recording"
-        if reason == "device_gone":
+            unexplained = classified is ffmpeg_errors.StderrReason.UNKNOWN
+            if not run.made_progress and unexplained and reason in (RestartReason.EXITED, RestartReason.CRASHED):
+                reason = RestartReason.CRASHED  # died before its first frame: a failed start, never "recording"
+        if reason == RestartReason.DEVICE_GONE:
             self._present = self._source_present()
         self._restarts[reason] += 1
         self._last_error = run.stderr[-1] if run.stderr else f"exit status {returncode}"
