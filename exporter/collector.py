@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from exporter import metrics as m
 from recorder.buildinfo import build_info
-from recorder.daemon import RecorderSnapshot
+from recorder.snapshots import RecorderSnapshot
 
 log = logging.getLogger(__name__)
 

@@ -37,6 +37,7 @@ from recorder.config import Config, ThresholdAction
 from recorder.faults import is_resource_error
 from recorder.pressure import bytes_above, next_check_delay, pressure_need
 from recorder.segments import CompletedSegment, parse_segment_name
+from recorder.snapshots import CameraStorage, StorageSnapshot
 from recorder.vocabulary import AlertAction, DeletionReason, RetentionTrigger, values
 from recorder.write_probe import PROBE_NAME, probe_folder
 
@@ -143,52 +144,6 @@ class RetentionReport:
     def totals(self) -> dict[tuple[str, str], tuple[int, int]]:
         """Files and bytes by (camera, reason)."""
         return _totals(self.files)
-
-
-@dataclass(frozen=True)
-class CameraStorage:
-    """One camera's recordings on disk, as of the last change."""
-
-    camera: str
-    files: int
-    bytes: int
-    oldest_start: float | None  # Unix time; None without segments
-    newest_start: float | None
-    write_rate_bytes_per_second: float  # 0.0 when nothing was completed in the rate window
-    max_age_seconds: float | None  # None: age cleanup is off for this camera
-
-
-@dataclass(frozen=True)
-class StorageSnapshot:
-    """Everything the metrics collector and `--stats` show, read without locks or disk access."""
-
-    path: str  # the recordings folder, the metrics' `path` label
-    cameras: Mapping[str, CameraStorage]  # every configured camera, in configuration order
-    filesystem_size_bytes: int | None  # None until the first filesystem check succeeds
-    filesystem_avail_bytes: int | None
-    used_ratio: float | None  # 1 - avail / size
-    writable: bool | None  # result of the last write probe; None before the first check
-    checked_at: float | None  # Unix time of the last filesystem check
-    write_rate_bytes_per_second: float  # sum over cameras
-    capacity_seconds: float | None  # see Storage.capacity_seconds; None when the rate or size is unknown
-    recording_allowed: bool
-    max_age_seconds: float | None  # the storage section's default; per camera in `cameras`
-    disk_usage_threshold_ratio: float
-    low_space_warning_ratio: float
-    pressure_target_ratio: float
-    min_free_unmet: bool  # min_free_minutes wants more than retention may free without going below the target
-    deleted_files: Mapping[tuple[str, str], int]  # (camera, reason) -> files, every pair present
-    deleted_bytes: Mapping[tuple[str, str], int]  # (camera, reason) -> bytes
-    runs: Mapping[str, int]  # trigger -> passes, every trigger present
-    last_run_timestamp: float | None  # Unix time the last (non dry-run) pass finished
-
-    @property
-    def files(self) -> int:
-        return sum(c.files for c in self.cameras.values())
-
-    @property
-    def bytes(self) -> int:
-        return sum(c.bytes for c in self.cameras.values())
 
 
 class _Request:

@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -34,7 +34,8 @@ from recorder.segments import (
     segment_duration_buckets,
     unfinished_segments,
 )
-from recorder.states import GAP_STATES, CameraSnapshot, CameraState, Histogram, recent_restarts
+from recorder.snapshots import CameraSnapshot, Histogram, ResourceUsage, recent_restarts
+from recorder.states import GAP_STATES, CameraState
 from recorder.vocabulary import RestartReason
 from recorder.write_probe import camera_folder_problem, describe
 
@@ -78,12 +79,6 @@ class FFmpegEnded(Exception):
         # False when the cause was dealt with (retention freed space, the folder is handled by the storage
         # probe): the next start comes after backoff_initial, and the failure does not count towards more.
         self.escalate = escalate
-
-
-@dataclass(frozen=True)
-class ResourceUsage:
-    cpu_seconds: float = 0.0  # all FFmpeg runs of this camera, finished ones included
-    rss_bytes: int = 0  # the current FFmpeg, 0 when none runs
 
 
 class _Run:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recorder import legacy
+from recorder import legacy, legacy_writer
 from recorder.config import (
     BitrateMode,
     CameraConfig,
@@ -197,7 +197,7 @@ def test_legacy_failure_is_one_clean_line(name: str, line: str) -> None:
 
 def test_yaml_to_legacy_to_yaml_keeps_the_meaning() -> None:
     original = load_config(CONFIGS / "legacy-roundtrip.yaml")
-    text, unsupported = legacy.config_to_legacy(original)
+    text, unsupported = legacy_writer.config_to_legacy(original)
     assert unsupported == []
     raw, no_equivalent = legacy.legacy_to_raw(text)
     assert no_equivalent == []
@@ -209,12 +209,12 @@ def test_legacy_to_yaml_to_legacy_keeps_the_meaning() -> None:
     yaml_text = legacy.raw_to_yaml(legacy.legacy_to_raw(CONF.read_text(encoding="utf-8"))[0])
     via_yaml = parse_config(yaml.safe_load(yaml_text))
     assert meaning(via_yaml) == meaning(from_conf)
-    text, _ = legacy.config_to_legacy(via_yaml)
+    text, _ = legacy_writer.config_to_legacy(via_yaml)
     assert meaning(parse_config(legacy.legacy_to_raw(text)[0])) == meaning(from_conf)
 
 
 def test_written_legacy_file_means_the_same_to_bash(tmp_path: Path) -> None:
-    text, _ = legacy.config_to_legacy(load_config(CONFIGS / "legacy-roundtrip.yaml"))
+    text, _ = legacy_writer.config_to_legacy(load_config(CONFIGS / "legacy-roundtrip.yaml"))
     path = tmp_path / "camera-mapping.conf"
     path.write_text(text)
     values = legacy.parse_assignments(text)
@@ -224,7 +224,7 @@ def test_written_legacy_file_means_the_same_to_bash(tmp_path: Path) -> None:
 
 def test_config_to_legacy_reports_what_has_no_legacy_form() -> None:
     cfg = load_config(CONFIGS / "modern.yaml")
-    text, unsupported = legacy.config_to_legacy(cfg)
+    text, unsupported = legacy_writer.config_to_legacy(cfg)
     for note in (
         "cameras.front: written as CAMERA1 (legacy ids are numbered)",
         "cameras.front.cleanup_days: has no legacy form",
@@ -248,7 +248,7 @@ def test_config_to_legacy_reports_what_has_no_legacy_form() -> None:
 
 
 def test_written_legacy_file_is_commented_and_quoted() -> None:
-    text, _ = legacy.config_to_legacy(load_config(CONFIGS / "minimal.yaml"))
+    text, _ = legacy_writer.config_to_legacy(load_config(CONFIGS / "minimal.yaml"))
     lines = text.splitlines()
     assert lines[0].startswith("# ")
     assert 'CAMERA1_DEVICE="/dev/video0"' in lines
@@ -263,7 +263,7 @@ def test_written_legacy_file_is_commented_and_quoted() -> None:
 def test_resync_interval_is_reported_not_dropped() -> None:
     """Bug: config_to_legacy checks every storage key but resync_interval, which vanishes silently."""
     cfg = parse_config({"cameras": {"cam1": {"device": "/dev/video0"}}, "storage": {"resync_interval": 600}})
-    _, unsupported = legacy.config_to_legacy(cfg)
+    _, unsupported = legacy_writer.config_to_legacy(cfg)
     assert any(note.startswith("storage.resync_interval") for note in unsupported), unsupported
 
 
@@ -271,7 +271,7 @@ def test_resync_interval_is_reported_not_dropped() -> None:
 def test_log_level_without_legacy_form_is_reported(level: str) -> None:
     """Bug: DEBUG_LOGGING is on or off, so WARNING/ERROR/CRITICAL came back as INFO without a word."""
     cfg = parse_config({"cameras": {"cam1": {"device": "/dev/video0"}}, "log_level": level})
-    _, unsupported = legacy.config_to_legacy(cfg)
+    _, unsupported = legacy_writer.config_to_legacy(cfg)
     assert any(note.startswith("log_level") for note in unsupported), unsupported
 
 
@@ -280,7 +280,7 @@ def test_values_are_quoted_so_bash_and_the_reader_read_them_back(tmp_path: Path)
     backquotes or `"` let a camera name run a command when the original scripts source the file."""
     name = "Porch \"east\" $HOME `touch PWNED` 'x' \\"
     cfg = parse_config({"cameras": {"cam1": {"device": "/dev/video0", "name": name}}})
-    text, _ = legacy.config_to_legacy(cfg)
+    text, _ = legacy_writer.config_to_legacy(cfg)
     path = tmp_path / "camera-mapping.conf"
     path.write_text(text)
     assert bash_values(path, ["CAMERA1_NAME"], tmp_path) == {"CAMERA1_NAME": name}
@@ -292,6 +292,6 @@ def test_values_are_quoted_so_bash_and_the_reader_read_them_back(tmp_path: Path)
 def test_cameras_not_written_are_not_said_to_be_renumbered() -> None:
     """Bug: "cameras.garage: written as CAMERA3" was reported for a url camera that is not written at all."""
     cfg = load_config(CONFIGS / "modern.yaml")
-    _, unsupported = legacy.config_to_legacy(cfg)
+    _, unsupported = legacy_writer.config_to_legacy(cfg)
     for cam in ("yard", "garage", "replay", "demo"):
         assert not any(n.startswith(f"cameras.{cam}: written as") for n in unsupported), unsupported
