@@ -35,7 +35,7 @@ from recorder.segments import (
     unfinished_segments,
 )
 from recorder.snapshots import CameraSnapshot, Histogram, ResourceUsage, recent_restarts
-from recorder.states import GAP_STATES, CameraState
+from recorder.states import CameraState, CameraStateMachine
 from recorder.vocabulary import RestartReason
 from recorder.write_probe import camera_folder_problem, describe
 
@@ -148,26 +148,22 @@ class CameraSupervisor:
         self._stopping = threading.Event()
         self._paused = False  # retention's stop_recording: the camera is stopped, not failing
         self._thread: threading.Thread | None = None
-        self._failures = 0  # consecutive failed runs since the last stable one
         self._run: _Run | None = None
         self._finished_cpu = 0.0
         self._heartbeat = monotonic()  # when the loop last went round
 
-        # Fields only the supervisor thread writes; the snapshot is their published copy.
-        self._state = CameraState.STOPPED
-        self._state_since = monotonic()
+        # Written by the udev thread too (device_added, device_removed): plain assignments, read each round.
         self._present = self._source_present()
+        # Fields only the supervisor thread writes; the snapshot is their published copy.
+        self._machine = CameraStateMachine(monotonic)  # state, gap time, restarts, consecutive failures
         self._frames_base = self._dropped_base = self._duplicated_base = 0
-        self._restarts: collections.Counter[str] = collections.Counter()
         self._discarded: collections.Counter[str] = collections.Counter()
-        self._gap = 0.0  # seconds of gap in states left before `_state_since`
-        self._counting_gap = False  # whether the current state counts as a recording gap
         self._last_error: str | None = None
         self._snapshot = CameraSnapshot(
             camera=camera.id,
-            state=self._state,
+            state=self._machine.state,
             present=self._present,
-            taken_at=self._state_since,
+            taken_at=self._machine.since,
             segment_durations=Histogram.empty(segment_duration_buckets(segment_time)),
         )
         self._resources = ResourceUsage()
@@ -220,7 +216,7 @@ class CameraSupervisor:
     def device_added(self) -> None:
         """udev says the camera is back: start at once, without waiting out a backoff."""
         self._present = True
-        self._failures = 0
+        self._machine.failures = 0  # a plain store the supervisor thread reads at its next backoff
         self._wake()
 
     def device_removed(self) -> None:
@@ -269,17 +265,9 @@ class CameraSupervisor:
 
     # -- the state machine ----------------------------------------------------------------------
 
-    def _in_gap(self) -> bool:
-        return self._state in GAP_STATES or (self._state is CameraState.STOPPED and self._paused)
-
     def _change_state(self, new: CameraState, why: str = "") -> None:
-        now = self._monotonic()
-        old = self._state
-        if self._counting_gap:
-            self._gap += now - self._state_since
-        self._state, self._state_since = new, now
-        # Decided on entry: a pause lifted later must not un-count the time it stopped recording.
-        self._counting_gap = self._in_gap()
+        """The one way the camera moves (guarded by states.TRANSITIONS); logs the edge and publishes."""
+        old = self._machine.change_state(new, paused=self._paused)
         if old is not new:
             troubled = new in (
                 CameraState.BACKOFF,
@@ -294,28 +282,27 @@ class CameraSupervisor:
     def _publish(self, **changes: object) -> None:
         run = self._run
         progress = run.last_progress if run else None
+        recording = self._machine.state is CameraState.RECORDING
         now = self._monotonic()
         self._snapshot = replace(
             self._snapshot,
-            state=self._state,
+            state=self._machine.state,
             present=self._present,
             taken_at=now,
-            restarts=MappingProxyType(dict(self._restarts)),
+            restarts=MappingProxyType(dict(self._machine.restarts)),
             discarded=MappingProxyType(dict(self._discarded)),
-            # `_gap` holds the gap of earlier states; the current one adds its time so far.
-            gap_seconds=self._gap + (now - self._state_since if self._counting_gap else 0.0),
-            gap_growing=self._counting_gap,
+            # The gap of earlier states plus the current one's time so far when it counts.
+            gap_seconds=self._machine.gap_so_far(now),
+            gap_growing=self._machine.counting_gap,
             frames=self._frames_base + (progress.frame if progress else 0),
             dropped_frames=self._dropped_base + (progress.drop_frames if progress else 0),
             duplicated_frames=self._duplicated_base + (progress.dup_frames if progress else 0),
-            fps=progress.fps if progress and self._state is CameraState.RECORDING else 0.0,
-            speed=progress.speed if progress and self._state is CameraState.RECORDING else 0.0,
-            bitrate_bits_per_second=(
-                progress.bitrate_bits_per_second if progress and self._state is CameraState.RECORDING else 0.0
-            ),
+            fps=progress.fps if progress and recording else 0.0,
+            speed=progress.speed if progress and recording else 0.0,
+            bitrate_bits_per_second=(progress.bitrate_bits_per_second if progress and recording else 0.0),
             ffmpeg_pid=run.process.pid if run else None,
             last_error=self._last_error,
-            recent_restarts=recent_restarts(self._snapshot, self._restarts, self._clock(), self._last_error),
+            recent_restarts=recent_restarts(self._snapshot, self._machine.restarts, self._clock(), self._last_error),
             **changes,
         )
 
@@ -361,8 +348,7 @@ class CameraSupervisor:
         self._abandon_run()
         resource = is_resource_error(exc)
         reason = RestartReason.RESOURCE_EXHAUSTED if resource else RestartReason.INTERNAL_ERROR
-        self._restarts[reason] += 1
-        self._failures += 1
+        self._machine.count_restart(reason)
         summary = f"{type(exc).__name__}: {exc}"
         self._last_error = f"{reason}: {summary}"
         if resource or summary == self._last_internal_error:
@@ -372,7 +358,7 @@ class CameraSupervisor:
             self._last_internal_error = summary
             self._log.exception("supervision round failed (%s); the camera restarts with backoff", reason)
         cap = RESOURCE_RETRY_MAX if resource else self._settings.backoff_max
-        wait = min(cap, self._settings.backoff_max, self._settings.backoff_initial * 2 ** (self._failures - 1))
+        wait = self._machine.next_backoff(self._settings.backoff_initial, min(cap, self._settings.backoff_max))
         try:
             self._change_state(CameraState.BACKOFF, f"{reason}, restart in {wait:.2f} s")
             self._wait(wait)
@@ -405,19 +391,22 @@ class CameraSupervisor:
 
     def _backoff_seconds(self, retry_state: RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
-        if isinstance(exc, FFmpegEnded) and exc.stable:
-            self._failures = 0
-        if isinstance(exc, FFmpegEnded) and not exc.escalate:
+        ended = exc if isinstance(exc, FFmpegEnded) else None
+        if ended is not None and not ended.escalate:
             # The cause was dealt with (space freed, the folder is probed before the next start).
+            if ended.stable:
+                self._machine.failures = 0
             return self._settings.backoff_initial
-        self._failures += 1
-        if isinstance(exc, FFmpegEnded) and exc.reason == RestartReason.CONFIG:
+        cap = self._settings.backoff_max
+        if ended is not None and ended.reason == RestartReason.RESOURCE_EXHAUSTED:
+            cap = min(cap, RESOURCE_RETRY_MAX)
+        wait = self._machine.next_backoff(
+            self._settings.backoff_initial, cap, stable=ended is not None and ended.stable
+        )
+        if ended is not None and ended.reason == RestartReason.CONFIG:
             # A bad option or a permission problem will not fix itself within seconds.
             return self._settings.backoff_max
-        cap = self._settings.backoff_max
-        if isinstance(exc, FFmpegEnded) and exc.reason == RestartReason.RESOURCE_EXHAUSTED:
-            cap = min(cap, RESOURCE_RETRY_MAX)
-        return min(cap, self._settings.backoff_initial * 2 ** (self._failures - 1))
+        return wait
 
     def _enter_backoff(self, retry_state: RetryCallState) -> None:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
@@ -457,7 +446,7 @@ class CameraSupervisor:
             reason = RestartReason.RESOURCE_EXHAUSTED if is_resource_error(exc) else RestartReason.CONFIG
             self._last_error = f"cannot start FFmpeg: {exc}"
             self._log.error("%s (%s)", self._last_error, reason)
-            self._restarts[reason] += 1
+            self._machine.count_restart(reason)
             raise FFmpegEnded(reason) from exc
         run = _Run(process, command, self._monotonic(), wall_start)
         self._run = run
@@ -602,9 +591,7 @@ class CameraSupervisor:
 
     def _begin_kill(self, run: _Run, reason: str, now: float) -> float:
         if reason == RestartReason.STALL:
-            if self._state is CameraState.RECORDING and not self._counting_gap:
-                # Nothing was recorded since the last progress, not only since the stall was noticed.
-                self._gap += max(0.0, now - run.last_advance)
+            self._machine.stalled_since(run.last_advance, now)
             self._change_state(CameraState.STALLED, f"no progress for {self._settings.stall_timeout:g} s")
         self._log.info("stopping FFmpeg (pid %d): %s", run.process.pid, reason)
         run.process.signal(signal.SIGTERM)
@@ -756,7 +743,7 @@ class CameraSupervisor:
                 reason = RestartReason.CRASHED  # died before its first frame: a failed start, never "recording"
         if reason == RestartReason.DEVICE_GONE:
             self._present = self._source_present()
-        self._restarts[reason] += 1
+        self._machine.count_restart(reason)
         self._last_error = run.stderr[-1] if run.stderr else f"exit status {returncode}"
         tail = "\n    ".join(run.stderr)
         self._log.warning(

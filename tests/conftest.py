@@ -12,7 +12,10 @@ from typing import Any
 import pytest
 
 from recorder.config import Config, parse_config
+from recorder.ffmpeg_process import spawn_ffmpeg
+from recorder.presets import build_command
 from recorder.segments import segment_file_name
+from recorder.supervisor import CameraSupervisor
 
 # How often wait_for looks again: the pace of a wait with a deadline, never a synchronisation by itself.
 POLL_INTERVAL = 0.02
@@ -80,3 +83,18 @@ def segment_file(base: Path, camera: str, age_seconds: float, size: int) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\0" * size)
     return path
+
+
+def make_supervisor(tmp_path: Path, launcher: object = None, **config: Any) -> CameraSupervisor:
+    """A supervisor of small_config's camera recording into `tmp_path`, FFmpeg started by `launcher`."""
+    cfg = small_config(tmp_path, **config)
+    segments: list[object] = []
+    return CameraSupervisor(
+        cfg.cameras[0],
+        lambda node: build_command(cfg.cameras[0], cfg, "ffmpeg"),
+        cfg.supervisor,
+        segment_time=cfg.recording.segment_time,
+        ffprobe="ffprobe",
+        on_segment=segments.append,
+        launcher=launcher or spawn_ffmpeg,  # type: ignore[arg-type]
+    )

@@ -15,30 +15,18 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import probe, small_config, wait_for
+from conftest import make_supervisor, probe, wait_for
 from daemon_harness import Daemon, alive, write_config
 
 from recorder.ffmpeg_process import spawn_ffmpeg
-from recorder.presets import FFmpegCommand, build_command
-from recorder.segments import CompletedSegment
+from recorder.presets import FFmpegCommand
 from recorder.states import CameraState
 from recorder.supervisor import CameraSupervisor
 
 FPS = 25
 
 
-def supervisor(tmp_path: Path, launcher: object = spawn_ffmpeg, **config: object) -> CameraSupervisor:
-    cfg = small_config(tmp_path, **config)
-    segments: list[CompletedSegment] = []
-    return CameraSupervisor(
-        cfg.cameras[0],
-        lambda node: build_command(cfg.cameras[0], cfg, "ffmpeg"),
-        cfg.supervisor,
-        segment_time=cfg.recording.segment_time,
-        ffprobe="ffprobe",
-        on_segment=segments.append,
-        launcher=launcher,  # type: ignore[arg-type]
-    )
+supervisor = make_supervisor
 
 
 def recording(sup: CameraSupervisor) -> bool:
