@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import yaml
 
 from recorder.compat import StrEnum
+from recorder.input_formats import INPUT_FORMAT_NAMES
 from recorder.input_limits import MAX_CONFIG_BYTES, MAX_NAME_LENGTH, MAX_SHOWN, MAX_TEXT_LENGTH, MAX_YAML_VALUES
 from recorder.vocabulary import SourceKind
 
@@ -67,7 +68,7 @@ class ThresholdAction(StrEnum):
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 QSV_PRESETS = PRESETS[2:]  # Intel's encoders know veryfast..veryslow only
-INPUT_FORMATS = ("h264", "hevc", "mjpeg", "yuyv", "nv12", "rgb24", "gray")
+INPUT_FORMATS = INPUT_FORMAT_NAMES  # recorder/input_formats.py is the table
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 

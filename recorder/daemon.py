@@ -125,6 +125,7 @@ class Recorder:
             on_event=self._count_hotplug,
             use_udev=config.system.udev,
             poll_interval=config.supervisor.presence_check_interval,
+            context=self._udev_context,  # one pyudev context for the daemon, not one per user
         )
 
     def _new_supervisor(self, camera: CameraConfig) -> CameraSupervisor:
@@ -172,11 +173,10 @@ class Recorder:
             supervisor.device_removed()
 
     def _recording_allowed(self, allowed: bool) -> None:
-        """Retention's stop_recording policy: pause every camera while the disk is above the threshold."""
-        if not allowed:
-            log.error("disk usage above storage.disk_usage_threshold: recording paused (on_threshold: stop_recording)")
-        else:
-            log.warning("disk usage back under the threshold: recording resumes")
+        """Retention's stop_recording policy: pause every camera while the disk is above the threshold.
+
+        The flip itself is logged once, by the storage that decided it.
+        """
         for supervisor in self.supervisors.values():
             supervisor.pause(not allowed)
 

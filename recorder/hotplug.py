@@ -309,7 +309,7 @@ class HotplugMonitor:
         # Subscribing before the first scan means a camera plugged in meanwhile is seen by one or both;
         # _set_present makes seeing it twice harmless.
         self._reconcile(self._scan())
-        self._thread = threading.Thread(target=self._run, name="hotplug", daemon=True)
+        self._thread = threading.Thread(target=self._listen, name="hotplug", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -340,7 +340,7 @@ class HotplugMonitor:
 
     # -- the monitor thread
 
-    def _run(self) -> None:
+    def _listen(self) -> None:
         try:
             self._loop()
         except Exception:

@@ -31,6 +31,7 @@ from recorder.segments import (
     newest_segment_start,
     parse_segment_list_line,
     parse_segment_name,
+    salvage_cut_segments,
     segment_duration_buckets,
     unfinished_segments,
 )
@@ -81,7 +82,7 @@ class FFmpegEnded(Exception):
         self.escalate = escalate
 
 
-class _Run:
+class RunBook:
     """Book-keeping of one FFmpeg run; touched only by the supervisor thread."""
 
     def __init__(self, process: FFmpegProcess, command: FFmpegCommand, monotonic_start: float, wall_start: float):
@@ -148,7 +149,7 @@ class CameraSupervisor:
         self._stopping = threading.Event()
         self._paused = False  # retention's stop_recording: the camera is stopped, not failing
         self._thread: threading.Thread | None = None
-        self._run: _Run | None = None
+        self._current_run: RunBook | None = None
         self._finished_cpu = 0.0
         self._heartbeat = monotonic()  # when the loop last went round
 
@@ -186,7 +187,7 @@ class CameraSupervisor:
 
     def active_segments(self) -> list[Path]:
         """Segment files the current FFmpeg may still be writing (never to be deleted)."""
-        run = self._run
+        run = self._current_run
         if run is None:
             return []
         return unfinished_segments(run.command.output_dir, self.camera.id, run.wall_start, set(run.completed_names))
@@ -280,7 +281,7 @@ class CameraSupervisor:
         self._publish()
 
     def _publish(self, **changes: object) -> None:
-        run = self._run
+        run = self._current_run
         progress = run.last_progress if run else None
         recording = self._machine.state is CameraState.RECORDING
         now = self._monotonic()
@@ -368,7 +369,7 @@ class CameraSupervisor:
 
     def _abandon_run(self) -> None:
         """After an exception mid-run: make sure its FFmpeg is gone and reaped, whatever state it is in."""
-        run, self._run = self._run, None
+        run, self._current_run = self._current_run, None
         if run is None:
             return
         try:
@@ -448,8 +449,8 @@ class CameraSupervisor:
             self._log.error("%s (%s)", self._last_error, reason)
             self._machine.count_restart(reason)
             raise FFmpegEnded(reason) from exc
-        run = _Run(process, command, self._monotonic(), wall_start)
-        self._run = run
+        run = RunBook(process, command, self._monotonic(), wall_start)
+        self._current_run = run
         self._log.info("FFmpeg started (pid %d)", process.pid)
         try:
             self._watch(run)
@@ -531,7 +532,7 @@ class CameraSupervisor:
         elif wait > 0:
             self._wait(wait)
 
-    def _watch(self, run: _Run) -> None:
+    def _watch(self, run: RunBook) -> None:
         """Read FFmpeg's pipes until it exits, ending it on stall, stop, pause or unplug."""
         proc = run.process
         buffers = {proc.stdout_fd: b"", proc.stderr_fd: b"", proc.segment_list_fd: b""}
@@ -578,7 +579,7 @@ class CameraSupervisor:
                     for raw in lines:
                         handlers[fd](raw.decode("utf-8", "replace"))
 
-    def _reason_to_end(self, run: _Run, now: float) -> str | None:
+    def _reason_to_end(self, run: RunBook, now: float) -> str | None:
         if self._stopping.is_set():
             return "stop"
         if self._paused:
@@ -589,7 +590,7 @@ class CameraSupervisor:
             return RestartReason.STALL
         return None
 
-    def _begin_kill(self, run: _Run, reason: str, now: float) -> float:
+    def _begin_kill(self, run: RunBook, reason: str, now: float) -> float:
         if reason == RestartReason.STALL:
             self._machine.stalled_since(run.last_advance, now)
             self._change_state(CameraState.STALLED, f"no progress for {self._settings.stall_timeout:g} s")
@@ -600,7 +601,7 @@ class CameraSupervisor:
         grace = self._settings.stop_timeout if reason in ("stop", "pause") else STALL_KILL_GRACE
         return now + grace
 
-    def _on_stdout(self, run: _Run, line: str) -> None:
+    def _on_stdout(self, run: RunBook, line: str) -> None:
         progress = run.parser.feed(line)
         if progress is None:
             return
@@ -620,13 +621,13 @@ class CameraSupervisor:
         else:
             self._publish()
 
-    def _on_stderr(self, run: _Run, line: str) -> None:
+    def _on_stderr(self, run: RunBook, line: str) -> None:
         line = ffmpeg_errors.scrub(line.rstrip("\r"))
         if line:
             run.stderr.append(line)
             self._log.debug("ffmpeg: %s", line)
 
-    def _on_segment_line(self, run: _Run, line: str) -> None:
+    def _on_segment_line(self, run: RunBook, line: str) -> None:
         entry = parse_segment_list_line(line)
         if entry is None:
             return
@@ -666,7 +667,7 @@ class CameraSupervisor:
         self._log.warning("removed %s segment %s (no decodable frame)", reason, path.name)
         self._publish()
 
-    def _publish_segment(self, run: _Run, path: Path, duration: float) -> None:
+    def _publish_segment(self, run: RunBook, path: Path, duration: float) -> None:
         try:
             size = path.stat().st_size
         except OSError as exc:
@@ -687,7 +688,7 @@ class CameraSupervisor:
         except Exception:
             self._log.exception("storage accounting failed for %s", path)
 
-    def _sample_resources(self, run: _Run) -> None:
+    def _sample_resources(self, run: RunBook) -> None:
         try:
             if run.psutil_process is None:
                 run.psutil_process = psutil.Process(run.process.pid)
@@ -700,7 +701,7 @@ class CameraSupervisor:
         run.cpu_seconds = times.user + times.system
         self._resources = ResourceUsage(self._finished_cpu + run.cpu_seconds, rss)
 
-    def _finish(self, run: _Run) -> tuple[str | None, bool]:
+    def _finish(self, run: RunBook) -> tuple[str | None, bool]:
         """Reap FFmpeg, check what it left behind, and decide the restart reason."""
         self._sample_resources(run)  # a zombie still shows its CPU time until it is reaped
         proc = run.process
@@ -722,7 +723,7 @@ class CameraSupervisor:
             self._frames_base += progress.frame
             self._dropped_base += progress.drop_frames
             self._duplicated_base += progress.dup_frames
-        self._run = None
+        self._current_run = None
         ran_for = self._monotonic() - run.monotonic_start
         stable = run.made_progress and ran_for >= self._settings.stable_after
         requested = run.kill_reason in ("stop", "pause")
@@ -756,18 +757,20 @@ class CameraSupervisor:
         self._publish()
         return reason, stable
 
-    def _check_unfinished(self, run: _Run) -> None:
+    def _check_unfinished(self, run: RunBook) -> None:
         """A segment cut off by a crash is kept if it holds a frame, else removed and counted."""
-        for path in unfinished_segments(run.command.output_dir, self.camera.id, run.wall_start, run.completed_names):
-            check = check_segment(self._ffprobe, path)
-            reason = check.discard_reason
-            if reason is None:
-                # FFmpeg's own clock beats ffprobe's guess for a file that never got its duration written.
-                duration = check.duration
-                if run.last_progress is not None:
-                    duration = max(0.0, run.last_progress.out_time_seconds - run.last_segment_end)
-                self._log.warning("kept segment %s cut off by FFmpeg's exit", path.name)
-                self._publish_segment(run, path, duration or 0.0)
-                continue
-            self._remove_discarded(path, reason)
+        progress = run.last_progress
+        for cut in salvage_cut_segments(
+            self._ffprobe,
+            run.command.output_dir,
+            self.camera.id,
+            run.wall_start,
+            run.completed_names,
+            progress.out_time_seconds - run.last_segment_end if progress is not None else None,
+        ):
+            if cut.discard_reason is None:
+                self._log.warning("kept segment %s cut off by FFmpeg's exit", cut.path.name)
+                self._publish_segment(run, cut.path, cut.duration)
+            else:
+                self._remove_discarded(cut.path, cut.discard_reason)
         self._publish()
