@@ -14,7 +14,7 @@ from conftest import wait_for
 from daemon_harness import Daemon, free_port, write_config
 from e2e_servers import JOB, Prometheus, _Server
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 AGENT_CONFIG = ROOT / "alerts" / "prometheus-agent.example.yml"
 
 

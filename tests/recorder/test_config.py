@@ -38,8 +38,8 @@ from recorder.config import (
     resolve_config_path,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIGS = Path(__file__).resolve().parent / "configs"
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 EXAMPLE = REPO / "config.yaml.example"
 
 CAMERA_ID_RULE = "camera id must be 1-64 letters, digits, '_' or '-' (it names a folder)"

@@ -16,7 +16,7 @@ import yaml
 from recorder import v4l2
 from recorder.v4l2 import FrameSize, StepwiseSize, V4L2Device
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "fixtures" / "v4l2-corpus"  # published outputs; README.md there names each source
 FIXTURES = REPO / "tests" / "fixtures" / "v4l2"
 FAKE_V4L2_CTL = REPO / "tests" / "fake_v4l2_ctl.py"

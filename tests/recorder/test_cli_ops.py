@@ -16,9 +16,9 @@ from conftest import segment_file, wait_for
 
 from recorder.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "fixtures" / "v4l2-corpus"  # published outputs; README.md there names each source
-FAKE_V4L2_CTL = Path(__file__).with_name("fake_v4l2_ctl.py")
+FAKE_V4L2_CTL = Path(__file__).resolve().parents[1] / "fake_v4l2_ctl.py"
 
 
 def _corpus(name: str) -> str:

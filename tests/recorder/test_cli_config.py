@@ -23,7 +23,7 @@ from recorder.cli import main
 from recorder.config import CONFIG_ENV, Config, load_config, parse_config
 from recorder.presets import build_command
 
-CONFIGS = Path(__file__).resolve().parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 REPO = CONFIGS.parents[1]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from exporter import metrics as m
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
 
 

@@ -15,7 +15,7 @@ from recorder.cli import NO_CAMERA_CHECKLIST, demo_config, main
 from recorder.config import SourceKind
 from recorder.presets import build_command
 
-CONFIGS = Path(__file__).parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_detect_with_no_camera_says_what_to_check(

@@ -116,7 +116,7 @@ EMPTY_WHEN_HEALTHY: dict[str, Empty] = {
     "alert:CameraRecorderRetentionNotRunning": Empty("retention passes run every second; needs 2 h", "relaxed"),
     "alert:CameraRecorderStorageNotWritable": Empty("the recordings folder is writable", "disk_unwritable"),
     # The disk recorder here uses on_threshold: stop_recording, so a full disk pauses its camera instead;
-    # tests/test_storage_faults.py provokes both with the real daemon.
+    # tests/recorder/test_storage_faults.py provokes both with the real daemon.
     "alert:CameraRecorderCameraStorageError": Empty("every camera folder takes writes", "relaxed"),
     "alert:CameraRecorderDiskFull": Empty("no FFmpeg met a full disk", "relaxed"),
     "alert:CameraRecorderSupervisorFaults": Empty("no supervision round fails (a bug, or out of fds)", "relaxed"),

@@ -27,7 +27,7 @@ from recorder.config import (
     parse_config,
 )
 
-CONFIGS = Path(__file__).resolve().parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 CONF = CONFIGS / "camera-mapping.conf"
 BASH = shutil.which("bash")
 

@@ -18,7 +18,7 @@ import pytest
 
 from exporter import metrics
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
 JOB_MATCHER = 'job=~"$job"'
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')

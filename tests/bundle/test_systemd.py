@@ -25,7 +25,7 @@ from daemon_harness import free_port, write_config
 
 from recorder.cli import EXIT_CONFIG
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "camera-recorder.service"
 REAL_BINARY = "/opt/camera-recorder/venv/bin/camera-recorder"
 MAX_EXPOSURE = 2.0

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import metrics as m
 
-GOLDEN = Path(__file__).parent / "golden" / "families.txt"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "families.txt"
 # Families that are only present when the host or the moment has them: a CPU sensor.
 HOST_DEPENDENT = {m.CPU_TEMPERATURE.name}
 
@@ -175,7 +175,7 @@ def test_basic_auth_and_tls(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
         [os.sys.executable, "-m", "recorder", "-c", str(config), "--listen-address", f"127.0.0.1:{port}"],
-        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parents[2], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"https://127.0.0.1:{port}/metrics"
     good = {"Authorization": "Basic " + base64.b64encode(b"prometheus:s3cret").decode()}
@@ -217,7 +217,7 @@ def test_a_taken_port_is_one_clear_line_naming_the_flag(tmp_path: Path) -> None:
         config = write_config(tmp_path / "config.yaml", tmp_path / "rec")
         result = subprocess.run(
             [os.sys.executable, "-m", "recorder", "-c", str(config), "--listen-address", f"127.0.0.1:{port}"],
-            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=30, check=False,
+            cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
     assert result.returncode == 1
     lines = [ln for ln in result.stderr.splitlines() if "cannot listen" in ln]
