@@ -109,20 +109,17 @@ def test_idle_to_starting_when_the_supervisor_tries_again(old: CameraState) -> N
     assert machine.gap == 4.0
 
 
-def test_recording_to_stopped_when_the_daemon_stops_is_no_gap() -> None:
+@pytest.mark.parametrize(
+    ("paused", "gap"),
+    [(False, 0.0), (True, 100.0)],
+    ids=["recording_to_stopped_when_the_daemon_stops_is_no_gap", "recording_to_stopped_when_retention_pauses_is_a_gap"],
+)
+def test_recording_to_stopped(paused: bool, gap: float) -> None:
     clock = FakeClock()
     machine = machine_in(S.RECORDING, clock)
-    machine.change_state(S.STOPPED)
+    machine.change_state(S.STOPPED, paused=paused)
     clock.advance(100)
-    assert machine.gap_so_far(clock.now) == 0.0
-
-
-def test_recording_to_stopped_when_retention_pauses_recording_is_a_gap() -> None:
-    clock = FakeClock()
-    machine = machine_in(S.RECORDING, clock)
-    machine.change_state(S.STOPPED, paused=True)
-    clock.advance(100)
-    assert machine.gap_so_far(clock.now) == 100.0
+    assert machine.gap_so_far(clock.now) == gap
 
 
 @pytest.mark.parametrize("old", [S.RECORDING, S.STALLED])
