@@ -155,6 +155,8 @@ class CameraSupervisor:
 
         # Written by the udev thread too (device_added, device_removed): plain assignments, read each round.
         self._present = self._source_present()
+        # Set by the udev thread when the camera comes back; the supervisor thread then forgets its failures.
+        self._device_returned = False
         # Fields only the supervisor thread writes; the snapshot is their published copy.
         self._machine = CameraStateMachine(monotonic)  # state, gap time, restarts, consecutive failures
         self._frames_base = self._dropped_base = self._duplicated_base = 0
@@ -217,7 +219,7 @@ class CameraSupervisor:
     def device_added(self) -> None:
         """udev says the camera is back: start at once, without waiting out a backoff."""
         self._present = True
-        self._machine.failures = 0  # a plain store the supervisor thread reads at its next backoff
+        self._device_returned = True  # the next start begins a fresh backoff sequence
         self._wake()
 
     def device_removed(self) -> None:
@@ -425,6 +427,9 @@ class CameraSupervisor:
     # -- one FFmpeg run -------------------------------------------------------------------------
 
     def _record_once(self) -> None:
+        if self._device_returned:
+            self._device_returned = False
+            self._machine.failures = 0
         if self._stopping.is_set() or self._paused:
             raise FFmpegEnded(None)
         node = self._device_node() if self._device_node else None
