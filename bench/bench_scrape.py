@@ -4,7 +4,7 @@ The real exporter serves the real collector over HTTP (one keep-alive connection
 does); the recorder's storage index is built from the files by one scan, as at start. The "walk"
 figure is what the original did on each look at the disk: os.walk plus a stat per file.
 
-    .venv/bin/python bench/bench_scrape.py [--files 200000] [--small 2000] [--scrapes 1000] [--walks 10]
+    .venv/bin/python bench/bench_scrape.py [--files 200000] [--small 2000] [--scrapes 1000] [--walks 10] [--cameras 16]
 
 Target: p99 <= 5 ms, independent of the number of files.
 """
@@ -30,7 +30,9 @@ from recorder.config import parse_config
 from recorder.daemon import Recorder
 from recorder.ffmpeg_binary import find_tools
 
-CAMERAS = [f"cam{i:02d}" for i in range(1, 17)]
+
+def camera_ids(count: int) -> list[str]:
+    return [f"cam{i:02d}" for i in range(1, count + 1)]
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -47,13 +49,13 @@ def walk_scrape(base: Path) -> tuple[int, int]:
     return files, size
 
 
-def measure(root: Path, files: int, scrapes: int, walks: int) -> dict[str, float]:
+def measure(root: Path, files: int, scrapes: int, walks: int, cameras: list[str]) -> dict[str, float]:
     base = root / f"rec-{files}"
     base.mkdir()
-    create_files(base, CAMERAS, files, time.time())
+    create_files(base, cameras, files, time.time())
     config = parse_config(
         {
-            "cameras": {cam: {"test_pattern": True} for cam in CAMERAS},
+            "cameras": {cam: {"test_pattern": True} for cam in cameras},
             "recording": {"base_directory": str(base)},
             "exporter": {"listen_address": "127.0.0.1:0"},
         }
@@ -100,12 +102,14 @@ def main() -> int:
     parser.add_argument("--scrapes", type=int, default=1000)
     parser.add_argument("--walks", type=int, default=10)
     parser.add_argument("--dir", default="/var/tmp", help="on disk, not tmpfs")
+    parser.add_argument("--cameras", type=int, default=16)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-scrape-", dir=args.dir) as tmp:
-        results = [measure(Path(tmp), n, args.scrapes, args.walks) for n in (args.small, args.files)]
+        cameras = camera_ids(args.cameras)
+        results = [measure(Path(tmp), n, args.scrapes, args.walks, cameras) for n in (args.small, args.files)]
     for r in results:
         n = r["files"]
-        print(f"files={n} indexed={r['indexed']} scrape_bytes={r['bytes']}")
+        print(f"cameras={args.cameras} files={n} indexed={r['indexed']} scrape_bytes={r['bytes']}")
         print(f"files={n} scrape_p50_ms={r['p50_ms']:.2f} scrape_p99_ms={r['p99_ms']:.2f} (over {args.scrapes})")
         print(f"files={n} walk_p50_ms={r['walk_p50_ms']:.1f} walk_p99_ms={r['walk_p99_ms']:.1f} (over {args.walks})")
     big = results[-1]["p99_ms"]

@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from exporter import metrics as m
 from recorder.buildinfo import build_info
-from recorder.daemon import RecorderSnapshot
+from recorder.snapshots import RecorderSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -122,15 +122,9 @@ class RecorderCollector(Collector):
         snap = self._source.snapshot()
         duration = _family(m.SCRAPE_DURATION)
         success = _family(m.SCRAPE_SUCCESS)
-        parts: list[tuple[str, Callable[[RecorderSnapshot], Iterator[Metric]]]] = [
-            ("cameras", self._cameras),
-            ("storage", self._storage),
-            ("retention", self._retention),
-            ("transcoding", self._transcoding),
-            ("process", self._process),
-            ("events", self._events),
-        ]
-        for name, part in parts:
+        # SUB_COLLECTORS is the one list of names and their order: each names the method `_<name>` below.
+        for name in m.SUB_COLLECTORS:
+            part: Callable[[RecorderSnapshot], Iterator[Metric]] = getattr(self, f"_{name}")
             started = self._clock()
             try:
                 families = list(part(snap))

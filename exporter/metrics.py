@@ -9,61 +9,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from recorder.vocabulary import (
+    CameraState,
+    DeletionReason,
+    DiscardReason,
+    HotplugAction,
+    RestartReason,
+    RetentionTrigger,
+    SourceKind,
+    TranscodeResult,
+    TranscodeState,
+    WebhookResult,
+    values,
+)
+
 NAMESPACE = "camera_recorder"
 
 MetricType = Literal["gauge", "counter", "histogram", "info", "stateset"]
 
-# Closed label value sets: collectors emit only these, tests and bundle checks import them.
-CAMERA_STATES: tuple[str, ...] = (
-    "starting",
-    "recording",
-    "backoff",
-    "stalled",
-    "waiting_for_device",
-    "stopped",
-    "failed",
-    "storage_error",
-)
-RESTART_REASONS: tuple[str, ...] = (
-    "exited",
-    "crashed",
-    "stall",
-    "device_gone",
-    "device_busy",
-    "hotplug",
-    "config",
-    "disk_full",
-    "internal_error",
-    "resource_exhausted",
-)
-DISCARD_REASONS: tuple[str, ...] = ("empty", "unreadable")
-DELETION_REASONS: tuple[str, ...] = ("max_age", "disk_pressure", "alert")
-RETENTION_TRIGGERS: tuple[str, ...] = ("schedule", "disk_pressure", "alert", "manual")
-HOTPLUG_ACTIONS: tuple[str, ...] = ("add", "remove", "change")
-# Every webhook request is counted under exactly one: disabled (no usable token file, 503), too_large (413),
-# unsupported_media_type (415), busy (503: too many bodies in flight at once).
-WEBHOOK_RESULTS: tuple[str, ...] = (
-    "accepted",
-    "ignored",
-    "unauthorized",
-    "invalid",
-    "too_large",
-    "unsupported_media_type",
-    "disabled",
-    "busy",
-)
-SOURCE_KINDS: tuple[str, ...] = ("device", "url", "file", "test_pattern")
+# Closed label value sets: collectors emit only these, tests and bundle checks import them. Each is
+# derived from the recorder's vocabulary, the one place the words are listed.
+CAMERA_STATES: tuple[str, ...] = values(CameraState)
+RESTART_REASONS: tuple[str, ...] = values(RestartReason)
+DISCARD_REASONS: tuple[str, ...] = values(DiscardReason)
+DELETION_REASONS: tuple[str, ...] = values(DeletionReason)
+RETENTION_TRIGGERS: tuple[str, ...] = values(RetentionTrigger)
+HOTPLUG_ACTIONS: tuple[str, ...] = values(HotplugAction)
+WEBHOOK_RESULTS: tuple[str, ...] = values(WebhookResult)
+SOURCE_KINDS: tuple[str, ...] = values(SourceKind)
 # Night transcoding (recorder/transcoding/): what became of each segment tried, and why the worker waits.
-TRANSCODE_RESULTS: tuple[str, ...] = ("transcoded", "skipped_small_savings", "failed_verification", "failed")
-TRANSCODE_STATES: tuple[str, ...] = (
-    "running",
-    "paused_outside_window",
-    "paused_cpu",
-    "paused_io_wait",
-    "paused_camera_not_recording",
-    "paused_low_space",
-    "disabled",
-)
+TRANSCODE_RESULTS: tuple[str, ...] = values(TranscodeResult)
+TRANSCODE_STATES: tuple[str, ...] = values(TranscodeState)
 
 # Collector names for the scrape's report on itself (node_exporter's scrape_collector_* shape).
 SUB_COLLECTORS: tuple[str, ...] = ("cameras", "storage", "retention", "transcoding", "process", "events")

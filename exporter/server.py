@@ -37,8 +37,9 @@ from exporter.webconfig import (
 from exporter.webhook import WebhookHandler
 from recorder import __version__
 from recorder.config import ExporterConfig
-from recorder.daemon import Recorder, RecorderSnapshot
+from recorder.daemon import Recorder
 from recorder.presets import encoder_preset
+from recorder.snapshots import RecorderSnapshot
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
-from recorder.daemon import CameraView, RecorderSnapshot
 from recorder.recordings import Timeline, local_text
+from recorder.snapshots import CameraView, RecorderSnapshot
 
 TIMELINE_WIDTH = 1000  # SVG user units across the timeline; the browser scales it to the page
 TIMELINE_HEIGHT = 34

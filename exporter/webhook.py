@@ -21,10 +21,12 @@ from exporter.ratelimit import RateLimitedLog
 from exporter.transport import BodyProblem
 from exporter.webconfig import parse_basic_authorization
 from recorder.config import ExporterConfig
+from recorder.vocabulary import AlertAction, RetentionTrigger, WebhookResult, values
 
 log = logging.getLogger(__name__)
 
-RETENTION_ACTIONS = ("free_space", "enforce_max_age")
+# The actions an alert may ask for in its `retention_action` label.
+ALERT_ACTIONS = frozenset(values(AlertAction))
 # How long the webhook waits for the pass before answering 202; Alertmanager's own timeout is 10 s.
 PASS_WAIT_SECONDS = 5.0
 # Alertmanager's payload nests 3 levels (payload, alerts, alert, labels); anything much deeper is not one of
@@ -37,14 +39,23 @@ _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
+class PassReport(Protocol):
+    """What the webhook reads of a finished retention pass."""
+
+    @property
+    def file_count(self) -> int: ...
+
+
 class RetentionRunner(Protocol):
-    def request(self, action: str, trigger: str = "alert", timeout: float = 30.0) -> Any: ...
+    def request(self, action: str, trigger: str = "alert", timeout: float = 30.0) -> PassReport: ...
 
 
 @dataclass(frozen=True)
-class WebhookResult:
+class WebhookAnswer:
+    """The HTTP answer to one webhook request and the result it is counted under."""
+
     status: HTTPStatus
-    result: str  # one of exporter.metrics.WEBHOOK_RESULTS
+    result: WebhookResult
     body: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -195,14 +206,14 @@ class WebhookHandler:
         # A client that keeps failing would otherwise write a line per request: one a minute, with a count.
         self._refusals_log = refusals_log or RateLimitedLog(log)
 
-    def _finish(self, status: HTTPStatus, result: str, **body: Any) -> WebhookResult:
+    def _finish(self, status: HTTPStatus, result: WebhookResult, **body: Any) -> WebhookAnswer:
         with self._results_lock:
             self._results[result] += 1
-        if status >= 400 and result != "disabled":
+        if status >= 400 and result is not WebhookResult.DISABLED:
             why = body.get("error", "")
             message = "alertmanager webhook: %s, answered %d (%s)"
             self._refusals_log.log(logging.WARNING, result, message, result, int(status), why)
-        return WebhookResult(status, result, {"result": result, **body})
+        return WebhookAnswer(status, result, {"result": result, **body})
 
     def _authenticated(self, authorization: str, token: str) -> bool:
         scheme, _, value = authorization.strip().partition(" ")
@@ -215,52 +226,56 @@ class WebhookHandler:
             given = credentials[1]
         return hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8"))
 
-    def handle(self, headers: Mapping[str, str], body: bytes, body_problem: BodyProblem | None = None) -> WebhookResult:
+    def handle(self, headers: Mapping[str, str], body: bytes, body_problem: BodyProblem | None = None) -> WebhookAnswer:
         token = self._token.current()
         if token is None:
             return self._finish(
-                HTTPStatus.SERVICE_UNAVAILABLE, "disabled", error=f"webhook disabled: {self._token.problem}"
+                HTTPStatus.SERVICE_UNAVAILABLE, WebhookResult.DISABLED, error=f"webhook disabled: {self._token.problem}"
             )
         if not self._authenticated(headers.get("Authorization", ""), token):
-            return self._finish(HTTPStatus.UNAUTHORIZED, "unauthorized", error="missing or wrong token")
+            return self._finish(HTTPStatus.UNAUTHORIZED, WebhookResult.UNAUTHORIZED, error="missing or wrong token")
         if body_problem is BodyProblem.TOO_LARGE:
             return self._finish(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                "too_large",
+                WebhookResult.TOO_LARGE,
                 error=f"body over exporter.webhook_max_body_bytes ({self._config.webhook_max_body_bytes} bytes)",
             )
         if body_problem is BodyProblem.LENGTH_REQUIRED:
-            return self._finish(HTTPStatus.LENGTH_REQUIRED, "invalid", error="Content-Length required")
+            return self._finish(HTTPStatus.LENGTH_REQUIRED, WebhookResult.INVALID, error="Content-Length required")
         if body_problem is BodyProblem.BUSY:
-            return self._finish(HTTPStatus.SERVICE_UNAVAILABLE, "busy", error="too many requests at once; retry")
+            return self._finish(
+                HTTPStatus.SERVICE_UNAVAILABLE, WebhookResult.BUSY, error="too many requests at once; retry"
+            )
         media_type = _media_type(headers.get("Content-Type"))
         if media_type not in JSON_MEDIA_TYPES:
             return self._finish(
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                WebhookResult.UNSUPPORTED_MEDIA_TYPE,
                 error=f"Content-Type must be application/json, got {media_type[:40] or 'none'!r}",
             )
         try:
             alerts = parse_payload(body)
         except _Invalid as exc:
-            return self._finish(HTTPStatus.BAD_REQUEST, "invalid", error=str(exc)[:200])
+            return self._finish(HTTPStatus.BAD_REQUEST, WebhookResult.INVALID, error=str(exc)[:200])
         actions: list[str] = []
         for status, labels in alerts:
             action = labels.get("retention_action")
-            if status != "firing" or action not in RETENTION_ACTIONS or labels.get("instance") not in self._instances:
+            if status != "firing" or action not in ALERT_ACTIONS or labels.get("instance") not in self._instances:
                 continue
             if action not in actions:
                 actions.append(action)
         if not actions:
-            return self._finish(HTTPStatus.OK, "ignored", actions=[])
+            return self._finish(HTTPStatus.OK, WebhookResult.IGNORED, actions=[])
         reports = {}
         for action in actions:
             log.warning("alertmanager asks for retention action %s", action)
             try:
-                reports[action] = self._retention.request(action, trigger="alert", timeout=PASS_WAIT_SECONDS).file_count
+                reports[action] = self._retention.request(
+                    action, trigger=RetentionTrigger.ALERT, timeout=PASS_WAIT_SECONDS
+                ).file_count
             except TimeoutError:
                 reports[action] = None  # still running: it finishes on its own, Alertmanager need not wait
         done = all(v is not None for v in reports.values())
         return self._finish(
-            HTTPStatus.OK if done else HTTPStatus.ACCEPTED, "accepted", actions=actions, deleted=reports
+            HTTPStatus.OK if done else HTTPStatus.ACCEPTED, WebhookResult.ACCEPTED, actions=actions, deleted=reports
         )

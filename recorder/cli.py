@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from recorder import legacy, preflight
+from recorder import legacy, legacy_writer, preflight
 from recorder.config import (
     CameraConfig,
     Config,
@@ -36,6 +36,7 @@ from recorder.presets import build_command
 
 if TYPE_CHECKING:
     from exporter.webconfig import WebOptions
+    from recorder.daemon import Recorder
 
 log = logging.getLogger("recorder")
 
@@ -306,10 +307,10 @@ def _convert(path: Path, target: str | None, *, force: bool = False) -> int:
     if target == "yaml":
         sys.stdout.write(legacy.raw_to_yaml(raw))
     else:
-        text, unsupported = legacy.config_to_legacy(config)
+        text, unsupported = legacy_writer.config_to_legacy(config)
         notes = [*notes, *(f"{u}" for u in unsupported)]
         sys.stdout.write(text)
-        dropped = legacy.dropped_cameras(config)
+        dropped = legacy_writer.dropped_cameras(config)
         if dropped:
             # Comments, so the output still reads as a config; the caller decides with --force.
             for camera_id, why in dropped:
@@ -489,17 +490,14 @@ def run_recorder(
 
     SIGHUP reads the configuration again with `reload` and applies it; SIGUSR1 logs a status line per camera.
     """
-    from exporter.server import ExporterServer, ListenError
+    from exporter import serve
+    from exporter.server import ListenError
     from recorder.daemon import Recorder
 
     tools = find_tools(config.system)
     if tools.ffmpeg is None:
         return _fail("no FFmpeg found: install ffmpeg or set system.ffmpeg in the config", EXIT_CONFIG)
     recorder = Recorder(config, tools, config_loader=reload)
-    try:
-        server = ExporterServer(config.exporter, recorder, web)
-    except ListenError as exc:
-        return _fail(str(exc))
 
     # Handlers only set a flag: the housekeeping loop (recorder.run) does the work, outside the handler.
     def on_stop_signal(signum: int, frame: FrameType | None) -> None:
@@ -519,7 +517,10 @@ def run_recorder(
     # Both terminate a process by default, cutting every open segment: operators send SIGHUP to reload.
     signal.signal(signal.SIGHUP, on_reload_signal)
     signal.signal(signal.SIGUSR1, on_status_signal)
-    server.start()
+    try:
+        server = serve(recorder, config.exporter, web)
+    except ListenError as exc:
+        return _fail(str(exc))
     log.info("metrics on %s://%s%s", server.scheme, server.address, server.telemetry_path)
     try:
         recorder.start()
@@ -540,11 +541,8 @@ def run_recorder(
     return EXIT_OK
 
 
-def _print_run_summary(recorder: object, *, demo: bool, emit: Callable[[str], None] = print) -> None:
+def _print_run_summary(recorder: Recorder, *, demo: bool, emit: Callable[[str], None] = print) -> None:
     """What this run recorded, per camera: segments, bytes, restarts and recording gaps."""
-    from recorder.daemon import Recorder
-
-    assert isinstance(recorder, Recorder)
     snap = recorder.snapshot()
     base = recorder.config.recording.base_directory
     emit(f"Demo recordings in {base}:" if demo else f"This run recorded into {base}:")

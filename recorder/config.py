@@ -17,6 +17,9 @@ from typing import Any, TypeVar
 import yaml
 
 from recorder.compat import StrEnum
+from recorder.input_formats import INPUT_FORMAT_NAMES
+from recorder.input_limits import MAX_CONFIG_BYTES, MAX_NAME_LENGTH, MAX_SHOWN, MAX_TEXT_LENGTH, MAX_YAML_VALUES
+from recorder.vocabulary import SourceKind
 
 DEFAULT_CONFIG_PATH = Path("/etc/camera-recorder/config.yaml")
 CONFIG_ENV = "CAMERA_RECORDER_CONFIG"
@@ -25,18 +28,6 @@ CONFIG_ENV = "CAMERA_RECORDER_CONFIG"
 CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 RESOLUTION_RE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "srt", "tcp")
-
-# Hostile or mistaken input stays one short line and a bounded amount of work:
-# - an error message shows at most this many characters of a value (and says how long it was);
-MAX_SHOWN = 80
-# - a camera name becomes a label on every scrape; other free strings (paths, URLs) fit PATH_MAX;
-MAX_NAME_LENGTH = 128
-MAX_TEXT_LENGTH = 4096
-# - the file itself: a long config of many cameras is a few kB;
-MAX_CONFIG_BYTES = 1 << 20
-# - YAML anchors and aliases (`<<: *defaults` shared by cameras) may not expand the document beyond this
-#   many values, which a real config never nears and an alias bomb (9 levels of 9: 387 million) crosses at once.
-MAX_YAML_VALUES = 10_000
 
 
 class ConfigError(Exception):
@@ -47,13 +38,6 @@ class ConfigError(Exception):
         self.source = source
         prefix = f"{source}: " if source else ""
         super().__init__("\n".join(prefix + p for p in problems))
-
-
-class SourceKind(StrEnum):
-    DEVICE = "device"
-    URL = "url"
-    FILE = "file"
-    TEST_PATTERN = "test_pattern"
 
 
 class Codec(StrEnum):
@@ -84,7 +68,7 @@ class ThresholdAction(StrEnum):
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 QSV_PRESETS = PRESETS[2:]  # Intel's encoders know veryfast..veryslow only
-INPUT_FORMATS = ("h264", "hevc", "mjpeg", "yuyv", "nv12", "rgb24", "gray")
+INPUT_FORMATS = INPUT_FORMAT_NAMES  # recorder/input_formats.py is the table
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 

@@ -9,8 +9,8 @@ import os
 import platform
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
@@ -25,11 +25,11 @@ from recorder.ffmpeg_process import Launcher, spawn_ffmpeg
 from recorder.hotplug import HotplugMonitor, resolve_device
 from recorder.presets import build_command, encoder_preset
 from recorder.sdnotify import Notifier
-from recorder.states import CameraSnapshot, CameraState
-from recorder.storage import Storage, StorageSnapshot
-from recorder.supervisor import CameraSupervisor, CommandFactory, ResourceUsage
+from recorder.snapshots import CameraView, RecorderSnapshot
+from recorder.storage import Storage
+from recorder.supervisor import CameraSupervisor, CommandFactory
 from recorder.transcoding import service as transcoding
-from recorder.transcoding.worker import TranscodeSnapshot, TranscodeWorker
+from recorder.transcoding.worker import TranscodeWorker
 
 log = logging.getLogger(__name__)
 
@@ -41,50 +41,6 @@ TEMPERATURE_EVERY = 15.0
 # A supervisor whose loop has not gone round for this long is wedged (its loop beats every 5 s; a check
 # of a cut-off segment may take 20 s): the watchdog pings stop and systemd restarts the daemon.
 HEARTBEAT_STALE_AFTER = 60.0
-
-
-@dataclass(frozen=True)
-class CameraView:
-    """Everything the exporter shows of one camera."""
-
-    config: CameraConfig
-    status: CameraSnapshot
-    resources: ResourceUsage
-    codec: str | None = None  # the encoder FFmpeg runs (copy, h264_qsv, ...), as the config now says
-
-
-@dataclass(frozen=True)
-class RecorderSnapshot:
-    """The whole recorder at one moment, assembled from published snapshots without locks."""
-
-    version: str
-    ffmpeg_version: str
-    python_version: str
-    started_at: float  # Unix time
-    cameras: tuple[CameraView, ...]
-    storage: StorageSnapshot
-    hotplug_events: Mapping[tuple[str, bool], int]
-    hotplug_mode: str
-    cpu_temperature_celsius: float | None
-    # What is wedged: ids of cameras whose supervision loop stopped going round, and "storage" when the
-    # storage thread died. Empty while healthy (and before the supervisors start: nothing can be stuck).
-    stuck: tuple[str, ...] = ()
-    config_reload_successful: bool = True  # the last (re)load of the configuration succeeded
-    config_reload_success_at: float | None = None  # Unix time of the last successful (re)load
-    # The configured limits as they are now (a reload may change them), for the gauges alerts compare with.
-    segment_time: float | None = None
-    stall_timeout: float | None = None
-    transcoding: TranscodeSnapshot | None = None  # None while night transcoding is off
-    monotonic_now: float = field(default_factory=time.monotonic)
-
-    @property
-    def ready(self) -> bool:
-        return all(view.status.state is CameraState.RECORDING for view in self.cameras)
-
-    @property
-    def healthy(self) -> bool:
-        """Every supervision loop goes round and the storage thread lives (what /-/healthy and the watchdog ask)."""
-        return not self.stuck
 
 
 def hottest_cpu_sensor() -> float | None:
@@ -176,6 +132,7 @@ class Recorder:
             on_event=self._count_hotplug,
             use_udev=config.system.udev,
             poll_interval=config.supervisor.presence_check_interval,
+            context=self._udev_context,  # one pyudev context for the daemon, not one per user
         )
 
     def _new_supervisor(self, camera: CameraConfig) -> CameraSupervisor:
@@ -223,11 +180,10 @@ class Recorder:
             supervisor.device_removed()
 
     def _recording_allowed(self, allowed: bool) -> None:
-        """Retention's stop_recording policy: pause every camera while the disk is above the threshold."""
-        if not allowed:
-            log.error("disk usage above storage.disk_usage_threshold: recording paused (on_threshold: stop_recording)")
-        else:
-            log.warning("disk usage back under the threshold: recording resumes")
+        """Retention's stop_recording policy: pause every camera while the disk is above the threshold.
+
+        The flip itself is logged once, by the storage that decided it.
+        """
         for supervisor in self.supervisors.values():
             supervisor.pause(not allowed)
 

@@ -132,13 +132,13 @@ class FFmpegVersion:
     def start(self) -> None:
         if self._value != UNKNOWN_VERSION or self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._run, name="ffmpeg-version", daemon=True)
+        self._thread = threading.Thread(target=self._probe_version, name="ffmpeg-version", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _run(self) -> None:
+    def _probe_version(self) -> None:
         warned = False
         while not self._stop.is_set():
             version = self._probe(self.ffmpeg, self._timeout)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
 
 from recorder.compat import StrEnum
+from recorder.vocabulary import RestartReason
 
 
 class StderrReason(StrEnum):
@@ -24,10 +24,6 @@ class StderrReason(StrEnum):
     # ENOSPC or EDQUOT writing the output: retention can often cure it at once.
     DISK_FULL = "disk_full"
     UNKNOWN = "unknown"
-
-
-# The restart reasons of camera_recorder_ffmpeg_restarts_total that stderr can decide.
-RestartReason = Literal["exited", "crashed", "device_gone", "device_busy", "config", "disk_full"]
 
 
 @dataclass(frozen=True)
@@ -97,11 +93,11 @@ _WEIGHT: dict[StderrReason, int] = {
 }
 
 _RESTART_FOR_REASON: dict[StderrReason, RestartReason] = {
-    StderrReason.DEVICE_GONE: "device_gone",
-    StderrReason.DEVICE_BUSY: "device_busy",
-    StderrReason.PERMISSION: "config",
-    StderrReason.BAD_OPTION: "config",
-    StderrReason.DISK_FULL: "disk_full",
+    StderrReason.DEVICE_GONE: RestartReason.DEVICE_GONE,
+    StderrReason.DEVICE_BUSY: RestartReason.DEVICE_BUSY,
+    StderrReason.PERMISSION: RestartReason.CONFIG,
+    StderrReason.BAD_OPTION: RestartReason.CONFIG,
+    StderrReason.DISK_FULL: RestartReason.DISK_FULL,
 }
 
 
@@ -124,12 +120,12 @@ def classify(lines: Iterable[str]) -> StderrReason:
 
 
 def restart_reason(reason: StderrReason, *, exit_code: int | None, signalled: bool) -> RestartReason:
-    """Map a stderr reason and how FFmpeg ended to the restart reason label."""
+    """Map a stderr reason and how FFmpeg ended to the restart reason (only those stderr can decide)."""
     fixed = _RESTART_FOR_REASON.get(reason)
     if fixed is not None:
         return fixed
     # An unknown exit code (None) is not a clean exit either.
-    return "crashed" if signalled or exit_code != 0 else "exited"
+    return RestartReason.CRASHED if signalled or exit_code != 0 else RestartReason.EXITED
 
 
 # userinfo runs to the LAST "@" before the host, so a password containing "@" is masked whole.

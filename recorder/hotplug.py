@@ -15,13 +15,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import pyudev
 
-from recorder.config import CameraConfig, SourceKind
+from recorder.config import CameraConfig
+from recorder.vocabulary import HotplugAction, SourceKind, values
 
 log = logging.getLogger(__name__)
 
 SUBSYSTEM = "video4linux"
-# The udev actions reported through on_event; the same closed set as exporter.metrics.HOTPLUG_ACTIONS.
-HOTPLUG_ACTIONS: tuple[str, ...] = ("add", "remove", "change")
+# The udev actions reported through on_event (vocabulary.HotplugAction; the metric's label tuple too).
+HOTPLUG_ACTIONS: tuple[str, ...] = values(HotplugAction)
 UDEV_CONTROL = "/run/udev/control"
 CAPTURE_CAPABILITY = ":capture:"
 # A node's index under its USB interface: 0 is the first capture node, metadata nodes come after.
@@ -308,7 +309,7 @@ class HotplugMonitor:
         # Subscribing before the first scan means a camera plugged in meanwhile is seen by one or both;
         # _set_present makes seeing it twice harmless.
         self._reconcile(self._scan())
-        self._thread = threading.Thread(target=self._run, name="hotplug", daemon=True)
+        self._thread = threading.Thread(target=self._listen, name="hotplug", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -339,7 +340,7 @@ class HotplugMonitor:
 
     # -- the monitor thread
 
-    def _run(self) -> None:
+    def _listen(self) -> None:
         try:
             self._loop()
         except Exception:
@@ -400,7 +401,7 @@ class HotplugMonitor:
         if action not in HOTPLUG_ACTIONS:
             return
         node = properties.get("DEVNAME", "")
-        if action == "remove":
+        if action == HotplugAction.REMOVE:
             with self._lock:
                 camera_id = self._nodes.get(node)
             matched = camera_id is not None or match_camera(self._cameras, properties) is not None
@@ -409,7 +410,7 @@ class HotplugMonitor:
                 self._set_absent(camera_id, node)
             return
         camera = match_camera(self._cameras, properties)
-        if action == "change":
+        if action == HotplugAction.CHANGE:
             with self._lock:
                 known = node in self._nodes
             self._emit_event(action, known or camera is not None)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recorder.config import BitrateMode, CameraConfig, Codec, Config, Container, SourceKind
+from recorder.input_formats import FFMPEG_INPUT_FORMAT
 from recorder.segments import NAME_TIMEZONE_ENV, output_pattern
 
 Fragment = tuple[str, ...]
@@ -70,16 +71,7 @@ URL_SCHEME_ARGS: Mapping[str, tuple[Fragment, ...]] = {
     "udp": (("-timeout", "10000000"), ("-fifo_size", "1000000", "-overrun_nonfatal", "1")),
 }
 
-# V4L2 names of the configured input formats.
-V4L2_INPUT_FORMATS: Mapping[str, str] = {
-    "h264": "h264",
-    "hevc": "hevc",
-    "mjpeg": "mjpeg",
-    "yuyv": "yuyv422",
-    "nv12": "nv12",
-    "rgb24": "rgb24",
-    "gray": "gray",
-}
+V4L2_INPUT_FORMATS: Mapping[str, str] = FFMPEG_INPUT_FORMAT  # config name -> FFmpeg -input_format
 
 _QSV_HW: tuple[Fragment, ...] = (("-init_hw_device", "qsv=hw"), ("-filter_hw_device", "hw"))
 _VAAPI_HW: tuple[Fragment, ...] = (("-vaapi_device", "{hw_device}"),)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from recorder.compat import UTC
 from recorder.config import CameraConfig, Container
+from recorder.vocabulary import DiscardReason
 
 log = logging.getLogger(__name__)
 
@@ -126,11 +127,11 @@ class SegmentCheck:
     checked: bool = True
 
     @property
-    def discard_reason(self) -> str | None:
-        """Why the file is no recording ("empty", "unreadable"), or None when it has a frame or is unknown."""
+    def discard_reason(self) -> DiscardReason | None:
+        """Why the file is no recording, or None when it has a frame or nothing is known of it."""
         if self.frames > 0 or not self.checked:
             return None
-        return "empty" if self.readable else "unreadable"
+        return DiscardReason.EMPTY if self.readable else DiscardReason.UNREADABLE
 
 
 def check_segment(ffprobe: str, path: Path, timeout: float = 20.0) -> SegmentCheck:
@@ -162,3 +163,34 @@ def check_segment(ffprobe: str, path: Path, timeout: float = 20.0) -> SegmentChe
     # the file is empty, not damaged.
     readable = (result.returncode == 0 and "nb_read_frames" in values) or "End of file" in result.stderr
     return SegmentCheck(frames, duration, readable)
+
+
+@dataclass(frozen=True)
+class CutSegment:
+    """A segment an FFmpeg left unfinished when it ended: kept with a duration, or discarded with a reason."""
+
+    path: Path
+    duration: float  # seconds; 0.0 when unknown (or discarded)
+    discard_reason: DiscardReason | None  # None: it holds a frame and is kept
+
+
+def salvage_cut_segments(
+    ffprobe: str,
+    folder: Path,
+    camera_id: str,
+    since: float,
+    completed: set[str],
+    stream_seconds: float | None,
+) -> list[CutSegment]:
+    """Judge each segment an ended FFmpeg left open: kept if its first frame decodes, else to be discarded.
+
+    `stream_seconds` is how far into the open segment FFmpeg's own progress got (None without progress):
+    FFmpeg's clock beats ffprobe's guess for a file that never got its duration written.
+    """
+    judged = []
+    for path in unfinished_segments(folder, camera_id, since, completed):
+        check = check_segment(ffprobe, path)
+        reason = check.discard_reason
+        duration = check.duration if stream_seconds is None else max(0.0, stream_seconds)
+        judged.append(CutSegment(path, (duration or 0.0) if reason is None else 0.0, reason))
+    return judged

@@ -1,27 +1,30 @@
-"""Camera supervision states and the read-only snapshot of one camera that everybody else reads."""
+"""Camera supervision states: their groupings, the transition table and the one change_state().
+
+(The snapshot of one camera is re-exported from recorder.snapshots for older imports.)
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import NamedTuple
+import collections
+from collections.abc import Callable
 
-from recorder.compat import StrEnum
+from tenacity import wait_exponential
 
+from recorder.snapshots import RECENT_RESTARTS_KEPT, CameraSnapshot, Histogram, RestartEvent, recent_restarts
+from recorder.vocabulary import CameraState
 
-class CameraState(StrEnum):
-    STARTING = "starting"  # FFmpeg launched, no frame written yet
-    RECORDING = "recording"  # progress arrives and frames are written
-    BACKOFF = "backoff"  # FFmpeg ended; waiting before the next start
-    STALLED = "stalled"  # no progress for stall_timeout: being killed
-    WAITING_FOR_DEVICE = "waiting_for_device"  # the camera is unplugged; nothing to start
-    STOPPED = "stopped"  # not supervised (shutdown, disabled, or recording paused by retention)
-    FAILED = "failed"  # cannot be recorded as configured (bad option, permission): retried slowly
-    # The recordings folder refuses writes (read-only, permission, I/O error, full beyond what retention
-    # can free, a symlinked camera folder): probed about once a second, recording resumes when it works.
-    STORAGE_ERROR = "storage_error"
-
+__all__ = [
+    "GAP_STATES",
+    "RECENT_RESTARTS_KEPT",
+    "TRANSITIONS",
+    "CameraSnapshot",
+    "CameraState",
+    "CameraStateMachine",
+    "Histogram",
+    "InvalidTransition",
+    "RestartEvent",
+    "recent_restarts",
+]
 
 # States in which the camera should be recording: time spent in them is a recording gap. So is time
 # `stopped` by retention's stop_recording policy (the supervisor says so); a shutdown is not.
@@ -36,96 +39,100 @@ GAP_STATES = frozenset(
     }
 )
 
-
-# Restarts kept for the status page's timeline: a day of a camera restarting every half hour.
-RECENT_RESTARTS_KEPT = 48
-
-
-class RestartEvent(NamedTuple):
-    """One FFmpeg restart, for the timeline: when it was counted and why."""
-
-    at: float  # Unix time
-    reason: str  # a restart reason, as in CameraSnapshot.restarts
-    error: str | None  # the camera's last error at that moment
-
-
-def _empty() -> Mapping[str, int]:
-    return MappingProxyType({})
-
-
-@dataclass(frozen=True)
-class Histogram:
-    """Cumulative bucket counts of an observed quantity, immutable (a new one per observation)."""
-
-    bounds: tuple[float, ...]
-    counts: tuple[int, ...]  # per bound, cumulative, plus +Inf last
-    total: float = 0.0
-
-    @classmethod
-    def empty(cls, bounds: tuple[float, ...]) -> Histogram:
-        return cls(bounds, (0,) * (len(bounds) + 1))
-
-    def observe(self, value: float) -> Histogram:
-        counts = tuple(
-            c + (1 if i == len(self.bounds) or value <= self.bounds[i] else 0) for i, c in enumerate(self.counts)
-        )
-        return Histogram(self.bounds, counts, self.total + value)
-
-    @property
-    def count(self) -> int:
-        return self.counts[-1]
+_RUNNING = frozenset({CameraState.STARTING, CameraState.RECORDING, CameraState.STALLED})
+# Where a camera may go from each state. Everything may stop, back off, fail, lose its device or find its
+# folder refusing writes; the edges that carry meaning are the ones into and out of an FFmpeg run:
+# recording only follows a start (frames were written), a stall only interrupts a run, and a new start
+# never follows a run without a backoff, a stop or a wait in between.
+_ANYWHERE = frozenset(
+    {
+        CameraState.STOPPED,
+        CameraState.BACKOFF,
+        CameraState.FAILED,
+        CameraState.WAITING_FOR_DEVICE,
+        CameraState.STORAGE_ERROR,
+    }
+)
+TRANSITIONS: dict[CameraState, frozenset[CameraState]] = {
+    CameraState.STOPPED: _ANYWHERE | {CameraState.STARTING},
+    CameraState.WAITING_FOR_DEVICE: _ANYWHERE | {CameraState.STARTING},
+    CameraState.BACKOFF: _ANYWHERE | {CameraState.STARTING},
+    CameraState.FAILED: _ANYWHERE | {CameraState.STARTING},
+    CameraState.STORAGE_ERROR: _ANYWHERE | {CameraState.STARTING},
+    CameraState.STARTING: _ANYWHERE | {CameraState.STARTING, CameraState.RECORDING, CameraState.STALLED},
+    CameraState.RECORDING: _ANYWHERE | {CameraState.RECORDING, CameraState.STALLED},
+    CameraState.STALLED: _ANYWHERE | {CameraState.STALLED},
+}
 
 
-@dataclass(frozen=True)
-class CameraSnapshot:
-    """What one camera's supervisor knows, published whole after every change; never mutated."""
-
-    camera: str
-    state: CameraState
-    present: bool
-    taken_at: float  # monotonic time the snapshot was published
-    frames: int = 0  # totals over all FFmpeg runs since the daemon started
-    dropped_frames: int = 0
-    duplicated_frames: int = 0
-    fps: float = 0.0
-    speed: float = 0.0
-    bitrate_bits_per_second: float = 0.0
-    written_bytes: int = 0
-    segments_completed: int = 0
-    segment_durations: Histogram = field(default_factory=lambda: Histogram.empty(()))
-    last_progress_at: float | None = None  # Unix time
-    last_segment_at: float | None = None  # Unix time
-    restarts: Mapping[str, int] = field(default_factory=_empty)
-    discarded: Mapping[str, int] = field(default_factory=_empty)
-    gap_seconds: float = 0.0  # accumulated up to taken_at
-    gap_growing: bool = False  # the camera records nothing now while it should
-    ffmpeg_pid: int | None = None
-    last_error: str | None = None
-    recent_restarts: tuple[RestartEvent, ...] = ()  # oldest first, at most RECENT_RESTARTS_KEPT
-
-    @property
-    def recording(self) -> bool:
-        return self.state is CameraState.RECORDING
-
-    def gap_seconds_at(self, monotonic_now: float) -> float:
-        """The recording gap extrapolated to now, so a scrape sees it grow between publications."""
-        if self.gap_growing:
-            return self.gap_seconds + max(0.0, monotonic_now - self.taken_at)
-        return self.gap_seconds
+class InvalidTransition(RuntimeError):
+    """An edge the transition table does not have: a bug in the supervisor, never a camera's trouble."""
 
 
-def recent_restarts(
-    previous: CameraSnapshot, restarts: Mapping[str, int], now: float, error: str | None
-) -> tuple[RestartEvent, ...]:
-    """`previous`'s recent restarts plus one event per restart counted since it was published, bounded.
+def wait_exponential_backoff(failures: int, initial: float, cap: float) -> float:
+    """tenacity's exponential wait for the `failures`-th consecutive failure: initial * 2**(n-1), at most cap."""
+    return float(wait_exponential(multiplier=initial, max=cap, exp_base=2)(_Attempt(max(1, failures))))
 
-    Derived from the counters rather than told at each restart, so every place that counts one is covered.
+
+class _Attempt:
+    """The one field of tenacity's RetryCallState that its wait strategies read."""
+
+    def __init__(self, attempt_number: int) -> None:
+        self.attempt_number = attempt_number
+
+
+class CameraStateMachine:
+    """One camera's state, the time spent in recording gaps, its restarts and consecutive failures.
+
+    Only the supervisor thread calls it; `change_state` is the one way to move, guarded by TRANSITIONS.
     """
-    grown = [
-        RestartEvent(now, reason, error)
-        for reason, count in restarts.items()
-        for _ in range(max(0, count - previous.restarts.get(reason, 0)))
-    ]
-    if not grown:
-        return previous.recent_restarts
-    return (*previous.recent_restarts, *grown)[-RECENT_RESTARTS_KEPT:]
+
+    def __init__(self, monotonic: Callable[[], float], state: CameraState = CameraState.STOPPED) -> None:
+        self._monotonic = monotonic
+        self.state = state
+        self.since = monotonic()  # monotonic time the current state was entered
+        self.gap = 0.0  # seconds of gap in states left before `since`
+        self.counting_gap = False  # whether the current state counts as a recording gap
+        self.restarts: collections.Counter[str] = collections.Counter()  # restart reason -> count
+        self.failures = 0  # consecutive failed runs since the last stable one
+
+    @property
+    def running(self) -> bool:
+        """An FFmpeg run is under way (starting, recording or stalled)."""
+        return self.state in _RUNNING
+
+    def change_state(self, new: CameraState, *, paused: bool = False) -> CameraState:
+        """Move to `new` and account the gap of the state left; returns the old state.
+
+        `paused`: retention's stop_recording holds the camera, so a `stopped` entered now is a gap.
+        """
+        old = self.state
+        if new not in TRANSITIONS[old]:
+            raise InvalidTransition(f"{old.value} -> {new.value}")
+        now = self._monotonic()
+        if self.counting_gap:
+            self.gap += now - self.since
+        self.state, self.since = new, now
+        # Decided on entry: a pause lifted later must not un-count the time it stopped recording.
+        self.counting_gap = new in GAP_STATES or (new is CameraState.STOPPED and paused)
+        return old
+
+    def gap_so_far(self, now: float) -> float:
+        """Gap seconds of earlier states plus the current one's time so far when it counts."""
+        return self.gap + (now - self.since if self.counting_gap else 0.0)
+
+    def stalled_since(self, last_advance: float, now: float) -> None:
+        """A recording run stalls: nothing was recorded since its last progress, not only since the stall was
+        noticed, so that time joins the gap (a recording state does not count it)."""
+        if self.state is CameraState.RECORDING and not self.counting_gap:
+            self.gap += max(0.0, now - last_advance)
+
+    def count_restart(self, reason: str) -> None:
+        self.restarts[reason] += 1
+
+    def next_backoff(self, initial: float, cap: float, *, stable: bool = False) -> float:
+        """Count a failed run (none before it when it ran `stable`ly) and return the wait before the next."""
+        if stable:
+            self.failures = 0
+        self.failures += 1
+        return wait_exponential_backoff(self.failures, initial, cap)

@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -31,10 +31,13 @@ from recorder.segments import (
     newest_segment_start,
     parse_segment_list_line,
     parse_segment_name,
+    salvage_cut_segments,
     segment_duration_buckets,
     unfinished_segments,
 )
-from recorder.states import GAP_STATES, CameraSnapshot, CameraState, Histogram, recent_restarts
+from recorder.snapshots import CameraSnapshot, Histogram, ResourceUsage, recent_restarts
+from recorder.states import CameraState, CameraStateMachine
+from recorder.vocabulary import RestartReason
 from recorder.write_probe import camera_folder_problem, describe
 
 log = logging.getLogger(__name__)
@@ -79,13 +82,7 @@ class FFmpegEnded(Exception):
         self.escalate = escalate
 
 
-@dataclass(frozen=True)
-class ResourceUsage:
-    cpu_seconds: float = 0.0  # all FFmpeg runs of this camera, finished ones included
-    rss_bytes: int = 0  # the current FFmpeg, 0 when none runs
-
-
-class _Run:
+class RunBook:
     """Book-keeping of one FFmpeg run; touched only by the supervisor thread."""
 
     def __init__(self, process: FFmpegProcess, command: FFmpegCommand, monotonic_start: float, wall_start: float):
@@ -152,26 +149,24 @@ class CameraSupervisor:
         self._stopping = threading.Event()
         self._paused = False  # retention's stop_recording: the camera is stopped, not failing
         self._thread: threading.Thread | None = None
-        self._failures = 0  # consecutive failed runs since the last stable one
-        self._run: _Run | None = None
+        self._current_run: RunBook | None = None
         self._finished_cpu = 0.0
         self._heartbeat = monotonic()  # when the loop last went round
 
-        # Fields only the supervisor thread writes; the snapshot is their published copy.
-        self._state = CameraState.STOPPED
-        self._state_since = monotonic()
+        # Written by the udev thread too (device_added, device_removed): plain assignments, read each round.
         self._present = self._source_present()
+        # Set by the udev thread when the camera comes back; the supervisor thread then forgets its failures.
+        self._device_returned = False
+        # Fields only the supervisor thread writes; the snapshot is their published copy.
+        self._machine = CameraStateMachine(monotonic)  # state, gap time, restarts, consecutive failures
         self._frames_base = self._dropped_base = self._duplicated_base = 0
-        self._restarts: collections.Counter[str] = collections.Counter()
         self._discarded: collections.Counter[str] = collections.Counter()
-        self._gap = 0.0  # seconds of gap in states left before `_state_since`
-        self._counting_gap = False  # whether the current state counts as a recording gap
         self._last_error: str | None = None
         self._snapshot = CameraSnapshot(
             camera=camera.id,
-            state=self._state,
+            state=self._machine.state,
             present=self._present,
-            taken_at=self._state_since,
+            taken_at=self._machine.since,
             segment_durations=Histogram.empty(segment_duration_buckets(segment_time)),
         )
         self._resources = ResourceUsage()
@@ -194,7 +189,7 @@ class CameraSupervisor:
 
     def active_segments(self) -> list[Path]:
         """Segment files the current FFmpeg may still be writing (never to be deleted)."""
-        run = self._run
+        run = self._current_run
         if run is None:
             return []
         return unfinished_segments(run.command.output_dir, self.camera.id, run.wall_start, set(run.completed_names))
@@ -224,7 +219,7 @@ class CameraSupervisor:
     def device_added(self) -> None:
         """udev says the camera is back: start at once, without waiting out a backoff."""
         self._present = True
-        self._failures = 0
+        self._device_returned = True  # the next start begins a fresh backoff sequence
         self._wake()
 
     def device_removed(self) -> None:
@@ -273,17 +268,9 @@ class CameraSupervisor:
 
     # -- the state machine ----------------------------------------------------------------------
 
-    def _in_gap(self) -> bool:
-        return self._state in GAP_STATES or (self._state is CameraState.STOPPED and self._paused)
-
     def _change_state(self, new: CameraState, why: str = "") -> None:
-        now = self._monotonic()
-        old = self._state
-        if self._counting_gap:
-            self._gap += now - self._state_since
-        self._state, self._state_since = new, now
-        # Decided on entry: a pause lifted later must not un-count the time it stopped recording.
-        self._counting_gap = self._in_gap()
+        """The one way the camera moves (guarded by states.TRANSITIONS); logs the edge and publishes."""
+        old = self._machine.change_state(new, paused=self._paused)
         if old is not new:
             troubled = new in (
                 CameraState.BACKOFF,
@@ -296,30 +283,29 @@ class CameraSupervisor:
         self._publish()
 
     def _publish(self, **changes: object) -> None:
-        run = self._run
+        run = self._current_run
         progress = run.last_progress if run else None
+        recording = self._machine.state is CameraState.RECORDING
         now = self._monotonic()
         self._snapshot = replace(
             self._snapshot,
-            state=self._state,
+            state=self._machine.state,
             present=self._present,
             taken_at=now,
-            restarts=MappingProxyType(dict(self._restarts)),
+            restarts=MappingProxyType(dict(self._machine.restarts)),
             discarded=MappingProxyType(dict(self._discarded)),
-            # `_gap` holds the gap of earlier states; the current one adds its time so far.
-            gap_seconds=self._gap + (now - self._state_since if self._counting_gap else 0.0),
-            gap_growing=self._counting_gap,
+            # The gap of earlier states plus the current one's time so far when it counts.
+            gap_seconds=self._machine.gap_so_far(now),
+            gap_growing=self._machine.counting_gap,
             frames=self._frames_base + (progress.frame if progress else 0),
             dropped_frames=self._dropped_base + (progress.drop_frames if progress else 0),
             duplicated_frames=self._duplicated_base + (progress.dup_frames if progress else 0),
-            fps=progress.fps if progress and self._state is CameraState.RECORDING else 0.0,
-            speed=progress.speed if progress and self._state is CameraState.RECORDING else 0.0,
-            bitrate_bits_per_second=(
-                progress.bitrate_bits_per_second if progress and self._state is CameraState.RECORDING else 0.0
-            ),
+            fps=progress.fps if progress and recording else 0.0,
+            speed=progress.speed if progress and recording else 0.0,
+            bitrate_bits_per_second=(progress.bitrate_bits_per_second if progress and recording else 0.0),
             ffmpeg_pid=run.process.pid if run else None,
             last_error=self._last_error,
-            recent_restarts=recent_restarts(self._snapshot, self._restarts, self._clock(), self._last_error),
+            recent_restarts=recent_restarts(self._snapshot, self._machine.restarts, self._clock(), self._last_error),
             **changes,
         )
 
@@ -364,9 +350,8 @@ class CameraSupervisor:
         """An exception reached the loop's top: clean up, log once, count, and back off before trying again."""
         self._abandon_run()
         resource = is_resource_error(exc)
-        reason = "resource_exhausted" if resource else "internal_error"
-        self._restarts[reason] += 1
-        self._failures += 1
+        reason = RestartReason.RESOURCE_EXHAUSTED if resource else RestartReason.INTERNAL_ERROR
+        self._machine.count_restart(reason)
         summary = f"{type(exc).__name__}: {exc}"
         self._last_error = f"{reason}: {summary}"
         if resource or summary == self._last_internal_error:
@@ -376,7 +361,7 @@ class CameraSupervisor:
             self._last_internal_error = summary
             self._log.exception("supervision round failed (%s); the camera restarts with backoff", reason)
         cap = RESOURCE_RETRY_MAX if resource else self._settings.backoff_max
-        wait = min(cap, self._settings.backoff_max, self._settings.backoff_initial * 2 ** (self._failures - 1))
+        wait = self._machine.next_backoff(self._settings.backoff_initial, min(cap, self._settings.backoff_max))
         try:
             self._change_state(CameraState.BACKOFF, f"{reason}, restart in {wait:.2f} s")
             self._wait(wait)
@@ -386,7 +371,7 @@ class CameraSupervisor:
 
     def _abandon_run(self) -> None:
         """After an exception mid-run: make sure its FFmpeg is gone and reaped, whatever state it is in."""
-        run, self._run = self._run, None
+        run, self._current_run = self._current_run, None
         if run is None:
             return
         try:
@@ -409,23 +394,30 @@ class CameraSupervisor:
 
     def _backoff_seconds(self, retry_state: RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
-        if isinstance(exc, FFmpegEnded) and exc.stable:
-            self._failures = 0
-        if isinstance(exc, FFmpegEnded) and not exc.escalate:
+        ended = exc if isinstance(exc, FFmpegEnded) else None
+        if ended is not None and not ended.escalate:
             # The cause was dealt with (space freed, the folder is probed before the next start).
+            if ended.stable:
+                self._machine.failures = 0
             return self._settings.backoff_initial
-        self._failures += 1
-        if isinstance(exc, FFmpegEnded) and exc.reason == "config":
+        cap = self._settings.backoff_max
+        if ended is not None and ended.reason == RestartReason.RESOURCE_EXHAUSTED:
+            cap = min(cap, RESOURCE_RETRY_MAX)
+        wait = self._machine.next_backoff(
+            self._settings.backoff_initial, cap, stable=ended is not None and ended.stable
+        )
+        if ended is not None and ended.reason == RestartReason.CONFIG:
             # A bad option or a permission problem will not fix itself within seconds.
             return self._settings.backoff_max
-        cap = self._settings.backoff_max
-        if isinstance(exc, FFmpegEnded) and exc.reason == "resource_exhausted":
-            cap = min(cap, RESOURCE_RETRY_MAX)
-        return min(cap, self._settings.backoff_initial * 2 ** (self._failures - 1))
+        return wait
 
     def _enter_backoff(self, retry_state: RetryCallState) -> None:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
-        state = CameraState.FAILED if isinstance(exc, FFmpegEnded) and exc.reason == "config" else CameraState.BACKOFF
+        state = (
+            CameraState.FAILED
+            if isinstance(exc, FFmpegEnded) and exc.reason == RestartReason.CONFIG
+            else CameraState.BACKOFF
+        )
         wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
         self._change_state(state, f"restart in {wait:.2f} s")
 
@@ -435,12 +427,15 @@ class CameraSupervisor:
     # -- one FFmpeg run -------------------------------------------------------------------------
 
     def _record_once(self) -> None:
+        if self._device_returned:
+            self._device_returned = False
+            self._machine.failures = 0
         if self._stopping.is_set() or self._paused:
             raise FFmpegEnded(None)
         node = self._device_node() if self._device_node else None
         if self._device_node is not None and node is None:
             self._present = False
-            raise FFmpegEnded("device_gone")
+            raise FFmpegEnded(RestartReason.DEVICE_GONE)
         command = self._command_factory(node)
         self._wait_until_writable(command.output_dir)
         if self._stopping.is_set() or self._paused:
@@ -454,13 +449,13 @@ class CameraSupervisor:
             process = self._launcher(command)
         except OSError as exc:
             # Out of descriptors or processes passes by itself; a missing or unrunnable binary does not.
-            reason = "resource_exhausted" if is_resource_error(exc) else "config"
+            reason = RestartReason.RESOURCE_EXHAUSTED if is_resource_error(exc) else RestartReason.CONFIG
             self._last_error = f"cannot start FFmpeg: {exc}"
             self._log.error("%s (%s)", self._last_error, reason)
-            self._restarts[reason] += 1
+            self._machine.count_restart(reason)
             raise FFmpegEnded(reason) from exc
-        run = _Run(process, command, self._monotonic(), wall_start)
-        self._run = run
+        run = RunBook(process, command, self._monotonic(), wall_start)
+        self._current_run = run
         self._log.info("FFmpeg started (pid %d)", process.pid)
         try:
             self._watch(run)
@@ -480,7 +475,7 @@ class CameraSupervisor:
         if problem is not None:
             self._on_write_result(describe(problem))
             return False
-        if reason != "disk_full":
+        if reason != RestartReason.DISK_FULL:
             return True
         freed = self._free_space()
         if freed:
@@ -542,7 +537,7 @@ class CameraSupervisor:
         elif wait > 0:
             self._wait(wait)
 
-    def _watch(self, run: _Run) -> None:
+    def _watch(self, run: RunBook) -> None:
         """Read FFmpeg's pipes until it exits, ending it on stall, stop, pause or unplug."""
         proc = run.process
         buffers = {proc.stdout_fd: b"", proc.stderr_fd: b"", proc.segment_list_fd: b""}
@@ -589,22 +584,20 @@ class CameraSupervisor:
                     for raw in lines:
                         handlers[fd](raw.decode("utf-8", "replace"))
 
-    def _reason_to_end(self, run: _Run, now: float) -> str | None:
+    def _reason_to_end(self, run: RunBook, now: float) -> str | None:
         if self._stopping.is_set():
             return "stop"
         if self._paused:
             return "pause"
         if not self._present:
-            return "hotplug"
+            return RestartReason.HOTPLUG
         if now - run.last_advance > self._settings.stall_timeout:
-            return "stall"
+            return RestartReason.STALL
         return None
 
-    def _begin_kill(self, run: _Run, reason: str, now: float) -> float:
-        if reason == "stall":
-            if self._state is CameraState.RECORDING and not self._counting_gap:
-                # Nothing was recorded since the last progress, not only since the stall was noticed.
-                self._gap += max(0.0, now - run.last_advance)
+    def _begin_kill(self, run: RunBook, reason: str, now: float) -> float:
+        if reason == RestartReason.STALL:
+            self._machine.stalled_since(run.last_advance, now)
             self._change_state(CameraState.STALLED, f"no progress for {self._settings.stall_timeout:g} s")
         self._log.info("stopping FFmpeg (pid %d): %s", run.process.pid, reason)
         run.process.signal(signal.SIGTERM)
@@ -613,7 +606,7 @@ class CameraSupervisor:
         grace = self._settings.stop_timeout if reason in ("stop", "pause") else STALL_KILL_GRACE
         return now + grace
 
-    def _on_stdout(self, run: _Run, line: str) -> None:
+    def _on_stdout(self, run: RunBook, line: str) -> None:
         progress = run.parser.feed(line)
         if progress is None:
             return
@@ -633,13 +626,13 @@ class CameraSupervisor:
         else:
             self._publish()
 
-    def _on_stderr(self, run: _Run, line: str) -> None:
+    def _on_stderr(self, run: RunBook, line: str) -> None:
         line = ffmpeg_errors.scrub(line.rstrip("\r"))
         if line:
             run.stderr.append(line)
             self._log.debug("ffmpeg: %s", line)
 
-    def _on_segment_line(self, run: _Run, line: str) -> None:
+    def _on_segment_line(self, run: RunBook, line: str) -> None:
         entry = parse_segment_list_line(line)
         if entry is None:
             return
@@ -679,7 +672,7 @@ class CameraSupervisor:
         self._log.warning("removed %s segment %s (no decodable frame)", reason, path.name)
         self._publish()
 
-    def _publish_segment(self, run: _Run, path: Path, duration: float) -> None:
+    def _publish_segment(self, run: RunBook, path: Path, duration: float) -> None:
         try:
             size = path.stat().st_size
         except OSError as exc:
@@ -700,7 +693,7 @@ class CameraSupervisor:
         except Exception:
             self._log.exception("storage accounting failed for %s", path)
 
-    def _sample_resources(self, run: _Run) -> None:
+    def _sample_resources(self, run: RunBook) -> None:
         try:
             if run.psutil_process is None:
                 run.psutil_process = psutil.Process(run.process.pid)
@@ -713,7 +706,7 @@ class CameraSupervisor:
         run.cpu_seconds = times.user + times.system
         self._resources = ResourceUsage(self._finished_cpu + run.cpu_seconds, rss)
 
-    def _finish(self, run: _Run) -> tuple[str | None, bool]:
+    def _finish(self, run: RunBook) -> tuple[str | None, bool]:
         """Reap FFmpeg, check what it left behind, and decide the restart reason."""
         self._sample_resources(run)  # a zombie still shows its CPU time until it is reaped
         proc = run.process
@@ -735,7 +728,7 @@ class CameraSupervisor:
             self._frames_base += progress.frame
             self._dropped_base += progress.drop_frames
             self._duplicated_base += progress.dup_frames
-        self._run = None
+        self._current_run = None
         ran_for = self._monotonic() - run.monotonic_start
         stable = run.made_progress and ran_for >= self._settings.stable_after
         requested = run.kill_reason in ("stop", "pause")
@@ -747,15 +740,16 @@ class CameraSupervisor:
             self._publish()
             return None, stable
         if run.kill_reason is not None:
-            reason = "hotplug" if run.kill_reason == "hotplug" else run.kill_reason
+            reason = run.kill_reason  # stall or hotplug: the supervisor's own kill names the restart
         else:
             classified = ffmpeg_errors.classify(run.stderr)
             reason = ffmpeg_errors.restart_reason(classified, exit_code=returncode, signalled=returncode < 0)
-            if not run.made_progress and reason in ("exited", "crashed") and classified.value == "unknown":
-                reason = "crashed"  # died before its first frame: a failed start, never "recording"
-        if reason == "device_gone":
+            unexplained = classified is ffmpeg_errors.StderrReason.UNKNOWN
+            if not run.made_progress and unexplained and reason in (RestartReason.EXITED, RestartReason.CRASHED):
+                reason = RestartReason.CRASHED  # died before its first frame: a failed start, never "recording"
+        if reason == RestartReason.DEVICE_GONE:
             self._present = self._source_present()
-        self._restarts[reason] += 1
+        self._machine.count_restart(reason)
         self._last_error = run.stderr[-1] if run.stderr else f"exit status {returncode}"
         tail = "\n    ".join(run.stderr)
         self._log.warning(
@@ -768,18 +762,20 @@ class CameraSupervisor:
         self._publish()
         return reason, stable
 
-    def _check_unfinished(self, run: _Run) -> None:
+    def _check_unfinished(self, run: RunBook) -> None:
         """A segment cut off by a crash is kept if it holds a frame, else removed and counted."""
-        for path in unfinished_segments(run.command.output_dir, self.camera.id, run.wall_start, run.completed_names):
-            check = check_segment(self._ffprobe, path)
-            reason = check.discard_reason
-            if reason is None:
-                # FFmpeg's own clock beats ffprobe's guess for a file that never got its duration written.
-                duration = check.duration
-                if run.last_progress is not None:
-                    duration = max(0.0, run.last_progress.out_time_seconds - run.last_segment_end)
-                self._log.warning("kept segment %s cut off by FFmpeg's exit", path.name)
-                self._publish_segment(run, path, duration or 0.0)
-                continue
-            self._remove_discarded(path, reason)
+        progress = run.last_progress
+        for cut in salvage_cut_segments(
+            self._ffprobe,
+            run.command.output_dir,
+            self.camera.id,
+            run.wall_start,
+            run.completed_names,
+            progress.out_time_seconds - run.last_segment_end if progress is not None else None,
+        ):
+            if cut.discard_reason is None:
+                self._log.warning("kept segment %s cut off by FFmpeg's exit", cut.path.name)
+                self._publish_segment(run, cut.path, cut.duration)
+            else:
+                self._remove_discarded(cut.path, cut.discard_reason)
         self._publish()

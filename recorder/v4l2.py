@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from recorder.input_formats import fourccs_for, input_format_name
+
 ENV_V4L2_CTL = "CAMERA_RECORDER_V4L2_CTL"
 DEFAULT_V4L2_CTL = "v4l2-ctl"
 # v4l2-ctl answers in milliseconds; a wedged UVC firmware can block an ioctl for much longer.
@@ -603,40 +605,6 @@ def devices_to_json(devices: Iterable[V4L2Device]) -> dict[str, Any]:
 
 # Stream copy of the camera's own H.264 costs no CPU; MJPEG is next best for size per USB bandwidth.
 _FORMAT_PREFERENCE = {"H264": 0, "MJPG": 1}
-_INPUT_FORMAT_NAMES = {"H264": "h264", "MJPG": "mjpeg", "YUYV": "yuyv"}
-# Config/FFmpeg names to the fourccs they select (FFmpeg maps mjpeg to both MJPG and JPEG).
-_INPUT_FORMAT_FOURCCS: dict[str, tuple[str, ...]] = {
-    "h264": ("H264",),
-    "hevc": ("HEVC",),
-    "h265": ("HEVC",),
-    "mjpeg": ("MJPG", "JPEG"),
-    "mjpg": ("MJPG",),
-    "jpeg": ("JPEG",),
-    "yuyv": ("YUYV",),
-    "yuyv422": ("YUYV",),
-    "yuy2": ("YUYV",),
-    "uyvy": ("UYVY",),
-    "uyvy422": ("UYVY",),
-    "nv12": ("NV12",),
-    "nv21": ("NV21",),
-    "yuv420p": ("YU12",),
-    "yu12": ("YU12",),
-    "rgb24": ("RGB3",),
-    "bgr24": ("BGR3",),
-    "gray": ("GREY",),
-    "grey": ("GREY",),
-}
-
-
-def input_format_name(fourcc: str) -> str:
-    """Return the config `input_format` name for a fourcc ("h264", "mjpeg", "yuyv", else lowercase)."""
-    return _INPUT_FORMAT_NAMES.get(fourcc, fourcc.lower())
-
-
-def fourccs_for(input_format: str) -> tuple[str, ...]:
-    """Return the fourccs a config `input_format` name selects (an unknown name is taken as a fourcc)."""
-    name = input_format.strip().lower()
-    return _INPUT_FORMAT_FOURCCS.get(name, (name.upper(),))
 
 
 def _format_rank(fmt: PixelFormat, index: int) -> tuple[int, int]:

@@ -12,7 +12,10 @@ from typing import Any
 import pytest
 
 from recorder.config import Config, parse_config
+from recorder.ffmpeg_process import spawn_ffmpeg
+from recorder.presets import build_command
 from recorder.segments import segment_file_name
+from recorder.supervisor import CameraSupervisor
 
 # How often wait_for looks again: the pace of a wait with a deadline, never a synchronisation by itself.
 POLL_INTERVAL = 0.02
@@ -80,3 +83,47 @@ def segment_file(base: Path, camera: str, age_seconds: float, size: int) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\0" * size)
     return path
+
+
+def make_supervisor(tmp_path: Path, launcher: object = None, **config: Any) -> CameraSupervisor:
+    """A supervisor of small_config's camera recording into `tmp_path`, FFmpeg started by `launcher`."""
+    cfg = small_config(tmp_path, **config)
+    segments: list[object] = []
+    return CameraSupervisor(
+        cfg.cameras[0],
+        lambda node: build_command(cfg.cameras[0], cfg, "ffmpeg"),
+        cfg.supervisor,
+        segment_time=cfg.recording.segment_time,
+        ffprobe="ffprobe",
+        on_segment=segments.append,
+        launcher=launcher or spawn_ffmpeg,  # type: ignore[arg-type]
+    )
+
+
+_E2E_MODULES = {"test_status_page_browser"}  # a real browser, outside tests/e2e/ beside the page it checks
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test by where it lives and what it uses, so `-m "not e2e"` (or "not root") selects a loop."""
+    for item in items:
+        path = Path(str(item.path))
+        if "e2e" in path.parts or path.stem in _E2E_MODULES:
+            item.add_marker(pytest.mark.e2e)
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "tmpfs" in fixtures:
+            item.add_marker(pytest.mark.root)
+        if fixtures & {"daemon", "raw_daemon"} or _runs_ffmpeg(path):
+            item.add_marker(pytest.mark.ffmpeg)
+
+
+_FFMPEG_MODULES: dict[Path, bool] = {}
+
+
+def _runs_ffmpeg(path: Path) -> bool:
+    """A module that starts FFmpeg (directly, through a supervisor, or through the daemon harness)."""
+    if path not in _FFMPEG_MODULES:
+        text = path.read_text(encoding="utf-8") if path.suffix == ".py" else ""
+        _FFMPEG_MODULES[path] = any(
+            word in text for word in ('["ffmpeg"', "spawn_ffmpeg", "daemon_harness", "make_supervisor(")
+        )
+    return _FFMPEG_MODULES[path]

@@ -23,14 +23,16 @@ REPO = Path(__file__).resolve().parents[1]
 CHECKED_TREES = ["recorder", "exporter", "tests", "bench", "setup.py"]
 # Fast tests that touch every module's import path and need no daemon, no root mount and no network.
 UNIT_TESTS_UNDER_310 = [
-    "tests/test_config.py",
-    "tests/test_cli_config.py",
-    "tests/test_legacy.py",
-    "tests/test_presets.py",
-    "tests/test_segments.py",
-    "tests/test_ffmpeg_errors.py",
-    "tests/test_v4l2.py",
-    "tests/test_exposition.py",
+    "tests/recorder/test_config.py",
+    "tests/recorder/test_cli_config.py",
+    "tests/recorder/test_legacy.py",
+    "tests/recorder/test_presets.py",
+    "tests/recorder/test_segments.py",
+    "tests/recorder/test_ffmpeg_errors.py",
+    "tests/recorder/test_v4l2.py",
+    "tests/recorder/test_states.py",
+    "tests/recorder/test_retention_planner.py",
+    "tests/exporter/test_exposition.py",
     "tests/test_python310.py",
 ]
 

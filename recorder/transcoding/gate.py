@@ -9,23 +9,11 @@ from dataclasses import dataclass
 
 import psutil
 
-from recorder.compat import StrEnum
 from recorder.config import TranscodingConfig
 from recorder.transcoding.window import in_window
+from recorder.vocabulary import TranscodeState
 
 GB = 1_000_000_000
-
-
-class TranscodeState(StrEnum):
-    """The worker's state; the values are exporter.metrics.TRANSCODE_STATES."""
-
-    RUNNING = "running"
-    PAUSED_OUTSIDE_WINDOW = "paused_outside_window"
-    PAUSED_CPU = "paused_cpu"
-    PAUSED_IO_WAIT = "paused_io_wait"
-    PAUSED_CAMERA_NOT_RECORDING = "paused_camera_not_recording"
-    PAUSED_LOW_SPACE = "paused_low_space"
-    DISABLED = "disabled"
 
 
 @dataclass(frozen=True)

@@ -13,20 +13,20 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from exporter.metrics import TRANSCODE_RESULTS
 from recorder.config import Config, Container
 from recorder.ffmpeg_process import die_with_parent
 from recorder.presets import build_transcode_command
 from recorder.segments import parse_segment_name
+from recorder.snapshots import TranscodeSnapshot
 from recorder.transcoding.gate import Gate, TranscodeState
 from recorder.transcoding.ledger import Ledger, LedgerEntry, state_folder
 from recorder.transcoding.planner import Candidate, plan
 from recorder.transcoding.swap import complete_swap, fsync_file, mark_verified, recover, temp_path
 from recorder.transcoding.verify import probe, verify
+from recorder.vocabulary import TranscodeResult, values
 
 log = logging.getLogger(__name__)
 
@@ -42,21 +42,6 @@ ABORTED = "aborted"
 
 class TranscoderBusy(RuntimeError):
     """Another transcoder (the daemon's, or another `--transcode`) holds the recordings' lock."""
-
-
-@dataclass(frozen=True)
-class TranscodeSnapshot:
-    """What the exporter shows of the transcoder; counters since the daemon started."""
-
-    state: TranscodeState
-    cameras: tuple[str, ...]
-    segments: Mapping[tuple[str, str], int]  # (camera, result) -> segments, every pair present
-    input_bytes: Mapping[str, int]
-    output_bytes: Mapping[str, int]
-    seconds: Mapping[str, float]
-    backlog_segments: Mapping[str, int] = field(default_factory=dict)  # empty until the first plan
-    backlog_bytes: Mapping[str, int] = field(default_factory=dict)
-    last_success: Mapping[str, float] = field(default_factory=dict)  # camera -> Unix time
 
 
 def idle_priority_prefix() -> list[str]:
@@ -102,7 +87,7 @@ class Transcoder:
         self._lock = threading.Lock()  # the counters and the current process
         self._process: subprocess.Popen[bytes] | None = None  # the FFmpeg running now; None between jobs
         self._state = TranscodeState.RUNNING
-        self._segments = {(c, r): 0 for c in self.cameras for r in TRANSCODE_RESULTS}
+        self._segments = {(c, r): 0 for c in self.cameras for r in values(TranscodeResult)}
         self._in = dict.fromkeys(self.cameras, 0)
         self._out = dict.fromkeys(self.cameras, 0)
         self._seconds = dict.fromkeys(self.cameras, 0.0)
@@ -193,7 +178,7 @@ class Transcoder:
     # --- one segment
 
     def transcode_one(self, cand: Candidate) -> str:
-        """Transcode, verify and swap one segment; returns its result (TRANSCODE_RESULTS) or ABORTED."""
+        """Transcode, verify and swap one segment; returns its result (TranscodeResult) or ABORTED."""
         started = time.monotonic()
         paused_for = [0.0]
         result = self._transcode(cand, paused_for)

@@ -1,0 +1,100 @@
+"""The collector over a hand-made snapshot: a fresh registry, get_sample_value; no daemon, no HTTP, no disk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+from conftest import small_config
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
+
+from exporter import metrics as m
+from exporter.collector import RecorderCollector
+from recorder.snapshots import CameraSnapshot, CameraView, RecorderSnapshot, ResourceUsage
+from recorder.storage import Storage
+from recorder.vocabulary import CameraState
+
+
+class Source:
+    def __init__(self, snapshot: RecorderSnapshot) -> None:
+        self.value = snapshot
+
+    def snapshot(self) -> RecorderSnapshot:
+        return self.value
+
+
+def recorder_snapshot(tmp_path: Path, state: CameraState = CameraState.RECORDING) -> RecorderSnapshot:
+    config = small_config(tmp_path)
+    camera = config.cameras[0]
+    status = CameraSnapshot(
+        camera=camera.id,
+        state=state,
+        present=True,
+        taken_at=100.0,
+        frames=250,
+        restarts=MappingProxyType({"stall": 2}),
+        gap_seconds=3.0,
+    )
+    return RecorderSnapshot(
+        version="1.2.3",
+        ffmpeg_version="6.1",
+        python_version="3.12.0",
+        started_at=1_700_000_000.0,
+        cameras=(CameraView(camera, status, ResourceUsage(cpu_seconds=1.5, rss_bytes=1 << 20), codec="libx264"),),
+        storage=Storage(config).snapshot(),
+        hotplug_events=MappingProxyType({("add", True): 4}),
+        hotplug_mode="udev",
+        cpu_temperature_celsius=None,
+        monotonic_now=100.0,
+    )
+
+
+def registry_of(snapshot: RecorderSnapshot, **collector: object) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    options: dict[str, object] = {"codec_of": {}, "container": "mkv", "segment_time": 2.0, "stall_timeout": 3.0}
+    registry.register(RecorderCollector(Source(snapshot), **{**options, **collector}))  # type: ignore[arg-type]
+    return registry
+
+
+def test_every_state_is_present_and_only_the_current_one_is_1(tmp_path: Path) -> None:
+    registry = registry_of(recorder_snapshot(tmp_path, CameraState.BACKOFF))
+    values = {
+        s: registry.get_sample_value(m.CAMERA_STATE.name, {"camera": "cam1", "state": s}) for s in m.CAMERA_STATES
+    }
+    assert values == {s: 1.0 if s == "backoff" else 0.0 for s in m.CAMERA_STATES}
+
+
+def test_every_restart_reason_is_present_and_counts_come_from_the_snapshot(tmp_path: Path) -> None:
+    registry = registry_of(recorder_snapshot(tmp_path))
+    name = m.FFMPEG_RESTARTS.exposed_name
+    values = {r: registry.get_sample_value(name, {"camera": "cam1", "reason": r}) for r in m.RESTART_REASONS}
+    assert values == {r: 2.0 if r == "stall" else 0.0 for r in m.RESTART_REASONS}
+    assert registry.get_sample_value(m.FRAMES.exposed_name, {"camera": "cam1"}) == 250.0
+    assert registry.get_sample_value(m.RECORDING_GAP.exposed_name, {"camera": "cam1"}) == 3.0
+    assert registry.get_sample_value(f"{m.CAMERA_INFO.name}_info", {"camera": "cam1", "name": "cam1",
+        "source": "test_pattern", "codec": "libx264", "container": "mkv"}) == 1.0  # fmt: skip
+
+
+def test_each_sub_collector_reports_its_success(tmp_path: Path) -> None:
+    registry = registry_of(recorder_snapshot(tmp_path), webhook_results=lambda: {"accepted": 5})
+    for name in m.SUB_COLLECTORS:
+        assert registry.get_sample_value(m.SCRAPE_SUCCESS.name, {"collector": name}) == 1.0
+    assert registry.get_sample_value(m.WEBHOOK_REQUESTS.exposed_name, {"result": "accepted"}) == 5.0
+    labels = {"action": "add", "matched": "true"}
+    assert registry.get_sample_value(m.HOTPLUG_EVENTS.exposed_name, labels) == 4.0
+
+
+def test_a_failing_sub_collector_is_reported_and_the_others_still_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: RecorderCollector, snap: RecorderSnapshot) -> Iterator[Metric]:
+        raise RuntimeError("broken on purpose")
+
+    monkeypatch.setattr(RecorderCollector, "_events", broken)
+    registry = registry_of(recorder_snapshot(tmp_path))
+    assert registry.get_sample_value(m.SCRAPE_SUCCESS.name, {"collector": "events"}) == 0.0
+    assert registry.get_sample_value(m.SCRAPE_SUCCESS.name, {"collector": "cameras"}) == 1.0
+    assert registry.get_sample_value(m.FRAMES.exposed_name, {"camera": "cam1"}) == 250.0

@@ -1,0 +1,89 @@
+"""The webhook handler as a plain object: a fake retention, a token file, bodies; no daemon, no HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
+
+from conftest import small_config
+
+from exporter.webhook import WebhookHandler
+from recorder.config import ExporterConfig
+from recorder.vocabulary import WebhookResult
+
+TOKEN = "s3cret-token"
+INSTANCE = "recorder.example:9100"
+JSON = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+
+
+@dataclass(frozen=True)
+class Report:
+    file_count: int
+
+
+class FakeRetention:
+    """Records each pass asked for and answers it at once."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+
+    def request(self, action: str, trigger: str = "alert", timeout: float = 30.0) -> Report:
+        self.asked.append((action, trigger))
+        return Report(3)
+
+
+def exporter_config(tmp_path: Path) -> ExporterConfig:
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n", encoding="utf-8")
+    return small_config(tmp_path, exporter={"webhook_token_file": str(token)}).exporter
+
+
+def payload(*alerts: tuple[str, dict[str, str]]) -> bytes:
+    return json.dumps(
+        {"version": "4", "status": "firing", "alerts": [{"status": s, "labels": labels} for s, labels in alerts]}
+    ).encode()
+
+
+def handler(tmp_path: Path) -> tuple[WebhookHandler, FakeRetention, Counter[str]]:
+    retention, results = FakeRetention(), Counter[str]()
+    return WebhookHandler(exporter_config(tmp_path), retention, [INSTANCE], results), retention, results
+
+
+def test_a_firing_alert_with_an_action_runs_one_pass_and_is_accepted(tmp_path: Path) -> None:
+    webhook, retention, results = handler(tmp_path)
+    labels = {"retention_action": "free_space", "instance": INSTANCE}
+    answer = webhook.handle(JSON, payload(("firing", labels), ("firing", labels)))
+    assert answer.status == HTTPStatus.OK and answer.result is WebhookResult.ACCEPTED
+    assert retention.asked == [("free_space", "alert")]  # the same action twice in one payload: one pass
+    assert answer.body["deleted"] == {"free_space": 3}
+    assert results == {"accepted": 1}
+
+
+def test_resolved_foreign_or_unknown_alerts_are_ignored(tmp_path: Path) -> None:
+    webhook, retention, results = handler(tmp_path)
+    body = payload(
+        ("resolved", {"retention_action": "free_space", "instance": INSTANCE}),
+        ("firing", {"retention_action": "free_space", "instance": "other:9100"}),
+        ("firing", {"retention_action": "format_disk", "instance": INSTANCE}),
+    )
+    answer = webhook.handle(JSON, body)
+    assert answer.result is WebhookResult.IGNORED and retention.asked == []
+    assert results == {"ignored": 1}
+
+
+def test_a_wrong_token_is_unauthorized_and_runs_nothing(tmp_path: Path) -> None:
+    webhook, retention, results = handler(tmp_path)
+    labels = {"retention_action": "free_space", "instance": INSTANCE}
+    answer = webhook.handle({**JSON, "Authorization": "Bearer nope"}, payload(("firing", labels)))
+    assert answer.status == HTTPStatus.UNAUTHORIZED and retention.asked == []
+    assert results == {"unauthorized": 1}
+
+
+def test_a_body_that_is_not_json_is_invalid(tmp_path: Path) -> None:
+    webhook, _, results = handler(tmp_path)
+    answer = webhook.handle(JSON, b"{not json")
+    assert answer.status == HTTPStatus.BAD_REQUEST and answer.result is WebhookResult.INVALID
+    assert results == {"invalid": 1}
