@@ -901,6 +901,28 @@ def test_render_human_flags_a_guessed_framerate() -> None:
     assert yaml_part(report)["cameras"]["cam1"]["input_format"] == "h264"  # type: ignore[index]
 
 
+@pytest.mark.parametrize("card", ["yes", "123", "x: y # z", "'quoted'", "- dash", "Caméra HD", "@odd", "null", "1.5"])
+def test_render_human_yaml_keeps_awkward_card_names_as_strings(card: str) -> None:
+    node = camera(corpus("formats-sony-ilce-7m4.txt"), card=card)
+    entry = yaml_part(render_human([node]))["cameras"]["cam1"]  # type: ignore[index]
+    assert entry == recommend(node)
+    assert entry["name"] == card  # type: ignore[index]
+
+
+def test_render_human_yaml_lists_keys_in_config_order_on_one_line_each() -> None:
+    card = "USB Camera " * 12  # longer than PyYAML's default 80-column fold
+    report = render_human([camera(corpus("formats-sony-ilce-7m4.txt"), card=card.strip())])
+    entry = report[report.index("  cam1:\n") :].splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in entry] == [
+        "device",
+        "name",
+        "input_format",
+        "resolution",
+        "framerate",
+    ]
+    assert f"    name: {card.strip()}" in entry
+
+
 # --- check_mode ----------------------------------------------------------------------------------------
 
 
