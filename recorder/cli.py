@@ -328,16 +328,17 @@ def _convert(path: Path, target: str | None, *, force: bool = False) -> int:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from recorder import v4l2
+    from recorder.v4l2.probe import detect, resolve_v4l2_ctl
+    from recorder.v4l2.render import devices_to_json, render_human
 
     configured = None
     if args.config or os.environ.get("CAMERA_RECORDER_CONFIG"):
         configured = load_config(resolve_config_path(args.config)).system.v4l2_ctl
-    devices = v4l2.detect(v4l2.resolve_v4l2_ctl(configured))
+    devices = detect(resolve_v4l2_ctl(configured))
     if args.json:
-        print(json.dumps(v4l2.devices_to_json(devices), indent=2))
+        print(json.dumps(devices_to_json(devices), indent=2))
     else:
-        print(v4l2.render_human(devices))
+        print(render_human(devices))
         if not devices:
             print(NO_CAMERA_CHECKLIST)
     return EXIT_OK

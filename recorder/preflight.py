@@ -6,11 +6,13 @@ import os
 import tempfile
 from pathlib import Path
 
-from recorder import v4l2
 from recorder.config import Codec, Config, SourceKind
 from recorder.ffmpeg_binary import ffmpeg_encoders, ffmpeg_version, find_tools
 from recorder.hotplug import resolve_device
+from recorder.input_formats import fourccs_for
 from recorder.presets import encoder_preset
+from recorder.v4l2.modes import check_mode
+from recorder.v4l2.probe import probe, resolve_v4l2_ctl
 
 HARDWARE_CODECS = frozenset({Codec.H264_QSV, Codec.HEVC_QSV, Codec.H264_VAAPI, Codec.HEVC_VAAPI})
 
@@ -66,7 +68,7 @@ def run_checks(config: Config, *, dev_root: str = "/dev") -> tuple[list[str], li
             )
             continue
         if camera.input_format or (camera.resolution and camera.framerate):
-            device = v4l2.probe(node, v4l2.resolve_v4l2_ctl(config.system.v4l2_ctl), dev_root=dev_root)
+            device = probe(node, resolve_v4l2_ctl(config.system.v4l2_ctl), dev_root=dev_root)
             if device.error or not device.capture:
                 why = device.error or "it is not a video capture node"
                 problems.append(f"cameras.{camera.id}.device: cannot check {node}: {why}")
@@ -74,13 +76,13 @@ def run_checks(config: Config, *, dev_root: str = "/dev") -> tuple[list[str], li
             if not (camera.resolution and camera.framerate):
                 # Only the format is asked for: the camera picks size and rate, the format must exist.
                 offered = {f.fourcc for f in device.formats}
-                if camera.input_format and not offered & set(v4l2.fourccs_for(camera.input_format)):
+                if camera.input_format and not offered & set(fourccs_for(camera.input_format)):
                     problems.append(
                         f"cameras.{camera.id}.input_format: {camera.input_format} not offered by {node}; "
                         f"offered: {', '.join(sorted(offered)) or 'nothing'}"
                     )
                 continue
-            mismatch = v4l2.check_mode(
+            mismatch = check_mode(
                 device, camera.input_format, camera.resolution.width, camera.resolution.height, camera.framerate
             )
             if mismatch:

@@ -1,4 +1,4 @@
-"""Tests for recorder.v4l2 against real v4l2-ctl outputs (published outputs and the project's own fixtures)."""
+"""Tests for the recorder.v4l2 package against real v4l2-ctl outputs (published ones and the project's own)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,18 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from recorder import v4l2
-from recorder.v4l2 import FrameSize, StepwiseSize, V4L2Device
+from recorder.input_formats import fourccs_for, input_format_name
+from recorder.v4l2.model import DeviceInfo, FrameSize, StepwiseSize, V4L2Device
+from recorder.v4l2.modes import check_mode, recommend
+from recorder.v4l2.parse import parse_formats, parse_info, parse_list_devices, split_card_header
+from recorder.v4l2.probe import detect, resolve_v4l2_ctl, stable_paths
+from recorder.v4l2.render import devices_to_json, render_human
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "fixtures" / "v4l2-corpus"  # published outputs; README.md there names each source
@@ -225,7 +229,7 @@ def test_every_fixture_is_used_and_sourced() -> None:
 @pytest.mark.parametrize(("kind", "name"), sorted(FORMATS_CASES), ids=str)
 def test_parse_formats(kind: str, name: str) -> None:
     case = FORMATS_CASES[(kind, name)]
-    formats = v4l2.parse_formats(recorded(source_file(kind, name)))
+    formats = parse_formats(recorded(source_file(kind, name)))
     assert tuple(fmt.fourcc for fmt in formats) == case.fourccs
     assert tuple(len(fmt.sizes) for fmt in formats) == case.size_counts
     by_fourcc = {fmt.fourcc: fmt for fmt in formats}
@@ -237,7 +241,7 @@ def test_parse_formats(kind: str, name: str) -> None:
 
 @pytest.mark.parametrize(("kind", "name"), sorted(FORMATS_CASES), ids=str)
 def test_parse_formats_never_repeats_a_size_or_rate(kind: str, name: str) -> None:
-    for fmt in v4l2.parse_formats(recorded(source_file(kind, name))):
+    for fmt in parse_formats(recorded(source_file(kind, name))):
         assert len(set(fmt.sizes)) == len(fmt.sizes)
         keys = [(s.width, s.height) if isinstance(s, FrameSize) else s for s in fmt.sizes]
         assert len(set(keys)) == len(keys)
@@ -247,14 +251,14 @@ def test_parse_formats_never_repeats_a_size_or_rate(kind: str, name: str) -> Non
 
 def test_parse_formats_flags_and_nested_parentheses() -> None:
     imx708 = {
-        fmt.fourcc: fmt for fmt in v4l2.parse_formats(corpus("formats-rpi-camera-module-3-imx708-unicam-stepwise.txt"))
+        fmt.fourcc: fmt for fmt in parse_formats(corpus("formats-rpi-camera-module-3-imx708-unicam-stepwise.txt"))
     }
     assert imx708["Y10P"].description == "10-bit Greyscale (MIPI Packed)"
     assert imx708["Y10"].description == "10-bit Greyscale"
     assert "Y10 " not in imx708
-    emeet = v4l2.parse_formats(corpus("formats-emeet-smartcam-s800.txt"))
+    emeet = parse_formats(corpus("formats-emeet-smartcam-s800.txt"))
     assert [fmt.flags for fmt in emeet] == [("compressed",), (), ("compressed",)]
-    mmal = {fmt.fourcc: fmt for fmt in v4l2.parse_formats(corpus("formats-rpi-camera-bcm2835-mmal-stepwise.txt"))}
+    mmal = {fmt.fourcc: fmt for fmt in parse_formats(corpus("formats-rpi-camera-bcm2835-mmal-stepwise.txt"))}
     assert (mmal["JPEG"].description, mmal["JPEG"].flags) == ("JFIF JPEG", ("compressed",))
     assert (mmal["YU12"].description, mmal["YU12"].flags) == ("Planar YUV 4:2:0", ())
 
@@ -266,7 +270,7 @@ def test_parse_formats_continuous_sizes_and_output_types() -> None:
         "ioctl: VIDIOC_ENUM_FMT\n\tType: Video Output\n\n\t[0]: 'H264' (H.264, compressed)\n"
         "\t\tSize: Discrete 1920x1080\n"
     )
-    formats = v4l2.parse_formats(text)
+    formats = parse_formats(text)
     assert [fmt.fourcc for fmt in formats] == ["NV12", "YUYV"]
     assert formats[0].sizes == (StepwiseSize(48, 4096, 1, 48, 2304, 1),)
     assert formats[1].sizes == ()
@@ -348,7 +352,7 @@ DEVICES_CASES: dict[tuple[str, str], list[tuple[str, list[str]]]] = {
 
 @pytest.mark.parametrize(("kind", "name"), sorted(DEVICES_CASES), ids=str)
 def test_parse_list_devices(kind: str, name: str) -> None:
-    assert v4l2.parse_list_devices(recorded(source_file(kind, name))) == DEVICES_CASES[(kind, name)]
+    assert parse_list_devices(recorded(source_file(kind, name))) == DEVICES_CASES[(kind, name)]
 
 
 @pytest.mark.parametrize(
@@ -365,7 +369,7 @@ def test_parse_list_devices(kind: str, name: str) -> None:
     ],
 )
 def test_split_card_header(header: str, card: str, bus: str) -> None:
-    assert v4l2.split_card_header(header) == (card, bus)
+    assert split_card_header(header) == (card, bus)
 
 
 # --- parse_info ----------------------------------------------------------------------------------------
@@ -452,15 +456,59 @@ _INFO_ALSO = {
 @pytest.mark.parametrize(("kind", "name"), sorted({**INFO_CASES, **_INFO_ALSO}), ids=str)
 def test_parse_info(kind: str, name: str) -> None:
     expected = {**INFO_CASES, **_INFO_ALSO}[(kind, name)]
-    info = v4l2.parse_info(recorded(source_file(kind, name)))
-    assert {key: info[key] for key in expected} == expected
+    info = parse_info(recorded(source_file(kind, name)))
+    assert {key: getattr(info, key) for key in expected} == expected
 
 
 def test_parse_info_caps_come_from_device_caps() -> None:
-    info = v4l2.parse_info(corpus("all-rpi-camera-module-3-unicam-video1-metadata.txt"))
-    assert info["caps"] == ["Metadata Capture", "Read/Write", "Streaming", "Extended Pix Format"]
-    old = v4l2.parse_info(corpus("all-md80-clone-general-uvc-very-old.txt"))
-    assert old["caps"] == ["Video Capture", "Streaming"]
+    info = parse_info(corpus("all-rpi-camera-module-3-unicam-video1-metadata.txt"))
+    assert info.caps == ("Metadata Capture", "Read/Write", "Streaming", "Extended Pix Format")
+    old = parse_info(corpus("all-md80-clone-general-uvc-very-old.txt"))
+    assert old.caps == ("Video Capture", "Streaming")
+
+
+def test_parse_info_returns_a_whole_device_info() -> None:
+    # Device Caps (not the device-wide Capabilities, which add Metadata Capture) and the first Driver Info block.
+    assert parse_info(corpus("all-rpi-camera-module-3-unicam-video0.txt")) == DeviceInfo(
+        driver="unicam",
+        card="unicam",
+        bus_info="platform:fe801000.csi",
+        caps=("Video Capture", "Read/Write", "Streaming", "Extended Pix Format"),
+    )
+    # --all with a streaming parameter "Capabilities : timeperframe" further down: not a second caps list.
+    assert parse_info(fixture("all-logitech-brio.txt")) == DeviceInfo(
+        driver="uvcvideo",
+        card="Logitech BRIO",
+        bus_info="usb-0000:00:14.0-3.1",
+        caps=("Video Capture", "Streaming", "Extended Pix Format"),
+    )
+
+
+def test_parse_info_first_block_wins_over_media_driver_info() -> None:
+    text = (
+        "Driver Info:\n\tDriver name      : uvcvideo\n\tBus info         : usb-1\n"
+        "\tDevice Caps      : 0x04200001\n\t\tVideo Capture\n\t\tStreaming\n"
+        "Media Driver Info:\n\tDriver name      : media-other\n\tBus info         : usb-2\n"
+    )
+    assert parse_info(text) == DeviceInfo("uvcvideo", "", "usb-1", ("Video Capture", "Streaming"))
+
+
+@pytest.mark.parametrize("text", ["", "Cannot open device /dev/video9, exiting.\n"], ids=["empty", "error"])
+def test_parse_info_of_no_info_is_an_empty_device_info(text: str) -> None:
+    info = parse_info(text)
+    assert info == DeviceInfo()
+    assert (info.capture, info.metadata) == (False, False)
+
+
+def test_device_info_is_frozen_and_derives_its_roles_from_caps() -> None:
+    info = DeviceInfo(caps=("Video Capture Multiplanar", "Streaming"))
+    assert (info.capture, info.metadata) == (True, False)
+    assert (DeviceInfo(caps=("Metadata Capture",)).capture, DeviceInfo(caps=("Metadata Capture",)).metadata) == (
+        False,
+        True,
+    )
+    with pytest.raises(FrozenInstanceError):
+        info.driver = "changed"  # type: ignore[misc]
 
 
 # --- stable paths and configuration --------------------------------------------------------------------
@@ -487,24 +535,24 @@ def test_stable_paths_finds_by_id_then_by_path(tmp_path: Path) -> None:
         },
     )
     (dev / "v4l" / "by-id" / "not-a-link").touch()
-    assert v4l2.stable_paths("/dev/video4", str(dev)) == (
+    assert stable_paths("/dev/video4", str(dev)) == (
         str(dev / "v4l/by-id/usb-EMEET_SmartCam_S800-video-index0"),
         str(dev / "v4l/by-path/pci-0000:00:14.0-usb-0:5:1.0-video-index0"),
     )
-    assert v4l2.stable_paths("/dev/video5", str(dev)) == (str(dev / "v4l/by-id/usb-EMEET_SmartCam_S800-video-index1"),)
-    assert v4l2.stable_paths("/dev/video9", str(dev)) == ()
-    assert v4l2.stable_paths("/dev/video0", str(tmp_path / "no-such-dev")) == ()
+    assert stable_paths("/dev/video5", str(dev)) == (str(dev / "v4l/by-id/usb-EMEET_SmartCam_S800-video-index1"),)
+    assert stable_paths("/dev/video9", str(dev)) == ()
+    assert stable_paths("/dev/video0", str(tmp_path / "no-such-dev")) == ()
 
 
 def test_resolve_v4l2_ctl_prefers_env_then_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CAMERA_RECORDER_V4L2_CTL", raising=False)
-    assert v4l2.resolve_v4l2_ctl(None) == "v4l2-ctl"
-    assert v4l2.resolve_v4l2_ctl("  ") == "v4l2-ctl"
-    assert v4l2.resolve_v4l2_ctl("/opt/v4l/bin/v4l2-ctl") == "/opt/v4l/bin/v4l2-ctl"
+    assert resolve_v4l2_ctl(None) == "v4l2-ctl"
+    assert resolve_v4l2_ctl("  ") == "v4l2-ctl"
+    assert resolve_v4l2_ctl("/opt/v4l/bin/v4l2-ctl") == "/opt/v4l/bin/v4l2-ctl"
     monkeypatch.setenv("CAMERA_RECORDER_V4L2_CTL", "/usr/local/bin/v4l2-ctl")
-    assert v4l2.resolve_v4l2_ctl("/opt/v4l/bin/v4l2-ctl") == "/usr/local/bin/v4l2-ctl"
+    assert resolve_v4l2_ctl("/opt/v4l/bin/v4l2-ctl") == "/usr/local/bin/v4l2-ctl"
     monkeypatch.setenv("CAMERA_RECORDER_V4L2_CTL", "")
-    assert v4l2.resolve_v4l2_ctl("/opt/v4l/bin/v4l2-ctl") == "/opt/v4l/bin/v4l2-ctl"
+    assert resolve_v4l2_ctl("/opt/v4l/bin/v4l2-ctl") == "/opt/v4l/bin/v4l2-ctl"
 
 
 # --- detect() end to end with the fake v4l2-ctl ---------------------------------------------------------
@@ -550,7 +598,7 @@ def emeet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[V4L2Dev
             "by-path/pci-0000:00:14.0-usb-0:5:1.0-video-index0": "video4",
         },
     )
-    return v4l2.detect(program, dev_root=str(dev), sys_root=str(tmp_path / "sys")), dev
+    return detect(program, dev_root=str(dev), sys_root=str(tmp_path / "sys")), dev
 
 
 def test_fake_v4l2_ctl_answers_like_v4l2_ctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -596,7 +644,7 @@ DEVICE_KEYS = {"path", "card", "driver", "bus_info", "capture", "metadata", "sta
 
 def test_devices_to_json_shape(emeet: tuple[list[V4L2Device], Path]) -> None:
     devices, dev = emeet
-    doc = v4l2.devices_to_json(devices)
+    doc = devices_to_json(devices)
     assert json.loads(json.dumps(doc)) == doc
     assert list(doc) == ["devices"]
     assert all(set(device) == DEVICE_KEYS for device in doc["devices"])
@@ -615,7 +663,7 @@ def test_devices_to_json_shape(emeet: tuple[list[V4L2Device], Path]) -> None:
 
 def test_devices_to_json_stepwise_and_interval_ranges() -> None:
     mmal = camera(corpus("formats-rpi-camera-bcm2835-mmal-stepwise.txt"), card="mmal service 16.1")
-    size = v4l2.devices_to_json([mmal])["devices"][0]["formats"][4]["sizes"][0]
+    size = devices_to_json([mmal])["devices"][0]["formats"][4]["sizes"][0]
     assert size == {
         "stepwise": {
             "min_width": 32,
@@ -628,7 +676,7 @@ def test_devices_to_json_stepwise_and_interval_ranges() -> None:
         "fps": [],
     }
     pico = camera(fixture("formats-rp2040-uvc-stepwise-interval.txt"), card="Pico")
-    assert v4l2.devices_to_json([pico])["devices"][0]["formats"][0]["sizes"] == [
+    assert devices_to_json([pico])["devices"][0]["formats"][0]["sizes"] == [
         {"width": 320, "height": 240, "fps": [25.0, 1.0], "fps_range": {"min": 1.0, "max": 25.0}}
     ]
 
@@ -640,7 +688,7 @@ def yaml_part(report: str) -> dict[str, object]:
 
 def test_render_human_groups_nodes_by_camera(emeet: tuple[list[V4L2Device], Path]) -> None:
     devices, dev = emeet
-    report = v4l2.render_human(devices)
+    report = render_human(devices)
     blocks = report.split("\n\n")
     assert blocks[0].startswith("Camera 1: IPEVO Ziggi-HD Plus\n  bus: usb-0000:00:14.0-10\n  node: /dev/video0\n")
     assert "error: v4l2-ctl -d /dev/video1 --info: Cannot open device /dev/video1, exiting. (exit 1)" in blocks[0]
@@ -673,10 +721,10 @@ def test_render_human_lists_non_cameras_apart() -> None:
     decoder = V4L2Device(
         "/dev/video19", "rpivid", "rpivid", "platform:rpivid", False, (), (), caps=("Video Memory-to-Memory",)
     )
-    report = v4l2.render_human([decoder])
+    report = render_human([decoder])
     assert "Other V4L2 devices (no video capture node):\n  rpivid [platform:rpivid]: /dev/video19\n" in report
     assert report.endswith("cameras: {}  # no camera offers a recordable video format\n")
-    assert v4l2.render_human([]) == "No V4L2 video devices found.\n"
+    assert render_human([]) == "No V4L2 video devices found.\n"
 
 
 ARDUCAM_OUTPUTS = {
@@ -697,21 +745,21 @@ def test_detect_recommends_the_h264_node_of_a_camera(tmp_path: Path, monkeypatch
             "by-id/usb-USB_2.0_Camera_SN0001-video-index2": "video10",
         },
     )
-    devices = v4l2.detect(program, dev_root=str(dev), sys_root=str(tmp_path / "sys"))
+    devices = detect(program, dev_root=str(dev), sys_root=str(tmp_path / "sys"))
     assert [(d.path, d.capture, d.error is None) for d in devices] == [
         ("/dev/video8", True, True),
         ("/dev/video9", False, False),  # no output was published for the metadata nodes
         ("/dev/video10", True, True),
         ("/dev/video11", False, False),
     ]
-    assert v4l2.recommend(devices[0]) == {
+    assert recommend(devices[0]) == {
         "device": f"{dev}/v4l/by-id/usb-USB_2.0_Camera_SN0001-video-index0",
         "name": "USB 2.0 Camera: USB Camera",
         "input_format": "mjpeg",
         "resolution": "1920x1080",
         "framerate": 30,
     }
-    report = v4l2.render_human(devices)
+    report = render_human(devices)
     assert report.count("Camera ") == 1
     assert yaml_part(report)["cameras"] == {
         "cam1": {
@@ -738,14 +786,14 @@ def test_detect_falls_back_to_sysfs_without_v4l2_ctl(tmp_path: Path) -> None:
         (node / "device").symlink_to(usb)
         dev.mkdir(exist_ok=True)
         (dev / name).touch()
-    devices = v4l2.detect(str(tmp_path / "missing" / "v4l2-ctl"), dev_root=str(dev), sys_root=str(sys_root))
+    devices = detect(str(tmp_path / "missing" / "v4l2-ctl"), dev_root=str(dev), sys_root=str(sys_root))
     assert [(d.path, d.card, d.driver, d.bus_info, d.capture) for d in devices] == [
         (str(dev / "video0"), "HD Pro Webcam C920", "uvcvideo", "1-3:1.0", True),
         (str(dev / "video1"), "HD Pro Webcam C920", "uvcvideo", "1-3:1.0", False),
     ]
     assert all("could not run" in (d.error or "") and "v4l-utils" in (d.error or "") for d in devices)
     # No sysfs at all: the nodes under dev_root are still listed.
-    bare = v4l2.detect(str(tmp_path / "missing" / "v4l2-ctl"), dev_root=str(dev), sys_root=str(tmp_path / "nosys"))
+    bare = detect(str(tmp_path / "missing" / "v4l2-ctl"), dev_root=str(dev), sys_root=str(tmp_path / "nosys"))
     assert [d.path for d in bare] == [str(dev / "video0"), str(dev / "video1")]
 
 
@@ -758,7 +806,7 @@ def test_detect_reports_timeouts_per_node(tmp_path: Path) -> None:
             return subprocess.CompletedProcess(argv, 0, fixture("devices-elp-4k-usb-camera.txt"), "")
         raise subprocess.TimeoutExpired(argv, timeout)
 
-    devices = v4l2.detect("v4l2-ctl", dev_root=str(tmp_path), sys_root=str(tmp_path), timeout=2.5, run=run)
+    devices = detect("v4l2-ctl", dev_root=str(tmp_path), sys_root=str(tmp_path), timeout=2.5, run=run)
     assert [(d.path, d.card, d.bus_info) for d in devices] == [
         ("/dev/video8", "HD USB CAMERA: HD USB CAMERA", "usb-xhci-hcd.0-1"),
         ("/dev/video9", "HD USB CAMERA: HD USB CAMERA", "usb-xhci-hcd.0-1"),
@@ -778,7 +826,7 @@ def test_detect_keeps_info_when_formats_fail(tmp_path: Path) -> None:
             return subprocess.CompletedProcess(argv, 0, fixture("all-logitech-brio.txt"), "")
         return subprocess.CompletedProcess(argv, 255, "", "VIDIOC_ENUM_FMT: Input/output error\n")
 
-    brio = v4l2.detect("v4l2-ctl", dev_root=str(tmp_path), sys_root=str(tmp_path), run=run)[0]
+    brio = detect("v4l2-ctl", dev_root=str(tmp_path), sys_root=str(tmp_path), run=run)[0]
     assert (brio.card, brio.driver, brio.capture, brio.formats) == ("Logitech BRIO", "uvcvideo", True, ())
     assert brio.error == "v4l2-ctl -d /dev/video0 --list-formats-ext: VIDIOC_ENUM_FMT: Input/output error (exit 255)"
 
@@ -789,7 +837,7 @@ def test_detect_lists_devices_timeout_falls_back_to_sysfs(tmp_path: Path) -> Non
     def run(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
         raise subprocess.TimeoutExpired(argv, timeout)
 
-    devices = v4l2.detect("v4l2-ctl", dev_root=str(tmp_path), sys_root=str(tmp_path / "sys"), run=run)
+    devices = detect("v4l2-ctl", dev_root=str(tmp_path), sys_root=str(tmp_path / "sys"), run=run)
     assert [(d.path, d.error) for d in devices] == [
         (str(tmp_path / "video3"), "v4l2-ctl --list-devices timed out after 5s")
     ]
@@ -800,7 +848,7 @@ def test_detect_lists_devices_timeout_falls_back_to_sysfs(tmp_path: Path) -> Non
 
 def camera(formats_text: str, card: str = "cam", path: str = "/dev/video0", links: tuple[str, ...] = ()) -> V4L2Device:
     """Return a capture node offering the formats in formats_text."""
-    return V4L2Device(path, card, "uvcvideo", "usb-1", True, links, v4l2.parse_formats(formats_text))
+    return V4L2Device(path, card, "uvcvideo", "usb-1", True, links, parse_formats(formats_text))
 
 
 RECOMMEND_CASES: dict[str, tuple[tuple[str, str], tuple[str, str, int]]] = {
@@ -827,7 +875,7 @@ RECOMMEND_CASES: dict[str, tuple[tuple[str, str], tuple[str, str, int]]] = {
 def test_recommend(case: str) -> None:
     (kind, name), (input_format, resolution, framerate) = RECOMMEND_CASES[case]
     links = ("/dev/v4l/by-path/x", "/dev/v4l/by-id/usb-Cam-video-index0")
-    block = v4l2.recommend(camera(recorded(source_file(kind, name)), card="Cam", links=links))
+    block = recommend(camera(recorded(source_file(kind, name)), card="Cam", links=links))
     assert block == {
         "device": "/dev/v4l/by-id/usb-Cam-video-index0",
         "name": "Cam",
@@ -839,18 +887,40 @@ def test_recommend(case: str) -> None:
 
 def test_recommend_without_by_id_uses_node_and_skips_non_capture() -> None:
     node = camera(corpus("formats-sony-ilce-7m4.txt"), path="/dev/video2", links=("/dev/v4l/by-path/p-video-index0",))
-    assert v4l2.recommend(node)["device"] == "/dev/video2"  # type: ignore[index]
+    assert recommend(node)["device"] == "/dev/video2"  # type: ignore[index]
     metadata = V4L2Device("/dev/video5", "EMEET", "uvcvideo", "usb-1", False, (), (), caps=("Metadata Capture",))
-    assert v4l2.recommend(metadata) is None
-    assert v4l2.recommend(camera(corpus("formats-emeet-smartcam-s800-video5-metadata.txt"))) is None
+    assert recommend(metadata) is None
+    assert recommend(camera(corpus("formats-emeet-smartcam-s800-video5-metadata.txt"))) is None
 
 
 def test_render_human_flags_a_guessed_framerate() -> None:
     mmal = camera(corpus("formats-rpi-camera-bcm2835-mmal-stepwise.txt"), card="mmal service 16.1", path="/dev/video2")
-    report = v4l2.render_human([mmal])
+    report = render_human([mmal])
     assert "  # /dev/video2: the driver lists no frame rates, 30 is a guess\n  cam1:\n" in report
     assert "      32x32 - 2592x1944 step 2/2 @ rates not listed" in report
     assert yaml_part(report)["cameras"]["cam1"]["input_format"] == "h264"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("card", ["yes", "123", "x: y # z", "'quoted'", "- dash", "Caméra HD", "@odd", "null", "1.5"])
+def test_render_human_yaml_keeps_awkward_card_names_as_strings(card: str) -> None:
+    node = camera(corpus("formats-sony-ilce-7m4.txt"), card=card)
+    entry = yaml_part(render_human([node]))["cameras"]["cam1"]  # type: ignore[index]
+    assert entry == recommend(node)
+    assert entry["name"] == card  # type: ignore[index]
+
+
+def test_render_human_yaml_lists_keys_in_config_order_on_one_line_each() -> None:
+    card = "USB Camera " * 12  # longer than PyYAML's default 80-column fold
+    report = render_human([camera(corpus("formats-sony-ilce-7m4.txt"), card=card.strip())])
+    entry = report[report.index("  cam1:\n") :].splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in entry] == [
+        "device",
+        "name",
+        "input_format",
+        "resolution",
+        "framerate",
+    ]
+    assert f"    name: {card.strip()}" in entry
 
 
 # --- check_mode ----------------------------------------------------------------------------------------
@@ -878,7 +948,7 @@ def c920() -> V4L2Device:
 def test_check_mode_accepts_offered_modes(
     c920: V4L2Device, input_format: str | None, width: int, height: int, fps: float
 ) -> None:
-    assert v4l2.check_mode(c920, input_format, width, height, fps) is None
+    assert check_mode(c920, input_format, width, height, fps) is None
 
 
 @pytest.mark.parametrize(
@@ -900,44 +970,42 @@ def test_check_mode_accepts_offered_modes(
 def test_check_mode_names_the_nearest_mode(
     c920: V4L2Device, input_format: str | None, width: int, height: int, fps: float, message: str
 ) -> None:
-    assert v4l2.check_mode(c920, input_format, width, height, fps) == message
+    assert check_mode(c920, input_format, width, height, fps) == message
 
 
 def test_check_mode_stepwise_sizes_and_intervals() -> None:
     mmal = camera(corpus("formats-rpi-camera-bcm2835-mmal-stepwise.txt"), card="mmal service 16.1", path="/dev/video2")
-    assert v4l2.check_mode(mmal, "h264", 1640, 1232, 30) is None
-    assert v4l2.check_mode(mmal, "h264", 1641, 1232, 30) == (
+    assert check_mode(mmal, "h264", 1640, 1232, 30) is None
+    assert check_mode(mmal, "h264", 1641, 1232, 30) == (
         "1641x1232@30 h264 not offered by /dev/video2 (mmal service 16.1); nearest: 1640x1232@30 h264"
     )
-    assert v4l2.check_mode(mmal, "h264", 3840, 2160, 30) == (
+    assert check_mode(mmal, "h264", 3840, 2160, 30) == (
         "3840x2160@30 h264 not offered by /dev/video2 (mmal service 16.1); nearest: 2592x1944@30 h264"
     )
     pico = camera(fixture("formats-rp2040-uvc-stepwise-interval.txt"), card="Pico")
-    assert v4l2.check_mode(pico, "yuyv", 320, 240, 10) is None
-    assert v4l2.check_mode(pico, "yuyv422", 320, 240, 30) == (
+    assert check_mode(pico, "yuyv", 320, 240, 10) is None
+    assert check_mode(pico, "yuyv422", 320, 240, 30) == (
         "320x240@30 yuyv422 not offered by /dev/video0 (Pico); nearest: 320x240@25 yuyv"
     )
-    assert (
-        v4l2.check_mode(camera(fixture("formats-usb-pc-camera-stepwise-interval.txt")), "mjpeg", 1280, 720, 30) is None
-    )
+    assert check_mode(camera(fixture("formats-usb-pc-camera-stepwise-interval.txt")), "mjpeg", 1280, 720, 30) is None
 
 
 def test_check_mode_on_a_node_without_formats() -> None:
     metadata = V4L2Device("/dev/video5", "EMEET", "uvcvideo", "usb-1", False, (), (), caps=("Metadata Capture",))
-    assert v4l2.check_mode(metadata, "h264", 1920, 1080, 30) == (
+    assert check_mode(metadata, "h264", 1920, 1080, 30) == (
         "1920x1080@30 h264 not offered by /dev/video5 (EMEET): it lists no video capture formats"
     )
 
 
 def test_input_format_names_round_trip() -> None:
-    assert [v4l2.input_format_name(f) for f in ("H264", "MJPG", "YUYV", "NV12", "Y10")] == [
+    assert [input_format_name(f) for f in ("H264", "MJPG", "YUYV", "NV12", "Y10")] == [
         "h264",
         "mjpeg",
         "yuyv",
         "nv12",
         "y10",
     ]
-    assert v4l2.fourccs_for("mjpeg") == ("MJPG", "JPEG")
-    assert v4l2.fourccs_for("yuyv422") == ("YUYV",)
-    assert v4l2.fourccs_for("NV12") == ("NV12",)
-    assert v4l2.fourccs_for("y10") == ("Y10",)
+    assert fourccs_for("mjpeg") == ("MJPG", "JPEG")
+    assert fourccs_for("yuyv422") == ("YUYV",)
+    assert fourccs_for("NV12") == ("NV12",)
+    assert fourccs_for("y10") == ("Y10",)
