@@ -280,6 +280,9 @@ def test_rate_limited_log_says_how_many_lines_it_left_out(caplog: pytest.LogCapt
         (b'{"a": [1, {"b": []}]}', 4),
         (b'{"a": "[[[[[[[[[", "b": "\\"[[["}', 1),
         (b"[" * 5000, 5000),
+        (b'["\\\\", ["\\\\\\"]"]]', 2),  # an escaped backslash ends before the closing quote
+        (b'[["unterminated \\" [[[[', 2),  # an unterminated string's brackets are not counted
+        (b'"\\' * 4096, 0),
     ],
 )
 def test_json_depth_is_counted_without_parsing(body: bytes, depth: int) -> None:
