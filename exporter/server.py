@@ -202,6 +202,11 @@ class ExporterServer:
         self.transport.stop()
         self._listener.close()
 
+    def alive(self) -> bool:
+        """True while the transport's I/O thread runs (it accepts, reads and answers every connection): a
+        liveness check for /-/healthy and the systemd watchdog."""
+        return self.transport.alive()
+
     # -- routing --------------------------------------------------------------------------------
 
     def handle(self, request: Request) -> None:

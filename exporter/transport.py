@@ -328,6 +328,7 @@ class HTTPTransport:
         self._body_in_flight = 0
         self._ratelimited = RateLimitedLog(log)
         self.evictions = 0  # idle connections closed to make room (tests look at it)
+        self.connection_failures = 0  # connections closed after an unexpected error in their handling
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -348,6 +349,11 @@ class HTTPTransport:
     @property
     def open_connections(self) -> int:
         return len(self._conns)
+
+    def alive(self) -> bool:
+        """True while the I/O thread runs: once it is gone nothing is accepted or answered any more, so a
+        liveness check (/-/healthy, the systemd watchdog) should fail."""
+        return self._thread is not None and self._thread.is_alive()
 
     # -- the I/O loop -----------------------------------------------------------------------------
 
@@ -378,7 +384,7 @@ class HTTPTransport:
             elif key.fileobj is self._wake_r:
                 self._drain_wakeups()
             else:
-                self._on_event(key.data, mask)
+                self._guarded(key.data, self._on_event, key.data, mask)
         self._finish_done()
         now = time.monotonic()
         if self._accept_paused_until is not None and now >= self._accept_paused_until:
@@ -386,6 +392,26 @@ class HTTPTransport:
             self._selector.register(self._listener, selectors.EVENT_READ, None)
         if now >= self._next_deadline:
             self._expire(now)
+
+    def _guarded(self, conn: _Conn, action: Callable[..., None], *args: Any) -> None:
+        """Run one connection's handling; a bug there (an exception nothing expected) closes that connection
+        and the loop serves the others on, instead of the I/O thread dying with every connection."""
+        try:
+            action(*args)
+        except Exception:
+            self.connection_failures += 1
+            if self.connection_failures == 1:  # the first with its traceback, the rest a line now and then
+                log.exception("handling the connection from %s failed; closing it and serving on", conn.address)
+            else:
+                self._ratelimited.log(
+                    logging.ERROR, "connection-failure", "handling the connection from %s failed (%d so far); "
+                    "closing it and serving on", conn.address, self.connection_failures,
+                )  # fmt: skip
+            try:
+                self._close(conn)
+            except Exception:  # its state is what failed: forget it however far closing got
+                conn.closed = True
+                self._conns.discard(conn)
 
     def _wake(self) -> None:
         try:
@@ -748,15 +774,17 @@ class HTTPTransport:
     def _finish_done(self) -> None:
         while self._done:
             conn, data, close = self._done.popleft()
-            if conn.closed:
-                continue
-            if data is not None:
-                self._start_writing(conn, data, close)
-            elif conn.state is _State.PROCESSING:
-                conn.state, conn.outbuf, conn.offset, conn.close_after = _State.STREAMING, b"", 0, close
-                self._write_stream(conn)
-            elif conn.state is _State.STREAMING and not conn.events & selectors.EVENT_WRITE:
-                self._write_stream(conn)  # else the socket is full: the next EVENT_WRITE sends the news
+            if not conn.closed:
+                self._guarded(conn, self._take_answer, conn, data, close)
+
+    def _take_answer(self, conn: _Conn, data: bytes | None, close: bool) -> None:
+        if data is not None:
+            self._start_writing(conn, data, close)
+        elif conn.state is _State.PROCESSING:
+            conn.state, conn.outbuf, conn.offset, conn.close_after = _State.STREAMING, b"", 0, close
+            self._write_stream(conn)
+        elif conn.state is _State.STREAMING and not conn.events & selectors.EVENT_WRITE:
+            self._write_stream(conn)  # else the socket is full: the next EVENT_WRITE sends the news
 
     def _write_stream(self, conn: _Conn) -> None:
         """Send what the producer queued, as much as the socket takes now. The deadline is for progress:
