@@ -291,6 +291,7 @@ class HTTPTransport:
         slow_routes: Collection[str] = (),
         pools: Mapping[str, int] | None = None,
         pool_of: Callable[[Request], str | None] | None = None,
+        queue_limits: Mapping[str, int] | None = None,
         max_connections: int | None = None,
         request_timeout: float = REQUEST_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
@@ -320,6 +321,9 @@ class HTTPTransport:
         self._pools = {
             name: ThreadPoolExecutor(threads, thread_name_prefix=f"exporter-{name}") for name, threads in sizes.items()
         }
+        # Pools whose requests (queued and running) are capped: beyond the cap a request is answered 503 by
+        # the I/O thread at once. For work a client can ask for at will, such as bcrypt on new credentials.
+        self._queue_slots = {name: threading.Semaphore(limit) for name, limit in (queue_limits or {}).items()}
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._accept_paused_until: float | None = None
@@ -654,32 +658,48 @@ class HTTPTransport:
         except (OSError, ssl.SSLError):
             pass  # a client that cannot take 25 bytes now sends its body anyway after a second
 
-    def _refuse(self, conn: _Conn, status: HTTPStatus | int) -> None:
-        """Answer a request no handler can make sense of, from this thread, and close."""
+    def _refuse(self, conn: _Conn, status: HTTPStatus | int, headers: Mapping[str, str] | None = None) -> None:
+        """Answer a request no handler can make sense of (or may take now), from this thread, and close."""
         status = HTTPStatus(status)
         body = f"{status.phrase}\n".encode()
         conn.unread_body = True
-        self._start_writing(conn, self._serialize(status, body, (("Content-Type", "text/plain"),), True, False), True)
+        fields = (("Content-Type", "text/plain"), *(headers or {}).items())
+        self._start_writing(conn, self._serialize(status, body, fields, True, False), True)
 
     # -- handing requests to handlers and answers back --------------------------------------------
 
     def _dispatch(self, conn: _Conn) -> None:
         request = conn.request
         assert request is not None
-        conn.state = _State.PROCESSING
-        self._watch(conn, 0)
-        conn.deadline = math.inf
         name = SLOW_POOL if request.route in self._slow_routes else None
         if name is None and self._pool_of is not None:
             name = self._pool_of(request)
-        pool = self._pools.get(name or DEFAULT_POOL, self._pools[DEFAULT_POOL])
+        name = name if name in self._pools else DEFAULT_POOL
+        slots = self._queue_slots.get(name)
+        if slots is not None and not slots.acquire(blocking=False):
+            # That pool's queue is full: say so at once rather than let the queue (and the wait) grow.
+            self._refuse(conn, HTTPStatus.SERVICE_UNAVAILABLE, {"Retry-After": "1"})
+            return
+        conn.state = _State.PROCESSING
+        self._watch(conn, 0)
+        conn.deadline = math.inf
         try:
-            pool.submit(self._run, conn, request)
+            self._pools[name].submit(self._run, conn, request, slots)
         except RuntimeError:
+            if slots is not None:
+                slots.release()
             self._close(conn)  # stopping
 
-    def _run(self, conn: _Conn, request: Request) -> None:
-        """In a handler thread: run the handler, serialise its answer, hand it to the I/O thread."""
+    def _run(self, conn: _Conn, request: Request, slots: threading.Semaphore | None = None) -> None:
+        """In a handler thread: run the handler, serialise its answer, hand it to the I/O thread; then give
+        back the request's place in its pool's bounded queue, if it has one."""
+        try:
+            self._answer(conn, request)
+        finally:
+            if slots is not None:
+                slots.release()
+
+    def _answer(self, conn: _Conn, request: Request) -> None:
         try:
             self._handler(request)
         except Exception:

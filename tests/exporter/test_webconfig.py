@@ -186,6 +186,20 @@ def test_bcrypt_credentials_are_checked_once_then_served_from_the_cache() -> Non
     assert checker.bcrypt_checks == 3
 
 
+def test_guesses_never_push_verified_credentials_out_of_the_cache() -> None:
+    checker = BasicAuthChecker(WebConfig(basic_auth_users={"prometheus": HASH.encode()}), cache_size=4)
+    good = _basic("prometheus", "s3cret")
+    assert checker.needs_bcrypt(good)
+    assert checker.check(good) and not checker.needs_bcrypt(good)
+    for guess in range(20):  # more distinct wrong passwords than either cache holds
+        assert not checker.check(_basic("prometheus", f"guess{guess}"))
+    assert not checker.needs_bcrypt(good)  # still verified: its scrapes stay off the bcrypt pool
+    assert not checker.needs_bcrypt(_basic("prometheus", "guess19"))  # a replayed guess is refused from cache
+    assert not checker.needs_bcrypt("Bearer x")  # nothing to check: refused at once
+    checks = checker.bcrypt_checks
+    assert checker.check(good) and checker.bcrypt_checks == checks
+
+
 def test_unknown_users_and_malformed_headers_are_refused() -> None:
     checker = BasicAuthChecker(WebConfig(basic_auth_users={"prometheus": HASH.encode()}))
     assert not checker.check(_basic("nobody", "s3cret"))
