@@ -61,6 +61,10 @@ class _BadRequest(Exception):
     pass
 
 
+class _UnknownCamera(_BadRequest):
+    """Answered 404: no such camera in the configuration nor in the storage index."""
+
+
 class ClipCutShort(Exception):
     """FFmpeg stopped with an error after the clip's first bytes were sent."""
 
@@ -71,6 +75,10 @@ def _text(request: Request, status: HTTPStatus, message: str) -> None:
 
 def _json(request: Request, status: HTTPStatus, body: object) -> None:
     request.respond(status, json.dumps(body).encode() + b"\n", "application/json")
+
+
+def _status_of(problem: _BadRequest) -> HTTPStatus:
+    return HTTPStatus.NOT_FOUND if isinstance(problem, _UnknownCamera) else HTTPStatus.BAD_REQUEST
 
 
 def is_thumbnail_path(path: str) -> bool:
@@ -199,7 +207,12 @@ class OperatorRoutes:
     # -- helpers --------------------------------------------------------------------------------
 
     def _camera_ids(self) -> tuple[str, ...]:
-        return tuple(self.recorder.supervisors)
+        """Cameras whose footage may be asked for: every configured one, enabled or not (a disabled camera's
+        footage stays on disk and in the storage index, and is what an operator may come looking for), then
+        any other the storage index holds. Not the supervisors: they are the enabled cameras only."""
+        configured = [camera.id for camera in self.recorder.config.cameras]
+        indexed = sorted(self.recorder.storage.snapshot().cameras)
+        return tuple(dict.fromkeys([*configured, *indexed]))
 
     def _folder(self, camera: str) -> Path:
         return self.recorder.storage.base_directory / camera
@@ -225,8 +238,9 @@ class OperatorRoutes:
 
     def _range(self, query: Mapping[str, str], limit: float) -> tuple[str, float, float]:
         camera = query.get("camera", "")
-        if camera not in self._camera_ids():
-            raise _BadRequest(f"camera: unknown camera {camera!r}; known: {', '.join(self._camera_ids())}")
+        known = self._camera_ids()
+        if camera not in known:
+            raise _UnknownCamera(f"camera: unknown camera {camera!r}; known: {', '.join(known)}")
         now = self._clock()
         try:
             start = parse_time(query["from"], now)[0] if "from" in query else now - DAY_SECONDS
@@ -303,20 +317,25 @@ class OperatorRoutes:
         try:
             camera, start, end = self._range(self._query(request), MAX_RECORDINGS_SECONDS)
         except _BadRequest as exc:
-            _json(request, HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            _json(request, _status_of(exc), {"error": str(exc)})
             return
         rows = self.recorder.storage.segments_between(camera, start, end)
         segments = segments_from_index(rows, camera, self._folder(camera), self._segment_time)
         segments = [s for s in segments if s.end > start]
-        view = self.recorder.supervisors[camera].snapshot
+        # One read of the supervisors: a reload replaces the mapping, and may have removed this camera since
+        # the check above. A camera without a supervisor (disabled, or just removed) has footage and no
+        # restarts, and its record ends now.
+        supervisor = self.recorder.supervisors.get(camera)
+        view = supervisor.snapshot if supervisor is not None else None
         kept = self.recorder.storage.snapshot().cameras.get(camera)
+        now = self._clock()
         timeline = build_timeline(
             camera,
             ((s.start, s.end, s.size) for s in segments),
             start,
             end,
-            view.recent_restarts,
-            now=self._horizon(view, self._clock()),
+            view.recent_restarts if view is not None else (),
+            now=self._horizon(view, now) if view is not None else now,
             oldest=kept.oldest_start if kept is not None else None,
         )
         _json(
@@ -347,7 +366,7 @@ class OperatorRoutes:
             # The newest segment may still be open in FFmpeg: a clip ends where the completed ones end.
             plan = plan_export(camera, segments, start, end)
         except (_BadRequest, ExportError) as exc:
-            _text(request, HTTPStatus.BAD_REQUEST if isinstance(exc, _BadRequest) else HTTPStatus.NOT_FOUND, str(exc))
+            _text(request, _status_of(exc) if isinstance(exc, _BadRequest) else HTTPStatus.NOT_FOUND, str(exc))
             return
         if not self._exports.acquire(blocking=False):
             busy = b"two clips are being cut already; retry\n"

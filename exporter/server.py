@@ -44,6 +44,13 @@ from recorder.snapshots import RecorderSnapshot
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/api/v1/alertmanager"
+# Requests whose basic-auth credentials are in neither of the checker's caches need a bcrypt (~50 ms each):
+# they run in a pool of their own, one thread (bcrypt is serialised anyway), with room for a few waiting;
+# more are answered 503 at once. A flood of guesses then waits on itself, never scrapes with known
+# credentials, and a new scraper among them gets in within a retry or two.
+AUTH_POOL = "auth"
+AUTH_POOL_THREADS = 1
+AUTH_QUEUE_LIMIT = 8
 # What a route receives: the parsed request, which it answers through _send (http.server's handler before).
 _Handler = Request
 
@@ -181,8 +188,9 @@ class ExporterServer:
             # The webhook may wait seconds for a retention pass, a picture up to ten for FFmpeg, a clip as
             # long as its download: never in the scrapers' threads.
             slow_routes=(WEBHOOK_PATH,),
-            pools=self.operator.pools(),
-            pool_of=self.operator.pool_of,
+            pools={**self.operator.pools(), AUTH_POOL: AUTH_POOL_THREADS},
+            pool_of=self._pool_of,
+            queue_limits={AUTH_POOL: AUTH_QUEUE_LIMIT},
         )
         self.scheme = "https" if tls is not None else "http"
 
@@ -201,6 +209,11 @@ class ExporterServer:
     def stop(self) -> None:
         self.transport.stop()
         self._listener.close()
+
+    def alive(self) -> bool:
+        """True while the transport's I/O thread runs (it accepts, reads and answers every connection): a
+        liveness check for /-/healthy and the systemd watchdog."""
+        return self.transport.alive()
 
     # -- routing --------------------------------------------------------------------------------
 
@@ -223,6 +236,18 @@ class ExporterServer:
             self._send(request, status, f"{status.phrase}\n".encode(), "text/plain", headers)
             return
         route(request)
+
+    def _pool_of(self, request: Request) -> str | None:
+        """Called by the I/O thread, so cheap: credentials that need bcrypt go to AUTH_POOL. The request then
+        runs there whole (its route included), but only the first one with those credentials: later ones are
+        cache hits and go to their route's pool."""
+        if (
+            self.auth.enabled
+            and request.route not in self._own_auth
+            and self.auth.needs_bcrypt(request.headers.get("Authorization", ""))
+        ):
+            return AUTH_POOL
+        return self.operator.pool_of(request)
 
     def _authorized(self, request: Request) -> bool:
         return not self.auth.enabled or self.auth.check(request.headers.get("Authorization", ""))

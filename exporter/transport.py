@@ -291,6 +291,7 @@ class HTTPTransport:
         slow_routes: Collection[str] = (),
         pools: Mapping[str, int] | None = None,
         pool_of: Callable[[Request], str | None] | None = None,
+        queue_limits: Mapping[str, int] | None = None,
         max_connections: int | None = None,
         request_timeout: float = REQUEST_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
@@ -320,6 +321,9 @@ class HTTPTransport:
         self._pools = {
             name: ThreadPoolExecutor(threads, thread_name_prefix=f"exporter-{name}") for name, threads in sizes.items()
         }
+        # Pools whose requests (queued and running) are capped: beyond the cap a request is answered 503 by
+        # the I/O thread at once. For work a client can ask for at will, such as bcrypt on new credentials.
+        self._queue_slots = {name: threading.Semaphore(limit) for name, limit in (queue_limits or {}).items()}
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._accept_paused_until: float | None = None
@@ -328,6 +332,7 @@ class HTTPTransport:
         self._body_in_flight = 0
         self._ratelimited = RateLimitedLog(log)
         self.evictions = 0  # idle connections closed to make room (tests look at it)
+        self.connection_failures = 0  # connections closed after an unexpected error in their handling
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -348,6 +353,11 @@ class HTTPTransport:
     @property
     def open_connections(self) -> int:
         return len(self._conns)
+
+    def alive(self) -> bool:
+        """True while the I/O thread runs: once it is gone nothing is accepted or answered any more, so a
+        liveness check (/-/healthy, the systemd watchdog) should fail."""
+        return self._thread is not None and self._thread.is_alive()
 
     # -- the I/O loop -----------------------------------------------------------------------------
 
@@ -378,7 +388,7 @@ class HTTPTransport:
             elif key.fileobj is self._wake_r:
                 self._drain_wakeups()
             else:
-                self._on_event(key.data, mask)
+                self._guarded(key.data, self._on_event, key.data, mask)
         self._finish_done()
         now = time.monotonic()
         if self._accept_paused_until is not None and now >= self._accept_paused_until:
@@ -386,6 +396,26 @@ class HTTPTransport:
             self._selector.register(self._listener, selectors.EVENT_READ, None)
         if now >= self._next_deadline:
             self._expire(now)
+
+    def _guarded(self, conn: _Conn, action: Callable[..., None], *args: Any) -> None:
+        """Run one connection's handling; a bug there (an exception nothing expected) closes that connection
+        and the loop serves the others on, instead of the I/O thread dying with every connection."""
+        try:
+            action(*args)
+        except Exception:
+            self.connection_failures += 1
+            if self.connection_failures == 1:  # the first with its traceback, the rest a line now and then
+                log.exception("handling the connection from %s failed; closing it and serving on", conn.address)
+            else:
+                self._ratelimited.log(
+                    logging.ERROR, "connection-failure", "handling the connection from %s failed (%d so far); "
+                    "closing it and serving on", conn.address, self.connection_failures,
+                )  # fmt: skip
+            try:
+                self._close(conn)
+            except Exception:  # its state is what failed: forget it however far closing got
+                conn.closed = True
+                self._conns.discard(conn)
 
     def _wake(self) -> None:
         try:
@@ -628,32 +658,48 @@ class HTTPTransport:
         except (OSError, ssl.SSLError):
             pass  # a client that cannot take 25 bytes now sends its body anyway after a second
 
-    def _refuse(self, conn: _Conn, status: HTTPStatus | int) -> None:
-        """Answer a request no handler can make sense of, from this thread, and close."""
+    def _refuse(self, conn: _Conn, status: HTTPStatus | int, headers: Mapping[str, str] | None = None) -> None:
+        """Answer a request no handler can make sense of (or may take now), from this thread, and close."""
         status = HTTPStatus(status)
         body = f"{status.phrase}\n".encode()
         conn.unread_body = True
-        self._start_writing(conn, self._serialize(status, body, (("Content-Type", "text/plain"),), True, False), True)
+        fields = (("Content-Type", "text/plain"), *(headers or {}).items())
+        self._start_writing(conn, self._serialize(status, body, fields, True, False), True)
 
     # -- handing requests to handlers and answers back --------------------------------------------
 
     def _dispatch(self, conn: _Conn) -> None:
         request = conn.request
         assert request is not None
-        conn.state = _State.PROCESSING
-        self._watch(conn, 0)
-        conn.deadline = math.inf
         name = SLOW_POOL if request.route in self._slow_routes else None
         if name is None and self._pool_of is not None:
             name = self._pool_of(request)
-        pool = self._pools.get(name or DEFAULT_POOL, self._pools[DEFAULT_POOL])
+        name = name if name in self._pools else DEFAULT_POOL
+        slots = self._queue_slots.get(name)
+        if slots is not None and not slots.acquire(blocking=False):
+            # That pool's queue is full: say so at once rather than let the queue (and the wait) grow.
+            self._refuse(conn, HTTPStatus.SERVICE_UNAVAILABLE, {"Retry-After": "1"})
+            return
+        conn.state = _State.PROCESSING
+        self._watch(conn, 0)
+        conn.deadline = math.inf
         try:
-            pool.submit(self._run, conn, request)
+            self._pools[name].submit(self._run, conn, request, slots)
         except RuntimeError:
+            if slots is not None:
+                slots.release()
             self._close(conn)  # stopping
 
-    def _run(self, conn: _Conn, request: Request) -> None:
-        """In a handler thread: run the handler, serialise its answer, hand it to the I/O thread."""
+    def _run(self, conn: _Conn, request: Request, slots: threading.Semaphore | None = None) -> None:
+        """In a handler thread: run the handler, serialise its answer, hand it to the I/O thread; then give
+        back the request's place in its pool's bounded queue, if it has one."""
+        try:
+            self._answer(conn, request)
+        finally:
+            if slots is not None:
+                slots.release()
+
+    def _answer(self, conn: _Conn, request: Request) -> None:
         try:
             self._handler(request)
         except Exception:
@@ -748,15 +794,17 @@ class HTTPTransport:
     def _finish_done(self) -> None:
         while self._done:
             conn, data, close = self._done.popleft()
-            if conn.closed:
-                continue
-            if data is not None:
-                self._start_writing(conn, data, close)
-            elif conn.state is _State.PROCESSING:
-                conn.state, conn.outbuf, conn.offset, conn.close_after = _State.STREAMING, b"", 0, close
-                self._write_stream(conn)
-            elif conn.state is _State.STREAMING and not conn.events & selectors.EVENT_WRITE:
-                self._write_stream(conn)  # else the socket is full: the next EVENT_WRITE sends the news
+            if not conn.closed:
+                self._guarded(conn, self._take_answer, conn, data, close)
+
+    def _take_answer(self, conn: _Conn, data: bytes | None, close: bool) -> None:
+        if data is not None:
+            self._start_writing(conn, data, close)
+        elif conn.state is _State.PROCESSING:
+            conn.state, conn.outbuf, conn.offset, conn.close_after = _State.STREAMING, b"", 0, close
+            self._write_stream(conn)
+        elif conn.state is _State.STREAMING and not conn.events & selectors.EVENT_WRITE:
+            self._write_stream(conn)  # else the socket is full: the next EVENT_WRITE sends the news
 
     def _write_stream(self, conn: _Conn) -> None:
         """Send what the producer queued, as much as the socket takes now. The deadline is for progress:

@@ -64,6 +64,9 @@ SHOW_MAX = 80
 CERT_CHECK_INTERVAL = 1.0
 # Verified (user, password, hash) triples remembered, so that a scrape costs a hash lookup, not a bcrypt.
 AUTH_CACHE_SIZE = 256
+# Refused triples remembered apart, so that a replayed guess costs no bcrypt either; apart, because a flood of
+# distinct wrong passwords would otherwise push the good credentials out and send their scrapes to bcrypt.
+AUTH_REFUSED_CACHE_SIZE = 256
 _TLS_KEYS = ("cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version", "max_version")
 # Keys of the toolkit's format that this implementation does not honour: refused rather than ignored, since
 # each of them narrows who may connect and silently dropping one would weaken the operator's intent.
@@ -419,7 +422,10 @@ class BasicAuthChecker:
     bcrypt is slow by design (~50 ms at cost 10): a verified answer is cached under a keyed digest of
     (user, hash, password), so a scraper that sends the same credentials every 15 s pays bcrypt once, and
     the cache never holds a password or a plain hash of one. Misses are serialised, so a guessing client
-    burns at most one core's worth of bcrypt and scrapes with cached credentials never wait for it.
+    burns at most one core's worth of bcrypt. `known()` answers from the caches alone, so that the server
+    can send the requests that need bcrypt to a pool of their own (with a bounded queue) and scrapes with
+    cached credentials never wait behind them. Verified and refused credentials are cached apart: guesses
+    never evict good credentials.
     """
 
     def __init__(self, web: WebConfig, cache_size: int = AUTH_CACHE_SIZE) -> None:
@@ -427,7 +433,8 @@ class BasicAuthChecker:
         self._plain = web.plain_password_user
         # An unknown user is checked against a real hash anyway, so the answer takes as long either way.
         self._decoy = next(iter(self._users.values()), None)
-        self._cache: collections.OrderedDict[bytes, bool] = collections.OrderedDict()
+        self._verified: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+        self._refused: collections.OrderedDict[bytes, None] = collections.OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
         self._bcrypt_lock = threading.Lock()
@@ -447,6 +454,30 @@ class BasicAuthChecker:
             return self._check_plain(user, password)
         return self._check_bcrypt(user, password)
 
+    def needs_bcrypt(self, authorization: str) -> bool:
+        """Whether check() would run bcrypt (not in either cache): cheap, one keyed hash. Such a request
+        belongs in a pool apart, where it cannot hold up requests whose credentials are known."""
+        credentials = parse_basic_authorization(authorization)
+        if credentials is None or self._plain is not None:
+            return False
+        key = self._cache_key(*credentials)
+        if key is None:
+            return False
+        with self._cache_lock:
+            return key[2] not in self._verified and key[2] not in self._refused
+
+    def _cache_key(self, user: str, password: str) -> tuple[bytes, bool, bytes] | None:
+        """(the hash checked against, whether the user is known, the cache key); None when no hash exists."""
+        hashed = self._users.get(user)
+        known = hashed is not None
+        if hashed is None:
+            hashed = self._decoy
+        if hashed is None:
+            return None
+        secret = password.encode("utf-8")
+        digest = hmac.new(self._key, b"\0".join((user.encode("utf-8"), hashed, secret)), hashlib.sha256).digest()
+        return hashed, known, digest
+
     def _check_plain(self, user: str, password: str) -> bool:
         assert self._plain is not None
         try:
@@ -459,25 +490,23 @@ class BasicAuthChecker:
         return user_ok & hmac.compare_digest(password.encode(), expected.encode())
 
     def _check_bcrypt(self, user: str, password: str) -> bool:
-        hashed = self._users.get(user)
-        known = hashed is not None
-        if hashed is None:
-            hashed = self._decoy
-        if hashed is None:
+        key = self._cache_key(user, password)
+        if key is None:
             return False
+        hashed, known, digest = key
         secret = password.encode("utf-8")
-        digest = hmac.new(self._key, b"\0".join((user.encode("utf-8"), hashed, secret)), hashlib.sha256).digest()
         with self._cache_lock:
-            cached = self._cache.get(digest)
-            if cached is not None:
-                self._cache.move_to_end(digest)
-                return cached and known
+            for cache, verdict in ((self._verified, True), (self._refused, False)):
+                if digest in cache:
+                    cache.move_to_end(digest)
+                    return verdict and known
         with self._bcrypt_lock:
             self.bcrypt_checks += 1
             # bcrypt hashes at most 72 bytes (bcrypt>=5 raises on more): a longer password never matches.
             ok = len(secret) <= 72 and bcrypt.checkpw(secret, hashed)
         with self._cache_lock:
-            self._cache[digest] = ok
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            cache, size = (self._verified, self._cache_size) if ok else (self._refused, AUTH_REFUSED_CACHE_SIZE)
+            cache[digest] = None
+            if len(cache) > size:
+                cache.popitem(last=False)
         return ok and known

@@ -182,6 +182,41 @@ _RELATIVE_RE = re.compile(r"^-\s*(\d+(?:\.\d+)?)\s*(s|sec|min|m|h|d)$")
 _UNIT_SECONDS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
 
+# A date and time as users type them, read by this pattern rather than datetime.fromisoformat, whose Python
+# 3.10 refuses fractional seconds other than 3 or 6 digits (and forms 3.11 takes): the same text must mean
+# the same on both. A `T` or a space between date and time; any number of fractional digits; then
+# `Z`, `UTC` (a space before it allowed) or an offset `+01:00`, `+0100`, `+01`; both a UTC and an offset is
+# refused below.
+_TIME_RE = re.compile(
+    r"(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})"
+    r"(?:[T ](?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:[.,](?P<fraction>\d+))?)?)?"
+    r"(?P<offset>(?P<sign>[+-])(?P<offset_hours>\d{2})(?::?(?P<offset_minutes>\d{2}))?)?"
+    r"(?:\s*(?P<utc>Z|UTC))?",
+    re.ASCII | re.IGNORECASE,
+)
+
+
+def _datetime_of(match: re.Match[str]) -> datetime:
+    """The datetime a _TIME_RE match names (naive without an offset); ValueError for an impossible one."""
+    fraction = (match["fraction"] or "")[:6].ljust(6, "0")  # beyond microseconds is below our precision
+    zone = None
+    if match["offset"]:
+        minutes = int(match["offset_hours"]) * 60 + int(match["offset_minutes"] or 0)
+        if minutes >= 24 * 60:
+            raise ValueError(match["offset"])
+        zone = timezone(timedelta(minutes=-minutes if match["sign"] == "-" else minutes))
+    return datetime(
+        int(match["year"]),
+        int(match["month"]),
+        int(match["day"]),
+        int(match["hour"] or 0),
+        int(match["minute"] or 0),
+        int(match["second"] or 0),
+        int(fraction),
+        tzinfo=zone,
+    )
+
+
 class TimeError(ValueError):
     """A time the user gave could not be read; the message says what is accepted."""
 
@@ -200,18 +235,18 @@ def parse_time(text: str, now: float) -> tuple[float, str]:
         return now - float(relative[1]) * _UNIT_SECONDS[relative[2]], "relative to now"
     if re.fullmatch(r"\d{9,11}(\.\d+)?", value):
         return float(value), "UTC (Unix time)"
-    utc = False
-    for suffix in (" UTC", "UTC", "Z"):
-        if value.endswith(suffix):
-            value, utc = value[: -len(suffix)].rstrip(), True
-            break
+    unreadable = TimeError(
+        f"cannot read {text!r} as a time: use 'YYYY-MM-DD HH:MM[:SS]' (local time), with 'Z', 'UTC' or "
+        "an offset such as '+01:00', a Unix timestamp, 'now', or '-10min', '-2h'"
+    )
+    match = _TIME_RE.fullmatch(value)
+    if match is None:
+        raise unreadable
     try:
-        parsed = datetime.fromisoformat(value.replace(" ", "T", 1))
+        parsed = _datetime_of(match)
     except ValueError:
-        raise TimeError(
-            f"cannot read {text!r} as a time: use 'YYYY-MM-DD HH:MM[:SS]' (local time), with 'Z', 'UTC' or "
-            "an offset such as '+01:00', a Unix timestamp, 'now', or '-10min', '-2h'"
-        ) from None
+        raise unreadable from None
+    utc = match["utc"] is not None
     if utc:
         if parsed.tzinfo is not None:
             raise TimeError(f"{text!r}: give either UTC or an offset, not both")

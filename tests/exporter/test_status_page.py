@@ -106,7 +106,7 @@ def test_recordings_json_lists_segments_with_start_duration_size_path(daemon: Da
         assert 0 < segment["duration"] <= 3
     assert data["stretches"]
     status, text, _ = daemon.get("/api/v1/recordings?camera=nope")
-    assert status == 400 and "unknown camera 'nope'" in json.loads(text)["error"]
+    assert status == 404 and "unknown camera 'nope'" in json.loads(text)["error"]
     status, text, _ = daemon.get("/api/v1/recordings?camera=cam1&from=tomorrow")
     assert status == 400
 

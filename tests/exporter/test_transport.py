@@ -406,3 +406,36 @@ def test_a_stream_over_tls_arrives_whole(tmp_path: Path) -> None:
         client.close()
         transport.stop()
         listener.close()
+
+
+def test_a_bug_in_one_connections_handling_closes_it_and_the_loop_serves_on(
+    served: tuple[App, int, HTTPTransport], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, port, transport = served
+    parse = transport._parse
+
+    def parse_with_a_bug(conn: object) -> None:
+        if b"/trips-a-bug" in bytes(conn.inbuf):  # type: ignore[attr-defined]
+            raise RuntimeError("an unexpected bug in one connection's handling")
+        parse(conn)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(transport, "_parse", parse_with_a_bug)
+    for _ in range(2):  # the second failure is logged rate-limited, and still closes only its connection
+        assert exchange(port, b"GET /trips-a-bug HTTP/1.1\r\nHost: x\r\n\r\n") == b""
+    assert statuses(exchange(port, b"GET /fine HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) == [200]
+    assert transport.alive() and transport.connection_failures == 2
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the injected failure
+def test_alive_is_false_once_the_io_thread_is_dead(
+    served: tuple[App, int, HTTPTransport], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport = served[2]
+    assert transport.alive()
+
+    def select_fails() -> None:
+        raise RuntimeError("the selector itself broke")  # outside any one connection: the loop ends
+
+    monkeypatch.setattr(transport, "_select_once", select_fails)
+    transport._wake()  # the loop is asleep in select(): let it go round into the failure
+    wait_for(lambda: not transport.alive(), timeout=5, what="the I/O thread to end")

@@ -186,6 +186,20 @@ def test_bcrypt_credentials_are_checked_once_then_served_from_the_cache() -> Non
     assert checker.bcrypt_checks == 3
 
 
+def test_guesses_never_push_verified_credentials_out_of_the_cache() -> None:
+    checker = BasicAuthChecker(WebConfig(basic_auth_users={"prometheus": HASH.encode()}), cache_size=4)
+    good = _basic("prometheus", "s3cret")
+    assert checker.needs_bcrypt(good)
+    assert checker.check(good) and not checker.needs_bcrypt(good)
+    for guess in range(20):  # more distinct wrong passwords than either cache holds
+        assert not checker.check(_basic("prometheus", f"guess{guess}"))
+    assert not checker.needs_bcrypt(good)  # still verified: its scrapes stay off the bcrypt pool
+    assert not checker.needs_bcrypt(_basic("prometheus", "guess19"))  # a replayed guess is refused from cache
+    assert not checker.needs_bcrypt("Bearer x")  # nothing to check: refused at once
+    checks = checker.bcrypt_checks
+    assert checker.check(good) and checker.bcrypt_checks == checks
+
+
 def test_unknown_users_and_malformed_headers_are_refused() -> None:
     checker = BasicAuthChecker(WebConfig(basic_auth_users={"prometheus": HASH.encode()}))
     assert not checker.check(_basic("nobody", "s3cret"))
@@ -280,6 +294,9 @@ def test_rate_limited_log_says_how_many_lines_it_left_out(caplog: pytest.LogCapt
         (b'{"a": [1, {"b": []}]}', 4),
         (b'{"a": "[[[[[[[[[", "b": "\\"[[["}', 1),
         (b"[" * 5000, 5000),
+        (b'["\\\\", ["\\\\\\"]"]]', 2),  # an escaped backslash ends before the closing quote
+        (b'[["unterminated \\" [[[[', 2),  # an unterminated string's brackets are not counted
+        (b'"\\' * 4096, 0),
     ],
 )
 def test_json_depth_is_counted_without_parsing(body: bytes, depth: int) -> None:

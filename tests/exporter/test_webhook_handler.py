@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from conftest import small_config
 
+from exporter.transport import REQUEST_TIMEOUT
 from exporter.webhook import WebhookHandler
 from recorder.config import ExporterConfig
 from recorder.vocabulary import WebhookResult
@@ -87,3 +89,19 @@ def test_a_body_that_is_not_json_is_invalid(tmp_path: Path) -> None:
     answer = webhook.handle(JSON, b"{not json")
     assert answer.status == HTTPStatus.BAD_REQUEST and answer.result is WebhookResult.INVALID
     assert results == {"invalid": 1}
+
+
+def test_a_hostile_megabyte_of_unterminated_escapes_is_answered_invalid_within_the_request_deadline(
+    tmp_path: Path,
+) -> None:
+    # `"\` repeated made the old string pattern backtrack quadratically while holding the GIL: 64 KiB took
+    # a minute, a megabyte hours. The bound is the exporter's request deadline, far above the linear scan's
+    # milliseconds (bench/bench_webhook_depth.py prints the figure), so a loaded machine does not flake it.
+    webhook, retention, results = handler(tmp_path)
+    for hostile in (b'"\\' * (512 * 1024), b'{"a": "' + b"\\" * (1024 * 1024), b"[" * 100 + b'"\\' * 500_000):
+        started = time.monotonic()
+        answer = webhook.handle(JSON, hostile)
+        elapsed = time.monotonic() - started
+        assert answer.status == HTTPStatus.BAD_REQUEST and answer.result is WebhookResult.INVALID
+        assert elapsed < REQUEST_TIMEOUT, f"{len(hostile)} hostile bytes took {elapsed:.1f} s"
+    assert retention.asked == [] and results == {"invalid": 3}

@@ -150,7 +150,41 @@ def test_a_time_without_zone_is_local_time_and_says_so(any_tz: str) -> None:
         assert zone == "local time (CET, UTC+01:00)"
 
 
-@pytest.mark.parametrize("text", ["yesterday-ish", "2026-13-01 10:00", "14:03", "2026-11-25 14:03+01:00Z"])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Fractional seconds of any length: Python 3.10's fromisoformat took only 3 or 6 digits.
+        ("2026-11-25T14:03:05.5Z", datetime(2026, 11, 25, 14, 3, 5, 500000, tzinfo=timezone.utc)),
+        ("2026-11-25 14:03:05.12Z", datetime(2026, 11, 25, 14, 3, 5, 120000, tzinfo=timezone.utc)),
+        ("2026-11-25 14:03:05.1234567 UTC", datetime(2026, 11, 25, 14, 3, 5, 123456, tzinfo=timezone.utc)),
+        ("2026-11-25T15:03:05.1+01:00", datetime(2026, 11, 25, 14, 3, 5, 100000, tzinfo=timezone.utc)),
+        # Offsets without a colon or without minutes, and a lower-case z (3.11 takes them, 3.10 did not).
+        ("2026-11-25 15:33+0130", datetime(2026, 11, 25, 14, 3, tzinfo=timezone.utc)),
+        ("2026-11-25 09:03-05", datetime(2026, 11, 25, 14, 3, tzinfo=timezone.utc)),
+        ("2026-11-25t14:03z", datetime(2026, 11, 25, 14, 3, tzinfo=timezone.utc)),
+        ("2026-11-25Z", datetime(2026, 11, 25, tzinfo=timezone.utc)),
+    ],
+)
+def test_times_read_the_same_under_python_310_and_later(any_tz: str, text: str, expected: datetime) -> None:
+    value, zone = parse_time(text, 0)
+    assert value == expected.timestamp()
+    assert zone.startswith("UTC")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "yesterday-ish",
+        "2026-13-01 10:00",
+        "14:03",
+        "2026-11-25 14:03+01:00Z",
+        "2026-11-25 24:00",
+        "2026-11-25 14:03:05.",
+        "2026-11-25 14:03+24:00",
+        "2026-11-2514:03",
+        "2026-11-25 14:3",
+    ],
+)
 def test_unreadable_times_say_what_is_accepted(text: str) -> None:
     with pytest.raises(TimeError):
         parse_time(text, 0)

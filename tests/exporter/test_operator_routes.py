@@ -1,0 +1,93 @@
+"""The operator's JSON and clip routes as plain calls on a recorder that does not run: which cameras they
+know, and what a reload between two reads of the recorder does to a request."""
+
+from __future__ import annotations
+
+import json
+import time
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import small_config
+
+from exporter.operator_routes import OperatorRoutes
+from exporter.transport import Headers, Request, Response, StreamedResponse
+from recorder.daemon import Recorder
+from recorder.ffmpeg_binary import find_tools
+from recorder.segments import segment_file_name
+
+SEGMENT_SECONDS = 2
+
+
+@pytest.fixture
+def recorder(tmp_path: Path) -> Recorder:
+    """cam1 enabled, `porch` disabled; both with two segments on disk, indexed by one scan."""
+    base = tmp_path / "rec"
+    t0 = float(int(time.time()) - 3600)
+    for camera in ("cam1", "porch"):
+        for start in (t0, t0 + SEGMENT_SECONDS):
+            path = base / camera / segment_file_name(camera, start)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"\0" * 100)
+    config = small_config(
+        base,
+        cameras={"cam1": {"test_pattern": True}, "porch": {"test_pattern": True, "enabled": False}},
+        recording={"segment_time": SEGMENT_SECONDS},
+    )
+    rec = Recorder(config, find_tools(config.system))
+    rec.storage.scan()
+    rec.t0 = t0  # type: ignore[attr-defined]
+    return rec
+
+
+def call(handler: Any, path: str, method: str = "GET") -> Response | StreamedResponse:
+    request = Request(method, path, "HTTP/1.1", Headers([]), ("127.0.0.1", 0))
+    handler(request)
+    assert request.response is not None
+    return request.response
+
+
+def recordings_path(recorder: Recorder, camera: str) -> str:
+    t0 = recorder.t0  # type: ignore[attr-defined]
+    return f"/api/v1/recordings?camera={camera}&from={t0 - 10:.0f}&to={t0 + 10:.0f}"
+
+
+def test_a_disabled_cameras_footage_is_listed_and_exported(recorder: Recorder) -> None:
+    assert "porch" not in recorder.supervisors  # disabled: no supervisor, but its footage is on disk
+    routes = OperatorRoutes(recorder)
+    answer = call(routes.recordings, recordings_path(recorder, "porch"))
+    assert isinstance(answer, Response) and answer.status == HTTPStatus.OK, answer
+    data = json.loads(answer.body)
+    assert data["camera"] == "porch" and len(data["segments"]) == 2 and data["restarts"] == []
+    t0 = recorder.t0  # type: ignore[attr-defined]
+    head = call(routes.export, f"/api/v1/export?camera=porch&from={t0:.0f}&to={t0 + 3:.0f}", "HEAD")
+    assert head.status == HTTPStatus.OK and ("X-Recording-Segments", "2") in head.headers, head
+
+
+def test_an_unknown_camera_is_not_found(recorder: Recorder) -> None:
+    routes = OperatorRoutes(recorder)
+    answer = call(routes.recordings, recordings_path(recorder, "nope"))
+    assert answer.status == HTTPStatus.NOT_FOUND
+    assert isinstance(answer, Response) and "unknown camera 'nope'" in json.loads(answer.body)["error"]
+    assert call(routes.export, "/api/v1/export?camera=nope").status == HTTPStatus.NOT_FOUND
+
+
+class _RemovedByAReload(dict):  # type: ignore[type-arg]
+    """Supervisors as a reload leaves them halfway through a request: the camera was there when the
+    request looked it up, and is gone when it looks again."""
+
+    def __getitem__(self, key: Any) -> Any:
+        raise KeyError(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return default
+
+
+def test_a_reload_removing_the_camera_mid_request_does_not_fail_it(recorder: Recorder) -> None:
+    routes = OperatorRoutes(recorder)
+    recorder.supervisors = _RemovedByAReload(recorder.supervisors)
+    answer = call(routes.recordings, recordings_path(recorder, "cam1"))
+    assert answer.status == HTTPStatus.OK, answer
+    assert isinstance(answer, Response) and len(json.loads(answer.body)["segments"]) == 2
