@@ -245,19 +245,33 @@ def test_lock_is_released_only_when_the_old_thread_has_ended(tmp_path: Path) -> 
     gate = HeldGate(config)
     old = TranscodeWorker(transcoder(config, gate=gate), paused_tick=0.05)
     old.start()
+    new = TranscodeWorker(transcoder(config, gate=FixedGate(config, TranscodeState.PAUSED_CPU)), paused_tick=0.05)
     try:
         assert gate.entered.wait(30)
         old.stop(timeout=0)  # the join times out: the thread is still inside its job
         assert old.alive
         with pytest.raises(TranscoderBusy):
-            TranscodeWorker(transcoder(config)).start()
+            transcoder(config).acquire()  # the old thread still holds the recordings' lock
+        new.start()  # waits for the lock instead of working beside the old thread
+        assert new.alive and not new.transcoder.holds_lock()
     finally:
         gate.go.set()
     wait_for(lambda: not old.alive, what="the old worker thread to end")
-    new = TranscodeWorker(transcoder(config, gate=FixedGate(config, TranscodeState.PAUSED_CPU)), paused_tick=0.05)
-    new.start()
+    wait_for(new.transcoder.holds_lock, what="the new worker to take the lock once the old thread ended")
     new.stop()
-    assert not new.alive
+    assert not new.alive and not new.transcoder.holds_lock()
+    transcoder(config).acquire()  # released with the thread
+
+
+def test_a_worker_waiting_for_the_lock_stops_without_taking_it(tmp_path: Path) -> None:
+    config = transcoding_config(tmp_path)
+    holder = transcoder(config)
+    holder.acquire()  # a `--transcode` pass, say
+    waiting = TranscodeWorker(transcoder(config), paused_tick=0.05)
+    waiting.start()
+    waiting.stop()
+    assert not waiting.alive and not waiting.transcoder.holds_lock()
+    holder.release()
 
 
 def test_temporary_names_are_unique_and_recovered(tmp_path: Path) -> None:
