@@ -4,6 +4,7 @@ at idle priority, yields to the recorder, and replaces each segment only once it
 from __future__ import annotations
 
 import collections
+import contextlib
 import fcntl
 import logging
 import os
@@ -131,6 +132,9 @@ class Transcoder:
             os.close(fd)
             raise TranscoderBusy(f"another transcoder works on {self.base} (the daemon's?)") from None
         self._lock_fd = fd
+
+    def holds_lock(self) -> bool:
+        return self._lock_fd is not None
 
     def release(self) -> None:
         if self._lock_fd is not None:
@@ -479,9 +483,13 @@ class TranscodeWorker:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
-        """TranscoderBusy while another transcoder holds the recordings' lock, including a previous worker
-        whose thread has not ended yet (its lock goes only with its thread)."""
-        self.transcoder.acquire()
+        """Start the thread. While another transcoder holds the recordings' lock (a previous worker still
+        ending its job: its lock goes only with its thread; or a `--transcode` pass), the thread waits for
+        the lock before it touches any file."""
+        try:
+            self.transcoder.acquire()
+        except TranscoderBusy as exc:
+            log.warning("transcoding: %s; starting once it is done", exc)
         self._thread = threading.Thread(target=self._run_then_release, name="transcoding", daemon=True)
         self._thread.start()
 
@@ -507,6 +515,11 @@ class TranscodeWorker:
 
     def _run_then_release(self) -> None:
         try:
+            while not self.transcoder.holds_lock():
+                if self._stop.wait(self._paused_tick):
+                    return
+                with contextlib.suppress(TranscoderBusy):
+                    self.transcoder.acquire()
             self._run()
         finally:
             self.transcoder.release()
