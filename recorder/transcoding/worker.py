@@ -101,7 +101,8 @@ class Transcoder:
         self._paused_for = [0.0]  # seconds the job running now spent paused (its encode and its verification)
         # Verified replacements whose swap failed (ENOSPC making .originals, EIO): retried before each job.
         # The ledger says "transcoded" and the original still holds the name, so nothing is lost meanwhile.
-        self._pending_swaps: dict[Path, str] = {}  # segment -> camera
+        # segment -> (camera, what to do once swapped: tell retention the new size)
+        self._pending_swaps: dict[Path, tuple[str, Callable[[], None]]] = {}
         self._state = TranscodeState.RUNNING
         self._segments = {(c, r): 0 for c in self.cameras for r in values(TranscodeResult)}
         self._in = dict.fromkeys(self.cameras, 0)
@@ -191,7 +192,7 @@ class Transcoder:
 
     def retry_pending_swaps(self) -> None:
         """Complete the swaps that failed earlier (see _swap); each is logged once when it fails, once done."""
-        for segment, camera in list(self._pending_swaps.items()):
+        for segment, (camera, swapped) in list(self._pending_swaps.items()):
             try:
                 complete_swap(self.base, segment, keep_original=self.config.transcoding.keep_original_days > 0)
             except OriginalVanished as exc:
@@ -202,6 +203,7 @@ class Transcoder:
                 continue  # still failing: already logged, tried again before the next job
             else:
                 log.info("transcoding: completed the delayed swap of %s/%s", camera, segment.name)
+                swapped()
             del self._pending_swaps[segment]
 
     def plan(self) -> list[Candidate]:
@@ -305,7 +307,13 @@ class Transcoder:
             _unlink_quietly(verified)
             log.error("transcoding: %s/%s not swapped, the ledger cannot be written: %s", cand.camera, cand.name, exc)
             return ABORTED
-        if not self._swap(cand, segment):
+        on_replaced = self._on_replaced
+
+        def swapped() -> None:
+            if on_replaced is not None:
+                on_replaced(cand.camera, segment, cand.start, original.duration, size)
+
+        if not self._swap(cand, segment, swapped):
             return ABORTED
         with self._lock:
             self._in[cand.camera] += cand.size
@@ -317,12 +325,10 @@ class Transcoder:
             "transcoding: %s/%s %s -> %s (%.1f%% smaller%s)", cand.camera, cand.name, cand.size, size, savings,
             f", SSIM {verdict.ssim:.4f}" if verdict.ssim is not None else "",
         )  # fmt: skip
-        if self._on_replaced is not None:
-            self._on_replaced(cand.camera, segment, cand.start, original.duration, size)
         return "transcoded"
 
-    def _swap(self, cand: Candidate, segment: Path) -> bool:
-        """Steps 3-4 of the swap; False when the segment was deleted meanwhile.
+    def _swap(self, cand: Candidate, segment: Path, swapped: Callable[[], None]) -> bool:
+        """Steps 3-4 of the swap, then `swapped()`; False when the segment was deleted meanwhile.
 
         A failing swap (no room for .originals, an I/O error) keeps `.verified` and the original, and is
         retried before every next job (and by recovery at the next start); it counts as transcoded, as the
@@ -335,7 +341,9 @@ class Transcoder:
             return False
         except OSError as exc:
             log.error("transcoding: %s/%s verified, but its swap failed (retried): %s", cand.camera, cand.name, exc)
-            self._pending_swaps[segment] = cand.camera
+            self._pending_swaps[segment] = (cand.camera, swapped)
+            return True
+        swapped()
         return True
 
     def _fail(self, cand: Candidate, result: str, why: str) -> str:

@@ -191,15 +191,18 @@ def test_failed_swap_keeps_both_and_is_completed_by_the_worker(
     seg = make_segment(tmp_path, "cam1", age_days=8)
     blocker = originals_folder(tmp_path, "cam1").parent
     blocker.write_bytes(b"not a folder")  # `.originals` cannot be created: the swap's step 3 fails
-    t = transcoder(config)
+    replaced: list[tuple[str, Path]] = []
+    t = transcoder(config, on_replaced=lambda camera, path, *_: replaced.append((camera, path)))
     with caplog.at_level(logging.ERROR, logger="recorder.transcoding.worker"):
         assert t.transcode_one(t.plan()[0]) == "transcoded"
         assert probe(seg)["codec"] == "h264"  # the original holds the name
         assert verified_path(seg).exists()  # and the verified replacement waits
         t.retry_pending_swaps()  # still failing: not logged again
     assert len([r for r in caplog.records if "swap failed" in r.getMessage()]) == 1
+    assert replaced == []  # retention still accounts the original's size: it is what holds the name
     blocker.unlink()
     t.retry_pending_swaps()
+    assert replaced == [("cam1", seg)]
     assert probe(seg)["codec"] == "hevc"
     assert probe(originals_folder(tmp_path, "cam1") / seg.name)["codec"] == "h264"
     assert dot_files(seg.parent) == []
