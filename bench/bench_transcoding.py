@@ -225,8 +225,8 @@ def bench_sigkill(work: Path, clip: Path, preset: str) -> None:
     size = seg.stat().st_size
     code = WORKER.format(repo=str(REPO), bench=str(REPO / "bench"), base=str(base), preset=preset)
     worker = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
-    temp = seg.with_name(f".{seg.name}.transcoding")
-    wait(lambda: temp.exists() and temp.stat().st_size > 0, 120, "the transcode to write output")
+    temps = lambda: list(seg.parent.glob(f".{seg.name}.*.transcoding"))  # noqa: E731 - a unique name per job
+    wait(lambda: any(p.stat().st_size > 0 for p in temps()), 120, "the transcode to write output")
     ffmpeg = [p for p in psutil.Process(worker.pid).children(recursive=True) if p.name() == "ffmpeg"]
     killed = time.monotonic()
     os.kill(worker.pid, signal.SIGKILL)
@@ -237,7 +237,7 @@ def bench_sigkill(work: Path, clip: Path, preset: str) -> None:
     clean = time.monotonic() - killed
     gone = wait(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in ffmpeg), 30, "FFmpeg")
     ffmpeg_gone = time.monotonic() - killed if gone else float("nan")
-    ok = not temp.exists() and seg.stat().st_size == size
+    ok = not temps() and seg.stat().st_size == size
     print(f"sigkill_to_clean_seconds={clean:.3f} clean={ok} ffmpeg_gone_seconds={ffmpeg_gone:.3f}")
 
 

@@ -41,9 +41,16 @@ def plan(
         folder = base / camera
         try:
             with os.scandir(folder) as it:
-                found = [(entry.name, entry.stat(follow_symlinks=False)) for entry in it if entry.is_file()]
+                entries = list(it)
         except OSError:
             continue  # no folder yet, or unreadable: storage reports that
+        found: list[tuple[str, os.stat_result]] = []
+        for entry in entries:
+            try:
+                if entry.is_file():
+                    found.append((entry.name, entry.stat(follow_symlinks=False)))
+            except OSError:
+                continue  # gone since the listing (retention, a swap): only this file is skipped
         for name, st in found:
             parsed = parse_segment_name(name)
             if parsed is None or parsed.camera != camera or parsed.start > cutoff or st.st_size == 0:

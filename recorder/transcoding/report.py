@@ -129,6 +129,8 @@ def run_pass(config: Config, *, ffmpeg: str, ffprobe: str, dry_run: bool, out: A
             after = f" -> {_human(snap_out.output_bytes)}" if snap_out and result == "transcoded" else ""
             print(f"{result.replace('_', ' ')} {where}: {_human(cand.size)}{after}", file=out)
             failed += result.startswith("failed") or result == ABORTED
+        if not dry_run:
+            transcoder.retry_pending_swaps()  # any left are completed by recovery at the next start
         if dry_run:
             print(
                 f"{len(due)} segments due: {_human(total_before)} -> ~{_human(total_after)} "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,24 @@ _SSIM_ALL_RE = re.compile(r"SSIM .*All:(?P<all>[0-9.]+)")
 # dies with the thread that started it (PR_SET_PDEATHSIG), so none outlives a stopped daemon.
 TOOL_TIMEOUT = 3600.0
 
+# Runs one verification tool: (argv, timeout) -> (exit status, stdout, stderr). Raises OSError or
+# subprocess.TimeoutExpired when the tool cannot run or finish (a failed verification), ToolInterrupted when
+# the transcoder must stop (the job is abandoned, not failed). The worker's runner runs each tool like the
+# encode: idle priority, its own process group, paused by the gate, killed on stop.
+ToolRunner = Callable[[Sequence[str], float], "tuple[int, str, str]"]
+
+
+class ToolInterrupted(Exception):
+    """A verification tool was ended because the transcoder stops or its window closed."""
+
+
+def run_tool(argv: Sequence[str], timeout: float) -> tuple[int, str, str]:
+    """The plain runner (tests, benchmarks): the tool dies with the thread that started it."""
+    out = subprocess.run(
+        list(argv), capture_output=True, text=True, timeout=timeout, check=False, preexec_fn=die_with_parent
+    )
+    return out.returncode, out.stdout, out.stderr
+
 
 @dataclass(frozen=True)
 class MediaFacts:
@@ -45,24 +64,22 @@ class Verdict:
     ssim: float | None = None
 
 
-def probe(ffprobe: str, path: Path) -> MediaFacts | None:
+def probe(ffprobe: str, path: Path, run: ToolRunner = run_tool) -> MediaFacts | None:
     """Duration, frame (packet) count and codec of the first video stream; None when unreadable."""
     argv = [
         ffprobe, "-v", "error", "-select_streams", "v:0", "-count_packets",
         "-show_entries", "stream=nb_read_packets,codec_name:format=duration", "-of", "json", str(path),
     ]  # fmt: skip
     try:
-        out = subprocess.run(
-            argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False, preexec_fn=die_with_parent
-        )
-        data = json.loads(out.stdout or "{}")
+        _, stdout, _ = run(argv, TOOL_TIMEOUT)
+        data = json.loads(stdout or "{}")
         stream = data["streams"][0]
         return MediaFacts(float(data["format"]["duration"]), int(stream["nb_read_packets"]), stream["codec_name"])
     except (subprocess.TimeoutExpired, OSError, ValueError, KeyError, IndexError, TypeError):
         return None
 
 
-def decode_errors(ffmpeg: str, path: Path, container: str | None = None) -> str:
+def decode_errors(ffmpeg: str, path: Path, container: str | None = None, run: ToolRunner = run_tool) -> str:
     """What a full decode of `path` prints at error level; "" when it decodes cleanly."""
     fmt = ["-f", {"mkv": "matroska", "mp4": "mp4"}[container]] if container else []
     argv = [
@@ -81,19 +98,22 @@ def decode_errors(ffmpeg: str, path: Path, container: str | None = None) -> str:
         "-",
     ]
     try:
-        out = subprocess.run(
-            argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False, preexec_fn=die_with_parent
-        )
+        returncode, _, stderr = run(argv, TOOL_TIMEOUT)
     except (subprocess.TimeoutExpired, OSError) as exc:
         return str(exc)
-    errors = out.stderr.strip()
-    if out.returncode != 0 and not errors:
-        errors = f"ffmpeg exited with status {out.returncode}"
+    errors = stderr.strip()
+    if returncode != 0 and not errors:
+        errors = f"ffmpeg exited with status {returncode}"
     return errors
 
 
 def sampled_ssim(
-    ffmpeg: str, original: Path, candidate: Path, duration: float, container: str | None = None
+    ffmpeg: str,
+    original: Path,
+    candidate: Path,
+    duration: float,
+    container: str | None = None,
+    run: ToolRunner = run_tool,
 ) -> float | None:
     """The lowest SSIM (All) over the sampled seconds; None when FFmpeg could not compute it."""
     fmt = ["-f", {"mkv": "matroska", "mp4": "mp4"}[container]] if container else []
@@ -107,13 +127,11 @@ def sampled_ssim(
             "-lavfi", "[0:v][1:v]ssim", "-f", "null", "-",
         ]  # fmt: skip
         try:
-            out = subprocess.run(
-                argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False, preexec_fn=die_with_parent
-            )
+            returncode, _, stderr = run(argv, TOOL_TIMEOUT)
         except (subprocess.TimeoutExpired, OSError):
             return None
-        match = _SSIM_ALL_RE.search(out.stderr)
-        if out.returncode != 0 or not match:
+        match = _SSIM_ALL_RE.search(stderr)
+        if returncode != 0 or not match:
             return None
         value = float(match["all"])
         lowest = value if lowest is None else min(lowest, value)
@@ -129,12 +147,16 @@ def verify(
     container: str,
     check_quality: bool,
     original_facts: MediaFacts | None = None,
+    run: ToolRunner = run_tool,
 ) -> Verdict:
-    """Whether `candidate` may replace `original` (see the module docstring for the rules)."""
-    before = original_facts or probe(ffprobe, original)
+    """Whether `candidate` may replace `original` (see the module docstring for the rules).
+
+    Raises ToolInterrupted when `run` does (the transcoder stops): no verdict then.
+    """
+    before = original_facts or probe(ffprobe, original, run)
     if before is None:
         return Verdict(False, "the original cannot be probed")
-    after = probe(ffprobe, candidate)
+    after = probe(ffprobe, candidate, run)
     if after is None:
         return Verdict(False, "the transcoded file cannot be probed")
     allowed = max(DURATION_TOLERANCE_SECONDS, DURATION_TOLERANCE_RATIO * before.duration)
@@ -142,12 +164,12 @@ def verify(
         return Verdict(False, f"duration {after.duration:.3f} s, original {before.duration:.3f} s")
     if abs(after.frames - before.frames) > FRAME_TOLERANCE_RATIO * before.frames:
         return Verdict(False, f"{after.frames} frames, original {before.frames}")
-    errors = decode_errors(ffmpeg, candidate, container)
+    errors = decode_errors(ffmpeg, candidate, container, run)
     if errors:
         return Verdict(False, "decode errors: " + errors.splitlines()[0][:200])
     if not check_quality:
         return Verdict(True, "")
-    ssim = sampled_ssim(ffmpeg, original, candidate, before.duration, container)
+    ssim = sampled_ssim(ffmpeg, original, candidate, before.duration, container, run)
     if ssim is None:
         return Verdict(False, "SSIM could not be computed")
     if ssim < SSIM_FLOOR:

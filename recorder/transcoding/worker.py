@@ -4,17 +4,20 @@ at idle priority, yields to the recorder, and replaces each segment only once it
 from __future__ import annotations
 
 import collections
+import contextlib
 import fcntl
 import logging
 import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
+from typing import IO
 
 from recorder.config import Config, Container
 from recorder.ffmpeg_process import die_with_parent
@@ -24,8 +27,16 @@ from recorder.snapshots import TranscodeSnapshot
 from recorder.transcoding.gate import Gate, TranscodeState
 from recorder.transcoding.ledger import Ledger, LedgerEntry, state_folder
 from recorder.transcoding.planner import Candidate, plan
-from recorder.transcoding.swap import complete_swap, fsync_file, mark_verified, recover, temp_path
-from recorder.transcoding.verify import probe, verify
+from recorder.transcoding.swap import (
+    OriginalVanished,
+    complete_swap,
+    fsync_file,
+    mark_verified,
+    recover,
+    temp_path,
+    verified_path,
+)
+from recorder.transcoding.verify import ToolInterrupted, probe, verify
 from recorder.vocabulary import TranscodeResult, values
 
 log = logging.getLogger(__name__)
@@ -86,6 +97,12 @@ class Transcoder:
         self._stop = threading.Event()
         self._lock = threading.Lock()  # the counters and the current process
         self._process: subprocess.Popen[bytes] | None = None  # the FFmpeg running now; None between jobs
+        self._busy: tuple[Path, ...] = ()  # the segment of the job running now and its temporary files
+        self._paused_for = [0.0]  # seconds the job running now spent paused (its encode and its verification)
+        # Verified replacements whose swap failed (ENOSPC making .originals, EIO): retried before each job.
+        # The ledger says "transcoded" and the original still holds the name, so nothing is lost meanwhile.
+        # segment -> (camera, what to do once swapped: tell retention the new size)
+        self._pending_swaps: dict[Path, tuple[str, Callable[[], None]]] = {}
         self._state = TranscodeState.RUNNING
         self._segments = {(c, r): 0 for c in self.cameras for r in values(TranscodeResult)}
         self._in = dict.fromkeys(self.cameras, 0)
@@ -116,6 +133,9 @@ class Transcoder:
             os.close(fd)
             raise TranscoderBusy(f"another transcoder works on {self.base} (the daemon's?)") from None
         self._lock_fd = fd
+
+    def holds_lock(self) -> bool:
+        return self._lock_fd is not None
 
     def release(self) -> None:
         if self._lock_fd is not None:
@@ -153,7 +173,38 @@ class Transcoder:
     # --- planning
 
     def recover(self) -> None:
-        recover(self.base, self.cameras, keep_original=self.config.transcoding.keep_original_days > 0)
+        done = recover(
+            self.base,
+            self.cameras,
+            keep_original=self.config.transcoding.keep_original_days > 0,
+            ledger=self.ledger,
+            now=self._clock(),
+        )
+        with self._lock:
+            for e in done.recorded:
+                self._ratio_in += e.input_bytes
+                self._ratio_out += e.output_bytes
+
+    def busy_paths(self) -> list[Path]:
+        """The source segment of the job running now and its temporary files: retention leaves them alone."""
+        with self._lock:
+            return list(self._busy)
+
+    def retry_pending_swaps(self) -> None:
+        """Complete the swaps that failed earlier (see _swap); each is logged once when it fails, once done."""
+        for segment, (camera, swapped) in list(self._pending_swaps.items()):
+            try:
+                complete_swap(self.base, segment, keep_original=self.config.transcoding.keep_original_days > 0)
+            except OriginalVanished as exc:
+                log.info("transcoding: %s", exc)
+            except FileNotFoundError:
+                pass  # nothing verified left (removed by hand): the name holds what it holds
+            except OSError:
+                continue  # still failing: already logged, tried again before the next job
+            else:
+                log.info("transcoding: completed the delayed swap of %s/%s", camera, segment.name)
+                swapped()
+            del self._pending_swaps[segment]
 
     def plan(self) -> list[Candidate]:
         due = plan(
@@ -180,8 +231,12 @@ class Transcoder:
     def transcode_one(self, cand: Candidate) -> str:
         """Transcode, verify and swap one segment; returns its result (TranscodeResult) or ABORTED."""
         started = time.monotonic()
-        paused_for = [0.0]
-        result = self._transcode(cand, paused_for)
+        paused_for = self._paused_for = [0.0]
+        try:
+            result = self._transcode(cand, paused_for)
+        finally:
+            with self._lock:
+                self._busy = ()
         spent = time.monotonic() - started - paused_for[0]
         if result != ABORTED:
             with self._lock:
@@ -195,8 +250,13 @@ class Transcoder:
         tc = self.config.transcoding
         segment = cand.path
         temp = temp_path(segment)
+        with self._lock:
+            self._busy = (segment, temp, verified_path(segment))
         container = Container(segment.suffix.lstrip("."))
-        original = probe(self._ffprobe, segment)
+        try:
+            original = probe(self._ffprobe, segment, self._run_tool)
+        except ToolInterrupted:
+            return ABORTED
         if original is None:
             if not segment.exists():
                 return ABORTED  # retention deleted it meanwhile
@@ -222,21 +282,39 @@ class Transcoder:
                 cand.camera, cand.name, savings, tc.min_savings_percent,
             )  # fmt: skip
             return "skipped_small_savings"
-        verdict = verify(
-            self._ffmpeg, self._ffprobe, segment, temp,
-            container=container.value, check_quality=tc.verify_quality, original_facts=original,
-        )  # fmt: skip
+        try:
+            verdict = verify(
+                self._ffmpeg, self._ffprobe, segment, temp, container=container.value,
+                check_quality=tc.verify_quality, original_facts=original, run=self._run_tool,
+            )  # fmt: skip
+        except ToolInterrupted:
+            _unlink_quietly(temp)
+            return ABORTED
         if not verdict.ok:
             _unlink_quietly(temp)
             return self._fail(cand, "failed_verification", verdict.reason)
         if not segment.exists():
             _unlink_quietly(temp)
             return ABORTED
-        mark_verified(temp, segment)
+        verified = mark_verified(temp, segment)
         now = self._clock()
-        # Recorded before the original moves: from here on recovery finishes the swap, never undoes it.
-        self.ledger.record(LedgerEntry(cand.camera, cand.name, "transcoded", cand.size, size, now))
-        complete_swap(self.base, segment, keep_original=tc.keep_original_days > 0)
+        # Recorded before the original moves: from here on recovery finishes the swap, never undoes it (and
+        # writes this line itself if a crash comes first).
+        try:
+            self.ledger.record(LedgerEntry(cand.camera, cand.name, "transcoded", cand.size, size, now))
+        except OSError as exc:
+            # Without its ledger line the replacement must not go in: the original stays, tried again later.
+            _unlink_quietly(verified)
+            log.error("transcoding: %s/%s not swapped, the ledger cannot be written: %s", cand.camera, cand.name, exc)
+            return ABORTED
+        on_replaced = self._on_replaced
+
+        def swapped() -> None:
+            if on_replaced is not None:
+                on_replaced(cand.camera, segment, cand.start, original.duration, size)
+
+        if not self._swap(cand, segment, swapped):
+            return ABORTED
         with self._lock:
             self._in[cand.camera] += cand.size
             self._out[cand.camera] += size
@@ -247,9 +325,26 @@ class Transcoder:
             "transcoding: %s/%s %s -> %s (%.1f%% smaller%s)", cand.camera, cand.name, cand.size, size, savings,
             f", SSIM {verdict.ssim:.4f}" if verdict.ssim is not None else "",
         )  # fmt: skip
-        if self._on_replaced is not None:
-            self._on_replaced(cand.camera, segment, cand.start, original.duration, size)
         return "transcoded"
+
+    def _swap(self, cand: Candidate, segment: Path, swapped: Callable[[], None]) -> bool:
+        """Steps 3-4 of the swap, then `swapped()`; False when the segment was deleted meanwhile.
+
+        A failing swap (no room for .originals, an I/O error) keeps `.verified` and the original, and is
+        retried before every next job (and by recovery at the next start); it counts as transcoded, as the
+        ledger already says.
+        """
+        try:
+            complete_swap(self.base, segment, keep_original=self.config.transcoding.keep_original_days > 0)
+        except OriginalVanished as exc:
+            log.info("transcoding: %s", exc)
+            return False
+        except OSError as exc:
+            log.error("transcoding: %s/%s verified, but its swap failed (retried): %s", cand.camera, cand.name, exc)
+            self._pending_swaps[segment] = (cand.camera, swapped)
+            return True
+        swapped()
+        return True
 
     def _fail(self, cand: Candidate, result: str, why: str) -> str:
         log.warning("transcoding: %s/%s %s: %s", cand.camera, cand.name, result.replace("_", " "), why)
@@ -259,47 +354,85 @@ class Transcoder:
     def _run_ffmpeg(
         self, argv: tuple[str, ...], env: Mapping[str, str], paused_for: list[float]
     ) -> tuple[int | None, str]:
-        """Run FFmpeg, pausing it (SIGSTOP/SIGCONT to its group) while the gate says so.
-
-        Returns (exit status, last error lines), or (None, "") when interrupted by stop() or the window's end.
-        """
+        """Run the encode. Returns (exit status, last error lines), or (None, "") when interrupted by stop()
+        or the window's end."""
         tail: collections.deque[str] = collections.deque(maxlen=5)
+        reader: list[threading.Thread] = []
+
+        def read_tail(proc: subprocess.Popen[bytes]) -> None:
+            reader.append(threading.Thread(target=_keep_tail, args=(proc, tail), name="transcode-stderr", daemon=True))
+            reader[0].start()
+
+        rc = self._run_supervised(
+            argv, env, paused_for, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, started=read_tail
+        )
+        if reader:
+            reader[0].join(timeout=5)
+        return (rc, " | ".join(tail)) if rc is not None else (None, "")
+
+    def _run_tool(self, argv: Sequence[str], timeout: float) -> tuple[int, str, str]:
+        """verify.ToolRunner for verification: every tool runs like the encode (idle priority, its own group,
+        paused by the gate, killed on stop), so a full decode of a 1440p60 hour never competes with recording."""
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            rc = self._run_supervised(argv, {}, self._paused_for, stdout=out, stderr=err, timeout=timeout)
+            if rc is None:
+                raise ToolInterrupted(argv[0])
+            out.seek(0)
+            err.seek(0)
+            return rc, out.read().decode(errors="replace"), err.read().decode(errors="replace")
+
+    def _run_supervised(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        paused_for: list[float],
+        *,
+        stdout: int | IO[bytes],
+        stderr: int | IO[bytes],
+        started: Callable[[subprocess.Popen[bytes]], None] | None = None,
+        timeout: float | None = None,
+    ) -> int | None:
+        """Run one tool at idle priority in its own process group, pausing it (SIGSTOP/SIGCONT to the group)
+        while the gate says so. Returns its exit status, or None when interrupted by stop() or the window's
+        end; subprocess.TimeoutExpired after `timeout` seconds of running (pauses not counted)."""
         proc = subprocess.Popen(
             [*idle_priority_prefix(), *argv],
             env={**os.environ, **env},
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=stdout,
+            stderr=stderr,
             preexec_fn=_in_child,
         )
         with self._lock:
             self._process = proc
-        reader = threading.Thread(target=_keep_tail, args=(proc, tail), name="transcode-stderr", daemon=True)
-        reader.start()
+        if started is not None:
+            started(proc)
         paused_since: float | None = None
+        began = time.monotonic()
         try:
             while True:
                 try:
-                    rc = proc.wait(timeout=self._poll)
-                    break
+                    return proc.wait(timeout=self._poll)
                 except subprocess.TimeoutExpired:
                     pass
                 if self._stop.is_set():
-                    return None, ""
+                    return None
+                if paused_since is None and timeout is not None and time.monotonic() - began > timeout:
+                    raise subprocess.TimeoutExpired(list(argv), timeout)
                 state = self.gate.decide()
                 if state is TranscodeState.PAUSED_OUTSIDE_WINDOW:
                     log.info("transcoding: the window closed mid-segment; it is tried again in the next one")
-                    return None, ""
+                    return None
                 self.set_state(state)
                 if state is not TranscodeState.RUNNING and paused_since is None:
                     _signal_group(proc, signal.SIGSTOP)
                     paused_since = time.monotonic()
                 elif state is TranscodeState.RUNNING and paused_since is not None:
                     _signal_group(proc, signal.SIGCONT)
-                    paused_for[0] += time.monotonic() - paused_since
+                    paused = time.monotonic() - paused_since
+                    paused_for[0] += paused
+                    began += paused
                     paused_since = None
-            reader.join(timeout=5)
-            return rc, " | ".join(tail)
         finally:
             if proc.poll() is None:
                 _signal_group(proc, signal.SIGKILL)
@@ -358,9 +491,19 @@ class TranscodeWorker:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
-        self.transcoder.acquire()
-        self._thread = threading.Thread(target=self._run, name="transcoding", daemon=True)
+        """Start the thread. While another transcoder holds the recordings' lock (a previous worker still
+        ending its job: its lock goes only with its thread; or a `--transcode` pass), the thread waits for
+        the lock before it touches any file."""
+        try:
+            self.transcoder.acquire()
+        except TranscoderBusy as exc:
+            log.warning("transcoding: %s; starting once it is done", exc)
+        self._thread = threading.Thread(target=self._run_then_release, name="transcoding", daemon=True)
         self._thread.start()
+
+    def busy_paths(self) -> list[Path]:
+        """The segment being transcoded and its temporary files: never retention's to delete mid-job."""
+        return self.transcoder.busy_paths()
 
     def request_stop(self) -> None:
         """Ask the thread to end (its FFmpeg is killed within a poll); stop() waits for it."""
@@ -368,10 +511,26 @@ class TranscodeWorker:
         self.transcoder.interrupt()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop and wait up to `timeout`. The recordings' lock is released by the thread as it ends, never
+        before: a thread still finishing a job keeps a new worker (and `--transcode`) off its segment."""
         self.request_stop()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self.transcoder.release()
+        if self._thread is None:
+            self.transcoder.release()
+            return
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("transcoding: the worker is still ending its job; the next one starts after it")
+
+    def _run_then_release(self) -> None:
+        try:
+            while not self.transcoder.holds_lock():
+                if self._stop.wait(self._paused_tick):
+                    return
+                with contextlib.suppress(TranscoderBusy):
+                    self.transcoder.acquire()
+            self._run()
+        finally:
+            self.transcoder.release()
 
     def snapshot(self) -> TranscodeSnapshot:
         return self.transcoder.snapshot()
@@ -398,6 +557,7 @@ class TranscodeWorker:
 
     def _step(self) -> None:
         t = self.transcoder
+        t.retry_pending_swaps()
         state = t.gate.decide()
         if state is not TranscodeState.RUNNING:
             t.set_state(state)

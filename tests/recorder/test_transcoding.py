@@ -200,9 +200,10 @@ def test_one_transcoder_per_recordings_folder(tmp_path: Path) -> None:
 def test_recover_removes_an_unverified_temporary_file(tmp_path: Path, keep: bool) -> None:
     seg = make_segment(tmp_path, "cam1", age_days=8)
     content = seg.read_bytes()
-    temp_path(seg).write_bytes(b"half a file")
+    temp = temp_path(seg)
+    temp.write_bytes(b"half a file")
     result = recover(tmp_path, ["cam1", "cam2"], keep_original=keep)
-    assert result.removed_temporaries == (temp_path(seg),)
+    assert result.removed_temporaries == (temp,)
     assert seg.read_bytes() == content
     assert dot_files(seg.parent) == []
 
@@ -247,9 +248,10 @@ def test_swap_steps_are_repeatable(tmp_path: Path) -> None:
 
 def test_temporary_names_are_never_segments(tmp_path: Path) -> None:
     seg = make_segment(tmp_path, "cam1", age_days=8)
-    for path in (temp_path(seg), verified_path(seg)):
+    temp = temp_path(seg)
+    for path in (temp, verified_path(seg)):
         assert parse_segment_name(path.name) is None
-    temp_path(seg).write_bytes(b"x" * 1000)
+    temp.write_bytes(b"x" * 1000)
     verified_path(seg).write_bytes(b"x" * 1000)
     config = transcoding_config(tmp_path)
     storage = Storage(config)

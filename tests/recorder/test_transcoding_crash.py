@@ -101,8 +101,14 @@ def test_sigkill_mid_ffmpeg_leaves_a_temporary_file_that_restart_removes(tmp_pat
     seg = make_segment(tmp_path, "cam1", age_days=8, seconds=4, size="320x240")
     content = seg.read_bytes()
     worker = start_worker(tmp_path, 1)
-    temp = seg.with_name(f".{seg.name}.transcoding")
-    wait_for(lambda: temp.exists() and temp.stat().st_size > 0, timeout=60, what="FFmpeg to write its output")
+    temps: list[Path] = []
+
+    def output_written() -> bool:
+        temps[:] = list(seg.parent.glob(f".{seg.name}.*.transcoding"))  # a unique name per job
+        return len(temps) == 1 and temps[0].stat().st_size > 0
+
+    wait_for(output_written, timeout=60, what="FFmpeg to write its output")
+    temp = temps[0]
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait(10)
     wait_for(lambda: no_ffmpeg_left(worker.pid), timeout=10, what="the orphaned FFmpeg to die")
