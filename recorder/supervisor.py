@@ -223,9 +223,9 @@ class CameraSupervisor:
 
     # -- the state machine ----------------------------------------------------------------------
 
-    def _change_state(self, new: CameraState, why: str = "") -> None:
+    def _change_state(self, new: CameraState, why: str = "", *, restart: str | None = None) -> None:
         """The one way the camera moves (guarded by states.TRANSITIONS); logs the edge and publishes."""
-        old = self._machine.change_state(new, paused=self._paused)
+        old = self._machine.change_state(new, paused=self._paused, restart=restart)
         if old is not new:
             troubled = new in (
                 CameraState.BACKOFF,
@@ -306,7 +306,6 @@ class CameraSupervisor:
         self._abandon_run()
         resource = is_resource_error(exc)
         reason = RestartReason.RESOURCE_EXHAUSTED if resource else RestartReason.INTERNAL_ERROR
-        self._machine.count_restart(reason)
         summary = f"{type(exc).__name__}: {exc}"
         self._last_error = f"{reason}: {summary}"
         if resource or summary == self._last_internal_error:
@@ -318,7 +317,7 @@ class CameraSupervisor:
         cap = RESOURCE_RETRY_MAX if resource else self._settings.backoff_max
         wait = self._machine.next_backoff(self._settings.backoff_initial, min(cap, self._settings.backoff_max))
         try:
-            self._change_state(CameraState.BACKOFF, f"{reason}, restart in {wait:.2f} s")
+            self._change_state(CameraState.BACKOFF, f"{reason}, restart in {wait:.2f} s", restart=reason)
             self._wait(wait)
         except Exception:  # even the backoff failed: sleep without the wake-up pipe
             self._log.error("cannot wait on the wake-up pipe; sleeping %.2f s", wait)
