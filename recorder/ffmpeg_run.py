@@ -294,7 +294,7 @@ class FFmpegRun:
     def finish(self) -> RunOutcome:
         """Reap FFmpeg, check what it left behind, and decide the restart reason."""
         self.sample_resources()  # a zombie still shows its CPU time until it is reaped
-        returncode = self._reap()
+        returncode = reap(self.process, self._log)
         self._hooks.reaped()
         ran_for = self._monotonic() - self.monotonic_start
         stable = self.made_progress and ran_for >= self._settings.stable_after
@@ -316,21 +316,6 @@ class FFmpegRun:
         )
         last_error = self.stderr[-1] if self.stderr else f"exit status {returncode}"
         return RunOutcome(reason, stable, returncode, ran_for, last_error)
-
-    def _reap(self) -> int:
-        proc = self.process
-        try:
-            returncode = proc.popen.wait(timeout=STALL_KILL_GRACE)
-        except subprocess.TimeoutExpired:
-            proc.signal(signal.SIGKILL)
-            try:
-                returncode = proc.popen.wait(timeout=UNKILLABLE_AFTER)
-            except subprocess.TimeoutExpired:
-                self._log.error("FFmpeg pid %d does not die (stuck in the kernel?); leaving it behind", proc.pid)
-                leave_to_reaper(proc)
-                returncode = -signal.SIGKILL
-        proc.close()
-        return returncode
 
     def _restart_reason(self, returncode: int) -> str:
         if self.kill_reason is not None:
@@ -359,15 +344,32 @@ class FFmpegRun:
             else:
                 self._remove_discarded(cut.path, cut.discard_reason)
 
-    def abandon(self) -> None:
-        """After an exception mid-run: make sure FFmpeg is gone and reaped, whatever state it is in."""
+
+def reap(process: FFmpegProcess, log: logging.LoggerAdapter[logging.Logger]) -> int:
+    """Wait for an ending FFmpeg (SIGKILL after STALL_KILL_GRACE) and close its pipes; returns its exit status."""
+    try:
+        returncode = process.popen.wait(timeout=STALL_KILL_GRACE)
+    except subprocess.TimeoutExpired:
+        process.signal(signal.SIGKILL)
         try:
-            self.process.signal(signal.SIGKILL)
-            self.process.popen.wait(timeout=UNKILLABLE_AFTER)
-        except Exception:  # one we cannot reap is left to a reaper thread
-            leave_to_reaper(self.process)
-        finally:
-            self.process.close()
+            returncode = process.popen.wait(timeout=UNKILLABLE_AFTER)
+        except subprocess.TimeoutExpired:
+            log.error("FFmpeg pid %d does not die (stuck in the kernel?); leaving it behind", process.pid)
+            leave_to_reaper(process)
+            returncode = -signal.SIGKILL
+    process.close()
+    return returncode
+
+
+def abandon(process: FFmpegProcess) -> None:
+    """After an exception mid-run: make sure FFmpeg is gone and reaped, whatever state it is in."""
+    try:
+        process.signal(signal.SIGKILL)
+        process.popen.wait(timeout=UNKILLABLE_AFTER)
+    except Exception:  # one we cannot reap is left to a reaper thread
+        leave_to_reaper(process)
+    finally:
+        process.close()
 
 
 def leave_to_reaper(process: FFmpegProcess) -> None:

@@ -19,7 +19,17 @@ from tenacity import RetryCallState, Retrying, retry_if_exception
 from recorder.config import CameraConfig, SourceKind, SupervisorConfig
 from recorder.faults import is_resource_error
 from recorder.ffmpeg_process import Launcher, spawn_ffmpeg
-from recorder.ffmpeg_run import HEARTBEAT_EVERY, PAUSE, STALL_KILL_GRACE, STOP, FFmpegRun, RunHooks, RunOutcome, drain
+from recorder.ffmpeg_run import (
+    HEARTBEAT_EVERY,
+    PAUSE,
+    STALL_KILL_GRACE,
+    STOP,
+    FFmpegRun,
+    RunHooks,
+    RunOutcome,
+    abandon,
+    drain,
+)
 from recorder.presets import FFmpegCommand
 from recorder.segments import (
     CompletedSegment,
@@ -327,7 +337,7 @@ class CameraSupervisor:
         """After an exception mid-run: make sure its FFmpeg is gone and reaped, whatever state it is in."""
         run, self._current_run = self._current_run, None
         if run is not None:
-            run.abandon()
+            abandon(run.process)
 
     def _should_retry(self, exc: BaseException) -> bool:
         return (
@@ -413,6 +423,8 @@ class CameraSupervisor:
             raise FFmpegEnded(reason) from exc
         self._current_run = run
         self._log.info("FFmpeg started (pid %d)", run.process.pid)
+        # Not run.wait(): even when watching fails (a bug), FFmpeg is reaped and its end counted and published
+        # before the exception reaches the loop's top.
         try:
             run.watch()
         finally:
