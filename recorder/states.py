@@ -101,14 +101,19 @@ class CameraStateMachine:
         """An FFmpeg run is under way (starting, recording or stalled)."""
         return self.state in _RUNNING
 
-    def change_state(self, new: CameraState, *, paused: bool = False) -> CameraState:
+    def change_state(self, new: CameraState, *, paused: bool = False, restart: str | None = None) -> CameraState:
         """Move to `new` and account the gap of the state left; returns the old state.
 
         `paused`: retention's stop_recording holds the camera, so a `stopped` entered now is a gap.
+        `restart`: this edge is a restart for that reason (a failed supervision round backing off), counted
+        with the move. A run that ends by itself is counted by `count_restart` when it is reaped: a stop,
+        pause or unplug may follow it with no edge at all, and the count must not wait for one.
         """
         old = self.state
         if new not in TRANSITIONS[old]:
             raise InvalidTransition(f"{old.value} -> {new.value}")
+        if restart is not None:
+            self.count_restart(restart)
         now = self._monotonic()
         if self.counting_gap:
             self.gap += now - self.since

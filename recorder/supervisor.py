@@ -7,8 +7,6 @@ import errno
 import logging
 import os
 import selectors
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -16,22 +14,27 @@ from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
-import psutil
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
-from recorder import ffmpeg_errors
 from recorder.config import CameraConfig, SourceKind, SupervisorConfig
 from recorder.faults import is_resource_error
-from recorder.ffmpeg_process import FFmpegProcess, Launcher, spawn_ffmpeg
+from recorder.ffmpeg_process import Launcher, spawn_ffmpeg
+from recorder.ffmpeg_run import (
+    HEARTBEAT_EVERY,
+    PAUSE,
+    STALL_KILL_GRACE,
+    STOP,
+    FFmpegRun,
+    RunHooks,
+    RunOutcome,
+    abandon,
+    drain,
+)
 from recorder.presets import FFmpegCommand
-from recorder.progress import OutputRateMeter, Progress, ProgressParser
 from recorder.segments import (
     CompletedSegment,
-    check_segment,
     newest_segment_start,
-    parse_segment_list_line,
     parse_segment_name,
-    salvage_cut_segments,
     segment_duration_buckets,
     unfinished_segments,
 )
@@ -42,16 +45,6 @@ from recorder.write_probe import camera_folder_problem, describe
 
 log = logging.getLogger(__name__)
 
-STDERR_LINES_KEPT = 40
-# How long a stalled or stopping FFmpeg gets after SIGTERM before SIGKILL: a frozen process (SIGSTOP,
-# stuck in a USB ioctl) never finalizes, and a healthy one needs well under a second.
-STALL_KILL_GRACE = 2.0
-# CPU and memory of FFmpeg are read every this many progress blocks (progress comes once a second).
-RESOURCE_SAMPLE_EVERY = 5
-# The loop reports itself alive at least this often, so a wedged supervisor starves systemd's watchdog.
-HEARTBEAT_EVERY = 5.0
-# A process that survives SIGKILL this long is stuck in the kernel (a USB ioctl): it is abandoned.
-UNKILLABLE_AFTER = 10.0
 # Waiting for a new second before a restart bounds at this; a larger gap means the clock stepped back.
 NAME_COLLISION_MAX_WAIT = 3.0
 
@@ -63,9 +56,6 @@ DISK_FULL_RESUME_BYTES = 1 << 20
 # Out of descriptors, memory or processes: the resource comes back by itself, so retrying is cheap and
 # the wait is capped lower than backoff_max.
 RESOURCE_RETRY_MAX = 5.0
-# A completed segment smaller than this, or without a duration, is decoded before it is counted: the
-# muxer lists a header-only file as a segment when FFmpeg dies into a full disk.
-SUSPICIOUS_SEGMENT_BYTES = 8 * 1024
 
 CommandFactory = Callable[[str | None], FFmpegCommand]
 
@@ -80,27 +70,6 @@ class FFmpegEnded(Exception):
         # False when the cause was dealt with (retention freed space, the folder is handled by the storage
         # probe): the next start comes after backoff_initial, and the failure does not count towards more.
         self.escalate = escalate
-
-
-class RunBook:
-    """Book-keeping of one FFmpeg run; touched only by the supervisor thread."""
-
-    def __init__(self, process: FFmpegProcess, command: FFmpegCommand, monotonic_start: float, wall_start: float):
-        self.process = process
-        self.command = command
-        self.monotonic_start = monotonic_start
-        self.wall_start = wall_start
-        self.parser = ProgressParser(OutputRateMeter(process.pid, command.output_dir))
-        self.last_progress: Progress | None = None
-        self.last_advance = monotonic_start  # monotonic time frames last advanced
-        self.made_progress = False
-        self.completed_names: set[str] = set()
-        self.last_segment_end = 0.0  # stream seconds where the open segment starts
-        self.stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
-        self.kill_reason: str | None = None  # set when the supervisor itself ended the run
-        self.progress_blocks = 0
-        self.psutil_process: psutil.Process | None = None
-        self.cpu_seconds = 0.0
 
 
 class CameraSupervisor:
@@ -149,7 +118,7 @@ class CameraSupervisor:
         self._stopping = threading.Event()
         self._paused = False  # retention's stop_recording: the camera is stopped, not failing
         self._thread: threading.Thread | None = None
-        self._current_run: RunBook | None = None
+        self._current_run: FFmpegRun | None = None
         self._finished_cpu = 0.0
         self._heartbeat = monotonic()  # when the loop last went round
 
@@ -242,11 +211,7 @@ class CameraSupervisor:
             pass  # already awake: the pipe is full of wake-ups
 
     def _drain_wake(self) -> None:
-        try:
-            while os.read(self._wake_read, 4096):
-                pass
-        except BlockingIOError:
-            pass
+        drain(self._wake_read)
 
     def _wait(self, seconds: float | None) -> None:
         """Sleep until woken (stop, hot-plug, pause) or `seconds` have passed, beating the heart meanwhile."""
@@ -268,9 +233,9 @@ class CameraSupervisor:
 
     # -- the state machine ----------------------------------------------------------------------
 
-    def _change_state(self, new: CameraState, why: str = "") -> None:
+    def _change_state(self, new: CameraState, why: str = "", *, restart: str | None = None) -> None:
         """The one way the camera moves (guarded by states.TRANSITIONS); logs the edge and publishes."""
-        old = self._machine.change_state(new, paused=self._paused)
+        old = self._machine.change_state(new, paused=self._paused, restart=restart)
         if old is not new:
             troubled = new in (
                 CameraState.BACKOFF,
@@ -351,7 +316,6 @@ class CameraSupervisor:
         self._abandon_run()
         resource = is_resource_error(exc)
         reason = RestartReason.RESOURCE_EXHAUSTED if resource else RestartReason.INTERNAL_ERROR
-        self._machine.count_restart(reason)
         summary = f"{type(exc).__name__}: {exc}"
         self._last_error = f"{reason}: {summary}"
         if resource or summary == self._last_internal_error:
@@ -363,7 +327,7 @@ class CameraSupervisor:
         cap = RESOURCE_RETRY_MAX if resource else self._settings.backoff_max
         wait = self._machine.next_backoff(self._settings.backoff_initial, min(cap, self._settings.backoff_max))
         try:
-            self._change_state(CameraState.BACKOFF, f"{reason}, restart in {wait:.2f} s")
+            self._change_state(CameraState.BACKOFF, f"{reason}, restart in {wait:.2f} s", restart=reason)
             self._wait(wait)
         except Exception:  # even the backoff failed: sleep without the wake-up pipe
             self._log.error("cannot wait on the wake-up pipe; sleeping %.2f s", wait)
@@ -372,15 +336,8 @@ class CameraSupervisor:
     def _abandon_run(self) -> None:
         """After an exception mid-run: make sure its FFmpeg is gone and reaped, whatever state it is in."""
         run, self._current_run = self._current_run, None
-        if run is None:
-            return
-        try:
-            run.process.signal(signal.SIGKILL)
-            run.process.popen.wait(timeout=UNKILLABLE_AFTER)
-        except Exception:  # one we cannot reap is left to a reaper thread
-            threading.Thread(target=run.process.popen.wait, name=f"reap-{run.process.pid}", daemon=True).start()
-        finally:
-            run.process.close()
+        if run is not None:
+            abandon(run.process)
 
     def _should_retry(self, exc: BaseException) -> bool:
         return (
@@ -444,9 +401,19 @@ class CameraSupervisor:
         if self._stopping.is_set():
             raise FFmpegEnded(None)
         self._change_state(CameraState.STARTING)
-        wall_start = self._clock()
         try:
-            process = self._launcher(command)
+            run = FFmpegRun(
+                self._launcher,
+                command,
+                self._settings,
+                camera_id=self.camera.id,
+                ffprobe=self._ffprobe,
+                wake_fd=self._wake_read,
+                hooks=self._run_hooks,
+                log=self._log,
+                monotonic=self._monotonic,
+                clock=self._clock,
+            )
         except OSError as exc:
             # Out of descriptors or processes passes by itself; a missing or unrunnable binary does not.
             reason = RestartReason.RESOURCE_EXHAUSTED if is_resource_error(exc) else RestartReason.CONFIG
@@ -454,14 +421,26 @@ class CameraSupervisor:
             self._log.error("%s (%s)", self._last_error, reason)
             self._machine.count_restart(reason)
             raise FFmpegEnded(reason) from exc
-        run = RunBook(process, command, self._monotonic(), wall_start)
         self._current_run = run
-        self._log.info("FFmpeg started (pid %d)", process.pid)
+        self._log.info("FFmpeg started (pid %d)", run.process.pid)
+        # Not run.wait(): even when watching fails (a bug), FFmpeg is reaped and its end counted and published
+        # before the exception reaches the loop's top.
         try:
-            self._watch(run)
+            run.watch()
         finally:
-            reason, stable = self._finish(run)
-        raise FFmpegEnded(reason, stable=stable, escalate=self._escalate_after(reason, command.output_dir))
+            outcome = self._ended(run.finish())
+        reason = outcome.reason
+        raise FFmpegEnded(reason, stable=outcome.stable, escalate=self._escalate_after(reason, command.output_dir))
+
+    def _ended(self, outcome: RunOutcome) -> RunOutcome:
+        """Account a finished run: count its restart and publish what it left."""
+        if outcome.reason is not None:
+            if outcome.reason == RestartReason.DEVICE_GONE:
+                self._present = self._source_present()
+            self._machine.count_restart(outcome.reason)
+            self._last_error = outcome.last_error
+        self._publish()
+        return outcome
 
     def _escalate_after(self, reason: str | None, folder: Path) -> bool:
         """After a run that ended by itself: deal with storage causes; False when the backoff should not grow."""
@@ -537,142 +516,50 @@ class CameraSupervisor:
         elif wait > 0:
             self._wait(wait)
 
-    def _watch(self, run: RunBook) -> None:
-        """Read FFmpeg's pipes until it exits, ending it on stall, stop, pause or unplug."""
-        proc = run.process
-        buffers = {proc.stdout_fd: b"", proc.stderr_fd: b"", proc.segment_list_fd: b""}
-        handlers = {
-            proc.stdout_fd: lambda line: self._on_stdout(run, line),
-            proc.stderr_fd: lambda line: self._on_stderr(run, line),
-            proc.segment_list_fd: lambda line: self._on_segment_line(run, line),
-        }
-        kill_deadline: float | None = None
-        killed = False
-        with selectors.PollSelector() as sel:
-            for fd in buffers:
-                sel.register(fd, selectors.EVENT_READ)
-            sel.register(self._wake_read, selectors.EVENT_READ)
-            open_fds = set(buffers)
-            while open_fds:
-                now = self._heartbeat = self._monotonic()
-                if kill_deadline is None:
-                    reason = self._reason_to_end(run, now)
-                    if reason is not None:
-                        run.kill_reason = reason
-                        kill_deadline = self._begin_kill(run, reason, now)
-                elif now >= kill_deadline and not killed:
-                    proc.signal(signal.SIGKILL)
-                    killed = True
-                    kill_deadline = now + UNKILLABLE_AFTER
-                elif now >= kill_deadline:
-                    break  # unkillable: its pipes may never close; _finish leaves it behind
-                stall_at = run.last_advance + self._settings.stall_timeout
-                until = kill_deadline if kill_deadline is not None else stall_at
-                timeout = min(HEARTBEAT_EVERY, max(0.0, until - now))
-                for key, _ in sel.select(timeout):
-                    fd = key.fd
-                    if fd == self._wake_read:
-                        self._drain_wake()
-                        continue
-                    chunk = os.read(fd, 65536)
-                    if not chunk:
-                        sel.unregister(fd)
-                        open_fds.discard(fd)
-                        continue
-                    data = buffers[fd] + chunk
-                    *lines, buffers[fd] = data.split(b"\n")
-                    for raw in lines:
-                        handlers[fd](raw.decode("utf-8", "replace"))
+    # -- what the run tells it ------------------------------------------------------------------
 
-    def _reason_to_end(self, run: RunBook, now: float) -> str | None:
+    @property
+    def _run_hooks(self) -> RunHooks:
+        return RunHooks(
+            end_requested=self._end_requested,
+            tick=self._tick,
+            progressed=self._progressed,
+            stalled=self._stalled,
+            segment_done=self._publish_segment,
+            segment_discarded=self._count_discarded,
+            resources=self._resources_sampled,
+            reaped=self._reaped,
+        )
+
+    def _end_requested(self) -> str | None:
         if self._stopping.is_set():
-            return "stop"
+            return STOP
         if self._paused:
-            return "pause"
-        if not self._present:
-            return RestartReason.HOTPLUG
-        if now - run.last_advance > self._settings.stall_timeout:
-            return RestartReason.STALL
-        return None
+            return PAUSE
+        return None if self._present else RestartReason.HOTPLUG
 
-    def _begin_kill(self, run: RunBook, reason: str, now: float) -> float:
-        if reason == RestartReason.STALL:
-            self._machine.stalled_since(run.last_advance, now)
-            self._change_state(CameraState.STALLED, f"no progress for {self._settings.stall_timeout:g} s")
-        self._log.info("stopping FFmpeg (pid %d): %s", run.process.pid, reason)
-        run.process.signal(signal.SIGTERM)
-        # A SIGSTOPped FFmpeg only acts on SIGTERM once it runs again; then it finalizes the segment.
-        run.process.signal(signal.SIGCONT)
-        grace = self._settings.stop_timeout if reason in ("stop", "pause") else STALL_KILL_GRACE
-        return now + grace
+    def _tick(self, now: float) -> None:
+        self._heartbeat = now
 
-    def _on_stdout(self, run: RunBook, line: str) -> None:
-        progress = run.parser.feed(line)
-        if progress is None:
-            return
-        previous = run.last_progress
-        run.last_progress = progress
-        run.progress_blocks += 1
-        if run.progress_blocks % RESOURCE_SAMPLE_EVERY == 1:
-            self._sample_resources(run)
-        if progress.frame <= (previous.frame if previous else 0):
-            self._publish()  # FFmpeg is alive but no frame came: the stall watchdog decides
-            return
-        run.last_advance = self._monotonic()
-        self._snapshot = replace(self._snapshot, last_progress_at=self._clock())
-        if not run.made_progress:
-            run.made_progress = True
+    def _stalled(self, last_advance: float, now: float) -> None:
+        self._machine.stalled_since(last_advance, now)
+        self._change_state(CameraState.STALLED, f"no progress for {self._settings.stall_timeout:g} s")
+
+    def _progressed(self, advanced: bool, first_frame: bool) -> None:
+        if advanced:
+            self._snapshot = replace(self._snapshot, last_progress_at=self._clock())
+        if first_frame:
             self._change_state(CameraState.RECORDING, "frames are written")
         else:
-            self._publish()
+            self._publish()  # without a new frame FFmpeg is alive but stuck: the stall watchdog decides
 
-    def _on_stderr(self, run: RunBook, line: str) -> None:
-        line = ffmpeg_errors.scrub(line.rstrip("\r"))
-        if line:
-            run.stderr.append(line)
-            self._log.debug("ffmpeg: %s", line)
-
-    def _on_segment_line(self, run: RunBook, line: str) -> None:
-        entry = parse_segment_list_line(line)
-        if entry is None:
-            return
-        name, start, end = entry
-        name = Path(name).name
-        run.completed_names.add(name)
-        run.last_segment_end = end
-        path = run.command.output_dir / name
-        if self._discard_if_empty(path, end - start):
-            return
-        self._publish_segment(run, path, end - start)
-
-    def _discard_if_empty(self, path: Path, duration: float) -> bool:
-        """A listed segment without a decodable frame (a start into a full disk) is removed and counted."""
-        try:
-            size = path.stat().st_size
-        except OSError:
-            return False  # _publish_segment reports a vanished file
-        if size >= SUSPICIOUS_SEGMENT_BYTES and duration > 0:
-            return False
-        reason = check_segment(self._ffprobe, path).discard_reason
-        if reason is None:
-            return False
-        self._remove_discarded(path, reason)
-        return True
-
-    def _remove_discarded(self, path: Path, reason: str) -> None:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            # Still no recording (it is not counted as one); the log says why the file stays.
-            self._log.error("cannot remove %s segment %s: %s", reason, path, exc)
+    def _count_discarded(self, path: Path, reason: str) -> None:
         self._discarded[reason] += 1
         self._on_discard(path)
         self._log.warning("removed %s segment %s (no decodable frame)", reason, path.name)
         self._publish()
 
-    def _publish_segment(self, run: RunBook, path: Path, duration: float) -> None:
+    def _publish_segment(self, path: Path, duration: float) -> None:
         try:
             size = path.stat().st_size
         except OSError as exc:
@@ -693,34 +580,14 @@ class CameraSupervisor:
         except Exception:
             self._log.exception("storage accounting failed for %s", path)
 
-    def _sample_resources(self, run: RunBook) -> None:
-        try:
-            if run.psutil_process is None:
-                run.psutil_process = psutil.Process(run.process.pid)
-            with run.psutil_process.oneshot():
-                times = run.psutil_process.cpu_times()
-                rss = run.psutil_process.memory_info().rss
-        except (psutil.Error, OSError):
-            # /proc is unreadable at times (EMFILE, the process just went): skip this sample.
-            return
-        run.cpu_seconds = times.user + times.system
-        self._resources = ResourceUsage(self._finished_cpu + run.cpu_seconds, rss)
+    def _resources_sampled(self, run_cpu_seconds: float, rss: int) -> None:
+        self._resources = ResourceUsage(self._finished_cpu + run_cpu_seconds, rss)
 
-    def _finish(self, run: RunBook) -> tuple[str | None, bool]:
-        """Reap FFmpeg, check what it left behind, and decide the restart reason."""
-        self._sample_resources(run)  # a zombie still shows its CPU time until it is reaped
-        proc = run.process
-        try:
-            returncode = proc.popen.wait(timeout=STALL_KILL_GRACE)
-        except subprocess.TimeoutExpired:
-            proc.signal(signal.SIGKILL)
-            try:
-                returncode = proc.popen.wait(timeout=UNKILLABLE_AFTER)
-            except subprocess.TimeoutExpired:
-                self._log.error("FFmpeg pid %d does not die (stuck in the kernel?); leaving it behind", proc.pid)
-                threading.Thread(target=proc.popen.wait, name=f"reap-{proc.pid}", daemon=True).start()
-                returncode = -signal.SIGKILL
-        proc.close()
+    def _reaped(self) -> None:
+        """FFmpeg is gone: fold its counters into the camera's totals before the next run starts from zero."""
+        run, self._current_run = self._current_run, None
+        if run is None:
+            return
         self._finished_cpu += run.cpu_seconds
         self._resources = ResourceUsage(self._finished_cpu, 0)
         progress = run.last_progress
@@ -728,54 +595,3 @@ class CameraSupervisor:
             self._frames_base += progress.frame
             self._dropped_base += progress.drop_frames
             self._duplicated_base += progress.dup_frames
-        self._current_run = None
-        ran_for = self._monotonic() - run.monotonic_start
-        stable = run.made_progress and ran_for >= self._settings.stable_after
-        requested = run.kill_reason in ("stop", "pause")
-        clean = returncode == 0 or (requested and returncode in (0, 255, -signal.SIGTERM))
-        if not clean:
-            self._check_unfinished(run)
-        if requested:
-            self._log.info("FFmpeg stopped cleanly" if clean else f"FFmpeg stopped (exit {returncode})")
-            self._publish()
-            return None, stable
-        if run.kill_reason is not None:
-            reason = run.kill_reason  # stall or hotplug: the supervisor's own kill names the restart
-        else:
-            classified = ffmpeg_errors.classify(run.stderr)
-            reason = ffmpeg_errors.restart_reason(classified, exit_code=returncode, signalled=returncode < 0)
-            unexplained = classified is ffmpeg_errors.StderrReason.UNKNOWN
-            if not run.made_progress and unexplained and reason in (RestartReason.EXITED, RestartReason.CRASHED):
-                reason = RestartReason.CRASHED  # died before its first frame: a failed start, never "recording"
-        if reason == RestartReason.DEVICE_GONE:
-            self._present = self._source_present()
-        self._machine.count_restart(reason)
-        self._last_error = run.stderr[-1] if run.stderr else f"exit status {returncode}"
-        tail = "\n    ".join(run.stderr)
-        self._log.warning(
-            "FFmpeg ended (exit %s, reason %s) after %.1f s%s",
-            returncode,
-            reason,
-            ran_for,
-            f"; last output:\n    {tail}" if tail else "",
-        )
-        self._publish()
-        return reason, stable
-
-    def _check_unfinished(self, run: RunBook) -> None:
-        """A segment cut off by a crash is kept if it holds a frame, else removed and counted."""
-        progress = run.last_progress
-        for cut in salvage_cut_segments(
-            self._ffprobe,
-            run.command.output_dir,
-            self.camera.id,
-            run.wall_start,
-            run.completed_names,
-            progress.out_time_seconds - run.last_segment_end if progress is not None else None,
-        ):
-            if cut.discard_reason is None:
-                self._log.warning("kept segment %s cut off by FFmpeg's exit", cut.path.name)
-                self._publish_segment(run, cut.path, cut.duration)
-            else:
-                self._remove_discarded(cut.path, cut.discard_reason)
-        self._publish()

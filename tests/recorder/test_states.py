@@ -156,3 +156,20 @@ def test_restarts_are_counted_by_reason() -> None:
     for reason in ("stall", "stall", "crashed"):
         machine.count_restart(reason)
     assert machine.restarts == {"stall": 2, "crashed": 1}
+
+
+def test_an_edge_that_is_a_restart_counts_it_with_the_move() -> None:
+    clock = FakeClock()
+    machine = machine_in(CameraState.RECORDING, clock)
+    machine.change_state(CameraState.BACKOFF, restart="internal_error")
+    assert machine.state is CameraState.BACKOFF
+    assert machine.restarts == {"internal_error": 1}
+    machine.change_state(CameraState.STARTING)  # an ordinary edge counts nothing
+    assert machine.restarts == {"internal_error": 1}
+
+
+def test_a_refused_edge_counts_no_restart() -> None:
+    machine = machine_in(CameraState.STOPPED, FakeClock())
+    with pytest.raises(InvalidTransition):
+        machine.change_state(CameraState.RECORDING, restart="crashed")
+    assert machine.restarts == {}

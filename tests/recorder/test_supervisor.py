@@ -166,7 +166,8 @@ def test_restarts_within_one_second_never_reuse_a_file_name(tmp_path: Path) -> N
     try:
         pids: list[int] = []
         for restarts in (1, 2, 3):
-            wait_for(lambda: _recording(sup) and sup.snapshot.ffmpeg_pid not in pids, what="a new FFmpeg")
+            # A run just reaped still shows `recording` (with no pid) until the backoff edge: wait for a pid.
+            wait_for(lambda: _recording(sup) and sup.snapshot.ffmpeg_pid not in (None, *pids), what="a new FFmpeg")
             pid = sup.snapshot.ffmpeg_pid
             assert pid is not None
             pids.append(pid)

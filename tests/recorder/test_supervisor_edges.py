@@ -7,55 +7,15 @@ exactly the bytes the test writes.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from conftest import make_supervisor, wait_for
+from fake_ffmpeg import FakeFFmpeg
 
-from recorder.ffmpeg_process import FFmpegProcess
-from recorder.presets import FFmpegCommand
 from recorder.states import CameraState
 from recorder.supervisor import CameraSupervisor
-
-
-class FakeFFmpeg:
-    """A launcher: each start is a `sleep` in its own session, with pipes this object writes."""
-
-    def __init__(self) -> None:
-        self.stdout_w: int = -1
-        self.stderr_w: int = -1
-        self.list_w: int = -1
-        self.popen: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def __call__(self, command: FFmpegCommand) -> FFmpegProcess:
-        self.starts += 1
-        out_r, self.stdout_w = os.pipe()
-        err_r, self.stderr_w = os.pipe()
-        list_r, self.list_w = os.pipe()
-        self.popen = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
-        return FFmpegProcess(self.popen, out_r, err_r, list_r)
-
-    def progress(self, frame: int) -> None:
-        os.write(self.stdout_w, f"frame={frame}\nfps=25.0\nout_time_us={frame * 40000}\nprogress=continue\n".encode())
-
-    def dies(self, stderr: str) -> None:
-        """FFmpeg writes its last words and is gone."""
-        os.write(self.stderr_w, stderr.encode() + b"\n")
-        self.close()
-        assert self.popen is not None
-        self.popen.kill()
-
-    def close(self) -> None:
-        """The process's ends of the pipes close, as they do when it exits."""
-        for fd in (self.stdout_w, self.stderr_w, self.list_w):
-            if fd >= 0:
-                os.close(fd)
-        self.stdout_w = self.stderr_w = self.list_w = -1
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from conftest import make_supervisor, probe, wait_for
 from daemon_harness import Daemon, alive, write_config
 
 from recorder.ffmpeg_process import spawn_ffmpeg
+from recorder.ffmpeg_run import FFmpegRun
 from recorder.presets import FFmpegCommand
 from recorder.states import CameraState
 from recorder.supervisor import CameraSupervisor
@@ -75,7 +76,7 @@ def test_an_oserror_from_proc_sampling_is_skipped_without_a_restart(
         calls += 1
         raise OSError(errno.EMFILE, "Too many open files")  # not a psutil.Error: what /proc gives then
 
-    monkeypatch.setattr("recorder.supervisor.psutil.Process", unreadable_proc)
+    monkeypatch.setattr("recorder.ffmpeg_run.psutil.Process", unreadable_proc)
     sup = supervisor(tmp_path)
     sup.start()
     try:
@@ -88,18 +89,18 @@ def test_an_oserror_from_proc_sampling_is_skipped_without_a_restart(
         assert sup.stop()
 
 
-def test_an_exception_mid_run_reaps_ffmpeg_counts_and_restarts(tmp_path: Path) -> None:
+def test_an_exception_mid_run_reaps_ffmpeg_counts_and_restarts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sup = supervisor(tmp_path)
-    original = sup._on_segment_line
+    original = FFmpegRun._on_segment_line
     raised: list[int] = []
 
-    def broken_once(run: object, line: str) -> None:
+    def broken_once(run: FFmpegRun, line: str) -> None:
         if not raised:
             raised.append(sup.snapshot.ffmpeg_pid or 0)
             raise KeyError("a bug in segment accounting")
-        original(run, line)  # type: ignore[arg-type]
+        original(run, line)
 
-    sup._on_segment_line = broken_once  # type: ignore[method-assign]
+    monkeypatch.setattr(FFmpegRun, "_on_segment_line", broken_once)
     sup.start()
     try:
         wait_for(lambda: raised and sup.snapshot.restarts.get("internal_error") == 1, what="the internal error")
