@@ -169,9 +169,7 @@ def check_segment(ffprobe: str, path: Path, timeout: float = 20.0) -> SegmentChe
     # Killed by a signal (the OOM killer), not executable (126/127), a broken wrapper, an error of its own:
     # ffprobe said nothing about the data, and a cut segment may hold real footage, so it is kept.
     last_line = result.stderr.strip().splitlines()[-1:] or ["no message"]
-    log.warning(
-        "ffprobe could not check %s (kept): exit status %s, %s", path, result.returncode, last_line[0][:200]
-    )
+    log.warning("ffprobe could not check %s (kept): exit status %s, %s", path, result.returncode, last_line[0][:200])
     return SegmentCheck(frames, duration, False, checked=False)
 
 
