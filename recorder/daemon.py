@@ -120,7 +120,7 @@ class Recorder:
             self.supervisors[camera.id] = self._new_supervisor(camera)
         # Read through self at each check: a reload may replace the monitor or the worker.
         self.add_liveness_check("hotplug", lambda: self._hotplug_swapping or self.hotplug.running)
-        self.add_liveness_check("transcoding", lambda: self.transcoder is None or self.transcoder.alive)
+        self.add_liveness_check("transcoding", self._transcoder_alive)
 
     def add_liveness_check(self, name: str, alive: Callable[[], bool]) -> None:
         """Count `name` as stuck (in /-/healthy and for the systemd watchdog) whenever `alive()` is false.
@@ -568,7 +568,7 @@ class Recorder:
 
     def _start_transcoder(self) -> None:
         """Night transcoding's worker, when enabled; it yields to every camera (see recorder/transcoding/gate)."""
-        self.transcoder = transcoding.build_worker(
+        worker = transcoding.build_worker(
             self.config,
             ffmpeg=self.tools.ffmpeg or "ffmpeg",
             ffprobe=self.tools.ffprobe or "ffprobe",
@@ -578,21 +578,28 @@ class Recorder:
             forget=self.storage.forget,
             add_segment=self.storage.add_segment,
         )
-        if self.transcoder is not None:
+        if worker is not None:
             try:
-                self.transcoder.start()
+                worker.start()
             except (OSError, RuntimeError) as exc:
                 log.error("transcoding: not started: %s", exc)
-                self.transcoder = None
+                worker = None
+        # Published once its thread runs: the liveness check reads a worker without a thread as dead.
+        self.transcoder = worker
+
+    def _transcoder_alive(self) -> bool:
+        worker = self.transcoder  # read once: a reload may unpublish it meanwhile
+        return worker is None or worker.alive
 
     def _transcoded_size_ratio(self) -> float | None:
         worker = self.transcoder
         return worker.transcoder.size_ratio() if worker is not None else None
 
     def _stop_transcoder(self) -> None:
-        if self.transcoder is not None:
-            self.transcoder.stop()
-            self.transcoder = None
+        # Unpublished first: its thread ending is no death for the liveness check.
+        worker, self.transcoder = self.transcoder, None
+        if worker is not None:
+            worker.stop()
 
     def stop(self) -> bool:
         """Stop every FFmpeg so that it finalizes its segment; True if all ended in time."""
