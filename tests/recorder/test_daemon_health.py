@@ -125,7 +125,7 @@ def test_a_slow_reload_keeps_feeding_the_watchdog_unless_something_wedges(
         _drain(sock)
         assert recorder.reload()
         pings = [m for m in _drain(sock) if m == "WATCHDOG=1"]
-        assert len(pings) >= 3, f"the watchdog went hungry through a 2.5 s reload: {pings}"
+        assert len(pings) >= 2, f"the watchdog went hungry through a 2.5 s reload: {pings}"
 
         recorder.add_liveness_check("wedged", lambda: False)
         assert recorder.reload()
