@@ -107,6 +107,7 @@ class Recorder:
         self._udev_context = _udev_context()
         # Threads beyond the supervisors and storage whose death makes the daemon unhealthy: name -> alive().
         self._liveness_checks: dict[str, Callable[[], bool]] = {}
+        self._storage_swapping = False  # a reload stops one storage worker and starts the next
         self._hotplug_swapping = False  # a reload stops one monitor and starts the next: not dead meanwhile
         self._next_watchdog = 0.0  # monotonic time the watchdog is due; also fed during a slow reload
         self.transcoder: TranscodeWorker | None = None  # night transcoding, started by start() when enabled
@@ -268,7 +269,7 @@ class Recorder:
         stuck = [
             cid for cid, sup in list(self.supervisors.items()) if id(sup) not in retiring and not sup.healthy(stale)
         ]
-        if not self.storage.alive:
+        if not self.storage.alive and not self._storage_swapping:
             stuck.append("storage")
         for name, alive in list(self._liveness_checks.items()):
             try:
@@ -561,9 +562,14 @@ class Recorder:
         # Read the disk now: its recording_allowed flag starts True, and the cameras follow it right away.
         storage.refresh_filesystem()
         gc.freeze()
-        old, self._storage.current = self._storage.current, storage
-        old.stop()
-        storage.start()
+        self._storage_swapping = True
+        try:
+            old, self._storage.current = self._storage.current, storage
+            # The old worker finishes the pass it is in, which may be long on a big disk.
+            self._feeding_watchdog(old.stop)
+            storage.start()
+        finally:
+            self._storage_swapping = False
         log.info("reload: retention and disk accounting restarted for the new settings")
 
     def _start_transcoder(self) -> None:
