@@ -86,9 +86,12 @@ def test_a_reload_that_lifts_the_threshold_resumes_the_paused_cameras(tmp_path: 
 
     storage = {"disk_usage_threshold": 70, "low_space_warning": 60, "on_threshold": "stop_recording"}
     path = write_config(tmp_path / "config.yaml", tmpfs, storage={**storage, "check_interval": 0.5})
-    (tmpfs / "ballast.bin").write_bytes(b"\0" * 13 * MIB)  # 81 % used: above 70, under 95
     daemon = Daemon(path)
     try:
+        for camera in ("cam1", "cam2"):
+            wait_for(lambda camera=camera: daemon.value("camera_recorder_camera_recording", camera=camera) == 1,
+                     what=f"{camera} recording")  # fmt: skip
+        (tmpfs / "ballast.bin").write_bytes(b"\0" * 13 * MIB)  # 81 % used: above 70, under 95
         wait_for(lambda: "recording stops (on_threshold=stop_recording)" in daemon.log(), what="the pause")
         wait_for(lambda: _state(daemon, "cam1") == "stopped", what="cam1 paused by the full disk")
         wait_for(lambda: _state(daemon, "cam2") == "stopped", what="cam2 paused by the full disk")
