@@ -523,6 +523,7 @@ def run_recorder(
     except ListenError as exc:
         return _fail(str(exc))
     log.info("metrics on %s://%s%s", server.scheme, server.address, server.telemetry_path)
+    recorder.add_liveness_check("exporter", getattr(server, "alive", lambda: True))
     try:
         recorder.start()
     except OSError as exc:

@@ -105,6 +105,11 @@ class Recorder:
         self._hotplug_events: collections.Counter[tuple[str, bool]] = collections.Counter()
         self._temperature: float | None = None
         self._udev_context = _udev_context()
+        # Threads beyond the supervisors and storage whose death makes the daemon unhealthy: name -> alive().
+        self._liveness_checks: dict[str, Callable[[], bool]] = {}
+        self._storage_swapping = False  # a reload stops one storage worker and starts the next
+        self._hotplug_swapping = False  # a reload stops one monitor and starts the next: not dead meanwhile
+        self._next_watchdog = 0.0  # monotonic time the watchdog is due; also fed during a slow reload
         self.transcoder: TranscodeWorker | None = None  # night transcoding, started by start() when enabled
         # Others keep this object (the webhook's retention requests): a reload that rebuilds the accounting
         # swaps what it forwards to, so they follow without knowing.
@@ -114,12 +119,23 @@ class Recorder:
         self.supervisors: dict[str, CameraSupervisor] = {}
         for camera in config.enabled_cameras:
             self.supervisors[camera.id] = self._new_supervisor(camera)
+        # Read through self at each check: a reload may replace the monitor or the worker.
+        self.add_liveness_check("hotplug", lambda: self._hotplug_swapping or self.hotplug.running)
+        self.add_liveness_check("transcoding", self._transcoder_alive)
+
+    def add_liveness_check(self, name: str, alive: Callable[[], bool]) -> None:
+        """Count `name` as stuck (in /-/healthy and for the systemd watchdog) whenever `alive()` is false.
+
+        For threads the composition root owns beside the cameras (the exporter's I/O thread, ...); a check that
+        raises counts as dead. Checked only once start() has started the supervisors.
+        """
+        self._liveness_checks[name] = alive
 
     def _new_storage(self, config: Config) -> Storage:
         return Storage(
             config,
             clock=self._clock,
-            active_paths=self.active_segments,
+            active_paths=self._protected_paths,
             on_recording_allowed=self._recording_allowed,
             **transcoding.storage_hooks(config, self._transcoded_size_ratio),
         )
@@ -146,12 +162,28 @@ class Recorder:
             # Looked up at each segment: a reload may replace the storage accounting.
             on_segment=lambda segment: self.storage.add_segment(segment),
             on_write_result=lambda error: self.storage.note_write_result(camera.id, error),
-            free_space=lambda: bool((report := self.storage.free_space_now()) and report.file_count),
+            free_space=self._free_space_after_enospc,
             on_discard=lambda path: self.storage.forget(path),
             device_node=self._device_node_finder(camera),
             launcher=self._launcher,
             clock=self._clock,
         )
+
+    def _free_space_after_enospc(self) -> bool:
+        """A supervisor's writer met ENOSPC: run a pressure pass; True when it made room.
+
+        Room is footage deleted, or free space that grew: a pass may free space by deleting kept transcode
+        originals only (the reclaimers), which lists no file yet leaves the writer room to go on.
+        """
+        base = self.storage.base_directory
+        before = _available_bytes(base)
+        report = self.storage.free_space_now()
+        if report is None:
+            return False
+        if report.file_count:
+            return True
+        after = _available_bytes(base)
+        return before is not None and after is not None and after > before
 
     def _command_factory(self, camera: CameraConfig) -> CommandFactory:
         ffmpeg = self.tools.ffmpeg
@@ -195,6 +227,16 @@ class Recorder:
     def active_segments(self) -> list[Path]:
         return [path for sup in self.supervisors.values() for path in sup.active_segments()]
 
+    def _protected_paths(self) -> list[Path]:
+        """What retention must not delete: every segment FFmpeg writes, and the one the night transcoder reads."""
+        paths = self.active_segments()
+        worker = self.transcoder
+        if worker is not None:
+            # busy_paths() arrives with the transcoding worker's own change; until then nothing extra is held.
+            busy: Callable[[], list[Path]] = getattr(worker, "busy_paths", list)
+            paths.extend(busy())
+        return paths
+
     def snapshot(self) -> RecorderSnapshot:
         config = self.config
         return RecorderSnapshot(
@@ -227,8 +269,16 @@ class Recorder:
         stuck = [
             cid for cid, sup in list(self.supervisors.items()) if id(sup) not in retiring and not sup.healthy(stale)
         ]
-        if not self.storage.alive:
+        if not self.storage.alive and not self._storage_swapping:
             stuck.append("storage")
+        for name, alive in list(self._liveness_checks.items()):
+            try:
+                ok = alive()
+            except Exception:
+                log.exception("liveness check %s failed", name)
+                ok = False
+            if not ok:
+                stuck.append(name)
         return tuple(stuck)
 
     def status_line(self) -> str:
@@ -283,7 +333,7 @@ class Recorder:
         """Housekeeping until stopped: systemd watchdog and status, retention's pause, temperature."""
         deadline = None if duration is None else time.monotonic() + duration
         next_temperature = time.monotonic() + TEMPERATURE_EVERY
-        next_watchdog = time.monotonic()
+        self._next_watchdog = time.monotonic()
         last_status = ""
         watchdog = self._notifier.watchdog_interval
         tick = min(HOUSEKEEPING_TICK, watchdog) if watchdog is not None else HOUSEKEEPING_TICK
@@ -299,9 +349,7 @@ class Recorder:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break
-            if self._notifier.watchdog_interval is not None and now >= next_watchdog and self._healthy():
-                self._notifier.watchdog()
-                next_watchdog = now + self._notifier.watchdog_interval
+            self._feed_watchdog()
             status = self.status_line()
             if status != last_status:
                 self._notifier.status(status)
@@ -310,6 +358,40 @@ class Recorder:
                 self._temperature = hottest_cpu_sensor()
                 next_temperature = now + TEMPERATURE_EVERY
             self._wakeup.wait(tick if deadline is None else min(tick, deadline - now))
+
+    def _feed_watchdog(self) -> None:
+        """WATCHDOG=1 when due and healthy: from the housekeeping loop, and from inside a slow reload."""
+        interval = self._notifier.watchdog_interval
+        now = time.monotonic()
+        if interval is not None and now >= self._next_watchdog and self._healthy():
+            self._notifier.watchdog()
+            self._next_watchdog = now + interval
+
+    def _feeding_watchdog(self, step: Callable[[], object]) -> None:
+        """Run a slow reload step (stopping FFmpegs, the transcoder, a rescan) while the watchdog is fed.
+
+        The step runs in its own thread; this one keeps feeding WATCHDOG=1 while every other loop is healthy, so
+        a reload longer than WatchdogSec is no restart, and a supervisor that wedges meanwhile still stops it.
+        """
+        interval = self._notifier.watchdog_interval
+        if interval is None:
+            step()
+            return
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                step()
+            except BaseException as exc:  # handed to the reload, which decides
+                failure.append(exc)
+
+        thread = threading.Thread(target=run, name="reload-step", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            self._feed_watchdog()
+            thread.join(min(interval, HOUSEKEEPING_TICK) / 2)
+        if failure:
+            raise failure[0]
 
     def _healthy(self) -> bool:
         """The watchdog is fed only while every supervision loop goes round and the storage loop lives."""
@@ -401,7 +483,7 @@ class Recorder:
         # stopping, then stopped) until their successors run, and are not "stuck" meanwhile.
         retiring = [self.supervisors[cid] for cid in (*removed, *changed) if cid in self.supervisors]
         self._retiring = {id(sup) for sup in retiring}
-        if not self._stop_supervisors(retiring):
+        if not self._stop_supervisors_feeding_watchdog(retiring):
             late = ", ".join(sup.camera.id for sup in retiring if sup.alive)
             log.error("reload: the FFmpeg of %s did not stop in time; its last segment may be cut", late)
         self.config, self.tools = new, tools
@@ -413,13 +495,17 @@ class Recorder:
         # Retention's hooks (kept originals, capacity) follow the transcoding section; the worker follows both.
         storage_changed = _storage_settings(new) != _storage_settings(old) or new.transcoding != old.transcoding
         if storage_changed or transcoding.transcoding_settings(new) != transcoding.transcoding_settings(old):
-            self._stop_transcoder()
+            self._feeding_watchdog(self._stop_transcoder)
         if storage_changed:
             self._replace_storage(new)
         if _device_cameras(new) != _device_cameras(old) or new.system.udev != old.system.udev:
-            old_hotplug, self.hotplug = self.hotplug, self._new_hotplug(new)
-            old_hotplug.stop()
-            self.hotplug.start()
+            self._hotplug_swapping = True
+            try:
+                old_hotplug, self.hotplug = self.hotplug, self._new_hotplug(new)
+                old_hotplug.stop()
+                self.hotplug.start()
+            finally:
+                self._hotplug_swapping = False
         allowed = self.storage.recording_allowed()
         started: dict[str, CameraSupervisor] = {}
         for cid in (*changed, *added):
@@ -429,6 +515,10 @@ class Recorder:
             started[cid] = supervisor
         # One assignment: readers in other threads (scrapes) see the old dict or the new, never a mix.
         self.supervisors = {cid: started.get(cid) or self.supervisors[cid] for cid in new_cameras}
+        if storage_changed:
+            # The new accounting tells only of flips, and its flag was read above: unchanged cameras follow it
+            # too (paused by the old accounting, they would otherwise stay paused for good).
+            self._recording_allowed(self.storage.recording_allowed())
         self._retiring = set()
         if self.transcoder is None and self._supervisors_started:
             self._start_transcoder()
@@ -460,19 +550,31 @@ class Recorder:
             thread.join()
         return all(not sup.alive for sup in supervisors)
 
+    def _stop_supervisors_feeding_watchdog(self, supervisors: list[CameraSupervisor]) -> bool:
+        stopped: list[bool] = []
+        self._feeding_watchdog(lambda: stopped.append(self._stop_supervisors(supervisors)))
+        return all(stopped)
+
     def _replace_storage(self, new: Config) -> None:
         """Retention settings, the recordings folder or the camera set changed: account the disk afresh."""
         storage = self._new_storage(new)
-        storage.scan()
+        self._feeding_watchdog(storage.scan)
+        # Read the disk now: its recording_allowed flag starts True, and the cameras follow it right away.
+        storage.refresh_filesystem()
         gc.freeze()
-        old, self._storage.current = self._storage.current, storage
-        old.stop()
-        storage.start()
+        self._storage_swapping = True
+        try:
+            old, self._storage.current = self._storage.current, storage
+            # The old worker finishes the pass it is in, which may be long on a big disk.
+            self._feeding_watchdog(old.stop)
+            storage.start()
+        finally:
+            self._storage_swapping = False
         log.info("reload: retention and disk accounting restarted for the new settings")
 
     def _start_transcoder(self) -> None:
         """Night transcoding's worker, when enabled; it yields to every camera (see recorder/transcoding/gate)."""
-        self.transcoder = transcoding.build_worker(
+        worker = transcoding.build_worker(
             self.config,
             ffmpeg=self.tools.ffmpeg or "ffmpeg",
             ffprobe=self.tools.ffprobe or "ffprobe",
@@ -482,21 +584,28 @@ class Recorder:
             forget=self.storage.forget,
             add_segment=self.storage.add_segment,
         )
-        if self.transcoder is not None:
+        if worker is not None:
             try:
-                self.transcoder.start()
+                worker.start()
             except (OSError, RuntimeError) as exc:
                 log.error("transcoding: not started: %s", exc)
-                self.transcoder = None
+                worker = None
+        # Published once its thread runs: the liveness check reads a worker without a thread as dead.
+        self.transcoder = worker
+
+    def _transcoder_alive(self) -> bool:
+        worker = self.transcoder  # read once: a reload may unpublish it meanwhile
+        return worker is None or worker.alive
 
     def _transcoded_size_ratio(self) -> float | None:
         worker = self.transcoder
         return worker.transcoder.size_ratio() if worker is not None else None
 
     def _stop_transcoder(self) -> None:
-        if self.transcoder is not None:
-            self.transcoder.stop()
-            self.transcoder = None
+        # Unpublished first: its thread ending is no death for the liveness check.
+        worker, self.transcoder = self.transcoder, None
+        if worker is not None:
+            worker.stop()
 
     def stop(self) -> bool:
         """Stop every FFmpeg so that it finalizes its segment; True if all ended in time."""
@@ -522,6 +631,15 @@ class _CurrentStorage:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.current, name)
+
+
+def _available_bytes(folder: Path) -> int | None:
+    """Bytes an unprivileged writer may still use on folder's filesystem, or None when statvfs fails."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 def _device_cameras(config: Config) -> list[CameraConfig]:

@@ -159,10 +159,34 @@ def check_segment(ffprobe: str, path: Path, timeout: float = 20.0) -> SegmentChe
     except ValueError:
         duration = None
     log.debug("checked %s in %.3f s: %d frames", path, time.monotonic() - started, frames)
-    # A header with nothing after it (killed before the first cluster) makes ffprobe stop at "End of file":
-    # the file is empty, not damaged.
-    readable = (result.returncode == 0 and "nb_read_frames" in values) or "End of file" in result.stderr
-    return SegmentCheck(frames, duration, readable)
+    if result.returncode == 0 or _SAYS_END_OF_FILE in result.stderr:
+        # A header with nothing after it (killed before the first cluster) makes ffprobe stop at "End of file":
+        # the file is empty, not damaged.
+        readable = (result.returncode == 0 and "nb_read_frames" in values) or _SAYS_END_OF_FILE in result.stderr
+        return SegmentCheck(frames, duration, readable)
+    if ffprobe_judged_invalid(result.returncode, result.stderr):
+        return SegmentCheck(frames, duration, False)
+    # Killed by a signal (the OOM killer), not executable (126/127), a broken wrapper, an error of its own:
+    # ffprobe said nothing about the data, and a cut segment may hold real footage, so it is kept.
+    last_line = result.stderr.strip().splitlines()[-1:] or ["no message"]
+    log.warning("ffprobe could not check %s (kept): exit status %s, %s", path, result.returncode, last_line[0][:200])
+    return SegmentCheck(frames, duration, False, checked=False)
+
+
+_SAYS_END_OF_FILE = "End of file"
+# What ffprobe (exit status 1) prints when it read the file and found no valid media in it.
+_INVALID_DATA_MESSAGES = (
+    "Invalid data found when processing input",
+    "could not find codec parameters",
+    "EBML header parsing failed",
+    "moov atom not found",
+)
+
+
+def ffprobe_judged_invalid(returncode: int, stderr: str) -> bool:
+    """True only when ffprobe ran to its own error exit (1) and said the data itself is invalid."""
+    lowered = stderr.lower()
+    return returncode == 1 and any(message.lower() in lowered for message in _INVALID_DATA_MESSAGES)
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,9 @@ class Storage:
         self._writable: bool | None = None  # last probe; None before the first
         self._checked_at: float | None = None
         self._recording_allowed = True
+        # The daemon hears of the flag on its flips, and once after the first reading: a Storage built by a
+        # reload starts True while the cameras may still be paused by the one it replaces.
+        self._recording_allowed_told = False
         self._counters = RetentionCounters(self._camera_ids)
         self._usage_failed = False  # the last statvfs failed (already logged)
         self._min_free_unmet = False  # min_free_minutes asks for more than retention may free (logged once)
@@ -456,8 +459,13 @@ class Storage:
         with self._lock:
             changed = allowed != self._recording_allowed
             self._recording_allowed = allowed
+            # An unknown reading (statvfs failed) decides nothing, so it is not told as the first word.
+            first = not self._recording_allowed_told and (usage is not None or changed)
+            self._recording_allowed_told = self._recording_allowed_told or first or changed
             if changed:
                 self._publish_locked()
+        if first and not changed and self._on_recording_allowed is not None:
+            self._on_recording_allowed(allowed)
         if changed:
             if allowed:
                 log.info("disk usage is back under the threshold: recording allowed again")

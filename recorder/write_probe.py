@@ -8,18 +8,24 @@ every OSError (EROFS, EACCES, EPERM, EIO, ENOSPC, EDQUOT, ENOENT, ELOOP ...) is 
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import stat
+import threading
 from pathlib import Path
 
+# Every probe file's name starts with this (a dot: no segment name does, so every scanner passes it by).
 PROBE_NAME = ".camera-recorder-probe"
+# The storage worker and each supervisor probe the same camera folder, maybe at once: one shared name would
+# let one remove the other's file, whose own unlink then fails (ENOENT) as if the folder refused writes.
+_probe_counter = itertools.count()
 _PROBE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 _PROBE_BYTES = b"camera-recorder write probe\n"
 
 
 def probe_folder(folder: Path) -> OSError | None:
     """Write, fsync and remove a probe file in `folder`; the error that stopped it, or None when it worked."""
-    path = Path(folder) / PROBE_NAME
+    path = Path(folder) / unique_probe_name()
     created = False
     try:
         fd = os.open(path, _PROBE_FLAGS, 0o600)
@@ -38,6 +44,16 @@ def probe_folder(folder: Path) -> OSError | None:
             except OSError:
                 pass  # the folder is already reported as unwritable
         return exc
+
+
+def unique_probe_name() -> str:
+    """A probe file name no other probe uses now: the prefix, then process, thread and a counter."""
+    return f"{PROBE_NAME}-{os.getpid()}-{threading.get_ident()}-{next(_probe_counter)}"
+
+
+def is_probe_name(name: str) -> bool:
+    """Whether a file name is a write probe's (left behind only by a crash between create and unlink)."""
+    return name.startswith(PROBE_NAME)
 
 
 def camera_folder_problem(folder: Path) -> OSError | None:

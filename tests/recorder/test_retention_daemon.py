@@ -77,3 +77,38 @@ def test_stop_recording_policy_pauses_cameras_until_space_returns(tmp_path: Path
         wait_for(lambda: daemon.value("camera_recorder_camera_recording", camera="cam1") == 1, what="recording again")
     finally:
         assert daemon.stop() == 0
+
+
+def test_a_reload_that_lifts_the_threshold_resumes_the_paused_cameras(tmp_path: Path, tmpfs: Path) -> None:
+    """Paused by stop_recording, unchanged cameras must follow the accounting a reload rebuilds: it starts
+    allowed and tells only of flips, so without being asked they stayed paused for good."""
+    import signal
+
+    storage = {"disk_usage_threshold": 70, "low_space_warning": 60, "on_threshold": "stop_recording"}
+    path = write_config(tmp_path / "config.yaml", tmpfs, storage={**storage, "check_interval": 0.5})
+    daemon = Daemon(path)
+    try:
+        for camera in ("cam1", "cam2"):
+            wait_for(lambda camera=camera: daemon.value("camera_recorder_camera_recording", camera=camera) == 1,
+                     what=f"{camera} recording")  # fmt: skip
+        (tmpfs / "ballast.bin").write_bytes(b"\0" * 13 * MIB)  # 81 % used: above 70, under 95
+        wait_for(lambda: "recording stops (on_threshold=stop_recording)" in daemon.log(), what="the pause")
+        wait_for(lambda: _state(daemon, "cam1") == "stopped", what="cam1 paused by the full disk")
+        wait_for(lambda: _state(daemon, "cam2") == "stopped", what="cam2 paused by the full disk")
+        wait_for(lambda: daemon.ffmpeg_pids() == set(), what="every FFmpeg ended by the pause")
+        loaded_at = daemon.value("camera_recorder_config_last_reload_success_timestamp_seconds") or 0
+        write_config(path, tmpfs, storage={**storage, "disk_usage_threshold": 95, "check_interval": 0.5})
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: (daemon.value("camera_recorder_config_last_reload_success_timestamp_seconds") or 0) > loaded_at,
+            timeout=30,
+            what=f"the reload to succeed\n{daemon.log()}",
+        )
+        for camera in ("cam1", "cam2"):
+            wait_for(
+                lambda camera=camera: daemon.value("camera_recorder_camera_recording", camera=camera) == 1,
+                timeout=20,
+                what=f"{camera} recording again under the new threshold\n{daemon.log()}",
+            )
+    finally:
+        assert daemon.stop() == 0

@@ -200,6 +200,26 @@ def test_stop_recording_deletes_nothing_for_pressure_and_flips_recording_allowed
     assert flips == [False, True]
 
 
+def test_the_first_reading_tells_the_recording_allowed_flag_even_without_a_flip(tmpfs: Path) -> None:
+    """A Storage a reload builds starts allowed while the cameras may still be paused by the one it replaces:
+    its first reading is told even when it finds the disk under the threshold; later only flips are."""
+    told: list[bool] = []
+    cfg = config(tmpfs, {"disk_usage_threshold": 70, "low_space_warning": 50, "on_threshold": "stop_recording"})
+
+    def unreadable(base: Path) -> Any:
+        raise OSError(5, "Input/output error", str(base))
+
+    blind = Storage(cfg, on_recording_allowed=told.append, fs_usage=unreadable)
+    blind.refresh_filesystem()
+    assert told == [], "an unknown reading decides nothing"
+
+    storage = Storage(cfg, on_recording_allowed=told.append)
+    storage.refresh_filesystem()
+    assert told == [True]
+    storage.refresh_filesystem()
+    assert told == [True]
+
+
 def test_stop_recording_still_applies_max_age(tmpfs: Path) -> None:
     paths = fill(tmpfs)
     # 0.002 days = 172.8 s: everything started before NOW - 172.8 = T0 + 211.2 is too old.
@@ -248,7 +268,7 @@ def test_write_probe_fails_on_a_read_only_remount(tmpfs: Path) -> None:
     storage = Storage(config(tmpfs))
     storage.refresh_filesystem()
     assert storage.snapshot().writable is True
-    assert not (tmpfs / PROBE_NAME).exists()
+    assert not [p for p in tmpfs.rglob(PROBE_NAME + "*")]  # every probe file removed
 
     subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
     try:
@@ -268,7 +288,7 @@ def test_write_probe_fails_on_a_full_filesystem(tmpfs: Path) -> None:
     storage.refresh_filesystem()
     assert storage.snapshot().writable is False
     assert storage.snapshot().filesystem_avail_bytes == 0
-    assert not (tmpfs / PROBE_NAME).exists()
+    assert not [p for p in tmpfs.rglob(PROBE_NAME + "*")]  # every probe file removed
 
 
 def test_capacity_is_the_usable_space_over_the_write_rate(tmpfs: Path) -> None:
