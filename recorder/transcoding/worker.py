@@ -475,6 +475,10 @@ def _unlink_quietly(path: Path) -> None:
         pass
 
 
+# A recovery that failed (a folder not readable yet, a disk error) is tried again this often.
+RECOVERY_RETRY_SECONDS = 60.0
+
+
 class TranscodeWorker:
     """The daemon's transcoding thread: waits for the gate, then works through the due list oldest first."""
 
@@ -536,17 +540,14 @@ class TranscodeWorker:
         return self.transcoder.snapshot()
 
     def _run(self) -> None:
-        t = self.transcoder
-        try:
-            t.recover()
-            due = t.plan()
-            t.ledger.compact(
-                (c, p.name) for c in t.cameras for p in _segment_files(t.base / c) if parse_segment_name(p.name)
-            )
-            self._due, self._planned_at = due, time.monotonic()
-        except Exception:
-            log.exception("transcoding: recovery at start failed; transcoding stays off")
-            return
+        failures = 0
+        while not self._start_up(first_failure=failures == 0):
+            failures += 1
+            # The thread stays: a dead one would read as a wedged daemon to the liveness check (and systemd).
+            if self._stop.wait(RECOVERY_RETRY_SECONDS):
+                return
+        if failures:
+            log.info("transcoding: recovery succeeded after %d failed attempts", failures)
         while not self._stop.is_set():
             try:
                 self._step()
@@ -554,6 +555,24 @@ class TranscodeWorker:
                 # The worker never takes the daemon down; it tries again after a pause.
                 log.exception("transcoding: unexpected error")
                 self._stop.wait(self._paused_tick)
+
+    def _start_up(self, *, first_failure: bool) -> bool:
+        """Recover what a crash left, plan, compact the ledger; False (logged) when that fails."""
+        t = self.transcoder
+        try:
+            t.recover()
+            due = t.plan()
+            t.ledger.compact(
+                (c, p.name) for c in t.cameras for p in _segment_files(t.base / c) if parse_segment_name(p.name)
+            )
+        except Exception as exc:
+            if first_failure:
+                log.exception("transcoding: recovery at start failed; no transcoding until it succeeds")
+            else:
+                log.debug("transcoding: recovery failed again: %s", exc)
+            return False
+        self._due, self._planned_at = due, time.monotonic()
+        return True
 
     def _step(self) -> None:
         t = self.transcoder

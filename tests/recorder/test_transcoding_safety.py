@@ -379,3 +379,35 @@ def test_a_file_vanishing_between_listing_and_stat_skips_only_itself(
     due = planner_module.plan(tmp_path, ["cam1"], Ledger(tmp_path), now=time.time(), min_age_days=7)
     monkeypatch.undo()
     assert [c.path for c in due] == keep
+
+
+def test_a_failed_recovery_keeps_the_thread_and_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A dead worker thread would read as a wedged daemon: it stays, waits, and recovers later."""
+    from recorder.transcoding import worker as worker_module
+
+    monkeypatch.setattr(worker_module, "RECOVERY_RETRY_SECONDS", 0.05)
+    t = transcoder(
+        transcoding_config(tmp_path), gate=FixedGate(transcoding_config(tmp_path), TranscodeState.PAUSED_CPU)
+    )
+    real_recover, attempts = t.recover, []
+
+    def failing_twice() -> None:
+        attempts.append(1)
+        if len(attempts) <= 2:
+            raise OSError(5, "Input/output error")
+        real_recover()
+
+    monkeypatch.setattr(t, "recover", failing_twice)
+    worker = TranscodeWorker(t, paused_tick=0.05)
+    with caplog.at_level(logging.INFO, logger="recorder.transcoding.worker"):
+        worker.start()
+        try:
+            wait_for(lambda: t.snapshot().state is TranscodeState.PAUSED_CPU, what="the worker past its recovery")
+            assert worker.alive and len(attempts) == 3
+        finally:
+            worker.stop()
+    logged = [r.getMessage() for r in caplog.records]
+    assert sum("recovery at start failed" in m for m in logged) == 1, "logged once, not at each attempt"
+    assert any("recovery succeeded after 2 failed attempts" in m for m in logged)
