@@ -262,6 +262,23 @@ def encoder_preset(camera: CameraConfig, config: Config) -> tuple[Codec, Encoder
     return codec, ENCODER_PRESETS[codec]
 
 
+def _encoder_values(config: Config, *, preset: str, quality: int) -> dict[str, str | None]:
+    """The encoder presets' placeholders; rate control, GOP and hardware come from `encoding` for both roles."""
+    enc = config.encoding
+    return {
+        "preset": preset,
+        "quality": str(quality),
+        "target_bitrate": str(enc.target_bitrate),
+        "max_bitrate": str(enc.max_bitrate),
+        "gop_size": str(enc.gop_size),
+        "ref_frames": str(enc.ref_frames),
+        "lookahead": str(int(enc.lookahead)),
+        "extra_hw_frames": str(enc.extra_hw_frames),
+        "hw_device": config.system.hw_device,
+        "vaapi_driver": config.vaapi_driver,
+    }
+
+
 def build_command(camera: CameraConfig, config: Config, ffmpeg: str, device_node: str | None = None) -> FFmpegCommand:
     """The FFmpeg command recording `camera`, from typed config alone."""
     enc = config.encoding
@@ -275,16 +292,7 @@ def build_command(camera: CameraConfig, config: Config, ffmpeg: str, device_node
         v4l2_input_format=V4L2_INPUT_FORMATS.get(camera.input_format) if camera.input_format else None,
         resolution=str(camera.resolution) if camera.resolution else None,
         framerate=str(camera.framerate) if camera.framerate else None,
-        preset=enc.preset,
-        quality=str(enc.quality),
-        target_bitrate=str(enc.target_bitrate),
-        max_bitrate=str(enc.max_bitrate),
-        gop_size=str(enc.gop_size),
-        ref_frames=str(enc.ref_frames),
-        lookahead=str(int(enc.lookahead)),
-        extra_hw_frames=str(enc.extra_hw_frames),
-        hw_device=config.system.hw_device,
-        vaapi_driver=config.vaapi_driver,
+        **_encoder_values(config, preset=enc.preset, quality=enc.quality),
         segment_time=str(rec.segment_time),
         align_segments="1" if rec.align_segments else None,
         flush_packets=str(int(rec.flush_packets)),
@@ -339,16 +347,7 @@ def build_transcode_command(
     preset = ENCODER_PRESETS[tc.codec]
     values = _Values(
         source=str(source),
-        preset=tc.preset,
-        quality=str(tc.quality),
-        target_bitrate=str(enc.target_bitrate),
-        max_bitrate=str(enc.max_bitrate),
-        gop_size=str(enc.gop_size),
-        ref_frames=str(enc.ref_frames),
-        lookahead=str(int(enc.lookahead)),
-        extra_hw_frames=str(enc.extra_hw_frames),
-        hw_device=config.system.hw_device,
-        vaapi_driver=config.vaapi_driver,
+        **_encoder_values(config, preset=tc.preset, quality=tc.quality),
     )
     argv = [ffmpeg]
     argv += _expand(TRANSCODE_GLOBAL_ARGS, values)

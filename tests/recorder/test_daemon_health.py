@@ -18,6 +18,7 @@ from recorder.config import Config
 from recorder.daemon import Recorder
 from recorder.ffmpeg_binary import find_tools
 from recorder.sdnotify import Notifier
+from recorder.segments import CompletedSegment, segment_file_name
 from recorder.storage import Storage
 from recorder.transcoding.worker import TranscodeWorker
 
@@ -180,15 +181,20 @@ def test_retention_spares_the_segment_the_transcoder_is_working_on(
         storage={"cleanup_enabled": True, "cleanup_days": 1},
         transcoding=_idle_transcoding(),
     )
-    busy = segment_file(base, "cam1", 3 * 86400, 1000)
-    other = segment_file(base, "cam1", 3 * 86400 - 60, 1000)
-    # What TranscodeWorker.busy_paths() reports while its FFmpeg reads `busy` (recorder/transcoding/worker);
-    # set before start: the storage worker's first check runs the max_age pass at once.
+    # What TranscodeWorker.busy_paths() reports while its FFmpeg reads `busy` (recorder/transcoding/worker).
+    old_start = time.time() - 3 * 86400
+    busy = base / "cam1" / segment_file_name("cam1", old_start)
+    other = base / "cam1" / segment_file_name("cam1", old_start + 60)
     monkeypatch.setattr(TranscodeWorker, "busy_paths", lambda self: [busy], raising=False)
     recorder = _recorder(config)
     try:
         recorder.start()
         assert recorder.transcoder is not None
+        # Indexed once the worker runs (the storage's own first pass at start comes before the worker).
+        busy.parent.mkdir(parents=True, exist_ok=True)
+        for path, start in ((busy, old_start), (other, old_start + 60)):
+            path.write_bytes(b"\0" * 1000)
+            assert recorder.storage.add_segment(CompletedSegment("cam1", path, start, 60.0, 1000))
         recorder.storage.request(None, "schedule")
         assert busy.exists(), "retention deleted the segment the transcoder was reading"
         assert not other.exists(), "max_age applies to the rest"
