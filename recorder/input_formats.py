@@ -1,6 +1,6 @@
 """The one table of camera input formats: the config's name, FFmpeg's -input_format and the V4L2 fourccs.
 
-config.py validates `input_format` against it, presets.py builds FFmpeg's argv from it and the v4l2 package
+config/ validates `input_format` against it, presets.py builds FFmpeg's argv from it and the v4l2 package
 matches and names what a device offers with it, so the three can no longer disagree.
 """
 

@@ -1,4 +1,4 @@
-"""The original bash `camera-mapping.conf`: read it into a raw mapping (config.py validates it) and as YAML."""
+"""The original bash `camera-mapping.conf`: read it into a raw mapping (recorder/config/ validates it) and as YAML."""
 
 from __future__ import annotations
 

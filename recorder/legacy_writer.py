@@ -1,6 +1,6 @@
 """Write a validated configuration back in the original scripts' camera-mapping.conf form.
 
-Apart from recorder/legacy.py (which reads that form into a raw mapping for recorder/config.py to validate),
+Apart from recorder/legacy.py (which reads that form into a raw mapping for recorder/config/ to validate),
 so that the reader knows nothing of Config and config and legacy do not import each other.
 """
 

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 import yaml
 
-from recorder import config as config_module
 from recorder.config import (
     CONFIG_ENV,
     DEFAULT_CONFIG_PATH,
@@ -37,6 +36,8 @@ from recorder.config import (
     parse_config,
     resolve_config_path,
 )
+from recorder.config import fields as config_fields
+from recorder.config import sections as config_sections
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -543,7 +544,7 @@ def test_names_and_free_strings_have_length_limits() -> None:
     ],
 )
 def test_a_value_in_a_message_is_at_most_about_80_characters(value: object, shown: str) -> None:
-    text = config_module._show(value)
+    text = config_fields._show(value)
     assert text == shown and len(text) <= 100
 
 
@@ -551,7 +552,7 @@ def test_a_huge_nested_value_is_shown_short() -> None:
     nested: list[object] = ["x" * 1000] * 100
     for _ in range(20):
         nested = [nested] * 100
-    assert len(config_module._show(nested)) <= 80
+    assert len(config_fields._show(nested)) <= 80
 
 
 # ---------------------------------------------------------------------------------------------
@@ -578,12 +579,12 @@ def test_default_location(monkeypatch: pytest.MonkeyPatch, env: str | None) -> N
 
 
 # ---------------------------------------------------------------------------------------------
-# The keys the parser accepts, read from config.py itself
+# The keys the parser accepts, read from recorder/config/sections.py itself
 
 
 def accepted_keys() -> dict[str, frozenset[str]]:
-    """Section path -> keys, from every `_Section(raw, path, problems, allowed)` call in config.py."""
-    tree = ast.parse(Path(config_module.__file__).read_text(encoding="utf-8"))
+    """Section path -> keys, from every `_Section(raw, path, problems, allowed)` call in config/sections.py."""
+    tree = ast.parse(Path(config_sections.__file__).read_text(encoding="utf-8"))
 
     def assignments(node: ast.AST) -> dict[str, ast.expr]:
         return {
@@ -616,10 +617,10 @@ SECTIONS = ("encoding", "recording", "storage", "transcoding", "supervisor", "ex
 def test_key_discovery_finds_every_section() -> None:
     keys = accepted_keys()
     assert set(keys) == {"", "cameras.<id>", "cameras.<id>.match", *SECTIONS}
-    assert keys[""] == frozenset(config_module._TOP_KEYS)
-    assert keys["cameras.<id>"] == frozenset(config_module._CAMERA_KEYS)
-    assert keys["cameras.<id>.match"] == frozenset(config_module._MATCH_KEYS)
-    assert keys["transcoding"] == frozenset(config_module._TRANSCODING_KEYS)
+    assert keys[""] == frozenset(config_sections._TOP_KEYS)
+    assert keys["cameras.<id>"] == frozenset(config_sections._CAMERA_KEYS)
+    assert keys["cameras.<id>.match"] == frozenset(config_sections._MATCH_KEYS)
+    assert keys["transcoding"] == frozenset(config_sections._TRANSCODING_KEYS)
     # Every typed field is configurable, under its own name.
     typed = {
         "encoding": EncodingConfig, "recording": RecordingConfig, "storage": StorageConfig,

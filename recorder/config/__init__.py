@@ -1,0 +1,56 @@
+"""Configuration: read once, validated once, into frozen objects; nothing else reads raw dicts.
+
+model: the frozen dataclasses and string enums; fields: the `_Section` reader and value converters;
+sections: one parser per section and `parse_config`; loader: reading a file (YAML or legacy) into a raw mapping.
+"""
+
+from recorder.config.loader import CONFIG_ENV, DEFAULT_CONFIG_PATH, load_config, load_raw, resolve_config_path
+from recorder.config.model import (
+    PRESETS,
+    BitrateMode,
+    CameraConfig,
+    Codec,
+    Config,
+    ConfigError,
+    Container,
+    DeviceMatch,
+    EncodingConfig,
+    ExporterConfig,
+    RecordingConfig,
+    Resolution,
+    StorageConfig,
+    SupervisorConfig,
+    SystemConfig,
+    ThresholdAction,
+    TranscodingConfig,
+)
+from recorder.config.sections import parse_config, valid_listen_address
+from recorder.vocabulary import SourceKind
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG_PATH",
+    "PRESETS",
+    "BitrateMode",
+    "CameraConfig",
+    "Codec",
+    "Config",
+    "ConfigError",
+    "Container",
+    "DeviceMatch",
+    "EncodingConfig",
+    "ExporterConfig",
+    "RecordingConfig",
+    "Resolution",
+    "SourceKind",
+    "StorageConfig",
+    "SupervisorConfig",
+    "SystemConfig",
+    "ThresholdAction",
+    "TranscodingConfig",
+    "load_config",
+    "load_raw",
+    "parse_config",
+    "resolve_config_path",
+    "valid_listen_address",
+]
