@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from exporter.status_page import CameraPanel, render_status_page
 from exporter.transport import SLOW_POOL, Request
 from recorder.export import CLIP_FORMATS, ExportError, ExportPlan, export_argv, plan_export
+from recorder.ports import RecorderView
 from recorder.recordings import (
     TimeError,
     build_timeline,
@@ -32,7 +33,6 @@ from recorder.recordings import (
     segments_from_index,
     spans_of_rows,
 )
-from recorder.ports import RecorderView
 from recorder.states import CameraSnapshot
 from recorder.thumbnails import ThumbnailCache
 
