@@ -93,9 +93,8 @@ class Recorder:
         self._new_version_probe = ffmpeg_version
         self._ffmpeg_version = ffmpeg_version(tools.ffmpeg)
         self._config_loader = config_loader
-        self._reloader = ConfigReloader(
-            self, housekeeping_tick=HOUSEKEEPING_TICK
-        )  # SIGHUP's work, in recorder/reload.py
+        # SIGHUP's work, in recorder/reload.py.
+        self._reloader = ConfigReloader(self, housekeeping_tick=HOUSEKEEPING_TICK)
         self._reload_successful = True
         self._reload_success_at = self._started_at
         self._supervisors_started = False
