@@ -11,10 +11,10 @@ if TYPE_CHECKING:
     from exporter.server import ExporterServer
     from exporter.webconfig import WebOptions
     from recorder.config import ExporterConfig
-    from recorder.daemon import Recorder
+    from recorder.ports import RecorderView
 
 
-def serve(recorder: Recorder, config: ExporterConfig, web: WebOptions | None = None) -> ExporterServer:
+def serve(recorder: RecorderView, config: ExporterConfig, web: WebOptions | None = None) -> ExporterServer:
     """Bind the exporter's listener for `recorder` and start serving (ListenError: the address is refused).
 
     Imported here rather than at the top so that `import exporter.metrics` stays light (tests, the bundle

@@ -22,8 +22,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from exporter.status_page import CameraPanel, render_status_page
 from exporter.transport import SLOW_POOL, Request
-from recorder.daemon import Recorder
 from recorder.export import CLIP_FORMATS, ExportError, ExportPlan, export_argv, plan_export
+from recorder.ports import RecorderView
 from recorder.recordings import (
     TimeError,
     build_timeline,
@@ -158,7 +158,7 @@ class OperatorRoutes:
     """Handlers for `/`, `/cameras/<id>/latest.jpg`, `/api/v1/recordings` and `/api/v1/export`."""
 
     def __init__(
-        self, recorder: Recorder, *, metrics_path: str = "/metrics", clock: Callable[[], float] = time.time
+        self, recorder: RecorderView, *, metrics_path: str = "/metrics", clock: Callable[[], float] = time.time
     ) -> None:
         self.recorder = recorder
         self.metrics_path = metrics_path

@@ -37,8 +37,7 @@ from exporter.webconfig import (
 from exporter.webhook import WebhookHandler
 from recorder import __version__
 from recorder.config import ExporterConfig
-from recorder.daemon import Recorder
-from recorder.presets import encoder_preset
+from recorder.ports import RecorderView
 from recorder.snapshots import RecorderSnapshot
 
 log = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ def default_instance_names(listen_address: str) -> tuple[str, ...]:
 
 
 def build_registry(
-    recorder: Recorder, webhook_results: Counter[str], *, exporter_metrics: bool = True
+    recorder: RecorderView, webhook_results: Counter[str], *, exporter_metrics: bool = True
 ) -> CollectorRegistry:
     """A registry of our own (never the global one): the recorder's collector, and unless turned off
     (--web.disable-exporter-metrics) the process_* and python_* families about the daemon itself."""
@@ -89,7 +88,8 @@ def build_registry(
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
-    codecs = {cam.id: encoder_preset(cam, config)[0].value for cam in config.cameras}
+    # The codec label of a camera whose snapshot does not carry one; the snapshot is the recorder's word on it.
+    codecs = {view.config.id: view.codec for view in recorder.snapshot().cameras if view.codec is not None}
     registry.register(
         RecorderCollector(
             recorder,
@@ -137,7 +137,7 @@ class SharedRender:
 class ExporterServer:
     """Serves the recorder's state over HTTP in its own threads; recording never waits on it."""
 
-    def __init__(self, config: ExporterConfig, recorder: Recorder, web: WebOptions | None = None) -> None:
+    def __init__(self, config: ExporterConfig, recorder: RecorderView, web: WebOptions | None = None) -> None:
         web = web or WebOptions()
         self.config = config
         self.recorder = recorder

@@ -10,7 +10,6 @@ import platform
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
@@ -19,11 +18,12 @@ import psutil
 import pyudev
 
 from recorder import __version__
-from recorder.config import CameraConfig, Config, ConfigError, SourceKind
-from recorder.ffmpeg_binary import FFmpegTools, FFmpegVersion, find_tools
+from recorder.config import CameraConfig, Config
+from recorder.ffmpeg_binary import FFmpegTools, FFmpegVersion
 from recorder.ffmpeg_process import Launcher, spawn_ffmpeg
 from recorder.hotplug import HotplugMonitor, resolve_device
 from recorder.presets import build_command, encoder_preset
+from recorder.reload import ConfigReloader, device_cameras
 from recorder.sdnotify import Notifier
 from recorder.snapshots import CameraView, RecorderSnapshot
 from recorder.storage import Storage
@@ -93,6 +93,8 @@ class Recorder:
         self._new_version_probe = ffmpeg_version
         self._ffmpeg_version = ffmpeg_version(tools.ffmpeg)
         self._config_loader = config_loader
+        # SIGHUP's work, in recorder/reload.py.
+        self._reloader = ConfigReloader(self, housekeeping_tick=HOUSEKEEPING_TICK)
         self._reload_successful = True
         self._reload_success_at = self._started_at
         self._supervisors_started = False
@@ -142,7 +144,7 @@ class Recorder:
 
     def _new_hotplug(self, config: Config) -> HotplugMonitor:
         return HotplugMonitor(
-            _device_cameras(config),
+            device_cameras(config),
             on_add=self._device_added,
             on_remove=self._device_removed,
             on_event=self._count_hotplug,
@@ -367,32 +369,6 @@ class Recorder:
             self._notifier.watchdog()
             self._next_watchdog = now + interval
 
-    def _feeding_watchdog(self, step: Callable[[], object]) -> None:
-        """Run a slow reload step (stopping FFmpegs, the transcoder, a rescan) while the watchdog is fed.
-
-        The step runs in its own thread; this one keeps feeding WATCHDOG=1 while every other loop is healthy, so
-        a reload longer than WatchdogSec is no restart, and a supervisor that wedges meanwhile still stops it.
-        """
-        interval = self._notifier.watchdog_interval
-        if interval is None:
-            step()
-            return
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                step()
-            except BaseException as exc:  # handed to the reload, which decides
-                failure.append(exc)
-
-        thread = threading.Thread(target=run, name="reload-step", daemon=True)
-        thread.start()
-        while thread.is_alive():
-            self._feed_watchdog()
-            thread.join(min(interval, HOUSEKEEPING_TICK) / 2)
-        if failure:
-            raise failure[0]
-
     def _healthy(self) -> bool:
         """The watchdog is fed only while every supervision loop goes round and the storage loop lives."""
         return not self.stuck()
@@ -416,127 +392,12 @@ class Recorder:
             )  # fmt: skip
 
     # -- reload ---------------------------------------------------------------------------------
+    # -- reload ---------------------------------------------------------------------------------
 
     def reload(self) -> bool:
         """Read the configuration again and apply it: cameras whose settings changed restart, the others keep
         recording with the same FFmpeg; an invalid new configuration is logged and the running one kept."""
-        if self._config_loader is None:
-            log.warning("reload asked for, but this recorder has no configuration file to read again")
-            return False
-        self._notifier.reloading()
-        try:
-            new = self._config_loader()
-            tools = find_tools(new.system)
-            if tools.ffmpeg is None:
-                raise ConfigError(["system.ffmpeg: no FFmpeg found: install ffmpeg or set system.ffmpeg"], new.source)
-            try:
-                new.recording.base_directory.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                where = new.recording.base_directory
-                raise ConfigError([f"recording.base_directory: cannot use {where}: {exc.strerror or exc}"]) from None
-        except ConfigError as exc:
-            self._reload_successful = False
-            for line in str(exc).splitlines():
-                log.error("reload: %s", line)
-            log.error("reload: the new configuration is invalid; still running the previous one")
-            self._notifier.ready(self.status_line())
-            return False
-        except Exception:
-            self._reload_successful = False
-            log.exception("reload failed; still running the previous configuration")
-            self._notifier.ready(self.status_line())
-            return False
-        try:
-            self._apply(new, tools)
-        except Exception:
-            # Past validation nothing should fail; if something does, say so and keep the daemon up.
-            self._reload_successful = False
-            self._retiring = set()
-            log.exception("reload: applying the new configuration failed part way")
-            self._notifier.ready(self.status_line())
-            return False
-        self._reload_successful = True
-        self._reload_success_at = self._clock()
-        self._notifier.ready(self.status_line())
-        return True
-
-    def _apply(self, new: Config, tools: FFmpegTools) -> None:
-        old, old_tools = self.config, self.tools
-        for warning in new.warnings:
-            log.warning("config: %s", warning)
-        if new.exporter != old.exporter:
-            # The HTTP listener, TLS and basic auth are set up once; changing them live would drop scrapes.
-            log.warning("reload: exporter settings changed; they take effect when the daemon restarts")
-            new = replace(new, exporter=old.exporter)
-        old_cameras = {c.id: c for c in old.enabled_cameras}
-        new_cameras = {c.id: c for c in new.enabled_cameras}
-        removed = [cid for cid in old_cameras if cid not in new_cameras]
-        added = [cid for cid in new_cameras if cid not in old_cameras]
-        changed = [
-            cid
-            for cid in new_cameras
-            if cid in old_cameras
-            and _recording_settings(old, old_tools, old_cameras[cid])
-            != _recording_settings(new, tools, new_cameras[cid])
-        ]
-        # Ended first, each FFmpeg finalizing its segment, in parallel as at stop. They stay listed (as
-        # stopping, then stopped) until their successors run, and are not "stuck" meanwhile.
-        retiring = [self.supervisors[cid] for cid in (*removed, *changed) if cid in self.supervisors]
-        self._retiring = {id(sup) for sup in retiring}
-        if not self._stop_supervisors_feeding_watchdog(retiring):
-            late = ", ".join(sup.camera.id for sup in retiring if sup.alive)
-            log.error("reload: the FFmpeg of %s did not stop in time; its last segment may be cut", late)
-        self.config, self.tools = new, tools
-        if tools.ffmpeg != old_tools.ffmpeg:
-            assert tools.ffmpeg is not None
-            self._ffmpeg_version.stop()
-            self._ffmpeg_version = self._new_version_probe(tools.ffmpeg)
-            self._ffmpeg_version.start()
-        # Retention's hooks (kept originals, capacity) follow the transcoding section; the worker follows both.
-        storage_changed = _storage_settings(new) != _storage_settings(old) or new.transcoding != old.transcoding
-        if storage_changed or transcoding.transcoding_settings(new) != transcoding.transcoding_settings(old):
-            self._feeding_watchdog(self._stop_transcoder)
-        if storage_changed:
-            self._replace_storage(new)
-        if _device_cameras(new) != _device_cameras(old) or new.system.udev != old.system.udev:
-            self._hotplug_swapping = True
-            try:
-                old_hotplug, self.hotplug = self.hotplug, self._new_hotplug(new)
-                old_hotplug.stop()
-                self.hotplug.start()
-            finally:
-                self._hotplug_swapping = False
-        allowed = self.storage.recording_allowed()
-        started: dict[str, CameraSupervisor] = {}
-        for cid in (*changed, *added):
-            supervisor = self._new_supervisor(new_cameras[cid])
-            supervisor.pause(not allowed)
-            supervisor.start()
-            started[cid] = supervisor
-        # One assignment: readers in other threads (scrapes) see the old dict or the new, never a mix.
-        self.supervisors = {cid: started.get(cid) or self.supervisors[cid] for cid in new_cameras}
-        if storage_changed:
-            # The new accounting tells only of flips, and its flag was read above: unchanged cameras follow it
-            # too (paused by the old accounting, they would otherwise stay paused for good).
-            self._recording_allowed(self.storage.recording_allowed())
-        self._retiring = set()
-        if self.transcoder is None and self._supervisors_started:
-            self._start_transcoder()
-        kept = len(new_cameras) - len(added) - len(changed)
-        log.info(
-            "configuration reloaded from %s: %s",
-            new.source or "the configuration",
-            "; ".join(
-                part
-                for part in (
-                    f"restarted {', '.join(changed)} (settings changed)" if changed else "",
-                    f"started {', '.join(added)} (added)" if added else "",
-                    f"stopped {', '.join(removed)} (removed or disabled)" if removed else "",
-                    f"{kept} camera(s) unchanged, still recording",
-                )
-                if part
-            ),
-        )
+        return self._reloader.reload()
 
     def _stop_supervisors(self, supervisors: list[CameraSupervisor]) -> bool:
         timeout = self.config.supervisor.stop_timeout
@@ -549,28 +410,6 @@ class Recorder:
         for thread in threads:
             thread.join()
         return all(not sup.alive for sup in supervisors)
-
-    def _stop_supervisors_feeding_watchdog(self, supervisors: list[CameraSupervisor]) -> bool:
-        stopped: list[bool] = []
-        self._feeding_watchdog(lambda: stopped.append(self._stop_supervisors(supervisors)))
-        return all(stopped)
-
-    def _replace_storage(self, new: Config) -> None:
-        """Retention settings, the recordings folder or the camera set changed: account the disk afresh."""
-        storage = self._new_storage(new)
-        self._feeding_watchdog(storage.scan)
-        # Read the disk now: its recording_allowed flag starts True, and the cameras follow it right away.
-        storage.refresh_filesystem()
-        gc.freeze()
-        self._storage_swapping = True
-        try:
-            old, self._storage.current = self._storage.current, storage
-            # The old worker finishes the pass it is in, which may be long on a big disk.
-            self._feeding_watchdog(old.stop)
-            storage.start()
-        finally:
-            self._storage_swapping = False
-        log.info("reload: retention and disk accounting restarted for the new settings")
 
     def _start_transcoder(self) -> None:
         """Night transcoding's worker, when enabled; it yields to every camera (see recorder/transcoding/gate)."""
@@ -640,32 +479,3 @@ def _available_bytes(folder: Path) -> int | None:
     except OSError:
         return None
     return st.f_bavail * st.f_frsize
-
-
-def _device_cameras(config: Config) -> list[CameraConfig]:
-    return [c for c in config.enabled_cameras if c.source is SourceKind.DEVICE]
-
-
-def _recording_settings(config: Config, tools: FFmpegTools, camera: CameraConfig) -> tuple[object, ...]:
-    """Everything a camera's supervisor and FFmpeg are built from: equal means a reload leaves it recording."""
-    ffmpeg = tools.ffmpeg or "ffmpeg"
-    # Any fixed node will do for a device found by udev: both sides are built alike.
-    command = build_command(camera, config, ffmpeg, device_node=camera.location or "/dev/video-by-match")
-    return (
-        camera,
-        command.argv,
-        tuple(sorted(command.env.items())),
-        config.supervisor,
-        config.recording.segment_time,
-        tools.ffprobe,
-    )
-
-
-def _storage_settings(config: Config) -> tuple[object, ...]:
-    """What the storage accounting is built from: a reload that changes any of it re-reads the disk."""
-    return (
-        config.storage,
-        config.recording.base_directory,
-        config.recording.segment_time,
-        tuple((c.id, config.max_age_days(c)) for c in config.cameras),
-    )

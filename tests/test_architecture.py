@@ -28,14 +28,14 @@ def test_import_contracts_are_kept() -> None:
     assert "0 broken" in result.stdout
 
 
-def test_a_recorder_module_importing_the_exporter_breaks_a_contract(tmp_path: Path) -> None:
-    """The contract can fail: a copy of the tree with one domain module importing exporter.metrics."""
+def _lint_copy_with(tmp_path: Path, module: str, added_import: str) -> subprocess.CompletedProcess[str]:
+    """lint-imports on a copy of the tree where `module` (a path under the root) gains one import line."""
     for package in ("recorder", "exporter"):
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    vocabulary = tmp_path / "recorder" / "vocabulary.py"
-    vocabulary.write_text(vocabulary.read_text(encoding="utf-8") + "\nimport exporter.metrics\n", encoding="utf-8")
-    result = subprocess.run(
+    changed = tmp_path / module
+    changed.write_text(changed.read_text(encoding="utf-8") + f"\n{added_import}\n", encoding="utf-8")
+    return subprocess.run(
         [_lint_imports(), "--no-cache"],
         cwd=tmp_path,
         capture_output=True,
@@ -44,5 +44,18 @@ def test_a_recorder_module_importing_the_exporter_breaks_a_contract(tmp_path: Pa
         check=False,
         env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
     )
+
+
+def test_a_recorder_module_importing_the_exporter_breaks_a_contract(tmp_path: Path) -> None:
+    """The contract can fail: a copy of the tree with one domain module importing exporter.metrics."""
+    result = _lint_copy_with(tmp_path, "recorder/vocabulary.py", "import exporter.metrics")
     assert result.returncode != 0
     assert "BROKEN" in result.stdout and "recorder.vocabulary -> exporter.metrics" in result.stdout
+
+
+@pytest.mark.parametrize("forbidden", ["recorder.daemon", "recorder.presets", "recorder.storage"])
+def test_the_exporter_importing_the_daemon_machinery_breaks_a_contract(tmp_path: Path, forbidden: str) -> None:
+    """Issue 12: the exporter reads snapshots and config (recorder.ports), never the daemon's machinery."""
+    result = _lint_copy_with(tmp_path, "exporter/status_page.py", f"import {forbidden}")
+    assert result.returncode != 0
+    assert "BROKEN" in result.stdout and f"exporter.status_page -> {forbidden}" in result.stdout
