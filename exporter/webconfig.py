@@ -4,7 +4,7 @@ The file has the shape node_exporter and Prometheus read (https://prometheus.io/
 configuration/https/): `tls_server_config` and `basic_auth_users` (user -> bcrypt hash). It is parsed once
 into frozen dataclasses; every problem is one line naming the file, the key and the value. The old
 `exporter.tls_*` / `exporter.basic_auth_*` keys of the main config become the same objects (they are
-deprecated aliases; recorder/config.py warns about them).
+deprecated aliases; recorder/config/ warns about them).
 
 At run time, `TLSContextSource` hands out an SSL context that follows certificate renewals, and
 `BasicAuthChecker` checks credentials in constant time with a cache, since bcrypt costs ~50 ms a check.
