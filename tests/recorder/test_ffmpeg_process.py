@@ -14,6 +14,7 @@ import pytest
 from conftest import small_config, wait_for
 from daemon_harness import Daemon, alive, write_config
 
+from recorder.config import Config
 from recorder.presets import build_command
 from recorder.states import CameraState
 from recorder.supervisor import CameraSupervisor
@@ -35,22 +36,32 @@ def _real_ffmpeg_pids(root_pid: int) -> set[int]:
     return {c.pid for c in children if c.name() == "ffmpeg" and alive(c.pid)}
 
 
-def test_a_stall_kill_reaches_the_wrappers_ffmpeg(tmp_path: Path) -> None:
-    config = small_config(tmp_path / "rec")
+def _wrapped_supervisor(config: Config, tmp_path: Path) -> CameraSupervisor:
     wrapper = _wrapper(tmp_path)
-    sup = CameraSupervisor(
+    return CameraSupervisor(
         config.cameras[0],
         lambda node: build_command(config.cameras[0], config, str(wrapper)),
         config.supervisor,
         segment_time=config.recording.segment_time,
         ffprobe="ffprobe",
     )
+
+
+def _recording_through_the_wrapper(sup: CameraSupervisor) -> tuple[int, int]:
+    """The wrapper script's pid (what the supervisor started) and its FFmpeg's, once recording."""
+    wait_for(lambda: sup.snapshot.state is CameraState.RECORDING, what="recording through the wrapper")
+    script_pid = sup.snapshot.ffmpeg_pid
+    assert script_pid is not None
+    (ffmpeg_pid,) = wait_for(lambda: _real_ffmpeg_pids(script_pid), what="the wrapper's FFmpeg")
+    return script_pid, ffmpeg_pid
+
+
+def test_a_stall_kill_reaches_the_wrappers_ffmpeg(tmp_path: Path) -> None:
+    config = small_config(tmp_path / "rec")
+    sup = _wrapped_supervisor(config, tmp_path)
     sup.start()
     try:
-        wait_for(lambda: sup.snapshot.state is CameraState.RECORDING, what="recording through the wrapper")
-        script_pid = sup.snapshot.ffmpeg_pid
-        assert script_pid is not None
-        (ffmpeg_pid,) = wait_for(lambda: _real_ffmpeg_pids(script_pid), what="the wrapper's FFmpeg")
+        script_pid, ffmpeg_pid = _recording_through_the_wrapper(sup)
         assert os.getpgid(ffmpeg_pid) == script_pid  # the script leads the group FFmpeg is in
         os.kill(ffmpeg_pid, signal.SIGSTOP)  # frozen: no progress, and deaf to SIGTERM until continued
         wait_for(lambda: sup.snapshot.restarts.get("stall") == 1, timeout=20, what="the stall restart")
@@ -65,20 +76,10 @@ def test_a_stall_kill_reaches_the_wrappers_ffmpeg(tmp_path: Path) -> None:
 def test_the_wrappers_ffmpeg_crashing_is_seen_at_once(tmp_path: Path) -> None:
     """The guard holds none of FFmpeg's pipes, so the crash is a crash, not a stall found seconds later."""
     config = small_config(tmp_path / "rec", supervisor={"stall_timeout": 30})
-    wrapper = _wrapper(tmp_path)
-    sup = CameraSupervisor(
-        config.cameras[0],
-        lambda node: build_command(config.cameras[0], config, str(wrapper)),
-        config.supervisor,
-        segment_time=config.recording.segment_time,
-        ffprobe="ffprobe",
-    )
+    sup = _wrapped_supervisor(config, tmp_path)
     sup.start()
     try:
-        wait_for(lambda: sup.snapshot.state is CameraState.RECORDING, what="recording through the wrapper")
-        script_pid = sup.snapshot.ffmpeg_pid
-        assert script_pid is not None
-        (ffmpeg_pid,) = wait_for(lambda: _real_ffmpeg_pids(script_pid), what="the wrapper's FFmpeg")
+        _script_pid, ffmpeg_pid = _recording_through_the_wrapper(sup)
         os.kill(ffmpeg_pid, signal.SIGKILL)
         # Well inside the 30 s stall timeout: only an end of the pipes can tell the supervisor this soon.
         wait_for(lambda: sum(sup.snapshot.restarts.values()) == 1, timeout=10, what="the restart")

@@ -87,8 +87,23 @@ def counter(daemon: Daemon, name: str, **labels: str) -> float:
     return daemon.value(name, **labels) or 0.0
 
 
+def restarts(daemon: Daemon) -> float:
+    """FFmpeg restarts of every reason and camera."""
+    return sum(v for (n, _), v in daemon.samples().items() if n == "camera_recorder_ffmpeg_restarts_total")
+
+
 def segments_on_disk(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if parse_segment_name(p.name))
+
+
+@contextlib.contextmanager
+def one_page_free(tmp_path: Path) -> Iterator[tuple[Path, Path, Daemon]]:
+    """A 4 MB tmpfs filled by a foreign file but for one page: FFmpeg can write a header, not a frame."""
+    with mounted_tmpfs(tmp_path / "fs", "4m") as fs:
+        ballast = fs / "foreign.bin"
+        fill_disk(ballast)
+        os.truncate(ballast, ballast.stat().st_size - 4096)
+        yield fs, ballast, start_daemon(tmp_path, fs, storage={"check_interval": 60, "min_free_minutes": 0})
 
 
 def start_daemon(tmp_path: Path, base: Path, **sections: object) -> Daemon:
@@ -197,7 +212,7 @@ def test_an_own_fill_at_46_mbit_never_reaches_enospc(tmp_path: Path) -> None:
                 what="160 MB written",
             )
             assert counter(daemon, "camera_recorder_ffmpeg_restarts_total", camera=CAM, reason="disk_full") == 0
-            assert sum(v for (n, _), v in daemon.samples().items() if n == "camera_recorder_ffmpeg_restarts_total") == 0
+            assert restarts(daemon) == 0
             assert counter(daemon, "camera_recorder_retention_deleted_files_total", camera=CAM, reason="disk_pressure")
         finally:
             daemon.stop()
@@ -208,12 +223,7 @@ def test_an_own_fill_at_46_mbit_never_reaches_enospc(tmp_path: Path) -> None:
 
 
 def test_a_full_disk_without_own_footage_is_storage_error_and_leaves_no_empty_segment(tmp_path: Path) -> None:
-    with mounted_tmpfs(tmp_path / "fs", "4m") as fs:
-        ballast = fs / "foreign.bin"
-        fill_disk(ballast)
-        # Leave one page: enough for FFmpeg to create a segment and write its header, not a frame.
-        os.truncate(ballast, ballast.stat().st_size - 4096)
-        daemon = start_daemon(tmp_path, fs, storage={"check_interval": 60, "min_free_minutes": 0})
+    with one_page_free(tmp_path) as (fs, ballast, daemon):
         try:
             wait_for(lambda: state(daemon) == "storage_error", timeout=20, what="storage_error")
             assert daemon.value("camera_recorder_storage_writable", path=str(fs)) == 0.0
@@ -223,10 +233,9 @@ def test_a_full_disk_without_own_footage_is_storage_error_and_leaves_no_empty_se
             leftovers = [p for p in segments_on_disk(folder) if not probe(p)["frames"]] if folder.exists() else []
             assert leftovers == [], "files without a frame were left behind"
             # The camera stays put rather than crash-looping: no restarts while in storage_error.
-            restarts = sum(v for (n, _), v in daemon.samples().items() if n == "camera_recorder_ffmpeg_restarts_total")
+            before = restarts(daemon)
             wait_for(lambda: daemon.value("camera_recorder_recording_gap_seconds_total", camera=CAM) > 3)
-            after = sum(v for (n, _), v in daemon.samples().items() if n == "camera_recorder_ffmpeg_restarts_total")
-            assert after == restarts
+            assert restarts(daemon) == before
 
             ballast.unlink()
             wait_for(lambda: state(daemon) == "recording", timeout=10, what="recording after space returned")
@@ -237,11 +246,7 @@ def test_a_full_disk_without_own_footage_is_storage_error_and_leaves_no_empty_se
 
 
 def test_a_header_only_segment_from_a_start_into_a_full_disk_is_discarded_as_empty(tmp_path: Path) -> None:
-    with mounted_tmpfs(tmp_path / "fs", "4m") as fs:
-        ballast = fs / "foreign.bin"
-        fill_disk(ballast)
-        os.truncate(ballast, ballast.stat().st_size - 4096)
-        daemon = start_daemon(tmp_path, fs, storage={"check_interval": 60, "min_free_minutes": 0})
+    with one_page_free(tmp_path) as (_fs, _ballast, daemon):
         try:
             wait_for(lambda: state(daemon) == "storage_error", timeout=20, what="storage_error")
 
