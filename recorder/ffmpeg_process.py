@@ -1,15 +1,16 @@
-"""Starting one FFmpeg: its own process group, killed with the daemon, segment list on a known descriptor.
+"""Starting one FFmpeg: a process group of its run, killed with the daemon, segment list on a known descriptor.
 
 `system.ffmpeg` may name a wrapper script that runs FFmpeg without `exec`. Two things keep its children
 from outliving the run:
 
-- FFmpeg leads a process group of its own; every signal goes to the whole group, and `close()` SIGKILLs
+- Each run has a process group of its own; every signal goes to the whole group, and `close()` SIGKILLs
   whatever is left of it once the run is over.
 - PR_SET_PDEATHSIG reaches only the daemon's direct child and is cleared for the children it forks, so
-  each run also gets a guard: a `sh` in FFmpeg's group blocked reading a pipe whose only writer is the
-  daemon. When the daemon dies, even by SIGKILL, the kernel closes that pipe, the read ends, and the
-  guard kills its group, the wrapper's FFmpeg included. The guard is the daemon's own child, so the
-  daemon reaps it (no zombie, even when the daemon runs as a container's PID 1).
+  each run also gets a guard: a `sh`, started first and leading the group FFmpeg then joins, blocked
+  reading a pipe whose only writer is the daemon. When the daemon dies, even by SIGKILL and even right
+  after FFmpeg's fork, the kernel closes that pipe, the read ends, and the guard kills its group, the
+  wrapper's FFmpeg included. The guard is the daemon's own child, so the daemon reaps it (no zombie,
+  even when the daemon runs as a container's PID 1).
 """
 
 from __future__ import annotations
@@ -30,14 +31,15 @@ _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 # The guard waits for end-of-file on its stdin (the daemon's pipe), then kills its own process group.
 GUARD_SHELL = "/bin/sh"
-GUARD_SCRIPT = "read _ignored; kill -9 0"
+# It ignores the stop signals the supervisor sends the group (SIGINT, SIGTERM), so it guards the whole run.
+GUARD_SCRIPT = "trap '' INT TERM HUP; read _ignored; kill -9 0"
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class FFmpegProcess:
-    """A running FFmpeg (the leader of its own process group) and the parent's ends of its pipes."""
+    """A running FFmpeg in a process group of its own run and the parent's ends of its pipes."""
 
     popen: subprocess.Popen[bytes]
     stdout_fd: int
@@ -45,6 +47,7 @@ class FFmpegProcess:
     segment_list_fd: int
     guard: subprocess.Popen[bytes] | None = None  # see the module's docstring
     guard_fd: int = -1  # the write end of the guard's pipe: when it closes, the guard kills the group
+    pgid: int = 0  # the run's process group: the guard's pid, or FFmpeg's when no guard could start; 0: FFmpeg's
 
     @property
     def pid(self) -> int:
@@ -52,15 +55,15 @@ class FFmpegProcess:
 
     def signal(self, signum: int) -> None:
         """Send `signum` to every process of the group: FFmpeg, or a wrapper script and its FFmpeg."""
-        _signal_group(self.popen.pid, signum)
+        _signal_group(self.pgid or self.popen.pid, signum)
 
     def close(self) -> None:
         """After the run: kill what a wrapper left in the group, reap the guard, close the daemon's pipe ends."""
         # The group id is the leader's pid, which the kernel keeps allocated while any member lives, so this
         # reaches only our own leftovers (ESRCH, ignored, when there are none).
-        _signal_group(self.popen.pid, signal.SIGKILL)
+        _signal_group(self.pgid or self.popen.pid, signal.SIGKILL)
         if self.guard is not None:
-            self.guard.kill()  # in the group, so killed already, unless it never got there
+            self.guard.kill()  # its group's leader, so killed already
             self.guard.wait()
         for fd in (self.stdout_fd, self.stderr_fd, self.segment_list_fd, self.guard_fd):
             if fd < 0:
@@ -87,8 +90,12 @@ def die_with_parent() -> None:
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _start_guard(group: int) -> tuple[subprocess.Popen[bytes] | None, int]:
-    """The guard of FFmpeg's process group `group`, and the daemon's end of its pipe (-1 if it cannot start)."""
+def _start_guard() -> tuple[subprocess.Popen[bytes] | None, int]:
+    """The guard, leading a new process group for FFmpeg to join, and the daemon's end of its pipe.
+
+    Started before FFmpeg, so no moment exists in which FFmpeg runs unguarded: a daemon killed right after
+    FFmpeg's fork still takes a wrapper's FFmpeg down. (None, -1) when it cannot start.
+    """
     guard_read, guard_write = os.pipe()
     try:
         guard = subprocess.Popen(
@@ -96,13 +103,10 @@ def _start_guard(group: int) -> tuple[subprocess.Popen[bytes] | None, int]:
             stdin=guard_read,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            # Into FFmpeg's group (same session, so allowed): it outlives the daemon to kill that group.
-            preexec_fn=lambda: os.setpgid(0, group),
+            preexec_fn=lambda: os.setpgid(0, 0),  # a new group in the daemon's session, for FFmpeg to join
         )
     except (OSError, subprocess.SubprocessError) as exc:
-        # FFmpeg is not reaped yet, so its group exists: a failed fork (EAGAIN, ENOMEM) is the likely cause.
-        log.warning("cannot start the guard of FFmpeg pid %d (%s): a wrapper's FFmpeg may outlive a daemon crash",
-                    group, exc)  # fmt: skip
+        log.warning("cannot start FFmpeg's guard (%s): a wrapper's FFmpeg may outlive a daemon crash", exc)
         os.close(guard_write)
         return None, -1
     finally:
@@ -110,15 +114,27 @@ def _start_guard(group: int) -> tuple[subprocess.Popen[bytes] | None, int]:
     return guard, guard_write
 
 
+def _end_guard(guard: subprocess.Popen[bytes] | None, guard_fd: int) -> None:
+    """Undo _start_guard when FFmpeg could not be started or watched: kill its group, reap it, close its pipe."""
+    if guard is not None:
+        _signal_group(guard.pid, signal.SIGKILL)
+        guard.wait()
+    if guard_fd >= 0:
+        os.close(guard_fd)
+
+
 def spawn_ffmpeg(command: FFmpegCommand) -> FFmpegProcess:
     """Start FFmpeg so that it, and anything a wrapper forks, dies with the daemon, even on SIGKILL."""
+    guard, guard_fd = _start_guard()
+    group = guard.pid if guard is not None else 0  # 0: a group of FFmpeg's own
     list_read, list_write = os.pipe()
     parent_pid = os.getpid()
 
     def in_child() -> None:
-        # Its own process group: a Ctrl-C in the operator's terminal reaches the daemon only, which then
-        # stops each FFmpeg so that it finalizes its segment; and the daemon's signals reach the whole group.
-        os.setpgid(0, 0)
+        # A process group apart from the daemon's: a Ctrl-C in the operator's terminal reaches the daemon
+        # only, which then stops each FFmpeg so that it finalizes its segment; the daemon's signals reach the
+        # whole group (a wrapper script and its FFmpeg), and so does the guard's SIGKILL.
+        os.setpgid(0, group)
         # The kernel delivers SIGKILL when the thread that forked us exits; the daemon's supervisor
         # threads live as long as their camera, and systemd's KillMode covers the rest.
         die_with_parent()
@@ -141,6 +157,7 @@ def spawn_ffmpeg(command: FFmpegCommand) -> FFmpegProcess:
     except BaseException:
         os.close(list_read)
         os.close(list_write)
+        _end_guard(guard, guard_fd)
         raise
     os.close(list_write)
     assert popen.stdout is not None and popen.stderr is not None
@@ -150,15 +167,14 @@ def spawn_ffmpeg(command: FFmpegCommand) -> FFmpegProcess:
             duplicated.append(os.dup(pipe.fileno()))
     except OSError:
         # Out of descriptors (EMFILE) with FFmpeg already running: nothing would watch or reap it.
-        _signal_group(popen.pid, signal.SIGKILL)
+        _signal_group(group or popen.pid, signal.SIGKILL)
         popen.wait()
         for fd in (*duplicated, list_read):
             os.close(fd)
+        _end_guard(guard, guard_fd)
         raise
     finally:
         popen.stdout.close()
         popen.stderr.close()
     stdout_fd, stderr_fd = duplicated
-    # Until FFmpeg is reaped its pid names its group, so the guard can join it even if FFmpeg already exited.
-    guard, guard_fd = _start_guard(popen.pid)
-    return FFmpegProcess(popen, stdout_fd, stderr_fd, list_read, guard, guard_fd)
+    return FFmpegProcess(popen, stdout_fd, stderr_fd, list_read, guard, guard_fd, group or popen.pid)

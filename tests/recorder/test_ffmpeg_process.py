@@ -62,7 +62,7 @@ def test_a_stall_kill_reaches_the_wrappers_ffmpeg(tmp_path: Path) -> None:
     sup.start()
     try:
         script_pid, ffmpeg_pid = _recording_through_the_wrapper(sup)
-        assert os.getpgid(ffmpeg_pid) == script_pid  # the script leads the group FFmpeg is in
+        assert os.getpgid(ffmpeg_pid) == os.getpgid(script_pid)  # the script and its FFmpeg share the run's group
         os.kill(ffmpeg_pid, signal.SIGSTOP)  # frozen: no progress, and deaf to SIGTERM until continued
         wait_for(lambda: sup.snapshot.restarts.get("stall") == 1, timeout=20, what="the stall restart")
         wait_for(lambda: not alive(ffmpeg_pid), timeout=5, what="the stalled FFmpeg to be gone")
@@ -131,8 +131,8 @@ def test_running_out_of_descriptors_after_the_fork_leaves_no_unwatched_ffmpeg(
     command = build_command(small_config(tmp_path / "rec").cameras[0], small_config(tmp_path / "rec"), "ffmpeg")
     with pytest.raises(OSError, match="Too many open files"):
         ffmpeg_process.spawn_ffmpeg(command)
-    assert len(started) == 1, "only FFmpeg: the guard is never started"
-    assert started[0].returncode is not None, "the started FFmpeg was reaped"
+    assert len(started) == 2, "the guard, then FFmpeg"
+    assert all(p.returncode is not None for p in started), "the started FFmpeg and its guard were reaped"
     assert set(os.listdir("/proc/self/fd")) <= fds_before, "every descriptor taken for it was closed"
 
 
