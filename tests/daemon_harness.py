@@ -95,11 +95,7 @@ class Daemon:
         return self.samples().get((name, tuple(sorted(labels.items()))))
 
     def ffmpeg_pids(self) -> set[int]:
-        try:
-            children = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            return set()
-        return {c.pid for c in children if c.name() == "ffmpeg"}
+        return ffmpeg_descendants(self.proc.pid)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc.poll() is None:
@@ -125,6 +121,22 @@ def request(
             return resp.status, resp.read().decode(), dict(resp.headers)
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(), dict(exc.headers)
+
+
+def ffmpeg_descendants(root_pid: int) -> set[int]:
+    """The live FFmpeg processes below root_pid; one that exits while being looked at is simply not listed."""
+    try:
+        children = psutil.Process(root_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return set()
+    found = set()
+    for child in children:
+        try:
+            if child.name() == "ffmpeg" and child.status() != psutil.STATUS_ZOMBIE:
+                found.add(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return found
 
 
 def alive(pid: int) -> bool:

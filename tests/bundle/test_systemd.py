@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -152,13 +153,15 @@ def test_every_system_call_of_a_recording_passes_the_unit_filter(tmp_path: Path)
     finally:
         # The daemon itself stops (strace would only detach): it is strace's one child.
         for child in psutil.Process(daemon.pid).children():
-            child.send_signal(signal.SIGTERM)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.send_signal(signal.SIGTERM)
         try:
             daemon.wait(60)
         finally:
             if daemon.poll() is None:
                 for child in psutil.Process(daemon.pid).children(recursive=True):
-                    child.kill()
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        child.kill()
                 daemon.kill()
                 daemon.wait(10)
     calls = set()

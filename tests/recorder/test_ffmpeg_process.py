@@ -9,10 +9,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from conftest import small_config, wait_for
-from daemon_harness import Daemon, alive, write_config
+from daemon_harness import Daemon, alive, ffmpeg_descendants, write_config
 
 from recorder.config import Config
 from recorder.presets import build_command
@@ -26,14 +25,6 @@ def _wrapper(folder: Path) -> Path:
     script.write_text('#!/bin/sh\nexport SOME_DRIVER_SETTING=1\nffmpeg "$@"\necho "wrapper done" >&2\n')
     script.chmod(0o755)
     return script
-
-
-def _real_ffmpeg_pids(root_pid: int) -> set[int]:
-    try:
-        children = psutil.Process(root_pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return set()
-    return {c.pid for c in children if c.name() == "ffmpeg" and alive(c.pid)}
 
 
 def _wrapped_supervisor(config: Config, tmp_path: Path) -> CameraSupervisor:
@@ -52,7 +43,7 @@ def _recording_through_the_wrapper(sup: CameraSupervisor) -> tuple[int, int]:
     wait_for(lambda: sup.snapshot.state is CameraState.RECORDING, what="recording through the wrapper")
     script_pid = sup.snapshot.ffmpeg_pid
     assert script_pid is not None
-    (ffmpeg_pid,) = wait_for(lambda: _real_ffmpeg_pids(script_pid), what="the wrapper's FFmpeg")
+    (ffmpeg_pid,) = wait_for(lambda: ffmpeg_descendants(script_pid), what="the wrapper's FFmpeg")
     return script_pid, ffmpeg_pid
 
 
@@ -92,7 +83,7 @@ def test_the_daemon_stopping_leaves_no_ffmpeg_of_a_wrapper(tmp_path: Path) -> No
     wrapper = _wrapper(tmp_path)
     daemon = Daemon(write_config(tmp_path / "config.yaml", tmp_path / "rec", system={"ffmpeg": str(wrapper)}))
     try:
-        pids = wait_for(lambda: (p := _real_ffmpeg_pids(daemon.proc.pid)) and len(p) == 2 and p, what="two FFmpeg")
+        pids = wait_for(lambda: (p := ffmpeg_descendants(daemon.proc.pid)) and len(p) == 2 and p, what="two FFmpeg")
         wait_for(lambda: daemon.value("camera_recorder_camera_recording", camera="cam2") == 1, what="cam2")
     finally:
         code = daemon.stop(signal.SIGTERM)
@@ -105,7 +96,7 @@ def test_sigkill_of_the_daemon_leaves_no_ffmpeg_of_a_wrapper(tmp_path: Path) -> 
     wrapper = _wrapper(tmp_path)
     daemon = Daemon(write_config(tmp_path / "config.yaml", tmp_path / "rec", system={"ffmpeg": str(wrapper)}))
     try:
-        pids = wait_for(lambda: (p := _real_ffmpeg_pids(daemon.proc.pid)) and len(p) == 2 and p, what="two FFmpeg")
+        pids = wait_for(lambda: (p := ffmpeg_descendants(daemon.proc.pid)) and len(p) == 2 and p, what="two FFmpeg")
     finally:
         daemon.kill()
     wait_for(lambda: not any(alive(pid) for pid in pids), timeout=5, what="FFmpeg to die with the daemon")
