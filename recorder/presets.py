@@ -246,6 +246,26 @@ def _expand(fragments: tuple[Fragment, ...], values: _Values) -> list[str]:
     return argv
 
 
+def _encoder_argv(
+    ffmpeg: str,
+    preset: EncoderPreset,
+    bitrate_mode: BitrateMode,
+    values: _Values,
+    *,
+    global_args: tuple[Fragment, ...],
+    input_args: tuple[Fragment, ...],
+    output_args: tuple[Fragment, ...],
+) -> list[str]:
+    """FFmpeg, its input, then the encoder preset's filter, codec and rate control, then the output options:
+    recording and night transcoding drive an encoder the same way."""
+    argv = [ffmpeg, *_expand(global_args, values), *_expand(preset.hw_init, values), *_expand(input_args, values)]
+    if preset.video_filter:
+        argv += ["-vf", preset.video_filter.format_map(values)]
+    argv += _expand(preset.codec_args, values)
+    argv += _expand(preset.rate_control.get(bitrate_mode, ()), values)
+    return argv + _expand(output_args, values)
+
+
 def _extra_movflags(movflags: str | None) -> str:
     """The user's own movflags that still make sense for fragmented output."""
     if not movflags:
@@ -299,16 +319,11 @@ def build_command(camera: CameraConfig, config: Config, ffmpeg: str, device_node
         extra_movflags=_extra_movflags(rec.movflags),
     )
     input_fragments = URL_SCHEME_ARGS.get(scheme, ()) + INPUT_ARGS[camera.source]
-    argv = [ffmpeg]
-    argv += _expand(GLOBAL_ARGS, values)
-    argv += _expand(preset.hw_init, values)
-    argv += _expand(input_fragments, values)
-    if preset.video_filter:
-        argv += ["-vf", preset.video_filter.format_map(values)]
-    argv += _expand(preset.codec_args, values)
-    argv += _expand(preset.rate_control.get(enc.bitrate_mode, ()), values)
-    argv += _expand(SEGMENT_ARGS, values)
-    argv += _expand(CONTAINER_ARGS[rec.container_format], values)
+    argv = _encoder_argv(
+        ffmpeg, preset, enc.bitrate_mode, values,
+        global_args=GLOBAL_ARGS, input_args=input_fragments,
+        output_args=SEGMENT_ARGS + CONTAINER_ARGS[rec.container_format],
+    )  # fmt: skip
     output_dir = rec.base_directory / camera.id
     argv.append(str(output_dir / output_pattern(camera, rec.container_format)))
     env = {**NAME_TIMEZONE_ENV, **{key: value.format_map(values) for key, value in preset.env.items()}}
@@ -349,16 +364,11 @@ def build_transcode_command(
         source=str(source),
         **_encoder_values(config, preset=tc.preset, quality=tc.quality),
     )
-    argv = [ffmpeg]
-    argv += _expand(TRANSCODE_GLOBAL_ARGS, values)
-    argv += _expand(preset.hw_init, values)
-    argv += _expand(TRANSCODE_INPUT_ARGS, values)
-    if preset.video_filter:
-        argv += ["-vf", preset.video_filter.format_map(values)]
-    argv += _expand(preset.codec_args, values)
-    argv += _expand(preset.rate_control.get(enc.bitrate_mode, ()), values)
-    argv += _expand(TRANSCODE_OUTPUT_ARGS, values)
-    argv += _expand(TRANSCODE_MUXER_ARGS[container], values)
+    argv = _encoder_argv(
+        ffmpeg, preset, enc.bitrate_mode, values,
+        global_args=TRANSCODE_GLOBAL_ARGS, input_args=TRANSCODE_INPUT_ARGS,
+        output_args=TRANSCODE_OUTPUT_ARGS + TRANSCODE_MUXER_ARGS[container],
+    )  # fmt: skip
     argv.append(str(output))
     env = {key: value.format_map(values) for key, value in preset.env.items()}
     return tuple(argv), env

@@ -134,22 +134,22 @@ def _non_negative_int(value: Any) -> int:
     return value
 
 
-def _non_negative_number(value: Any) -> float:
+def _finite_number(value: Any, *, zero_allowed: bool) -> float:
     if isinstance(value, bool):
         raise ValueError(value)
     number = float(value)
-    if not number >= 0 or number == float("inf"):
+    # `not number > 0` rather than `number <= 0`: NaN fails every comparison and must be refused too.
+    if not (number >= 0 if zero_allowed else number > 0) or number == float("inf"):
         raise ValueError(value)
     return number
+
+
+def _non_negative_number(value: Any) -> float:
+    return _finite_number(value, zero_allowed=True)
 
 
 def _positive_number(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError(value)
-    number = float(value)
-    if not number > 0 or number == float("inf"):
-        raise ValueError(value)
-    return number
+    return _finite_number(value, zero_allowed=False)
 
 
 def _percent(value: Any) -> float:
