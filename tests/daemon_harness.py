@@ -97,6 +97,9 @@ class Daemon:
     def ffmpeg_pids(self) -> set[int]:
         return ffmpeg_descendants(self.proc.pid)
 
+    def ffmpeg_pid_by_camera(self) -> dict[str, int]:
+        return ffmpeg_pid_by_camera(self.proc.pid)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -137,6 +140,20 @@ def ffmpeg_descendants(root_pid: int) -> set[int]:
         except psutil.NoSuchProcess:
             continue
     return found
+
+
+def ffmpeg_pid_by_camera(root_pid: int) -> dict[str, int]:
+    """Each camera's live FFmpeg below root_pid, by the folder of its output (the last argument)."""
+    by_camera = {}
+    for pid in ffmpeg_descendants(root_pid):
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # exited meanwhile
+        output = Path(args[-2].decode(errors="replace")) if len(args) >= 2 else None  # args[-1] is the final b""
+        if output is not None and output.is_absolute():
+            by_camera[output.parent.name] = pid
+    return by_camera
 
 
 def alive(pid: int) -> bool:

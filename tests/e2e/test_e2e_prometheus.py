@@ -401,16 +401,8 @@ def expect_fault(stack: Stack, fault: str, fired: Mapping[str, float], instance:
 
 
 def ffmpeg_pids(daemon: Daemon, camera: str) -> list[int]:
-    """The camera's FFmpeg processes (its output folder is in the command line)."""
-    pids = []
-    for pid in daemon.ffmpeg_pids():
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(f"/{camera}/".encode() in arg for arg in cmdline):
-            pids.append(pid)
-    return pids
+    pid = daemon.ffmpeg_pid_by_camera().get(camera)
+    return [] if pid is None else [pid]
 
 
 def restarts(daemon: Daemon, camera: str, reason: str) -> float:

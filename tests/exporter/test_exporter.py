@@ -101,9 +101,7 @@ def test_counters_move_after_real_events(daemon: Daemon) -> None:
     assert (daemon.value("camera_recorder_written_bytes_total", camera="cam2") or 0) > 0
     crashed = daemon.value("camera_recorder_ffmpeg_restarts_total", camera="cam2", reason="crashed") or 0
     gap = daemon.value("camera_recorder_recording_gap_seconds_total", camera="cam2") or 0
-    for pid in daemon.ffmpeg_pids():
-        if "/cam2/" in Path(f"/proc/{pid}/cmdline").read_text():
-            os.kill(pid, signal.SIGKILL)
+    os.kill(daemon.ffmpeg_pid_by_camera()["cam2"], signal.SIGKILL)
     wait_for(
         lambda: daemon.value("camera_recorder_ffmpeg_restarts_total", camera="cam2", reason="crashed") == crashed + 1,
         what="the restart counter",

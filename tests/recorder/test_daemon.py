@@ -64,10 +64,7 @@ def test_one_camera_failing_never_restarts_the_other(tmp_path: Path) -> None:
     try:
         wait_for(lambda: daemon.value("camera_recorder_camera_recording", camera="cam1") == 1, what="cam1")
         wait_for(lambda: daemon.value("camera_recorder_camera_recording", camera="cam2") == 1, what="cam2")
-        by_camera = {}
-        for pid in daemon.ffmpeg_pids():
-            cmdline = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
-            by_camera["cam1" if "/cam1/" in cmdline else "cam2"] = pid
+        by_camera = daemon.ffmpeg_pid_by_camera()
         os.kill(by_camera["cam1"], signal.SIGKILL)
         wait_for(
             lambda: daemon.value("camera_recorder_ffmpeg_restarts_total", camera="cam1", reason="crashed") == 1,
@@ -141,13 +138,7 @@ def test_healthy_fails_naming_the_camera_whose_supervisor_is_wedged(tmp_path: Pa
 
 
 def _pid_by_camera(daemon: Daemon) -> dict[str, int]:
-    by_camera = {}
-    for pid in daemon.ffmpeg_pids():
-        cmdline = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
-        for cam in ("cam1", "cam2", "cam3"):
-            if f"/{cam}/" in cmdline:
-                by_camera[cam] = pid
-    return by_camera
+    return daemon.ffmpeg_pid_by_camera()
 
 
 def _recording(daemon: Daemon, *cameras: str) -> bool:
