@@ -104,9 +104,13 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         finally:
             self._log.close()
+        if code != 0:
+            # Shown by pytest with the failing test, whichever assertion about the exit code fails.
+            print(f"daemon exited with {code}; its log:\n{self.log()}", file=sys.stderr)
+        return code
 
     def kill(self) -> None:
         if self.proc.poll() is None:
