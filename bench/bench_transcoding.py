@@ -48,8 +48,9 @@ from recorder.config import Container, parse_config  # noqa: E402
 from recorder.presets import build_transcode_command  # noqa: E402
 from recorder.segments import segment_file_name  # noqa: E402
 from recorder.transcoding.gate import CpuReading, DiskReading, Gate  # noqa: E402
+from recorder.transcoding.pausable import idle_priority_prefix  # noqa: E402
 from recorder.transcoding.verify import probe, verify  # noqa: E402
-from recorder.transcoding.worker import Transcoder, idle_priority_prefix  # noqa: E402
+from recorder.transcoding.worker import Transcoder  # noqa: E402
 
 DAY = 86400.0
 T = TypeVar("T")
@@ -109,10 +110,10 @@ def bench_speed_and_savings(work: Path, clip: Path, preset: str) -> None:
     started = time.monotonic()
     subprocess.run([*idle_priority_prefix(), *argv], env={**os.environ, **env}, check=True)
     encode = time.monotonic() - started
-    facts = probe("ffprobe", seg)
+    facts = probe(seg)
     assert facts is not None
     started = time.monotonic()
-    verdict = verify("ffmpeg", "ffprobe", seg, out, container="mkv", check_quality=True)
+    verdict = verify(seg, out, container="mkv", check_quality=True)
     verify_seconds = time.monotonic() - started
     savings = 100 * (1 - out.stat().st_size / seg.stat().st_size)
     print(f"clip=2560x1440@60 {facts.duration:.1f}s {seg.stat().st_size / 1e6:.1f}MB preset={preset}")

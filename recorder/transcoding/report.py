@@ -10,10 +10,11 @@ from typing import Any
 
 from recorder.config import Codec, Config
 from recorder.transcoding.gate import CpuReading, DiskReading, Gate, TranscodeState
+from recorder.transcoding.job import ABORTED
 from recorder.transcoding.ledger import Ledger
 from recorder.transcoding.originals import kept_originals
 from recorder.transcoding.planner import plan
-from recorder.transcoding.worker import ABORTED, Transcoder
+from recorder.transcoding.worker import Transcoder
 
 # What a dry run assumes before anything was measured here (transcoded / original size, stream-copied
 # camera H.264): HEVC at the usual quality roughly halves it, an H.264 re-encode gains far less.

@@ -51,6 +51,18 @@ def run_tool(argv: Sequence[str], timeout: float) -> tuple[int, str, str]:
 
 
 @dataclass(frozen=True)
+class Tools:
+    """The programs verification runs and how it runs each: they always travel together."""
+
+    ffmpeg: str = "ffmpeg"
+    ffprobe: str = "ffprobe"
+    run: ToolRunner = run_tool
+
+
+PLAIN_TOOLS = Tools()
+
+
+@dataclass(frozen=True)
 class MediaFacts:
     duration: float  # seconds (format duration)
     frames: int  # video packets counted
@@ -64,14 +76,14 @@ class Verdict:
     ssim: float | None = None
 
 
-def probe(ffprobe: str, path: Path, run: ToolRunner = run_tool) -> MediaFacts | None:
+def probe(path: Path, tools: Tools = PLAIN_TOOLS) -> MediaFacts | None:
     """Duration, frame (packet) count and codec of the first video stream; None when unreadable."""
     argv = [
-        ffprobe, "-v", "error", "-select_streams", "v:0", "-count_packets",
+        tools.ffprobe, "-v", "error", "-select_streams", "v:0", "-count_packets",
         "-show_entries", "stream=nb_read_packets,codec_name:format=duration", "-of", "json", str(path),
     ]  # fmt: skip
     try:
-        _, stdout, _ = run(argv, TOOL_TIMEOUT)
+        _, stdout, _ = tools.run(argv, TOOL_TIMEOUT)
         data = json.loads(stdout or "{}")
         stream = data["streams"][0]
         return MediaFacts(float(data["format"]["duration"]), int(stream["nb_read_packets"]), stream["codec_name"])
@@ -79,26 +91,19 @@ def probe(ffprobe: str, path: Path, run: ToolRunner = run_tool) -> MediaFacts | 
         return None
 
 
-def decode_errors(ffmpeg: str, path: Path, container: str | None = None, run: ToolRunner = run_tool) -> str:
+def _input_format(container: str | None) -> list[str]:
+    """`-f <demuxer>` for a file whose name does not say its container (a temporary name); [] otherwise."""
+    return ["-f", {"mkv": "matroska", "mp4": "mp4"}[container]] if container else []
+
+
+def decode_errors(path: Path, container: str | None = None, tools: Tools = PLAIN_TOOLS) -> str:
     """What a full decode of `path` prints at error level; "" when it decodes cleanly."""
-    fmt = ["-f", {"mkv": "matroska", "mp4": "mp4"}[container]] if container else []
     argv = [
-        ffmpeg,
-        "-hide_banner",
-        "-nostdin",
-        "-v",
-        "error",
-        *fmt,
-        "-i",
-        str(path),
-        "-map",
-        "0:v:0",
-        "-f",
-        "null",
-        "-",
-    ]
+        tools.ffmpeg, "-hide_banner", "-nostdin", "-v", "error", *_input_format(container), "-i", str(path),
+        "-map", "0:v:0", "-f", "null", "-",
+    ]  # fmt: skip
     try:
-        returncode, _, stderr = run(argv, TOOL_TIMEOUT)
+        returncode, _, stderr = tools.run(argv, TOOL_TIMEOUT)
     except (subprocess.TimeoutExpired, OSError) as exc:
         return str(exc)
     errors = stderr.strip()
@@ -108,26 +113,20 @@ def decode_errors(ffmpeg: str, path: Path, container: str | None = None, run: To
 
 
 def sampled_ssim(
-    ffmpeg: str,
-    original: Path,
-    candidate: Path,
-    duration: float,
-    container: str | None = None,
-    run: ToolRunner = run_tool,
+    original: Path, candidate: Path, duration: float, container: str | None = None, tools: Tools = PLAIN_TOOLS
 ) -> float | None:
     """The lowest SSIM (All) over the sampled seconds; None when FFmpeg could not compute it."""
-    fmt = ["-f", {"mkv": "matroska", "mp4": "mp4"}[container]] if container else []
     lowest: float | None = None
     length = min(SSIM_SAMPLE_SECONDS, duration)
     for point in SSIM_SAMPLE_POINTS:
         at = max(min(duration * point, duration - length), 0.0)
         argv = [
-            ffmpeg, "-hide_banner", "-nostdin", "-ss", f"{at:.3f}", "-t", f"{length:.3f}", *fmt, "-i", str(candidate),
-            "-ss", f"{at:.3f}", "-t", f"{length:.3f}", "-i", str(original),
-            "-lavfi", "[0:v][1:v]ssim", "-f", "null", "-",
+            tools.ffmpeg, "-hide_banner", "-nostdin", "-ss", f"{at:.3f}", "-t", f"{length:.3f}",
+            *_input_format(container), "-i", str(candidate), "-ss", f"{at:.3f}", "-t", f"{length:.3f}",
+            "-i", str(original), "-lavfi", "[0:v][1:v]ssim", "-f", "null", "-",
         ]  # fmt: skip
         try:
-            returncode, _, stderr = run(argv, TOOL_TIMEOUT)
+            returncode, _, stderr = tools.run(argv, TOOL_TIMEOUT)
         except (subprocess.TimeoutExpired, OSError):
             return None
         match = _SSIM_ALL_RE.search(stderr)
@@ -139,24 +138,22 @@ def sampled_ssim(
 
 
 def verify(
-    ffmpeg: str,
-    ffprobe: str,
     original: Path,
     candidate: Path,
     *,
     container: str,
     check_quality: bool,
     original_facts: MediaFacts | None = None,
-    run: ToolRunner = run_tool,
+    tools: Tools = PLAIN_TOOLS,
 ) -> Verdict:
     """Whether `candidate` may replace `original` (see the module docstring for the rules).
 
-    Raises ToolInterrupted when `run` does (the transcoder stops): no verdict then.
+    Raises ToolInterrupted when `tools.run` does (the transcoder stops): no verdict then.
     """
-    before = original_facts or probe(ffprobe, original, run)
+    before = original_facts or probe(original, tools)
     if before is None:
         return Verdict(False, "the original cannot be probed")
-    after = probe(ffprobe, candidate, run)
+    after = probe(candidate, tools)
     if after is None:
         return Verdict(False, "the transcoded file cannot be probed")
     allowed = max(DURATION_TOLERANCE_SECONDS, DURATION_TOLERANCE_RATIO * before.duration)
@@ -164,12 +161,12 @@ def verify(
         return Verdict(False, f"duration {after.duration:.3f} s, original {before.duration:.3f} s")
     if abs(after.frames - before.frames) > FRAME_TOLERANCE_RATIO * before.frames:
         return Verdict(False, f"{after.frames} frames, original {before.frames}")
-    errors = decode_errors(ffmpeg, candidate, container, run)
+    errors = decode_errors(candidate, container, tools)
     if errors:
         return Verdict(False, "decode errors: " + errors.splitlines()[0][:200])
     if not check_quality:
         return Verdict(True, "")
-    ssim = sampled_ssim(ffmpeg, original, candidate, before.duration, container, run)
+    ssim = sampled_ssim(original, candidate, before.duration, container, tools)
     if ssim is None:
         return Verdict(False, "SSIM could not be computed")
     if ssim < SSIM_FLOOR:

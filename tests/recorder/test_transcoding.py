@@ -115,7 +115,7 @@ def test_failed_verification_keeps_the_original(tmp_path: Path, monkeypatch: pyt
 def test_verifier_rejects_a_truncated_replacement(tmp_path: Path) -> None:
     seg = make_segment(tmp_path, "cam1", age_days=8, seconds=3)
     short = make_segment(tmp_path, "cam2", age_days=8, seconds=1)
-    verdict = verify_module.verify("ffmpeg", "ffprobe", seg, short, container="mkv", check_quality=False)
+    verdict = verify_module.verify(seg, short, container="mkv", check_quality=False)
     assert not verdict.ok
     assert "duration" in verdict.reason
 
@@ -127,7 +127,7 @@ def test_verifier_rejects_a_file_that_does_not_decode(tmp_path: Path) -> None:
     for i in range(len(data) // 3, len(data) - 2000, 997):
         data[i] ^= 0xFF  # flip bytes through the middle: frames that no longer decode
     broken.write_bytes(bytes(data))
-    verdict = verify_module.verify("ffmpeg", "ffprobe", seg, broken, container="mkv", check_quality=False)
+    verdict = verify_module.verify(seg, broken, container="mkv", check_quality=False)
     assert not verdict.ok
 
 
@@ -147,7 +147,7 @@ def test_paused_gate_stops_ffmpeg_and_a_running_gate_continues_it(tmp_path: Path
     job.start()
 
     def stopped_ffmpeg() -> psutil.Process | None:
-        proc = t._process  # the job's FFmpeg, as its own thread published it
+        proc = t.process  # the job's FFmpeg, as its own thread published it
         if proc is None:
             return None
         p = psutil.Process(proc.pid)

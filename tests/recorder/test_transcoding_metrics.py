@@ -16,9 +16,9 @@ from exporter import metrics as m
 from exporter.collector import RecorderCollector
 from recorder.config import parse_config
 from recorder.daemon import RecorderSnapshot
+from recorder.snapshots import TranscodeSnapshot
 from recorder.storage import Storage
 from recorder.transcoding.gate import TranscodeState
-from recorder.transcoding.worker import TranscodeSnapshot
 
 
 def registry_for(tmp_path: Path, transcoding: TranscodeSnapshot | None) -> CollectorRegistry:

@@ -307,7 +307,7 @@ def test_busy_paths_name_the_segment_and_its_temporary_file_during_a_job(tmp_pat
         assert seg in busy and verified_path(seg) in busy
         temps = [p for p in busy if p.name.startswith(f".{seg.name}.") and p.name.endswith(".transcoding")]
         assert len(temps) == 1
-        wait_for(lambda: t._process is not None, what="FFmpeg writing that temporary file")
+        wait_for(lambda: t.process is not None, what="FFmpeg writing that temporary file")
         assert worker.busy_paths() == busy
     finally:
         gate.state = TranscodeState.RUNNING
@@ -350,7 +350,7 @@ def test_worker_discards_its_replacement_when_retention_deletes_the_segment_mid_
 
     t = transcoder(config)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("recorder.transcoding.worker.complete_swap", retention_on_swap)
+        mp.setattr("recorder.transcoding.job.complete_swap", retention_on_swap)
         assert t.transcode_one(t.plan()[0]) == ABORTED
     assert deleted.is_set()
     assert not seg.exists()
