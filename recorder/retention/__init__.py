@@ -5,8 +5,14 @@
 - `planner`: pure arithmetic and picking: which files a pass deletes, from numbers only.
 - `filesystem`: statvfs, the write probe, listing and deleting through directory file descriptors.
 - `worker`: the one thread that does the slow work, periodic steps and passes others ask for.
+- `state`: what the rooms share (index, counters, filesystem readings, flags), its two locks, the snapshot.
+- `accounting`: the counters of what retention did, and the snapshot built from the state.
+- `scan`: building the index from disk (the first scan and the resyncs).
+- `health`: statvfs readings, the write probe and the supervisors' write failures.
+- `pressure`: when a disk_pressure pass is due, the stop_recording flag, the once-per-episode warnings.
+- `passes`: one retention pass from start to report, and the periodic check that runs them.
 
-recorder/storage.py's `Storage` is the facade the rest of the recorder uses.
+recorder/storage.py's `Storage` is the facade the rest of the recorder uses; it wires the rooms.
 
 Definitions used throughout (the alert rules use the same ones):
 

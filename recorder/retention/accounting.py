@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import NamedTuple
@@ -31,69 +31,126 @@ class RetentionCounters:
         self.deleted_bytes = {(c, str(r)): 0 for c in cameras for r in DeletionReason}
         self.runs = {str(t): 0 for t in RetentionTrigger}
         self.last_run: float | None = None  # Unix time the last (non dry-run) pass finished
+        self.changes = 0  # bumped on every count, so a snapshot copies the counts only when they changed
 
     def count_deleted(self, files: Iterable[DeletedFile]) -> None:
         for f in files:
             self.deleted_files[(f.camera, f.reason)] += 1
             self.deleted_bytes[(f.camera, f.reason)] += f.size
+        self.changes += 1
 
     def count_run(self, trigger: str, finished_at: float) -> None:
         self.runs[trigger] += 1
         self.last_run = finished_at
+        self.changes += 1
 
 
-def build_snapshot(
-    base: Path,
-    index: SegmentIndex,
-    settings: RetentionSettings,
-    filesystem: FilesystemState,
-    counters: RetentionCounters,
-    *,
-    recording_allowed: bool,
-    min_free_unmet: bool,
-    default_max_age: float | None,
-    # Transcoding shrinks footage with age: (usable bytes, write rate) -> seconds; None: usable / rate.
-    capacity_model: Callable[[float, float], float] | None = None,
-) -> StorageSnapshot:
-    """The immutable snapshot of everything storage knows now (called with the storage lock held)."""
-    cameras = {}
-    for cam, ix in index.cameras.items():
-        entries = ix.entries
-        cameras[cam] = CameraStorage(
-            camera=cam,
-            files=len(entries),
-            bytes=ix.bytes,
-            oldest_start=entries[0].start if entries else None,
-            newest_start=entries[-1].start if entries else None,
-            write_rate_bytes_per_second=ix.rate,
-            max_age_seconds=settings.max_age[cam],
+class SnapshotBuilder:
+    """Builds the immutable storage snapshot, reusing what did not change since the last one.
+
+    add_segment publishes a snapshot for every completed segment, yet one segment changes one camera: a view
+    per camera and copies of the counters rebuilt every time were most of that call's cost.
+    """
+
+    def __init__(
+        self,
+        base: Path,
+        settings: RetentionSettings,
+        *,
+        default_max_age: float | None,
+        # Transcoding shrinks footage with age: (usable bytes, write rate) -> seconds; None: usable / rate.
+        capacity_model: Callable[[float, float], float] | None = None,
+    ) -> None:
+        self._path = str(base)
+        self._settings = settings
+        self._default_max_age = default_max_age
+        self._capacity_model = capacity_model
+        self._cameras: Mapping[str, CameraStorage] = MappingProxyType({})
+        self._counted: tuple[int, Mapping[tuple[str, str], int], Mapping[tuple[str, str], int], Mapping[str, int]]
+        self._counted = (-1, MappingProxyType({}), MappingProxyType({}), MappingProxyType({}))
+
+    def build(
+        self,
+        index: SegmentIndex,
+        filesystem: FilesystemState,
+        counters: RetentionCounters,
+        *,
+        recording_allowed: bool,
+        min_free_unmet: bool,
+    ) -> StorageSnapshot:
+        """The snapshot of everything storage knows now (called with the storage lock held)."""
+        settings = self._settings
+        cameras = self._camera_views(index)
+        rate = 0.0
+        recordings = 0
+        for c in cameras.values():
+            rate += c.write_rate_bytes_per_second
+            recordings += c.bytes
+        usage = filesystem.usage
+        capacity = None
+        if usage is not None and rate > 0:
+            # What the recorder may use: everything below the deletion threshold except what other data occupies.
+            usable = max(settings.threshold * usage.size - (usage.used - recordings), 0.0)
+            capacity = self._capacity_model(usable, rate) if self._capacity_model else usable / rate
+        if self._counted[0] != counters.changes:
+            self._counted = (
+                counters.changes,
+                MappingProxyType(dict(counters.deleted_files)),
+                MappingProxyType(dict(counters.deleted_bytes)),
+                MappingProxyType(dict(counters.runs)),
+            )
+        _, deleted_files, deleted_bytes, runs = self._counted
+        return StorageSnapshot(
+            path=self._path,
+            cameras=cameras,
+            filesystem_size_bytes=usage.size if usage else None,
+            filesystem_avail_bytes=usage.avail if usage else None,
+            used_ratio=usage.used_ratio if usage else None,
+            writable=filesystem.writable,
+            checked_at=filesystem.checked_at,
+            write_rate_bytes_per_second=rate,
+            capacity_seconds=capacity,
+            recording_allowed=recording_allowed,
+            max_age_seconds=self._default_max_age,
+            disk_usage_threshold_ratio=settings.threshold,
+            low_space_warning_ratio=settings.low_space,
+            pressure_target_ratio=settings.target,
+            min_free_unmet=min_free_unmet,
+            deleted_files=deleted_files,
+            deleted_bytes=deleted_bytes,
+            runs=runs,
+            last_run_timestamp=counters.last_run,
         )
-    rate = sum(c.write_rate_bytes_per_second for c in cameras.values())
-    usage = filesystem.usage
-    capacity = None
-    if usage is not None and rate > 0:
-        # What the recorder may use: everything below the deletion threshold except what other data occupies.
-        recordings = sum(c.bytes for c in cameras.values())
-        usable = settings.threshold * usage.size - (usage.used - recordings)
-        capacity = capacity_model(max(usable, 0.0), rate) if capacity_model else max(usable, 0.0) / rate
-    return StorageSnapshot(
-        path=str(base),
-        cameras=MappingProxyType(cameras),
-        filesystem_size_bytes=usage.size if usage else None,
-        filesystem_avail_bytes=usage.avail if usage else None,
-        used_ratio=usage.used_ratio if usage else None,
-        writable=filesystem.writable,
-        checked_at=filesystem.checked_at,
-        write_rate_bytes_per_second=rate,
-        capacity_seconds=capacity,
-        recording_allowed=recording_allowed,
-        max_age_seconds=default_max_age,
-        disk_usage_threshold_ratio=settings.threshold,
-        low_space_warning_ratio=settings.low_space,
-        pressure_target_ratio=settings.target,
-        min_free_unmet=min_free_unmet,
-        deleted_files=MappingProxyType(dict(counters.deleted_files)),
-        deleted_bytes=MappingProxyType(dict(counters.deleted_bytes)),
-        runs=MappingProxyType(dict(counters.runs)),
-        last_run_timestamp=counters.last_run,
-    )
+
+    def _camera_views(self, index: SegmentIndex) -> Mapping[str, CameraStorage]:
+        """Every camera's view; the previous view object (and mapping) where nothing of it changed."""
+        previous = self._cameras
+        cameras: dict[str, CameraStorage] = {}
+        changed = len(previous) != len(index.cameras)
+        for cam, ix in index.cameras.items():
+            entries = ix.entries
+            oldest = entries[0].start if entries else None
+            newest = entries[-1].start if entries else None
+            view = previous.get(cam)
+            if (
+                view is None
+                or view.files != len(entries)
+                or view.bytes != ix.bytes
+                or view.oldest_start != oldest
+                or view.newest_start != newest
+                or view.write_rate_bytes_per_second != ix.rate
+            ):
+                changed = True
+                view = CameraStorage(
+                    camera=cam,
+                    files=len(entries),
+                    bytes=ix.bytes,
+                    oldest_start=oldest,
+                    newest_start=newest,
+                    write_rate_bytes_per_second=ix.rate,
+                    max_age_seconds=self._settings.max_age[cam],
+                )
+            cameras[cam] = view
+        if changed:
+            self._cameras = MappingProxyType(cameras)
+        return self._cameras

@@ -29,6 +29,11 @@ def statvfs_usage(path: Path) -> DiskUsage:
     return DiskUsage(st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize, st.f_frsize or 4096)
 
 
+def active_names(paths: Iterable[Path]) -> set[tuple[str, str]]:
+    """(folder name, file name) of every file FFmpeg writes; matched loosely so more is spared, never less."""
+    return {(Path(p).parent.name, Path(p).name) for p in paths}
+
+
 class Deletion:
     """What unlinking a pass's victims came to."""
 

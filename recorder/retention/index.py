@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from recorder.retention.model import DeletedFile, Entry
 from recorder.retention.planner import NEWEST_GRACE_SEGMENTS
@@ -40,6 +40,7 @@ class SegmentIndex:
         self._base = base
         self._camera_ids = camera_ids
         self._segment_time = segment_time
+        self._folders = {cid: str(base / cid) for cid in camera_ids}  # normalised, as os.path.abspath gives
         self.cameras: dict[str, CameraIndex] = {cid: CameraIndex([]) for cid in camera_ids}
         # While a resync lists the disk, changes reported meanwhile are queued here and replayed on the new
         # index; None when no resync is running.
@@ -67,16 +68,19 @@ class SegmentIndex:
 
     def entry_for(self, camera: str, path: Path, size: int, duration: float) -> Entry | None:
         """An index entry for a reported segment, or None when the path is not one of ours to manage."""
-        if camera not in self.cameras:
+        folder = self._folders.get(camera)
+        if folder is None:
             return None
-        path = Path(path)
-        parsed = parse_segment_name(path.name)
+        # String operations on the path's normalised text rather than Path objects: this runs for every
+        # segment a supervisor reports, and building Paths was a good part of add_segment's cost.
+        parent, name = os.path.split(str(path if isinstance(path, PurePath) else Path(path)))
+        parsed = parse_segment_name(name)
         if parsed is None or parsed.camera != camera:
             return None
         # Purely lexical, so no syscall: the supervisor builds paths from the same base directory.
-        if Path(os.path.abspath(path.parent)) != self._base / camera:
+        if os.path.abspath(parent) != folder:
             return None
-        return Entry(parsed.start, path.name, int(size), float(duration) if duration > 0 else 0.0)
+        return Entry(parsed.start, name, int(size), float(duration) if duration > 0 else 0.0)
 
     # Changes
 

@@ -106,7 +106,8 @@ class RetentionWorker:
 class PeriodicWork(Protocol):
     """The steps the worker runs on a schedule (the Storage facade)."""
 
-    scanned: bool
+    @property
+    def scanned(self) -> bool: ...
 
     def scan(self) -> None: ...
     def resync(self) -> None: ...

@@ -1,0 +1,55 @@
+"""Building the index from disk: the first scan, and the resyncs that catch what others changed or deleted."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from pathlib import Path
+
+from recorder.retention.filesystem import RecordingsFolder, active_names
+from recorder.retention.model import Entry
+from recorder.retention.state import StorageState
+
+log = logging.getLogger("recorder.storage")
+
+
+def rescan(
+    state: StorageState,
+    folder: RecordingsFolder,
+    active_paths: Callable[[], Collection[Path]],
+    *,
+    initial: bool,
+) -> None:
+    """List every camera folder and replace the index with what is there (under the state's work lock).
+
+    The disk is listed without the state's lock; changes reported meanwhile are replayed on the new index.
+    """
+    with state.work_lock:
+        with state.lock:
+            current = state.index.begin_resync()  # pointer copies
+        try:
+            # No fallback when the callback fails: the exception ends the scan rather than index an open file.
+            active = active_names(active_paths())
+            fresh: dict[str, list[Entry]] = {}
+            for cam in state.camera_ids:
+                # Known names keep their parsed start (a resync parses only new names) and, unchanged, their
+                # very entry, so the new index shares memory with the old. One camera's map at a time.
+                known = {e.name: e for e in current.pop(cam, ())}
+                fresh[cam] = folder.list_camera(cam, known, active)
+                del known
+        except BaseException:
+            with state.lock:
+                state.index.abandon_resync()
+            raise
+        with state.lock:
+            before = state.index.finish_resync(fresh)
+            state.index.refresh_rates(state.clock())
+            state.scanned = True
+            state.publish_locked()
+            if not initial:
+                for cam in state.camera_ids:
+                    after = len(state.index.cameras[cam].entries)
+                    if before[cam] != after:
+                        log.info("camera %s: resync found %d segments, the index had %d", cam, after, before[cam])
+    total = sum(len(ix.entries) for ix in state.index.cameras.values())
+    log.debug("%s %s: %d segments", "scanned" if initial else "resynced", state.base, total)
