@@ -11,7 +11,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter import metrics as m
-from exporter.exposition import CompactFamily, LinePrefixes
+from exporter.exposition import CompactFamily, KeptText
 from recorder.buildinfo import build_info
 from recorder.snapshots import CameraView, RecorderSnapshot
 
@@ -77,12 +77,12 @@ class RecorderCollector(Collector):
         self._clock = clock
         # Looked up now (a checkout asks git), so no scrape ever waits on it.
         self._revision = build_info().revision
-        # Kept across scrapes: the text of each sample's `name{labels} ` and of each histogram's bounds.
-        self._prefixes = LinePrefixes()
+        # Kept across scrapes: line prefixes and unchanged families' text, and each histogram's bounds as text.
+        self._kept = KeptText()
         self._bound_texts: dict[tuple[float, ...], tuple[str, ...]] = {}
 
     def _family(self, fam: m.Family) -> CompactFamily:
-        return CompactFamily(fam.name, fam.help, fam.type, fam.labels, self._prefixes)
+        return CompactFamily(fam.name, fam.help, fam.type, fam.labels, self._kept)
 
     def _bucket_bounds(self, bounds: tuple[float, ...]) -> tuple[str, ...]:
         """The `le` texts of a histogram's bounds, +Inf last; every camera's are the same tuple's."""
@@ -164,8 +164,8 @@ class RecorderCollector(Collector):
             for reason in m.DISCARD_REASONS:
                 discarded.add((cam, reason), float(status.discarded.get(reason, 0)))
             hist = status.segment_durations
-            buckets = list(zip(self._bucket_bounds(hist.bounds), [float(c) for c in hist.counts], strict=True))
-            durations.add_histogram(camera, buckets, hist.total)
+            counts = [float(c) for c in hist.counts]
+            durations.add_histogram(camera, self._bucket_bounds(hist.bounds), counts, hist.total)
         yield state
         yield from (family for family, _ in simple)
         yield restarts

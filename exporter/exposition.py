@@ -8,13 +8,15 @@ OpenMetrics is still the library's.
 
 The recorder's own families are CompactFamily: rows of label values against the family's fixed label
 names, written out through line prefixes (`name{labels} `) escaped and sorted once and kept across
-scrapes. Building the library's Sample objects (a dict of labels each) and formatting them again cost
-most of a scrape; a CompactFamily builds them only when something other than render_text asks (the
-OpenMetrics encoder, get_sample_value in tests).
+scrapes, and not written at all when they did not change since the last scrape (KeptText). Building the
+library's Sample objects (a dict of labels each) and formatting them again cost most of a scrape; a
+CompactFamily builds them only when something other than render_text asks (the OpenMetrics encoder,
+get_sample_value in tests).
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Sequence
 
 from prometheus_client.core import (
@@ -67,20 +69,31 @@ def go_float(value: float) -> str:
     return floatToGoString(value)
 
 
-class LinePrefixes:
-    """`name{label="value",...} ` per sample name and label values, escaped and sorted as _line does,
-    kept across scrapes (the collector owns one)."""
+class KeptText:
+    """What a collector's families keep between scrapes, so that a scrape writes only what changed: each
+    sample's line prefix `name{label="value",...} ` (escaped and sorted as _line does) and each family's
+    last text with what it was written from. Families whose samples did not change since the last scrape
+    (most counters, the one-hot states, the histograms between segments) cost a comparison."""
 
     def __init__(self) -> None:
-        self._by_name: dict[tuple[str, tuple[str, ...]], dict[tuple[str, ...], str]] = {}
+        self._prefixes: dict[tuple[str, tuple[str, ...]], dict[tuple[str, ...], str]] = {}
+        self._families: dict[str, tuple[tuple[object, ...], str]] = {}
 
-    def of(self, sample_name: str, label_names: tuple[str, ...]) -> dict[tuple[str, ...], str]:
+    def prefixes(self, sample_name: str, label_names: tuple[str, ...]) -> dict[tuple[str, ...], str]:
         """The prefixes of one sample name, by label values; fill it with `prefix`."""
         key = (sample_name, label_names)
-        found = self._by_name.get(key)
+        found = self._prefixes.get(key)
         if found is None or len(found) > PREFIXES_KEPT:
-            found = self._by_name[key] = {}
+            found = self._prefixes[key] = {}
         return found
+
+    def family_text(self, name: str, signature: tuple[object, ...]) -> str | None:
+        kept = self._families.get(name)
+        return kept[1] if kept is not None and kept[0] == signature else None
+
+    def keep_family_text(self, name: str, signature: tuple[object, ...], text: str) -> None:
+        # One assignment: a render in another thread (OpenMetrics and text at once) sees old or new, whole.
+        self._families[name] = (signature, text)
 
 
 def prefix(sample_name: str, label_names: tuple[str, ...], label_values: tuple[str, ...]) -> str:
@@ -106,10 +119,6 @@ def _lines(
         out.append(f"{start}{go_float(value)}\n")
 
 
-# A histogram row's value: its buckets (upper bound as text, cumulative count) and its sum.
-HistogramValue = tuple[Sequence[tuple[str, float]], float]
-
-
 class CompactFamily(Metric):
     """A gauge, counter, histogram or info family of the recorder's, kept as rows until written.
 
@@ -117,27 +126,36 @@ class CompactFamily(Metric):
     make); `text()` is this family in the text format, the same as render_text makes of `samples`.
     """
 
-    def __init__(
-        self, name: str, documentation: str, type_: str, label_names: tuple[str, ...], prefixes: LinePrefixes
-    ) -> None:
+    def __init__(self, name: str, documentation: str, type_: str, label_names: tuple[str, ...], kept: KeptText) -> None:
         # Not Metric.__init__: it would assign `samples`, which is computed here.
         self.name = name
         self.documentation = documentation
         self.unit = ""
         self.type = type_
         self.label_names = label_names
-        self._prefixes = prefixes
-        self._rows: list[tuple[tuple[str, ...], float | HistogramValue]] = []
+        self._kept = kept
+        # One entry per row: its label values, and its value (a histogram's: its sum).
+        self._labels: list[tuple[str, ...]] = []
+        self._values: list[float] = []
+        # Histograms only, per row: the buckets' upper bounds as text (+Inf last) and cumulative counts.
+        self._bounds: list[tuple[str, ...]] = []
+        self._counts: list[Sequence[float]] = []
         self._samples: list[Sample] | None = None
 
     def add(self, label_values: tuple[str, ...], value: float) -> None:
         """A gauge's or counter's sample; for an info family, `value` is ignored (always 1)."""
-        self._rows.append((label_values, value))
+        self._labels.append(label_values)
+        self._values.append(value)
         self._samples = None
 
-    def add_histogram(self, label_values: tuple[str, ...], buckets: Sequence[tuple[str, float]], total: float) -> None:
-        self._rows.append((label_values, (buckets, total)))
-        self._samples = None
+    def add_histogram(
+        self, label_values: tuple[str, ...], bounds: tuple[str, ...], counts: Sequence[float], total: float
+    ) -> None:
+        if len(bounds) != len(counts):
+            raise ValueError(f"{self.name}: {len(bounds)} bucket bounds for {len(counts)} counts")
+        self._bounds.append(bounds)
+        self._counts.append(counts)
+        self.add(label_values, total)
 
     @property  # type: ignore[override]
     def samples(self) -> list[Sample]:
@@ -153,43 +171,67 @@ class CompactFamily(Metric):
         names = list(self.label_names)
         if self.type == "histogram":
             hist = HistogramMetricFamily(self.name, self.documentation, labels=names)
-            for values, (buckets, total) in self._rows:  # type: ignore[misc]
-                hist.add_metric(list(values), buckets, sum_value=total)
+            rows = zip(self._labels, self._bounds, self._counts, self._values, strict=True)
+            for values, bounds, counts, total in rows:
+                hist.add_metric(list(values), list(zip(bounds, counts, strict=True)), sum_value=total)
             return hist
         if self.type == "info":
             info = InfoMetricFamily(self.name, self.documentation, labels=[])
-            for values, _ in self._rows:
+            for values in self._labels:
                 info.add_metric([], dict(zip(self.label_names, values, strict=False)))
             return info
         family_class = CounterMetricFamily if self.type == "counter" else GaugeMetricFamily
         family = family_class(self.name, self.documentation, labels=names)
-        for values, value in self._rows:
-            family.add_metric(list(values), value)  # type: ignore[arg-type]
+        for values, value in zip(self._labels, self._values, strict=True):
+            family.add_metric(list(values), value)
         return family
 
     def text(self) -> str:
+        """This family in the text format: the last scrape's text when nothing in it changed."""
+        signature = self._signature()
+        if signature is not None:
+            kept = self._kept.family_text(self.name, signature)
+            if kept is not None:
+                return kept
+        text = self._write()
+        if signature is not None:
+            self._kept.keep_family_text(self.name, signature, text)
+        return text
+
+    def _signature(self) -> tuple[object, ...] | None:
+        """Everything the text is written from. Numbers are compared as their doubles' bytes: 0.0 and
+        -0.0 are equal as floats but not in text. None (not kept) for values that are not numbers."""
+        try:
+            numbers = array("d", self._values)
+            for counts in self._counts:
+                numbers.extend(counts)
+        except (TypeError, OverflowError):
+            return None
+        return (self.type, self.documentation, self.label_names, self._labels, self._bounds, numbers.tobytes())
+
+    def _write(self) -> str:
         main = self.name + _MAIN_SUFFIX.get(self.type, "")
         out = [_header(main, self.documentation, _TYPE_IN_TEXT[self.type])]
         if self.type == "histogram":
             self._histogram_lines(out)
         else:
-            rows = self._rows
-            if self.type == "info":
-                rows = [(values, 1.0) for values, _ in rows]
-            _lines(out, main, self.label_names, self._prefixes.of(main, self.label_names), rows)  # type: ignore[arg-type]
+            values = self._values if self.type != "info" else [1.0] * len(self._labels)  # as InfoMetricFamily
+            known = self._kept.prefixes(main, self.label_names)
+            _lines(out, main, self.label_names, known, zip(self._labels, values, strict=True))
         return "".join(out)
 
     def _histogram_lines(self, out: list[str]) -> None:
         names = self.label_names
         bucket_names = (*names, "le")
-        bucket_known = self._prefixes.of(self.name + "_bucket", bucket_names)
-        count_known = self._prefixes.of(self.name + "_count", names)
-        sum_known = self._prefixes.of(self.name + "_sum", names)
-        for values, (buckets, total) in self._rows:  # type: ignore[misc]
-            _lines(out, self.name + "_bucket", bucket_names, bucket_known, (((*values, le), n) for le, n in buckets))
+        bucket_known = self._kept.prefixes(self.name + "_bucket", bucket_names)
+        count_known = self._kept.prefixes(self.name + "_count", names)
+        sum_known = self._kept.prefixes(self.name + "_sum", names)
+        for values, bounds, counts, total in zip(self._labels, self._bounds, self._counts, self._values, strict=True):
+            bucket_rows = (((*values, le), n) for le, n in zip(bounds, counts, strict=True))
+            _lines(out, self.name + "_bucket", bucket_names, bucket_known, bucket_rows)
             # As HistogramMetricFamily: no count and sum when a bucket bound is negative.
-            if float(buckets[0][0]) >= 0 and total is not None:
-                _lines(out, self.name + "_count", names, count_known, ((values, buckets[-1][1]),))
+            if float(bounds[0]) >= 0 and total is not None:
+                _lines(out, self.name + "_count", names, count_known, ((values, counts[-1]),))
                 _lines(out, self.name + "_sum", names, sum_known, ((values, total),))
 
 

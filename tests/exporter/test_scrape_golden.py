@@ -8,6 +8,7 @@ goldens with `.venv/bin/python tests/exporter/test_scrape_golden.py` and say why
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import sys
 from pathlib import Path
@@ -155,6 +156,25 @@ def test_kept_line_prefixes_follow_a_renamed_camera() -> None:
     text = render_text(reg)
     assert b'name="Front door"' in text and b"north" not in text
     assert text == generate_latest(registry(Source(snapshot(door_name="Front door"))))
+
+
+def test_kept_family_text_follows_changed_values_down_to_the_sign_of_zero() -> None:
+    first = dataclasses.replace(snapshot(), cpu_temperature_celsius=0.0)
+    source = Source(first)
+    reg = registry(source)
+    assert b"camera_recorder_cpu_temperature_celsius 0.0\n" in render_text(reg)
+    door, yard = first.cameras
+    status = dataclasses.replace(
+        door.status, frames=7, restarts=MappingProxyType({"stall": 3}),
+        segment_durations=door.status.segment_durations.observe(2.0),
+    )  # fmt: skip
+    source.value = dataclasses.replace(
+        first, cameras=(dataclasses.replace(door, status=status), yard), cpu_temperature_celsius=-0.0
+    )
+    text = render_text(reg)
+    assert b"camera_recorder_cpu_temperature_celsius -0.0\n" in text
+    assert b'camera_recorder_ffmpeg_restarts_total{camera="door",reason="stall"} 3.0\n' in text
+    assert text == generate_latest(registry(Source(source.value)))
 
 
 def write_goldens() -> None:
