@@ -46,6 +46,8 @@ _PER_CAMERA: tuple[tuple[m.Family, Callable[[CameraView, float], float | None]],
     (m.FFMPEG_CPU, lambda v, now: v.resources.cpu_seconds),
     (m.FFMPEG_RSS, lambda v, now: v.resources.rss_bytes),
 )
+# Label pairs kept for this many (camera, word set) before starting over: several times any configuration.
+_PAIR_SETS_KEPT = 4096
 # Upper bounds' texts kept for this many distinct bucket layouts (one per segment time) before starting over.
 _BOUND_LAYOUTS_KEPT = 64
 
@@ -80,9 +82,25 @@ class RecorderCollector(Collector):
         # Kept across scrapes: line prefixes and unchanged families' text, and each histogram's bounds as text.
         self._kept = KeptText()
         self._bound_texts: dict[tuple[float, ...], tuple[str, ...]] = {}
+        self._pairs: dict[tuple[str, tuple[str, ...]], tuple[tuple[str, str], ...]] = {}
 
     def _family(self, fam: m.Family) -> CompactFamily:
         return CompactFamily(fam.name, fam.help, fam.type, fam.labels, self._kept)
+
+    def _labelled(self, first: str, words: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+        """(first, word) for each word: the label values of a camera's samples over a closed set of words,
+        made once per camera rather than once per scrape."""
+        key = (first, words)
+        pairs = self._pairs.get(key)
+        if pairs is None:
+            if len(self._pairs) >= _PAIR_SETS_KEPT:
+                self._pairs.clear()  # cameras renamed by reload after reload
+            pairs = self._pairs[key] = tuple((first, word) for word in words)
+        return pairs
+
+    def _per_word(self, family: CompactFamily, cam: str, words: tuple[str, ...], counts: Mapping[str, int]) -> None:
+        """One sample of `cam` per word, 0 for the words `counts` lacks."""
+        family.extend(self._labelled(cam, words), [float(counts.get(word, 0)) for word in words])
 
     def _bucket_bounds(self, bounds: tuple[float, ...]) -> tuple[str, ...]:
         """The `le` texts of a histogram's bounds, +Inf last; every camera's are the same tuple's."""
@@ -152,17 +170,14 @@ class RecorderCollector(Collector):
             camera = (cam,)
             status = view.status
             current = status.state.value
-            for name in m.CAMERA_STATES:
-                state.add((cam, name), _flag(current == name))
+            state.extend(self._labelled(cam, m.CAMERA_STATES), [_flag(current == name) for name in m.CAMERA_STATES])
             for family, read in simple:
                 value = read(view, now)
                 if value is not None:
                     family.add(camera, float(value))
             # Every reason is always present, so rate() and increase() see the first restart.
-            for reason in m.RESTART_REASONS:
-                restarts.add((cam, reason), float(status.restarts.get(reason, 0)))
-            for reason in m.DISCARD_REASONS:
-                discarded.add((cam, reason), float(status.discarded.get(reason, 0)))
+            self._per_word(restarts, cam, m.RESTART_REASONS, status.restarts)
+            self._per_word(discarded, cam, m.DISCARD_REASONS, status.discarded)
             hist = status.segment_durations
             counts = [float(c) for c in hist.counts]
             durations.add_histogram(camera, self._bucket_bounds(hist.bounds), counts, hist.total)
@@ -216,10 +231,9 @@ class RecorderCollector(Collector):
         deleted_files = self._family(m.RETENTION_DELETED_FILES)
         deleted_bytes = self._family(m.RETENTION_DELETED_BYTES)
         for cam in st.cameras:
-            for reason in m.DELETION_REASONS:
-                key = (cam, reason)
-                deleted_files.add(key, float(st.deleted_files.get(key, 0)))
-                deleted_bytes.add(key, float(st.deleted_bytes.get(key, 0)))
+            pairs = self._labelled(cam, m.DELETION_REASONS)
+            deleted_files.extend(pairs, [float(st.deleted_files.get(key, 0)) for key in pairs])
+            deleted_bytes.extend(pairs, [float(st.deleted_bytes.get(key, 0)) for key in pairs])
         min_free_unmet = self._family(m.RETENTION_MIN_FREE_UNMET)
         min_free_unmet.add((path,), _flag(st.min_free_unmet))
         yield from (max_age, threshold, low, runs, last_run, capacity, deleted_files, deleted_bytes, min_free_unmet)
@@ -243,8 +257,8 @@ class RecorderCollector(Collector):
             assert tc is not None
             camera = (cam,)
             # Every result is always present, so increase() sees the first failure.
-            for result in m.TRANSCODE_RESULTS:
-                segments.add((cam, result), float(tc.segments.get((cam, result), 0)))
+            pairs = self._labelled(cam, m.TRANSCODE_RESULTS)
+            segments.extend(pairs, [float(tc.segments.get(key, 0)) for key in pairs])
             input_bytes.add(camera, float(tc.input_bytes.get(cam, 0)))
             output_bytes.add(camera, float(tc.output_bytes.get(cam, 0)))
             seconds.add(camera, float(tc.seconds.get(cam, 0.0)))

@@ -140,13 +140,20 @@ class CompactFamily(Metric):
         # Histograms only, per row: the buckets' upper bounds as text (+Inf last) and cumulative counts.
         self._bounds: list[tuple[str, ...]] = []
         self._counts: list[Sequence[float]] = []
-        self._samples: list[Sample] | None = None
+        self._samples: list[Sample] = []  # the library's view of the first `_samples_of` rows
+        self._samples_of = 0
 
     def add(self, label_values: tuple[str, ...], value: float) -> None:
         """A gauge's or counter's sample; for an info family, `value` is ignored (always 1)."""
         self._labels.append(label_values)
         self._values.append(value)
-        self._samples = None
+
+    def extend(self, label_values: Sequence[tuple[str, ...]], values: Sequence[float]) -> None:
+        """Several samples at once (a camera's over a closed set of reasons): one call, not one per sample."""
+        if len(label_values) != len(values):
+            raise ValueError(f"{self.name}: {len(label_values)} label values for {len(values)} values")
+        self._labels.extend(label_values)
+        self._values.extend(values)
 
     def add_histogram(
         self, label_values: tuple[str, ...], bounds: tuple[str, ...], counts: Sequence[float], total: float
@@ -159,8 +166,8 @@ class CompactFamily(Metric):
 
     @property  # type: ignore[override]
     def samples(self) -> list[Sample]:
-        if self._samples is None:
-            self._samples = self._library_family().samples
+        if self._samples_of != len(self._labels):  # built again only after rows were added
+            self._samples, self._samples_of = self._library_family().samples, len(self._labels)
         return self._samples
 
     @samples.setter
