@@ -103,7 +103,8 @@ class RecorderCollector(Collector):
         family.extend(self._labelled(cam, words), [float(counts.get(word, 0)) for word in words])
 
     def _bucket_bounds(self, bounds: tuple[float, ...]) -> tuple[str, ...]:
-        """The `le` texts of a histogram's bounds, +Inf last; every camera's are the same tuple's."""
+        """The `le` texts of a histogram's bounds, +Inf last, made once per bucket layout. Equal tuples have
+        equal texts: the bounds are fractions of a positive segment time, so never the -0.0 that equals 0.0."""
         texts = self._bound_texts.get(bounds)
         if texts is None:
             if len(self._bound_texts) >= _BOUND_LAYOUTS_KEPT:
@@ -144,7 +145,7 @@ class RecorderCollector(Collector):
             config = view.config
             # From the snapshot when it says (it follows a reload), else as configured at start.
             codec = view.codec if view.codec is not None else self._codec_of.get(config.id, "")
-            info.add((config.id, config.name, config.source.value, codec, self._container), 1.0)
+            info.add((config.id, config.name, config.source.value, codec, self._container), 1.0)  # labels' order
         yield info
         yield from self._camera_families(snap)
         seg_time = self._family(m.SEGMENT_TIME)
@@ -271,7 +272,7 @@ class RecorderCollector(Collector):
 
     def _process(self, snap: RecorderSnapshot) -> Iterator[Metric]:
         build = self._family(m.BUILD_INFO)
-        build.add((snap.version, self._revision, snap.ffmpeg_version, snap.python_version), 1.0)
+        build.add((snap.version, self._revision, snap.ffmpeg_version, snap.python_version), 1.0)  # labels' order
         start = self._family(m.START_TIME)
         start.add((), snap.started_at)
         yield build
