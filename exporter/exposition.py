@@ -214,7 +214,8 @@ class CompactFamily(Metric):
                 numbers.extend(counts)
         except (TypeError, OverflowError):
             return None
-        return (self.type, self.documentation, self.label_names, self._labels, self._bounds, numbers.tobytes())
+        # The numbers first: they are what changes between scrapes, so a changed family fails fast.
+        return (numbers.tobytes(), self._labels, self._bounds, self.type, self.documentation, self.label_names)
 
     def _write(self) -> str:
         main = self.name + _MAIN_SUFFIX.get(self.type, "")
