@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, StateSetMetricFamily
+from prometheus_client.utils import floatToGoString
 
-from exporter.exposition import render_text
+from exporter.exposition import go_float, render_text
 
 
 class _Families:
@@ -39,3 +41,12 @@ def test_render_text_equals_generate_latest() -> None:
     Histogram("t_seconds", "Durations.", buckets=(0.1, 1.0), registry=registry).observe(0.5)
     Info("t_info", "Info.", registry=registry).info({"a": "b"})
     assert render_text(registry) == generate_latest(registry)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0, 0.0, -0.0, 1, True, 0.5, -2.25, 1e-05, 123456.0, 1234567.0, 12345678.0, -12345678.0, 1e22, 2**60,
+     1_700_000_123.456, float("inf"), float("-inf"), float("nan"), 5e-324, 1.7976931348623157e308],
+)  # fmt: skip
+def test_go_float_is_the_librarys_text(value: float) -> None:
+    assert go_float(value) == floatToGoString(value)
