@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import socket
 import threading
 from collections.abc import Iterator
@@ -59,15 +60,11 @@ def notify(tmp_path: Path) -> Iterator[tuple[socket.socket, Notifier]]:
 
 
 def _pending(sock: socket.socket) -> list[str]:
-    messages = []
-    sock.setblocking(False)
-    try:
-        while True:
-            messages.append(sock.recv(4096).decode())
-    except BlockingIOError:
-        return messages
-    finally:
-        sock.settimeout(5)
+    """The datagrams already queued on the socket, without waiting for more."""
+    queued = []
+    while select.select([sock], [], [], 0)[0]:
+        queued.append(sock.recv(4096).decode())
+    return queued
 
 
 def _health(supervisors: dict[str, Any], notifier: Notifier | None = None) -> Health:
