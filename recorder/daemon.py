@@ -76,19 +76,21 @@ class Recorder:
         )
         self.reloader = ConfigReloader(self, config_loader, housekeeping_tick=HOUSEKEEPING_TICK)
         self.devices = DeviceEvents(lambda: self.supervisors, udev_context())
-        self.night = TranscoderSlot(self)
-        self.cameras = SupervisorFactory(self, launcher=launcher, clock=clock, udev_context=self.devices.context)
+        self.transcoder_slot = TranscoderSlot(self)
+        self.supervisor_factory = SupervisorFactory(
+            self, launcher=launcher, clock=clock, udev_context=self.devices.context
+        )
         # Others keep this object (the webhook's retention requests): a reload that rebuilds the accounting
         # swaps what it forwards to, so they follow without knowing.
         self.storage_slot = CurrentStorage(self.new_storage(config))
         self.storage = cast(Storage, self.storage_slot)
         self.hotplug = self.devices.new_monitor(config)
         for camera in config.enabled_cameras:
-            self.supervisors[camera.id] = self.cameras.build(camera)
+            self.supervisors[camera.id] = self.supervisor_factory.build(camera)
         # Read through self at each check: a reload may replace the storage, the monitor or the worker.
         self.health.add_liveness_check("storage", lambda: self.storage.alive)
         self.health.add_liveness_check("hotplug", lambda: self.hotplug.running)
-        self.health.add_liveness_check("transcoding", self.night.alive)
+        self.health.add_liveness_check("transcoding", self.transcoder_slot.alive)
 
     def add_liveness_check(self, name: str, alive: Callable[[], bool]) -> None:
         """Count `name` as stuck (in /-/healthy and for the systemd watchdog) whenever `alive()` is false.
@@ -104,7 +106,7 @@ class Recorder:
             clock=self.clock,
             active_paths=self._protected_paths,
             on_recording_allowed=self.apply_recording_allowed,
-            **transcoding.storage_hooks(config, self.night.size_ratio),
+            **transcoding.storage_hooks(config, self.transcoder_slot.size_ratio),
         )
 
     def apply_recording_allowed(self, allowed: bool) -> None:
@@ -120,14 +122,14 @@ class Recorder:
     @property
     def transcoder(self) -> TranscodeWorker | None:
         """Night transcoding's running worker, or None (disabled, not started yet, or stopped)."""
-        return self.night.worker
+        return self.transcoder_slot.worker
 
     def active_segments(self) -> list[Path]:
         return [path for sup in self.supervisors.values() for path in sup.active_segments()]
 
     def _protected_paths(self) -> list[Path]:
         """What retention must not delete: every segment FFmpeg writes, and the one the night transcoder reads."""
-        return [*self.active_segments(), *self.night.busy_paths()]
+        return [*self.active_segments(), *self.transcoder_slot.busy_paths()]
 
     def snapshot(self) -> RecorderSnapshot:
         return build_snapshot(self)
@@ -167,7 +169,7 @@ class Recorder:
             supervisor.pause(not allowed)
             supervisor.start()
         self.health.supervisors_started = True
-        self.night.start()
+        self.transcoder_slot.start()
         self.housekeeping.read_temperature()
         self.notifier.ready(self.status_line())
 
@@ -210,9 +212,9 @@ class Recorder:
         """Stop every FFmpeg so that it finalizes its segment; True if all ended in time."""
         self.notifier.stopping()
         # The transcoder is asked first and waited for last: a verification under way never delays the cameras.
-        self.night.request_stop()
+        self.transcoder_slot.request_stop()
         ok = self.stop_supervisors(list(self.supervisors.values()))
-        self.night.stop()
+        self.transcoder_slot.stop()
         self.ffmpeg_version.stop()
         self.hotplug.stop()
         self.storage.stop()

@@ -117,7 +117,7 @@ class ConfigReloader:
         # Retention's hooks (kept originals, capacity) follow the transcoding section; the worker follows both.
         storage_changed = storage_settings(new) != storage_settings(old) or new.transcoding != old.transcoding
         if storage_changed or transcoding.transcoding_settings(new) != transcoding.transcoding_settings(old):
-            self._feeding_watchdog(rec.night.stop)
+            self._feeding_watchdog(rec.transcoder_slot.stop)
         if storage_changed:
             self._replace_storage(new)
         if device_cameras(new) != device_cameras(old) or new.system.udev != old.system.udev:
@@ -128,7 +128,7 @@ class ConfigReloader:
         allowed = rec.storage.recording_allowed()
         started: dict[str, CameraSupervisor] = {}
         for cid in (*changed, *added):
-            supervisor = rec.cameras.build(new_cameras[cid])
+            supervisor = rec.supervisor_factory.build(new_cameras[cid])
             supervisor.pause(not allowed)
             supervisor.start()
             started[cid] = supervisor
@@ -139,8 +139,8 @@ class ConfigReloader:
             # too (paused by the old accounting, they would otherwise stay paused for good).
             rec.apply_recording_allowed(rec.storage.recording_allowed())
         rec.health.retiring = set()
-        if rec.night.worker is None and rec.health.supervisors_started:
-            rec.night.start()
+        if rec.transcoder_slot.worker is None and rec.health.supervisors_started:
+            rec.transcoder_slot.start()
         kept = len(new_cameras) - len(added) - len(changed)
         log.info(
             "configuration reloaded from %s: %s",
