@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
 
 from recorder.config import Config
 from recorder.retention.model import DAY, RetentionReport, human_bytes
@@ -30,7 +29,7 @@ def _kept_seconds(cam: CameraStorage) -> float | None:
     return cam.newest_start - cam.oldest_start
 
 
-def _stats_dict(snap: StorageSnapshot, config: Config) -> dict[str, Any]:
+def _stats_dict(snap: StorageSnapshot, config: Config) -> dict[str, object]:
     configured = {c.id: c for c in config.cameras}
     cameras = []
     for cam in snap.cameras.values():

@@ -1,8 +1,7 @@
 """SIGHUP: read the configuration again and apply it to a running Recorder.
 
 Cameras whose settings changed restart, the others keep recording with the same FFmpeg; storage, hot-plug
-and the night transcoder are replaced only when what they are built from changed. This is the Recorder's
-reload half, kept in its own module for size: it reads and sets the recorder's state as a method would.
+and the night transcoder are replaced only when what they are built from changed.
 """
 
 from __future__ import annotations
@@ -14,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from recorder.config import CameraConfig, Config, ConfigError, SourceKind
+from recorder.config import CameraConfig, Config, ConfigError
+from recorder.device_events import device_cameras
 from recorder.ffmpeg_binary import FFmpegTools, find_tools
 from recorder.presets import build_command
 from recorder.supervisor import CameraSupervisor
@@ -27,22 +27,28 @@ log = logging.getLogger(__name__)
 
 
 class ConfigReloader:
-    """Applies a fresh configuration to `recorder` (one reload at a time, from its housekeeping thread)."""
+    """Applies a fresh configuration to `recorder` (one reload at a time, from its housekeeping thread), and
+    remembers how the last one went for the exporter."""
 
-    def __init__(self, recorder: Recorder, *, housekeeping_tick: float) -> None:
+    def __init__(
+        self, recorder: Recorder, config_loader: Callable[[], Config] | None, *, housekeeping_tick: float
+    ) -> None:
         self._recorder = recorder
+        self._config_loader = config_loader
         self._housekeeping_tick = housekeeping_tick  # the longest the watchdog waits while a slow step runs
+        self.successful = True
+        self.success_at = recorder.started_at
 
     def reload(self) -> bool:
         """Read the configuration again and apply it: cameras whose settings changed restart, the others keep
         recording with the same FFmpeg; an invalid new configuration is logged and the running one kept."""
         rec = self._recorder
-        if rec._config_loader is None:
+        if self._config_loader is None:
             log.warning("reload asked for, but this recorder has no configuration file to read again")
             return False
-        rec._notifier.reloading()
+        rec.notifier.reloading()
         try:
-            new = rec._config_loader()
+            new = self._config_loader()
             tools = find_tools(new.system)
             if tools.ffmpeg is None:
                 raise ConfigError(["system.ffmpeg: no FFmpeg found: install ffmpeg or set system.ffmpeg"], new.source)
@@ -52,30 +58,29 @@ class ConfigReloader:
                 where = new.recording.base_directory
                 raise ConfigError([f"recording.base_directory: cannot use {where}: {exc.strerror or exc}"]) from None
         except ConfigError as exc:
-            rec._reload_successful = False
             for line in str(exc).splitlines():
                 log.error("reload: %s", line)
             log.error("reload: the new configuration is invalid; still running the previous one")
-            rec._notifier.ready(rec.status_line())
-            return False
+            return self._done(False)
         except Exception:
-            rec._reload_successful = False
             log.exception("reload failed; still running the previous configuration")
-            rec._notifier.ready(rec.status_line())
-            return False
+            return self._done(False)
         try:
             self._apply(new, tools)
         except Exception:
             # Past validation nothing should fail; if something does, say so and keep the daemon up.
-            rec._reload_successful = False
-            rec._retiring = set()
+            rec.health.retiring = set()
             log.exception("reload: applying the new configuration failed part way")
-            rec._notifier.ready(rec.status_line())
-            return False
-        rec._reload_successful = True
-        rec._reload_success_at = rec._clock()
-        rec._notifier.ready(rec.status_line())
-        return True
+            return self._done(False)
+        self.success_at = rec.clock()
+        return self._done(True)
+
+    def _done(self, successful: bool) -> bool:
+        """Record the outcome and tell systemd the daemon is ready again (READY=1 after RELOADING=1)."""
+        self.successful = successful
+        rec = self._recorder
+        rec.notifier.ready(rec.status_line())
+        return successful
 
     def _apply(self, new: Config, tools: FFmpegTools) -> None:
         rec = self._recorder
@@ -99,34 +104,31 @@ class ConfigReloader:
         # Ended first, each FFmpeg finalizing its segment, in parallel as at stop. They stay listed (as
         # stopping, then stopped) until their successors run, and are not "stuck" meanwhile.
         retiring = [rec.supervisors[cid] for cid in (*removed, *changed) if cid in rec.supervisors]
-        rec._retiring = {id(sup) for sup in retiring}
+        rec.health.retiring = {id(sup) for sup in retiring}
         if not self._stop_supervisors_feeding_watchdog(retiring):
             late = ", ".join(sup.camera.id for sup in retiring if sup.alive)
             log.error("reload: the FFmpeg of %s did not stop in time; its last segment may be cut", late)
         rec.config, rec.tools = new, tools
         if tools.ffmpeg != old_tools.ffmpeg:
             assert tools.ffmpeg is not None
-            rec._ffmpeg_version.stop()
-            rec._ffmpeg_version = rec._new_version_probe(tools.ffmpeg)
-            rec._ffmpeg_version.start()
+            rec.ffmpeg_version.stop()
+            rec.ffmpeg_version = rec.new_version_probe(tools.ffmpeg)
+            rec.ffmpeg_version.start()
         # Retention's hooks (kept originals, capacity) follow the transcoding section; the worker follows both.
         storage_changed = storage_settings(new) != storage_settings(old) or new.transcoding != old.transcoding
         if storage_changed or transcoding.transcoding_settings(new) != transcoding.transcoding_settings(old):
-            self._feeding_watchdog(rec._stop_transcoder)
+            self._feeding_watchdog(rec.transcoder_slot.stop)
         if storage_changed:
             self._replace_storage(new)
         if device_cameras(new) != device_cameras(old) or new.system.udev != old.system.udev:
-            rec._hotplug_swapping = True
-            try:
-                old_hotplug, rec.hotplug = rec.hotplug, rec._new_hotplug(new)
+            with rec.health.replacing("hotplug"):
+                old_hotplug, rec.hotplug = rec.hotplug, rec.devices.new_monitor(new)
                 old_hotplug.stop()
                 rec.hotplug.start()
-            finally:
-                rec._hotplug_swapping = False
         allowed = rec.storage.recording_allowed()
         started: dict[str, CameraSupervisor] = {}
         for cid in (*changed, *added):
-            supervisor = rec._new_supervisor(new_cameras[cid])
+            supervisor = rec.supervisor_factory.build(new_cameras[cid])
             supervisor.pause(not allowed)
             supervisor.start()
             started[cid] = supervisor
@@ -135,10 +137,10 @@ class ConfigReloader:
         if storage_changed:
             # The new accounting tells only of flips, and its flag was read above: unchanged cameras follow it
             # too (paused by the old accounting, they would otherwise stay paused for good).
-            rec._recording_allowed(rec.storage.recording_allowed())
-        rec._retiring = set()
-        if rec.transcoder is None and rec._supervisors_started:
-            rec._start_transcoder()
+            rec.apply_recording_allowed(rec.storage.recording_allowed())
+        rec.health.retiring = set()
+        if rec.transcoder_slot.worker is None and rec.health.supervisors_started:
+            rec.transcoder_slot.start()
         kept = len(new_cameras) - len(added) - len(changed)
         log.info(
             "configuration reloaded from %s: %s",
@@ -162,7 +164,7 @@ class ConfigReloader:
         a reload longer than WatchdogSec is no restart, and a supervisor that wedges meanwhile still stops it.
         """
         rec = self._recorder
-        interval = rec._notifier.watchdog_interval
+        interval = rec.notifier.watchdog_interval
         if interval is None:
             step()
             return
@@ -177,7 +179,7 @@ class ConfigReloader:
         thread = threading.Thread(target=run, name="reload-step", daemon=True)
         thread.start()
         while thread.is_alive():
-            rec._feed_watchdog()
+            rec.health.feed_watchdog()
             thread.join(min(interval, self._housekeeping_tick) / 2)
         if failure:
             raise failure[0]
@@ -185,30 +187,23 @@ class ConfigReloader:
     def _stop_supervisors_feeding_watchdog(self, supervisors: list[CameraSupervisor]) -> bool:
         rec = self._recorder
         stopped: list[bool] = []
-        self._feeding_watchdog(lambda: stopped.append(rec._stop_supervisors(supervisors)))
+        self._feeding_watchdog(lambda: stopped.append(rec.stop_supervisors(supervisors)))
         return all(stopped)
 
     def _replace_storage(self, new: Config) -> None:
         """Retention settings, the recordings folder or the camera set changed: account the disk afresh."""
         rec = self._recorder
-        storage = rec._new_storage(new)
+        storage = rec.new_storage(new)
         self._feeding_watchdog(storage.scan)
         # Read the disk now: its recording_allowed flag starts True, and the cameras follow it right away.
         storage.refresh_filesystem()
         gc.freeze()
-        rec._storage_swapping = True
-        try:
-            old, rec._storage.current = rec._storage.current, storage
+        with rec.health.replacing("storage"):
+            old, rec.storage_slot.current = rec.storage_slot.current, storage
             # The old worker finishes the pass it is in, which may be long on a big disk.
             self._feeding_watchdog(old.stop)
             storage.start()
-        finally:
-            rec._storage_swapping = False
         log.info("reload: retention and disk accounting restarted for the new settings")
-
-
-def device_cameras(config: Config) -> list[CameraConfig]:
-    return [c for c in config.enabled_cameras if c.source is SourceKind.DEVICE]
 
 
 def recording_settings(config: Config, tools: FFmpegTools, camera: CameraConfig) -> tuple[object, ...]:

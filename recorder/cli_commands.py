@@ -1,0 +1,199 @@
+"""`camera-recorder`'s one-shot operator commands: --version, --convert-config, --detect, --validate,
+--dry-run, --stats, --cleanup and --transcode. Each prints its answer and returns the exit status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from recorder import legacy, legacy_writer, preflight
+from recorder.cli_args import EXIT_OK, EXIT_PROBLEMS, fail
+from recorder.config import Config, SourceKind, SystemConfig, load_config, load_raw, parse_config, resolve_config_path
+from recorder.ffmpeg_binary import ffmpeg_version, find_tools
+from recorder.presets import build_command
+
+NO_CAMERA_CHECKLIST = """What to check:
+  - the camera is plugged in (and into a USB port that gives it enough power): `lsusb` lists it
+  - the uvcvideo driver is loaded: `lsmod | grep uvcvideo`, else `sudo modprobe uvcvideo`
+  - this user may open it: `ls -l /dev/video*` and `id` (the `video` group; log in again after adding it)
+  - the kernel named it: `ls -l /dev/v4l/by-id/` and `dmesg | tail` right after plugging it in"""
+
+
+def show_version(args: argparse.Namespace) -> int:
+    system = load_config(resolve_config_path(args.config)).system if args.config else None
+    tools = find_tools(system or SystemConfig())
+    from recorder.buildinfo import version_text
+
+    found = f"{tools.ffmpeg} {ffmpeg_version(tools.ffmpeg)}" if tools.ffmpeg else "no FFmpeg found"
+    print(version_text(found))
+    return EXIT_OK
+
+
+def convert_config(path: Path, target: str | None, *, force: bool = False) -> int:
+    raw, notes = load_raw(path)
+    is_legacy = legacy.looks_legacy(path, path.read_text(encoding="utf-8"))
+    target = target or ("yaml" if is_legacy else "legacy")
+    config = parse_config(raw, source=str(path))  # validate before converting
+    if target == "yaml":
+        sys.stdout.write(legacy.raw_to_yaml(raw))
+    else:
+        text, unsupported = legacy_writer.config_to_legacy(config)
+        notes = [*notes, *(f"{u}" for u in unsupported)]
+        sys.stdout.write(text)
+        dropped = legacy_writer.dropped_cameras(config)
+        if dropped:
+            # Comments, so the output still reads as a config; the caller decides with --force.
+            for camera_id, why in dropped:
+                print(f"# dropped camera {camera_id}: {why}")
+            if not force:
+                for note in notes:
+                    print(f"camera-recorder: not converted: {note}", file=sys.stderr)
+                return fail(
+                    f"{len(dropped)} camera(s) have no legacy form and were dropped: "
+                    f"{', '.join(c for c, _ in dropped)}; pass --force to accept that"
+                )
+    for note in notes:
+        print(f"camera-recorder: not converted: {note}", file=sys.stderr)
+    return EXIT_OK
+
+
+def detect_cameras(args: argparse.Namespace) -> int:
+    from recorder.v4l2.probe import detect, resolve_v4l2_ctl
+    from recorder.v4l2.render import devices_to_json, render_human
+
+    configured = None
+    if args.config or os.environ.get("CAMERA_RECORDER_CONFIG"):
+        configured = load_config(resolve_config_path(args.config)).system.v4l2_ctl
+    devices = detect(resolve_v4l2_ctl(configured))
+    if args.json:
+        print(json.dumps(devices_to_json(devices), indent=2))
+    else:
+        print(render_human(devices))
+        if not devices:
+            print(NO_CAMERA_CHECKLIST)
+    return EXIT_OK
+
+
+def validate(config: Config) -> int:
+    problems, notes = preflight.run_checks(config)
+    for note in notes:
+        print(f"ok: {note}")
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    for problem in problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    print(f"{len(problems)} problem(s) found" if problems else "configuration and system look ready")
+    return EXIT_PROBLEMS if problems else EXIT_OK
+
+
+def print_commands(config: Config) -> int:
+    """--dry-run: each camera's FFmpeg command, as a shell line; nothing starts."""
+    tools = find_tools(config.system)
+    ffmpeg = tools.ffmpeg or "ffmpeg"
+    for camera in config.cameras:
+        node = None
+        if camera.source is SourceKind.DEVICE and not camera.location and camera.match is not None:
+            node = (
+                "<device matching "
+                + yaml.safe_dump({k: v for k, v in vars(camera.match).items() if v}, default_flow_style=True).strip()
+                + ">"
+            )
+        command = build_command(camera, config, ffmpeg, device_node=node)
+        state = "" if camera.enabled else " (disabled)"
+        print(f"# {camera.id} ({camera.name}){state}")
+        print(command.shell())
+    return EXIT_OK
+
+
+def stats(config: Config, *, as_json: bool) -> int:
+    from recorder.cli_report import format_stats
+    from recorder.storage import Storage
+
+    base = config.recording.base_directory
+    if not base.exists():
+        # Before the first recording the folder is not there yet: that is news, not a fault to warn about.
+        return _stats_before_first_recording(config, as_json=as_json)
+    from recorder.transcoding.ledger import Ledger
+    from recorder.transcoding.report import format_transcode_stats, transcode_stats
+    from recorder.transcoding.service import storage_hooks
+
+    ledger = Ledger(base.absolute())
+    storage = Storage(config, **storage_hooks(config, ledger.size_ratio))  # capacity counts transcoded bytes/hour
+    storage.scan()
+    storage.refresh_filesystem()  # not check(): --stats only looks, it never deletes
+    text = format_stats(storage.snapshot(), config, as_json=as_json)
+    transcoding = transcode_stats(config)
+    if as_json:
+        print(json.dumps({**json.loads(text), "transcoding": transcoding}, indent=2))
+    else:
+        print(text)
+        print(format_transcode_stats(transcoding))
+    return EXIT_OK
+
+
+def _stats_before_first_recording(config: Config, *, as_json: bool) -> int:
+    """`--stats` when the recordings folder does not exist yet: nothing recorded, and where it will go."""
+    import shutil
+
+    base = config.recording.base_directory
+    existing = next((folder for folder in (base, *base.parents) if folder.is_dir()), None)
+    usage = shutil.disk_usage(existing) if existing is not None else None
+    cameras = [camera.id for camera in config.cameras]
+    if as_json:
+        filesystem = (
+            {"path": str(existing), "size_bytes": usage.total, "avail_bytes": usage.free,
+             "used_ratio": round(1 - usage.free / usage.total, 4) if usage.total else None}
+            if usage is not None and existing is not None
+            else None
+        )  # fmt: skip
+        report = {
+            "path": str(base),
+            "nothing_recorded_yet": True,
+            "filesystem": filesystem,
+            "total": {"files": 0, "bytes": 0, "write_rate_bytes_per_second": 0.0},
+            "cameras": [{"camera": camera, "files": 0, "bytes": 0} for camera in cameras],
+        }
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    print(f"Recordings in {base}: nothing recorded yet (the folder is created at the first recording)")
+    if usage is not None and usage.total:
+        gib = 1024**3
+        print(
+            f"Its filesystem ({existing}): {usage.total / gib:.1f} GiB, {usage.free / gib:.1f} GiB available, "
+            f"{(1 - usage.free / usage.total) * 100:.1f}% used"  # as the recorder counts: what is not available
+        )
+    print(f"Cameras: {', '.join(cameras) or 'none configured'}")
+    return EXIT_OK
+
+
+def cleanup(config: Config, *, dry_run: bool) -> int:
+    from recorder.cli_report import format_report
+    from recorder.storage import Storage
+
+    storage = Storage(config)
+    storage.scan()
+    report = storage.run_pass("manual", dry_run=dry_run)
+    print(format_report(report, dry_run=dry_run))
+    return EXIT_OK
+
+
+def transcode_now(config: Config, *, dry_run: bool) -> int:
+    from recorder.transcoding.report import run_pass
+    from recorder.transcoding.worker import TranscoderBusy
+
+    tools = find_tools(config.system)
+    if tools.ffmpeg is None or tools.ffprobe is None:
+        return fail("no FFmpeg/ffprobe found: install ffmpeg or set system.ffmpeg")
+    if not config.recording.base_directory.is_dir():
+        print(f"Recordings in {config.recording.base_directory}: nothing recorded yet, nothing to transcode")
+        return EXIT_OK
+    try:
+        failed = run_pass(config, ffmpeg=tools.ffmpeg, ffprobe=tools.ffprobe, dry_run=dry_run, out=sys.stdout)
+    except TranscoderBusy as exc:
+        return fail(str(exc))
+    return EXIT_PROBLEMS if failed else EXIT_OK
