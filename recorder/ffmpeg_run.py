@@ -25,7 +25,7 @@ from recorder.config import SupervisorConfig
 from recorder.ffmpeg_process import FFmpegProcess, Launcher
 from recorder.presets import FFmpegCommand
 from recorder.progress import OutputRateMeter, Progress, ProgressParser
-from recorder.segments import check_segment, parse_segment_list_line, salvage_cut_segments
+from recorder.segments import check_segment, parse_segment_list_line, salvage_cut_segments, unfinished_segments
 from recorder.vocabulary import RestartReason
 
 STDERR_LINES_KEPT = 40
@@ -146,6 +146,10 @@ class FFmpegRun:
         finally:
             outcome = self.finish()
         return outcome
+
+    def unfinished_segments(self) -> list[Path]:
+        """Segment files this FFmpeg may still be writing: started since the run began, never listed complete."""
+        return unfinished_segments(self.command.output_dir, self._camera_id, self.wall_start, set(self.completed_names))
 
     # -- while it runs ----------------------------------------------------------------------------
 
