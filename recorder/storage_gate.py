@@ -10,9 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from recorder.faults import is_resource_error
+from recorder.segments import seconds_until_unused_name
 from recorder.vocabulary import RestartReason
 from recorder.write_probe import camera_folder_problem, describe
 
+# Waiting for a new second before a start bounds at this; a larger gap means the clock stepped back.
+NAME_COLLISION_MAX_WAIT = 3.0
 # A folder that refuses writes is probed this often; recording resumes within about this long once it works.
 STORAGE_PROBE_EVERY = 1.0
 # After ENOSPC that retention could not cure, FFmpeg starts again only once this much is free: a start into
@@ -70,6 +73,16 @@ class StorageGate:
                 reported = error
                 refused(error)
             sleep(STORAGE_PROBE_EVERY)
+
+    def wait_for_unused_name(self, folder: Path, camera_id: str, now: float, sleep: Callable[[float], None]) -> None:
+        """Before a start: let it fall in a later second than the newest segment, so FFmpeg never reuses a name."""
+        wait = seconds_until_unused_name(folder, camera_id, now)
+        if wait > NAME_COLLISION_MAX_WAIT:
+            self._log.error(
+                "the clock is %.0f s behind the newest segment name; new segments may reuse old names", wait
+            )
+        elif wait > 0:
+            sleep(wait)
 
     def _problem(self, folder: Path) -> str | None:
         problem = camera_folder_problem(folder)

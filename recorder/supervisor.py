@@ -1,9 +1,9 @@
 """One camera's supervisor: runs its FFmpeg, watches it, restarts it, and publishes a snapshot.
 
 The loop and its wiring live here; the pieces it wires are their own modules: the state machine and its
-backoff (states), one FFmpeg run (ffmpeg_run), the published snapshot (camera_report), the segments a run
-reports (segment_events), the camera folder's checks (storage_gate), the source's presence (presence) and
-the wake-up pipe the thread sleeps on (wakeup).
+backoff (states), the runs and how each ended (camera_run, over ffmpeg_run's one FFmpeg run), the published
+snapshot (camera_report), the segments a run reports (segment_events), the camera folder's checks
+(storage_gate), the source's presence (presence) and the wake-up pipe the thread sleeps on (wakeup).
 """
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from recorder.camera_report import CameraReport
+from recorder.camera_run import CameraRuns, RunEnd, RunWiring
 from recorder.config import CameraConfig, SourceKind, SupervisorConfig
 from recorder.faults import is_resource_error
 from recorder.ffmpeg_process import Launcher, spawn_ffmpeg
-from recorder.ffmpeg_run import PAUSE, STALL_KILL_GRACE, STOP, FFmpegRun, RunHooks, abandon
+from recorder.ffmpeg_run import PAUSE, STALL_KILL_GRACE, STOP
 from recorder.presence import SourcePresence
 from recorder.presets import FFmpegCommand
 from recorder.segment_events import SegmentEvents
-from recorder.segments import CompletedSegment, seconds_until_unused_name, segment_duration_buckets
+from recorder.segments import CompletedSegment, segment_duration_buckets
 from recorder.snapshots import CameraSnapshot, ResourceUsage
 from recorder.states import WAITING_TO_RESTART, CameraState, CameraStateMachine, state_after_end
 from recorder.storage_gate import StorageGate
@@ -32,8 +32,6 @@ from recorder.wakeup import WakeUp
 
 log = logging.getLogger(__name__)
 
-# Waiting for a new second before a start bounds at this; a larger gap means the clock stepped back.
-NAME_COLLISION_MAX_WAIT = 3.0
 # Edges logged as warnings: the camera records nothing it should.
 _TROUBLED = frozenset(
     {
@@ -46,15 +44,6 @@ _TROUBLED = frozenset(
 )
 
 CommandFactory = Callable[[str | None], FFmpegCommand]
-
-
-@dataclass(frozen=True)
-class RunEnd:
-    """An FFmpeg run (or its start) ended by itself: the restart reason, and how the next wait is chosen."""
-
-    reason: str
-    stable: bool = False  # it wrote frames for stable_after: the backoff starts over
-    escalate: bool = True  # False: the cause was dealt with (space freed, the folder is probed before a start)
 
 
 class CameraSupervisor:
@@ -83,9 +72,7 @@ class CameraSupervisor:
         self.camera = camera
         self._command_factory = command_factory
         self._settings = settings
-        self._ffprobe = ffprobe
-        self._free_space = free_space
-        self._launcher = launcher
+        self._free_space = free_space  # (the daemon's health test calls it as the supervisor would)
         self._clock = clock
         self._monotonic = monotonic
         self._log = logging.LoggerAdapter(log, {"camera": camera.id})
@@ -93,7 +80,6 @@ class CameraSupervisor:
         self._stopping = threading.Event()
         self._paused = False  # retention's stop_recording: the camera is stopped, not failing
         self._thread: threading.Thread | None = None
-        self._current_run: FFmpegRun | None = None
         self._wakeup = WakeUp(monotonic)
         # Device cameras are present when their node finder returns a node; other sources always are.
         self._presence = SourcePresence(device_node if camera.source is SourceKind.DEVICE else None)
@@ -109,6 +95,13 @@ class CameraSupervisor:
             log=self._log, clock=clock,
         )  # fmt: skip
         self._storage = StorageGate(on_write_result=on_write_result, free_space=free_space, log=self._log)
+        wiring = RunWiring(
+            self._change_state, self._publish, self._end_requested, self._wakeup.beat, self._wakeup.read_fd
+        )
+        self._runs = CameraRuns(
+            camera.id, settings, wiring, report=self._report, segments=self._segments, storage=self._storage,
+            launcher=launcher, ffprobe=ffprobe, log=self._log, clock=clock, monotonic=monotonic,
+        )  # fmt: skip
 
     # -- what others read -----------------------------------------------------------------------
 
@@ -132,7 +125,7 @@ class CameraSupervisor:
 
     def active_segments(self) -> list[Path]:
         """Segment files the current FFmpeg may still be writing (never to be deleted)."""
-        run = self._current_run
+        run = self._runs.current
         return run.unfinished_segments() if run is not None else []
 
     # -- what others tell it --------------------------------------------------------------------
@@ -182,7 +175,7 @@ class CameraSupervisor:
         self._publish()
 
     def _publish(self, **changes: object) -> None:
-        self._report.publish(self._presence.present, self._current_run, **changes)
+        self._report.publish(self._presence.present, self._runs.current, **changes)
 
     def _main(self) -> None:
         while not self._stopping.is_set():
@@ -221,9 +214,7 @@ class CameraSupervisor:
 
     def _round_failed(self, exc: Exception) -> None:
         """An exception reached the loop's top: clean up, log once, count, and back off before trying again."""
-        run, self._current_run = self._current_run, None
-        if run is not None:
-            abandon(run.process)  # make sure its FFmpeg is gone and reaped, whatever state it is in
+        self._runs.abandon()
         resource = is_resource_error(exc)
         reason = RestartReason.RESOURCE_EXHAUSTED if resource else RestartReason.INTERNAL_ERROR
         summary = f"{type(exc).__name__}: {exc}"
@@ -263,89 +254,23 @@ class CameraSupervisor:
         )
         if self._holding():
             return None
-        self._wait_for_unused_name(command.output_dir)
+        self._storage.wait_for_unused_name(command.output_dir, self.camera.id, self._clock(), self._wakeup.wait)
         if self._stopping.is_set():
             return None
         self._change_state(CameraState.STARTING)
-        try:
-            run = FFmpegRun(
-                self._launcher, command, self._settings, camera_id=self.camera.id, ffprobe=self._ffprobe,
-                wake_fd=self._wakeup.read_fd, hooks=self._run_hooks(), log=self._log,
-                monotonic=self._monotonic, clock=self._clock,
-            )  # fmt: skip
-        except OSError as exc:
-            # Out of descriptors or processes passes by itself; a missing or unrunnable binary does not.
-            reason = RestartReason.RESOURCE_EXHAUSTED if is_resource_error(exc) else RestartReason.CONFIG
-            self._report.last_error = f"cannot start FFmpeg: {exc}"
-            self._log.error("%s (%s)", self._report.last_error, reason)
-            return RunEnd(reason)
-        self._current_run = run
-        self._log.info("FFmpeg started (pid %d)", run.process.pid)
-        # Not run.wait(): even when watching fails (a bug), FFmpeg is reaped and what it left published
-        # before the exception reaches the loop's top.
-        try:
-            run.watch()
-        finally:
-            outcome = run.finish()
-            if outcome.reason is not None:
-                self._report.last_error = outcome.last_error
-            self._publish()
-        if outcome.reason is None:
-            return None  # stopped or paused: the loop goes round
-        if outcome.reason == RestartReason.DEVICE_GONE:
+        ended = self._runs.run(command, stopping=self._stopping.is_set)
+        if ended is not None and ended.reason == RestartReason.DEVICE_GONE:
             self._presence.check()
-        escalate = self._stopping.is_set() or self._storage.escalate_after(outcome.reason, command.output_dir)
-        return RunEnd(outcome.reason, outcome.stable, escalate)
+        return ended
 
     def _storage_refused(self, error: str) -> None:
         self._report.last_error = error
         self._change_state(CameraState.STORAGE_ERROR, error)
 
-    def _wait_for_unused_name(self, folder: Path) -> None:
-        """Start in a later second than the newest segment, so FFmpeg never reuses a file name."""
-        wait = seconds_until_unused_name(folder, self.camera.id, self._clock())
-        if wait > NAME_COLLISION_MAX_WAIT:
-            self._log.error(
-                "the clock is %.0f s behind the newest segment name; new segments may reuse old names", wait
-            )
-        elif wait > 0:
-            self._wakeup.wait(wait)
-
-    # -- what the run tells it ------------------------------------------------------------------
-
-    def _run_hooks(self) -> RunHooks:
-        return RunHooks(
-            end_requested=self._end_requested,
-            tick=self._wakeup.beat,
-            progressed=self._progressed,
-            stalled=self._stalled,
-            segment_done=self._segments.done,
-            segment_discarded=self._segments.discarded,
-            resources=self._report.resources_sampled,
-            reaped=self._reaped,
-        )
-
     def _end_requested(self) -> str | None:
+        """Asked by the run each round: whether the supervisor wants it over, and why."""
         if self._stopping.is_set():
             return STOP
         if self._paused:
             return PAUSE
         return None if self._presence.present else RestartReason.HOTPLUG
-
-    def _stalled(self, last_advance: float, now: float) -> None:
-        why = f"no progress for {self._settings.stall_timeout:g} s"
-        self._change_state(CameraState.STALLED, why, frames_until=last_advance)
-
-    def _progressed(self, advanced: bool, first_frame: bool) -> None:
-        if advanced:
-            self._report.last_progress_at = self._clock()
-        if first_frame:
-            self._change_state(CameraState.RECORDING, "frames are written")
-        else:
-            self._publish()  # without a new frame FFmpeg is alive but stuck: the stall watchdog decides
-
-    def _reaped(self) -> None:
-        """FFmpeg is gone: fold its counters into the camera's totals before the next run starts from zero."""
-        run, self._current_run = self._current_run, None
-        if run is not None:
-            self._report.run_reaped(run)
