@@ -72,6 +72,7 @@ class CameraRuns:
         self._clock = clock
         self._monotonic = monotonic
         self.current: FFmpegRun | None = None  # the run under way, read by other threads (active segments)
+        self._last_internal_error: str | None = None  # the last one logged with its traceback
         self._hooks = RunHooks(
             end_requested=wiring.end_requested,
             tick=wiring.tick,
@@ -113,11 +114,23 @@ class CameraRuns:
         escalate = stopping() or self._storage.escalate_after(outcome.reason, command.output_dir)
         return RunEnd(outcome.reason, outcome.stable, escalate)
 
-    def abandon(self) -> None:
-        """After an exception mid-run: make sure its FFmpeg is gone and reaped, whatever state it is in."""
+    def round_failed(self, exc: Exception) -> str:
+        """An exception reached the supervision loop's top: the run under way (if any) is abandoned, the error
+        logged (with its traceback the first time) and the restart reason returned."""
         run, self.current = self.current, None
         if run is not None:
-            abandon(run.process)
+            abandon(run.process)  # make sure its FFmpeg is gone and reaped, whatever state it is in
+        resource = is_resource_error(exc)
+        reason = RestartReason.RESOURCE_EXHAUSTED if resource else RestartReason.INTERNAL_ERROR
+        summary = f"{type(exc).__name__}: {exc}"
+        self._report.last_error = f"{reason}: {summary}"
+        if resource or summary == self._last_internal_error:
+            # Expected (out of descriptors) or already shown with its traceback: one line.
+            self._log.error("supervision round failed (%s): %s", reason, summary)
+        else:
+            self._last_internal_error = summary
+            self._log.exception("supervision round failed (%s); the camera restarts with backoff", reason)
+        return reason
 
     # -- what the run tells ---------------------------------------------------------------------
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from recorder.camera_report import CameraReport
 from recorder.camera_run import CameraRuns, RunEnd, RunWiring
 from recorder.config import CameraConfig, SourceKind, SupervisorConfig
-from recorder.faults import is_resource_error
 from recorder.ffmpeg_process import Launcher, spawn_ffmpeg
 from recorder.ffmpeg_run import PAUSE, STALL_KILL_GRACE, STOP
 from recorder.presence import SourcePresence
@@ -76,7 +75,6 @@ class CameraSupervisor:
         self._clock = clock
         self._monotonic = monotonic
         self._log = logging.LoggerAdapter(log, {"camera": camera.id})
-        self._last_internal_error: str | None = None  # the last one logged with its traceback
         self._stopping = threading.Event()
         self._paused = False  # retention's stop_recording: the camera is stopped, not failing
         self._thread: threading.Thread | None = None
@@ -164,10 +162,21 @@ class CameraSupervisor:
 
     # -- the loop -------------------------------------------------------------------------------
 
-    def _change_state(self, new: CameraState, why: str = "", **accounting: object) -> None:
+    def _change_state(
+        self,
+        new: CameraState,
+        why: str = "",
+        *,
+        restart: str | None = None,
+        stable: bool = False,
+        escalate: bool = True,
+        frames_until: float | None = None,
+    ) -> None:
         """The one way the camera moves (states.CameraStateMachine.change_state); logs the edge and publishes."""
-        old = self._machine.change_state(new, paused=self._paused, **accounting)  # type: ignore[arg-type]
-        if new in WAITING_TO_RESTART and accounting.get("restart") is not None:
+        old = self._machine.change_state(
+            new, paused=self._paused, restart=restart, stable=stable, escalate=escalate, frames_until=frames_until
+        )
+        if new in WAITING_TO_RESTART and restart is not None:
             why = f"{why + ', ' if why else ''}restart in {self._machine.restart_in:.2f} s"
         if old is not new:
             level = logging.WARNING if new in _TROUBLED else logging.INFO
@@ -214,17 +223,7 @@ class CameraSupervisor:
 
     def _round_failed(self, exc: Exception) -> None:
         """An exception reached the loop's top: clean up, log once, count, and back off before trying again."""
-        self._runs.abandon()
-        resource = is_resource_error(exc)
-        reason = RestartReason.RESOURCE_EXHAUSTED if resource else RestartReason.INTERNAL_ERROR
-        summary = f"{type(exc).__name__}: {exc}"
-        self._report.last_error = f"{reason}: {summary}"
-        if resource or summary == self._last_internal_error:
-            # Expected (out of descriptors) or already shown with its traceback: one line.
-            self._log.error("supervision round failed (%s): %s", reason, summary)
-        else:
-            self._last_internal_error = summary
-            self._log.exception("supervision round failed (%s); the camera restarts with backoff", reason)
+        reason = self._runs.round_failed(exc)
         try:
             self._change_state(CameraState.BACKOFF, reason, restart=reason)
             self._wakeup.wait(self._machine.restart_in)
