@@ -173,7 +173,7 @@ class ProgressParser:
     """
 
     def __init__(self, output_rate: OutputRateMeter | None = None) -> None:
-        self._block: dict[str, object] = {}
+        self._raw: dict[str, str] = {}  # the block being read: key -> value as FFmpeg wrote it
         self._output_rate = output_rate
 
     def feed(self, line: str) -> Progress | None:
@@ -182,24 +182,30 @@ class ProgressParser:
         return blocks[-1] if blocks else None
 
     def feed_lines(self, lines: Iterable[str]) -> list[Progress]:
-        """Several lines (what one read of FFmpeg's stdout brought); the blocks they complete, in order."""
+        """Several lines (what one read of FFmpeg's stdout brought); the blocks they complete, in order.
+
+        Values are kept as text until their block ends, and only the fields of Progress are converted then:
+        this runs for every camera about once a second.
+        """
         done: list[Progress] = []
-        block = self._block
+        raw = self._raw
         for line in lines:
             key, sep, value = line.partition("=")
             if not sep:
                 continue
-            key = key.strip()
             if key == "progress":
-                done.append(self._complete(block, ended=value.strip() == "end"))
-                block = self._block = {}
-                continue
-            spec = _FIELDS.get(key)
-            if spec is not None:
-                block[spec[0]] = spec[1](value.strip())
+                done.append(self._complete(raw, ended=value.strip() == "end"))
+                raw = self._raw = {}
+            else:
+                raw[key] = value
         return done
 
-    def _complete(self, block: dict[str, object], *, ended: bool) -> Progress:
+    def _complete(self, raw: dict[str, str], *, ended: bool) -> Progress:
+        block: dict[str, object] = {}
+        for key, (field, convert) in _FIELDS.items():
+            value = raw.get(key)
+            if value is not None:
+                block[field] = convert(value.strip())
         if self._output_rate is not None and not block.get("bitrate_bits_per_second"):
             block["bitrate_bits_per_second"] = self._output_rate.sample() * 8
         return Progress(**block, ended=ended)  # type: ignore[arg-type]

@@ -212,9 +212,8 @@ class CameraSupervisor:
 
     def _after_end(self, ended: RunEnd) -> None:
         """Count the restart with the edge that follows the run, and wait out the backoff if one does."""
-        retry = not self._stopping.is_set() and not self._paused and self._presence.present
-        retry = retry and self._presence.there()
         stopping, paused = self._stopping.is_set(), self._paused
+        retry = not stopping and not paused and self._presence.present and self._presence.there()
         state = state_after_end(ended.reason, retry=retry, stopping=stopping, paused=paused)
         # The run's end was logged with its reason; a backoff edge adds the wait.
         self._change_state(state, restart=ended.reason, stable=ended.stable, escalate=ended.escalate)
