@@ -215,8 +215,10 @@ class CameraSupervisor:
         stopping, paused = self._stopping.is_set(), self._paused
         retry = not stopping and not paused and self._presence.present and self._presence.there()
         state = state_after_end(ended.reason, retry=retry, stopping=stopping, paused=paused)
-        # The run's end was logged with its reason; a backoff edge adds the wait.
-        self._change_state(state, restart=ended.reason, stable=ended.stable, escalate=ended.escalate)
+        # A backoff edge says the wait (the run's end was logged with its reason); an edge to where the camera
+        # is held says the reason.
+        why = "" if retry else ended.reason
+        self._change_state(state, why, restart=ended.reason, stable=ended.stable, escalate=ended.escalate)
         if retry:
             self._wakeup.wait(self._machine.restart_in)
 
