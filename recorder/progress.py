@@ -73,10 +73,11 @@ class OutputRateMeter:
     camera's folder (found through /proc/PID/fd), its growth between samples, and the rest of the previous
     file when FFmpeg moves on to the next segment.
 
-    Cheap by design, as it runs for every camera all the time: a sample is taken at most every
-    `sample_every` seconds, and it reads one link and stats one file. The descriptor the segment was found
-    under is remembered, since FFmpeg opens the next segment under the same number once it closes one;
-    only when that descriptor no longer leads into the folder is /proc/PID/fd listed again.
+    Cheap by design, as it runs for every camera all the time: the file's size is read at most every
+    `sample_every` seconds (sooner when FFmpeg moved on to another file: one readlink per call tells), and
+    the descriptor the segment was found under is remembered, since FFmpeg opens the next segment under the
+    same number once it closes one; only when that descriptor no longer leads into the folder is
+    /proc/PID/fd listed again.
     """
 
     def __init__(
@@ -126,6 +127,16 @@ class OutputRateMeter:
                 return target
         return None
 
+    def _same_segment_open(self) -> bool:
+        """The remembered descriptor still leads to the segment measured last (one readlink): a segment change
+        is seen at the first progress block after it, so a short segment's bytes are never skipped."""
+        if self._segment_fd is None or self._open_path is None:
+            return False
+        try:
+            return os.readlink(self._fd_dir + self._segment_fd) == self._open_path
+        except OSError:
+            return False
+
     @staticmethod
     def _size(path: str) -> int | None:
         try:
@@ -136,10 +147,11 @@ class OutputRateMeter:
     def sample(self) -> float:
         """Record what was written since the last sample; return bytes per second over the window.
 
-        Called sooner than `sample_every` after the last sample, it returns the last rate without a look.
+        Called sooner than `sample_every` after the last sample, with the same file open, it returns the last
+        rate after one readlink.
         """
         now = self._clock()
-        if self._samples and now - self._samples[-1][0] < self._sample_every:
+        if self._samples and now - self._samples[-1][0] < self._sample_every and self._same_segment_open():
             return self._rate
         path = self._find_open_segment()
         size = self._size(path) if path is not None else None

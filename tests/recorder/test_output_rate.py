@@ -85,8 +85,9 @@ def test_the_meter_counts_a_finished_segment_and_its_successor(tmp_path: Path) -
 def test_the_meter_looks_at_most_every_sample_every_and_lists_the_fds_only_when_the_segment_fd_moves(
     tmp_path: Path,
 ) -> None:
-    """The cost cut: between samples a block carries the last rate; FFmpeg's next segment under the same
-    descriptor is found with one readlink, and /proc/PID/fd is listed again only when that descriptor moves."""
+    """The cost cut: between samples a block carries the last rate while the same file is open; FFmpeg's next
+    segment under the same descriptor is found with one readlink, and /proc/PID/fd is listed again only when
+    that descriptor moves."""
     out = tmp_path / "cam1"
     out.mkdir()
     fd_dir = tmp_path / "proc" / "4242" / "fd"
@@ -104,11 +105,11 @@ def test_the_meter_looks_at_most_every_sample_every_and_lists_the_fds_only_when_
     now[0] = 3.0
     first.write_bytes(b"x" * 9000)
     assert meter.sample() == 1000.0, "sooner than sample_every: the last rate, the file is not looked at"
-    now[0] = 4.0
+    now[0] = 3.5
     second.write_bytes(b"x" * 1000)  # FFmpeg closed a.mkv at 9000 bytes and opened b.mkv under the same number
     (fd_dir / "5").unlink()
     (fd_dir / "5").symlink_to(second)
-    assert meter.sample() == (2000 + 6000 + 1000) / 4.0
+    assert meter.sample() == (2000 + 6000 + 1000) / 3.5, "another file: looked at at once, sample_every or not"
     assert meter.scans == 1, "the remembered descriptor led to the new segment: no listing"
     now[0] = 6.0
     third.write_bytes(b"x" * 500)  # the next one under another number: listed once more
