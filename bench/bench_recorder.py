@@ -100,6 +100,9 @@ def main() -> int:
             # Each kill below is an isolated crash: a run of 2 s counts as stable and resets the backoff
             # (30 s by default), otherwise ten kills in a row are a crash loop and back off to 30 s.
             "supervisor": {"stable_after": 2},
+            # The cameras are files: no udev monitor, so the udev events of whatever else runs on the machine
+            # (other test runs plugging virtual cameras) are not charged to the daemon's figure.
+            "system": {"udev": False},
         }
         (tmp / "config.yaml").write_text(yaml.safe_dump(config))
         port = free_port()

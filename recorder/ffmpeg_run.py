@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import os
-import selectors
+import select
 import signal
 import subprocess
 import threading
@@ -18,14 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from recorder import ffmpeg_errors
 from recorder.config import SupervisorConfig
 from recorder.ffmpeg_process import FFmpegProcess, Launcher
 from recorder.presets import FFmpegCommand
 from recorder.progress import OutputRateMeter, Progress, ProgressParser
-from recorder.segments import check_segment, parse_segment_list_line, salvage_cut_segments
+from recorder.segments import check_segment, parse_segment_list_line, salvage_cut_segments, unfinished_segments
 from recorder.vocabulary import RestartReason
 
 STDERR_LINES_KEPT = 40
@@ -136,7 +135,6 @@ class FFmpegRun:
         self.stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
         self.kill_reason: str | None = None  # set when the run was ended on the owner's request or a stall
         self._progress_blocks = 0
-        self._psutil_process: psutil.Process | None = None
         self.cpu_seconds = 0.0
 
     def wait(self) -> RunOutcome:
@@ -147,55 +145,59 @@ class FFmpegRun:
             outcome = self.finish()
         return outcome
 
+    def unfinished_segments(self) -> list[Path]:
+        """Segment files this FFmpeg may still be writing: started since the run began, never listed complete."""
+        return unfinished_segments(self.command.output_dir, self._camera_id, self.wall_start, set(self.completed_names))
+
     # -- while it runs ----------------------------------------------------------------------------
 
     def watch(self) -> None:
         """Read FFmpeg's pipes until it exits, ending it on stall, stop, pause or unplug."""
         proc = self.process
         buffers = {proc.stdout_fd: b"", proc.stderr_fd: b"", proc.segment_list_fd: b""}
-        handlers: dict[int, Callable[[str], None]] = {
+        handlers: dict[int, Callable[[list[str]], None]] = {
             proc.stdout_fd: self._on_stdout,
             proc.stderr_fd: self._on_stderr,
-            proc.segment_list_fd: self._on_segment_line,
+            proc.segment_list_fd: self._on_segment_lines,
         }
         kill_deadline: float | None = None
         killed = False
-        with selectors.PollSelector() as sel:
-            for fd in buffers:
-                sel.register(fd, selectors.EVENT_READ)
-            sel.register(self._wake_fd, selectors.EVENT_READ)
-            open_fds = set(buffers)
-            while open_fds:
-                now = self._monotonic()
-                self._hooks.tick(now)
-                if kill_deadline is None:
-                    reason = self._reason_to_end(now)
-                    if reason is not None:
-                        self.kill_reason = reason
-                        kill_deadline = self._begin_kill(reason, now)
-                elif now >= kill_deadline and not killed:
-                    proc.signal(signal.SIGKILL)
-                    killed = True
-                    kill_deadline = now + UNKILLABLE_AFTER
-                elif now >= kill_deadline:
-                    break  # unkillable: its pipes may never close; finish() leaves it behind
-                stall_at = self.last_advance + self._settings.stall_timeout
-                until = kill_deadline if kill_deadline is not None else stall_at
-                timeout = min(HEARTBEAT_EVERY, max(0.0, until - now))
-                for key, _ in sel.select(timeout):
-                    fd = key.fd
-                    if fd == self._wake_fd:
-                        drain(fd)
-                        continue
-                    chunk = os.read(fd, 65536)
-                    if not chunk:
-                        sel.unregister(fd)
-                        open_fds.discard(fd)
-                        continue
-                    data = buffers[fd] + chunk
-                    *lines, buffers[fd] = data.split(b"\n")
-                    for raw in lines:
-                        handlers[fd](raw.decode("utf-8", "replace"))
+        # select.poll itself, not selectors: this loop wakes about once a second per camera for a progress
+        # block, and the selector's key bookkeeping was a visible part of the supervisor's CPU.
+        poller = select.poll()
+        for fd in (*buffers, self._wake_fd):
+            poller.register(fd, select.POLLIN)
+        open_fds = set(buffers)
+        while open_fds:
+            now = self._monotonic()
+            self._hooks.tick(now)
+            if kill_deadline is None:
+                reason = self._reason_to_end(now)
+                if reason is not None:
+                    self.kill_reason = reason
+                    kill_deadline = self._begin_kill(reason, now)
+            elif now >= kill_deadline and not killed:
+                proc.signal(signal.SIGKILL)
+                killed = True
+                kill_deadline = now + UNKILLABLE_AFTER
+            elif now >= kill_deadline:
+                break  # unkillable: its pipes may never close; finish() leaves it behind
+            stall_at = self.last_advance + self._settings.stall_timeout
+            until = kill_deadline if kill_deadline is not None else stall_at
+            timeout = min(HEARTBEAT_EVERY, max(0.0, until - now))
+            for fd, _event in poller.poll(math.ceil(timeout * 1000)):
+                if fd == self._wake_fd:
+                    drain(fd)
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    poller.unregister(fd)
+                    open_fds.discard(fd)
+                    continue
+                # Whole lines only; a newline byte never occurs inside a UTF-8 sequence, so they decode at once.
+                complete, newline, buffers[fd] = (buffers[fd] + chunk).rpartition(b"\n")
+                if newline:
+                    handlers[fd](complete.decode("utf-8", "replace").split("\n"))
 
     def _reason_to_end(self, now: float) -> str | None:
         requested = self._hooks.end_requested()
@@ -215,10 +217,11 @@ class FFmpegRun:
         grace = self._settings.stop_timeout if reason in REQUESTED_ENDS else STALL_KILL_GRACE
         return now + grace
 
-    def _on_stdout(self, line: str) -> None:
-        progress = self.parser.feed(line)
-        if progress is None:
-            return
+    def _on_stdout(self, lines: list[str]) -> None:
+        for progress in self.parser.feed_lines(lines):
+            self._on_progress(progress)
+
+    def _on_progress(self, progress: Progress) -> None:
         previous = self.last_progress
         self.last_progress = progress
         self._progress_blocks += 1
@@ -232,24 +235,25 @@ class FFmpegRun:
         self.made_progress = True
         self._hooks.progressed(True, first_frame)
 
-    def _on_stderr(self, line: str) -> None:
-        line = ffmpeg_errors.scrub(line.rstrip("\r"))
-        if line:
-            self.stderr.append(line)
-            self._log.debug("ffmpeg: %s", line)
+    def _on_stderr(self, lines: list[str]) -> None:
+        for raw in lines:
+            line = ffmpeg_errors.scrub(raw.rstrip("\r"))
+            if line:
+                self.stderr.append(line)
+                self._log.debug("ffmpeg: %s", line)
 
-    def _on_segment_line(self, line: str) -> None:
-        entry = parse_segment_list_line(line)
-        if entry is None:
-            return
-        name, start, end = entry
-        name = Path(name).name
-        self.completed_names.add(name)
-        self.last_segment_end = end
-        path = self.command.output_dir / name
-        if self._discard_if_empty(path, end - start):
-            return
-        self._hooks.segment_done(path, end - start)
+    def _on_segment_lines(self, lines: list[str]) -> None:
+        for line in lines:
+            entry = parse_segment_list_line(line)
+            if entry is None:
+                continue
+            name, start, end = entry
+            name = Path(name).name
+            self.completed_names.add(name)
+            self.last_segment_end = end
+            path = self.command.output_dir / name
+            if not self._discard_if_empty(path, end - start):
+                self._hooks.segment_done(path, end - start)
 
     def _discard_if_empty(self, path: Path, duration: float) -> bool:
         """A listed segment without a decodable frame (a start into a full disk) is removed and counted."""
@@ -277,16 +281,10 @@ class FFmpegRun:
 
     def sample_resources(self) -> None:
         """Read FFmpeg's CPU time and memory and hand them to the owner (skipped when /proc says no)."""
-        try:
-            if self._psutil_process is None:
-                self._psutil_process = psutil.Process(self.process.pid)
-            with self._psutil_process.oneshot():
-                times = self._psutil_process.cpu_times()
-                rss = self._psutil_process.memory_info().rss
-        except (psutil.Error, OSError):
-            # /proc is unreadable at times (EMFILE, the process just went): skip this sample.
-            return
-        self.cpu_seconds = times.user + times.system
+        usage = process_usage(self.process.pid)
+        if usage is None:
+            return  # /proc is unreadable at times (EMFILE, the process just went): skip this sample
+        self.cpu_seconds, rss = usage
         self._hooks.resources(self.cpu_seconds, rss)
 
     # -- once it is over --------------------------------------------------------------------------
@@ -343,6 +341,35 @@ class FFmpegRun:
                 self._hooks.segment_done(cut.path, cut.duration)
             else:
                 self._remove_discarded(cut.path, cut.discard_reason)
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def process_usage(pid: int, proc: str = "/proc") -> tuple[float, int] | None:
+    """(CPU seconds, resident bytes) of one process from a single read of /proc/PID/stat; None if unreadable.
+
+    Read directly, not through psutil: this runs every few progress blocks of every camera, and psutil's
+    oneshot reads two files and builds several objects for the two numbers wanted here.
+    """
+    try:
+        fd = os.open(f"{proc}/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    # The command name (field 2) may hold spaces or parentheses: fields are counted after its last ')'.
+    fields = data.rpartition(b")")[2].split()
+    try:
+        # utime and stime (fields 14 and 15) in clock ticks, rss (field 24) in pages.
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS, int(fields[21]) * _PAGE_SIZE
+    except (IndexError, ValueError):
+        return None
 
 
 def reap(process: FFmpegProcess, log: logging.LoggerAdapter[logging.Logger]) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import collections
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -60,6 +60,9 @@ _FIELDS = {
 
 # Rate over the last few seconds: steady enough to read, quick enough to show a camera that stops sending.
 OUTPUT_RATE_WINDOW_SECONDS = 5.0
+# Progress comes once a second; the open segment's size is read at most this often, and in between a block
+# carries the last rate measured. The window still holds two or three samples.
+OUTPUT_RATE_SAMPLE_EVERY = 2.0
 
 
 class OutputRateMeter:
@@ -68,7 +71,13 @@ class OutputRateMeter:
     FFmpeg's own `bitrate` and `total_size` progress fields are always N/A with the segment muxer (checked
     with FFmpeg 5.1), so the rate is measured where the bytes land: the file FFmpeg holds open in the
     camera's folder (found through /proc/PID/fd), its growth between samples, and the rest of the previous
-    file when FFmpeg moves on to the next segment. A few syscalls per sample, about once a second.
+    file when FFmpeg moves on to the next segment.
+
+    Cheap by design, as it runs for every camera all the time: the file's size is read at most every
+    `sample_every` seconds (sooner when FFmpeg moved on to another file: one readlink per call tells), and
+    the descriptor the segment was found under is remembered, since FFmpeg opens the next segment under the
+    same number once it closes one; only when that descriptor no longer leads into the folder is
+    /proc/PID/fd listed again.
     """
 
     def __init__(
@@ -77,32 +86,56 @@ class OutputRateMeter:
         output_dir: Path,
         *,
         window_seconds: float = OUTPUT_RATE_WINDOW_SECONDS,
+        sample_every: float = OUTPUT_RATE_SAMPLE_EVERY,
         clock: Callable[[], float] = time.monotonic,
         proc: Path = Path("/proc"),
     ) -> None:
-        self._fd_dir = proc / str(pid) / "fd"
+        self._fd_dir = f"{proc / str(pid) / 'fd'}/"
         self._output_dir = str(output_dir.resolve()) + os.sep
         self._window = window_seconds
+        self._sample_every = sample_every
         self._clock = clock
+        self._segment_fd: str | None = None  # the descriptor the open segment was last found under
         self._open_path: str | None = None
         self._open_size = 0
         self._written = 0  # bytes seen written since the first sample
         self._samples: collections.deque[tuple[float, int]] = collections.deque()
+        self._rate = 0.0
+        self.scans = 0  # listings of /proc/PID/fd so far (the costly part; the tests and benchmark read it)
 
     def _find_open_segment(self) -> str | None:
         """The path of the file FFmpeg has open in its output folder, if any."""
+        if self._segment_fd is not None:
+            try:
+                target = os.readlink(self._fd_dir + self._segment_fd)
+            except OSError:  # closed between segments, or FFmpeg has ended
+                target = None
+            if target is not None and target.startswith(self._output_dir):
+                return target
+        self.scans += 1
         try:
             fds = os.listdir(self._fd_dir)
         except OSError:  # FFmpeg has ended
             return None
         for fd in fds:
             try:
-                target = os.readlink(self._fd_dir / fd)
+                target = os.readlink(self._fd_dir + fd)
             except OSError:
                 continue
             if target.startswith(self._output_dir):
+                self._segment_fd = fd
                 return target
         return None
+
+    def _same_segment_open(self) -> bool:
+        """The remembered descriptor still leads to the segment measured last (one readlink): a segment change
+        is seen at the first progress block after it, so a short segment's bytes are never skipped."""
+        if self._segment_fd is None or self._open_path is None:
+            return False
+        try:
+            return os.readlink(self._fd_dir + self._segment_fd) == self._open_path
+        except OSError:
+            return False
 
     @staticmethod
     def _size(path: str) -> int | None:
@@ -112,8 +145,14 @@ class OutputRateMeter:
             return None
 
     def sample(self) -> float:
-        """Record what was written since the last sample; return bytes per second over the window."""
+        """Record what was written since the last sample; return bytes per second over the window.
+
+        Called sooner than `sample_every` after the last sample, with the same file open, it returns the last
+        rate after one readlink.
+        """
         now = self._clock()
+        if self._samples and now - self._samples[-1][0] < self._sample_every and self._same_segment_open():
+            return self._rate
         path = self._find_open_segment()
         size = self._size(path) if path is not None else None
         if self._open_path is not None and path != self._open_path:
@@ -134,7 +173,8 @@ class OutputRateMeter:
             self._samples.popleft()
         first_time, first_written = self._samples[0]
         elapsed = now - first_time
-        return (self._written - first_written) / elapsed if elapsed > 0 else 0.0
+        self._rate = (self._written - first_written) / elapsed if elapsed > 0 else 0.0
+        return self._rate
 
 
 class ProgressParser:
@@ -145,20 +185,39 @@ class ProgressParser:
     """
 
     def __init__(self, output_rate: OutputRateMeter | None = None) -> None:
-        self._block: dict[str, object] = {}
+        self._raw: dict[str, str] = {}  # the block being read: key -> value as FFmpeg wrote it
         self._output_rate = output_rate
 
     def feed(self, line: str) -> Progress | None:
-        key, sep, value = line.strip().partition("=")
-        if not sep:
-            return None
-        if key == "progress":
-            block, self._block = self._block, {}
-            progress = Progress(**block, ended=value.strip() == "end")  # type: ignore[arg-type]
-            if self._output_rate is not None and not progress.bitrate_bits_per_second:
-                progress = replace(progress, bitrate_bits_per_second=self._output_rate.sample() * 8)
-            return progress
-        spec = _FIELDS.get(key)
-        if spec is not None:
-            self._block[spec[0]] = spec[1](value.strip())
-        return None
+        """One line; the block's Progress when the line ends one."""
+        blocks = self.feed_lines((line,))
+        return blocks[-1] if blocks else None
+
+    def feed_lines(self, lines: Iterable[str]) -> list[Progress]:
+        """Several lines (what one read of FFmpeg's stdout brought); the blocks they complete, in order.
+
+        Values are kept as text until their block ends, and only the fields of Progress are converted then:
+        this runs for every camera about once a second.
+        """
+        done: list[Progress] = []
+        raw = self._raw
+        for line in lines:
+            key, sep, value = line.partition("=")
+            if not sep:
+                continue
+            if key == "progress":
+                done.append(self._complete(raw, ended=value.strip() == "end"))
+                raw = self._raw = {}
+            else:
+                raw[key] = value
+        return done
+
+    def _complete(self, raw: dict[str, str], *, ended: bool) -> Progress:
+        block: dict[str, object] = {}
+        for key, (field, convert) in _FIELDS.items():
+            value = raw.get(key)
+            if value is not None:
+                block[field] = convert(value.strip())
+        if self._output_rate is not None and not block.get("bitrate_bits_per_second"):
+            block["bitrate_bits_per_second"] = self._output_rate.sample() * 8
+        return Progress(**block, ended=ended)  # type: ignore[arg-type]

@@ -98,6 +98,12 @@ def newest_segment_start(folder: Path, camera_id: str) -> float | None:
     return newest
 
 
+def seconds_until_unused_name(folder: Path, camera_id: str, now: float) -> float:
+    """How long until a segment started now gets a later name than the newest one in `folder` (<= 0: none)."""
+    newest = newest_segment_start(folder, camera_id)
+    return -1.0 if newest is None else newest + 1.0 - now
+
+
 def unfinished_segments(folder: Path, camera_id: str, since: float, completed: set[str]) -> list[Path]:
     """Segment files of this camera started at or after `since` that FFmpeg never reported complete."""
     found = []

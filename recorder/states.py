@@ -8,14 +8,15 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable
 
-from tenacity import wait_exponential
+from tenacity import wait_exponential, wait_fixed
 
 from recorder.snapshots import RECENT_RESTARTS_KEPT, CameraSnapshot, Histogram, RestartEvent, recent_restarts
-from recorder.vocabulary import CameraState
+from recorder.vocabulary import CameraState, RestartReason
 
 __all__ = [
     "GAP_STATES",
     "RECENT_RESTARTS_KEPT",
+    "RESOURCE_RETRY_MAX",
     "TRANSITIONS",
     "CameraSnapshot",
     "CameraState",
@@ -24,6 +25,8 @@ __all__ = [
     "InvalidTransition",
     "RestartEvent",
     "recent_restarts",
+    "state_after_end",
+    "wait_exponential_backoff",
 ]
 
 # States in which the camera should be recording: time spent in them is a recording gap. So is time
@@ -69,9 +72,11 @@ class InvalidTransition(RuntimeError):
     """An edge the transition table does not have: a bug in the supervisor, never a camera's trouble."""
 
 
-def wait_exponential_backoff(failures: int, initial: float, cap: float) -> float:
-    """tenacity's exponential wait for the `failures`-th consecutive failure: initial * 2**(n-1), at most cap."""
-    return float(wait_exponential(multiplier=initial, max=cap, exp_base=2)(_Attempt(max(1, failures))))
+# Out of descriptors, memory or processes: the resource comes back by itself, so retrying is cheap and
+# the wait is capped lower than backoff_max.
+RESOURCE_RETRY_MAX = 5.0
+# States that wait before the next start; entering one for a restart chooses how long.
+WAITING_TO_RESTART = frozenset({CameraState.BACKOFF, CameraState.FAILED})
 
 
 class _Attempt:
@@ -81,40 +86,85 @@ class _Attempt:
         self.attempt_number = attempt_number
 
 
+def wait_exponential_backoff(failures: int, initial: float, cap: float) -> float:
+    """tenacity's exponential wait for the `failures`-th consecutive failure: initial * 2**(n-1), at most cap."""
+    return float(wait_exponential(multiplier=initial, max=cap, exp_base=2)(_Attempt(max(1, failures))))
+
+
+def state_after_end(reason: str, *, retry: bool, stopping: bool, paused: bool) -> CameraState:
+    """Where a camera goes once a run ended for `reason` (or could not start).
+
+    `retry`: nothing holds the camera (no stop, no pause, the source is there), so another start follows after
+    a wait, a slow one in `failed` when the configuration cannot work. Otherwise the camera goes where it is
+    held: stopped (shutdown, retention's pause) or waiting for its device.
+    """
+    if retry:
+        return CameraState.FAILED if reason == RestartReason.CONFIG else CameraState.BACKOFF
+    return CameraState.STOPPED if stopping or paused else CameraState.WAITING_FOR_DEVICE
+
+
 class CameraStateMachine:
     """One camera's state, the time spent in recording gaps, its restarts and consecutive failures.
 
-    Only the supervisor thread calls it; `change_state` is the one way to move, guarded by TRANSITIONS.
+    Only the supervisor thread calls it; `change_state` is the one way to move, guarded by TRANSITIONS, and
+    the one place restarts are counted, gap time accounted and the wait before the next start chosen.
     """
 
-    def __init__(self, monotonic: Callable[[], float], state: CameraState = CameraState.STOPPED) -> None:
+    def __init__(
+        self,
+        monotonic: Callable[[], float],
+        state: CameraState = CameraState.STOPPED,
+        *,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 30.0,
+    ) -> None:
         self._monotonic = monotonic
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
         self.state = state
         self.since = monotonic()  # monotonic time the current state was entered
         self.gap = 0.0  # seconds of gap in states left before `since`
         self.counting_gap = False  # whether the current state counts as a recording gap
         self.restarts: collections.Counter[str] = collections.Counter()  # restart reason -> count
         self.failures = 0  # consecutive failed runs since the last stable one
+        self.restart_in = 0.0  # seconds the current backoff (or failed) state waits before the next start
 
     @property
     def running(self) -> bool:
         """An FFmpeg run is under way (starting, recording or stalled)."""
         return self.state in _RUNNING
 
-    def change_state(self, new: CameraState, *, paused: bool = False, restart: str | None = None) -> CameraState:
-        """Move to `new` and account the gap of the state left; returns the old state.
+    def change_state(
+        self,
+        new: CameraState,
+        *,
+        paused: bool = False,
+        restart: str | None = None,
+        stable: bool = False,
+        escalate: bool = True,
+        frames_until: float | None = None,
+    ) -> CameraState:
+        """Move to `new`, accounting the gap of the state left; returns the old state.
 
         `paused`: retention's stop_recording holds the camera, so a `stopped` entered now is a gap.
-        `restart`: this edge is a restart for that reason (a failed supervision round backing off), counted
-        with the move. A run that ends by itself is counted by `count_restart` when it is reaped: a stop,
-        pause or unplug may follow it with no edge at all, and the count must not wait for one.
+        `restart`: this edge ends a run (or a start, or a supervision round) for that reason: counted with
+        the move, whichever state follows (a backoff, or a stop, pause or unplug that holds the camera).
+        Entering backoff or failed for a restart chooses `restart_in` with tenacity's wait strategies:
+        exponential in the consecutive failures (none before a `stable` run), capped by backoff_max (by
+        RESOURCE_RETRY_MAX when a resource ran out); the cap at once for a configuration that cannot work;
+        backoff_initial, counting no failure, when the cause was dealt with (`escalate` False).
+        `frames_until`: for a stall, the monotonic time frames last advanced: nothing was recorded since.
         """
         old = self.state
         if new not in TRANSITIONS[old]:
             raise InvalidTransition(f"{old.value} -> {new.value}")
-        if restart is not None:
-            self.count_restart(restart)
         now = self._monotonic()
+        if restart is not None:
+            self.restarts[restart] += 1
+            if new in WAITING_TO_RESTART:
+                self.restart_in = self._wait_before_restart(restart, stable=stable, escalate=escalate)
+        if frames_until is not None and not self.counting_gap:
+            self.gap += max(0.0, now - frames_until)  # a recording state did not count it as a gap
         if self.counting_gap:
             self.gap += now - self.since
         self.state, self.since = new, now
@@ -122,22 +172,25 @@ class CameraStateMachine:
         self.counting_gap = new in GAP_STATES or (new is CameraState.STOPPED and paused)
         return old
 
+    def forget_failures(self) -> None:
+        """The camera came back (plugged in again): the next failure starts a fresh backoff sequence."""
+        self.failures = 0
+
     def gap_so_far(self, now: float) -> float:
         """Gap seconds of earlier states plus the current one's time so far when it counts."""
         return self.gap + (now - self.since if self.counting_gap else 0.0)
 
-    def stalled_since(self, last_advance: float, now: float) -> None:
-        """A recording run stalls: nothing was recorded since its last progress, not only since the stall was
-        noticed, so that time joins the gap (a recording state does not count it)."""
-        if self.state is CameraState.RECORDING and not self.counting_gap:
-            self.gap += max(0.0, now - last_advance)
-
-    def count_restart(self, reason: str) -> None:
-        self.restarts[reason] += 1
-
-    def next_backoff(self, initial: float, cap: float, *, stable: bool = False) -> float:
-        """Count a failed run (none before it when it ran `stable`ly) and return the wait before the next."""
+    def _wait_before_restart(self, reason: str, *, stable: bool, escalate: bool) -> float:
         if stable:
             self.failures = 0
+        if not escalate:
+            # Retention freed space, or the folder is probed before the next start: no failure to count.
+            return float(wait_fixed(self._backoff_initial)(_Attempt(1)))
         self.failures += 1
-        return wait_exponential_backoff(self.failures, initial, cap)
+        if reason == RestartReason.CONFIG:
+            # A bad option or a permission problem will not fix itself within seconds.
+            return float(wait_fixed(self._backoff_max)(_Attempt(self.failures)))
+        cap = self._backoff_max
+        if reason == RestartReason.RESOURCE_EXHAUSTED:
+            cap = min(cap, RESOURCE_RETRY_MAX)
+        return wait_exponential_backoff(self.failures, self._backoff_initial, cap)

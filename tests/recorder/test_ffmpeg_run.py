@@ -20,7 +20,7 @@ import pytest
 from conftest import small_config, wait_for
 from fake_ffmpeg import FakeFFmpeg
 
-from recorder.ffmpeg_run import PAUSE, STDERR_LINES_KEPT, STOP, FFmpegRun, RunHooks, RunOutcome
+from recorder.ffmpeg_run import PAUSE, STDERR_LINES_KEPT, STOP, FFmpegRun, RunHooks, RunOutcome, process_usage
 from recorder.presets import FFmpegCommand, build_command
 from recorder.segments import segment_file_name
 from recorder.vocabulary import RestartReason
@@ -201,3 +201,16 @@ def test_a_launcher_that_cannot_start_raises_from_the_constructor(tmp_path: Path
             monotonic=lambda: 0.0,
             clock=lambda: 0.0,
         )
+
+
+def test_process_usage_reads_cpu_and_memory_from_one_stat_line(tmp_path: Path) -> None:
+    """A command name with spaces and parentheses does not shift the fields; a gone process reads as None."""
+    stat = tmp_path / "4242" / "stat"
+    stat.parent.mkdir()
+    ticks, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
+    fields = ["S"] + ["0"] * 10 + [str(3 * ticks), str(ticks)] + ["0"] * 8 + ["250"] + ["0"] * 20
+    stat.write_text(f"4242 (ffmpeg (cam 1)) {' '.join(fields)}\n")
+    assert process_usage(4242, proc=str(tmp_path)) == (4.0, 250 * page)
+    assert process_usage(4243, proc=str(tmp_path)) is None
+    own = process_usage(os.getpid())
+    assert own is not None and own[1] > 0

@@ -58,7 +58,9 @@ def test_the_meter_counts_a_finished_segment_and_its_successor(tmp_path: Path) -
     fd_dir = fake_proc / str(holder.pid) / "fd"
     fd_dir.mkdir(parents=True)
     try:
-        meter = OutputRateMeter(holder.pid, out, window_seconds=10, clock=lambda: now[0], proc=fake_proc)
+        meter = OutputRateMeter(
+            holder.pid, out, window_seconds=10, sample_every=0, clock=lambda: now[0], proc=fake_proc
+        )
         first, second = out / "a.mkv", out / "b.mkv"
         first.write_bytes(b"x" * 1000)
         (fd_dir / "5").symlink_to(first)
@@ -78,6 +80,43 @@ def test_the_meter_counts_a_finished_segment_and_its_successor(tmp_path: Path) -
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_the_meter_looks_at_most_every_sample_every_and_lists_the_fds_only_when_the_segment_fd_moves(
+    tmp_path: Path,
+) -> None:
+    """The cost cut: between samples a block carries the last rate while the same file is open; FFmpeg's next
+    segment under the same descriptor is found with one readlink, and /proc/PID/fd is listed again only when
+    that descriptor moves."""
+    out = tmp_path / "cam1"
+    out.mkdir()
+    fd_dir = tmp_path / "proc" / "4242" / "fd"
+    fd_dir.mkdir(parents=True)
+    (fd_dir / "0").symlink_to("/dev/null")
+    now = [0.0]
+    meter = OutputRateMeter(4242, out, window_seconds=10, sample_every=2, clock=lambda: now[0], proc=tmp_path / "proc")
+    first, second, third = out / "a.mkv", out / "b.mkv", out / "c.mkv"
+    first.write_bytes(b"x" * 1000)
+    (fd_dir / "5").symlink_to(first)
+    assert meter.sample() == 0.0 and meter.scans == 1  # the baseline, found by listing the descriptors
+    now[0] = 2.0
+    first.write_bytes(b"x" * 3000)
+    assert meter.sample() == 1000.0
+    now[0] = 3.0
+    first.write_bytes(b"x" * 9000)
+    assert meter.sample() == 1000.0, "sooner than sample_every: the last rate, the file is not looked at"
+    now[0] = 3.5
+    second.write_bytes(b"x" * 1000)  # FFmpeg closed a.mkv at 9000 bytes and opened b.mkv under the same number
+    (fd_dir / "5").unlink()
+    (fd_dir / "5").symlink_to(second)
+    assert meter.sample() == (2000 + 6000 + 1000) / 3.5, "another file: looked at at once, sample_every or not"
+    assert meter.scans == 1, "the remembered descriptor led to the new segment: no listing"
+    now[0] = 6.0
+    third.write_bytes(b"x" * 500)  # the next one under another number: listed once more
+    (fd_dir / "5").unlink()
+    (fd_dir / "7").symlink_to(third)
+    assert meter.sample() == (9000 + 500) / 6.0
+    assert meter.scans == 2
 
 
 def test_recording_shows_a_nonzero_output_rate_in_metrics(tmp_path: Path) -> None:

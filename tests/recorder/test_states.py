@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from recorder.states import GAP_STATES, TRANSITIONS, CameraState, CameraStateMachine, InvalidTransition
+from recorder.states import (
+    GAP_STATES,
+    RESOURCE_RETRY_MAX,
+    TRANSITIONS,
+    WAITING_TO_RESTART,
+    CameraState,
+    CameraStateMachine,
+    InvalidTransition,
+    state_after_end,
+)
+from recorder.vocabulary import RestartReason
 
 S = CameraState
 
@@ -61,8 +71,7 @@ def test_recording_to_stalled_when_progress_stops() -> None:
     machine = machine_in(S.RECORDING, clock)
     last_advance = clock.now
     clock.advance(10)
-    machine.stalled_since(last_advance, clock.now)  # nothing was recorded since the last frame
-    machine.change_state(S.STALLED)
+    machine.change_state(S.STALLED, frames_until=last_advance)  # nothing was recorded since the last frame
     clock.advance(2)
     assert machine.gap_so_far(clock.now) == 12.0
 
@@ -71,8 +80,7 @@ def test_starting_to_stalled_when_no_frame_ever_comes() -> None:
     clock = FakeClock()
     machine = machine_in(S.STARTING, clock)
     clock.advance(20)
-    machine.stalled_since(clock.now - 20, clock.now)  # not recording: the start already counts as a gap
-    machine.change_state(S.STALLED)
+    machine.change_state(S.STALLED, frames_until=clock.now - 20)  # the start already counts as a gap
     assert machine.gap == 20.0
 
 
@@ -144,18 +152,103 @@ def test_every_state_has_its_row_and_may_stop() -> None:
     assert set(CameraState) >= GAP_STATES
 
 
+def _failing(machine: CameraStateMachine, reason: str = RestartReason.CRASHED, **how: bool) -> float:
+    """One run ends for `reason` and the camera backs off: the wait change_state chose."""
+    machine.change_state(S.STARTING)
+    machine.change_state(state_after_end(reason, retry=True, stopping=False, paused=False), restart=reason, **how)
+    return machine.restart_in
+
+
 def test_backoff_doubles_per_failure_up_to_the_cap_and_a_stable_run_resets_it() -> None:
-    machine = CameraStateMachine(FakeClock())
-    assert [machine.next_backoff(1.0, 10.0) for _ in range(6)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
-    assert machine.next_backoff(1.0, 10.0, stable=True) == 1.0
+    machine = CameraStateMachine(FakeClock(), backoff_initial=1.0, backoff_max=10.0)
+    assert [_failing(machine) for _ in range(6)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert _failing(machine, stable=True) == 1.0
     assert machine.failures == 1
+    assert machine.restarts == {"crashed": 7}
 
 
-def test_restarts_are_counted_by_reason() -> None:
-    machine = CameraStateMachine(FakeClock())
-    for reason in ("stall", "stall", "crashed"):
-        machine.count_restart(reason)
-    assert machine.restarts == {"stall": 2, "crashed": 1}
+def test_a_cause_dealt_with_waits_the_initial_backoff_and_counts_no_failure() -> None:
+    machine = CameraStateMachine(FakeClock(), backoff_initial=1.0, backoff_max=10.0)
+    _failing(machine), _failing(machine)
+    assert _failing(machine, RestartReason.DISK_FULL, escalate=False) == 1.0
+    assert machine.failures == 2 and _failing(machine) == 4.0  # the sequence goes on where it was
+
+
+def test_a_configuration_that_cannot_work_fails_and_waits_the_cap_at_once() -> None:
+    machine = CameraStateMachine(FakeClock(), backoff_initial=1.0, backoff_max=30.0)
+    assert _failing(machine, RestartReason.CONFIG) == 30.0
+    assert machine.state is S.FAILED and machine.restarts == {"config": 1}
+
+
+def test_an_exhausted_resource_retries_within_a_lower_cap() -> None:
+    machine = CameraStateMachine(FakeClock(), backoff_initial=1.0, backoff_max=30.0)
+    waits = [_failing(machine, RestartReason.RESOURCE_EXHAUSTED) for _ in range(5)]
+    assert waits == [1.0, 2.0, 4.0, RESOURCE_RETRY_MAX, RESOURCE_RETRY_MAX]
+
+
+def test_the_camera_coming_back_starts_a_fresh_backoff_sequence() -> None:
+    machine = CameraStateMachine(FakeClock(), backoff_initial=1.0, backoff_max=30.0)
+    _failing(machine), _failing(machine), _failing(machine)
+    machine.forget_failures()
+    assert _failing(machine) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("stopping", "paused", "retry", "state"),
+    [
+        (False, False, True, S.BACKOFF),
+        (True, False, False, S.STOPPED),
+        (False, True, False, S.STOPPED),
+        (False, False, False, S.WAITING_FOR_DEVICE),
+    ],
+    ids=["retried", "daemon_stopping", "paused_by_retention", "device_gone"],
+)
+def test_where_a_run_that_ended_by_itself_goes(stopping: bool, paused: bool, retry: bool, state: CameraState) -> None:
+    assert state_after_end(RestartReason.CRASHED, retry=retry, stopping=stopping, paused=paused) is state
+
+
+def test_a_run_ended_while_the_camera_is_held_is_counted_without_a_backoff() -> None:
+    """An unplug ends the run: the restart is counted with the edge to waiting_for_device, no wait is chosen."""
+    clock = FakeClock()
+    machine = machine_in(S.RECORDING, clock)
+    machine.change_state(S.WAITING_FOR_DEVICE, restart=RestartReason.HOTPLUG)
+    assert machine.restarts == {"hotplug": 1}
+    assert machine.failures == 0 and machine.restart_in == 0.0
+
+
+_EDGES = [(old, new) for old, targets in TRANSITIONS.items() for new in sorted(targets)]
+_NON_EDGES = [(old, new) for old in CameraState for new in CameraState if new not in TRANSITIONS[old]]
+
+
+@pytest.mark.parametrize(("old", "new"), _EDGES, ids=[f"{old.value}->{new.value}" for old, new in _EDGES])
+def test_every_edge_accounts_the_gap_counts_the_restart_and_chooses_the_wait(
+    old: CameraState, new: CameraState
+) -> None:
+    """Each edge of the table, taken as a restart after 7 s in `old` on a fake clock."""
+    clock = FakeClock()
+    machine = CameraStateMachine(clock, backoff_initial=2.0, backoff_max=60.0)
+    for step in _path_to(old):
+        machine.change_state(step)
+    gap_before = machine.gap
+    clock.advance(7)
+    assert machine.change_state(new, restart=RestartReason.STALL) is old
+    assert machine.state is new and machine.since == clock.now
+    assert machine.gap == gap_before + (7.0 if old in GAP_STATES else 0.0)
+    assert machine.counting_gap is (new in GAP_STATES)
+    assert machine.restarts == {"stall": 1}
+    assert machine.restart_in == (2.0 if new in WAITING_TO_RESTART else 0.0)
+    assert machine.failures == (1 if new in WAITING_TO_RESTART else 0)
+
+
+@pytest.mark.parametrize(("old", "new"), _NON_EDGES, ids=[f"{old.value}->{new.value}" for old, new in _NON_EDGES])
+def test_every_edge_missing_from_the_table_is_refused_and_changes_nothing(old: CameraState, new: CameraState) -> None:
+    clock = FakeClock()
+    machine = machine_in(old, clock)
+    since, gap = machine.since, machine.gap
+    clock.advance(7)
+    with pytest.raises(InvalidTransition):
+        machine.change_state(new, restart=RestartReason.CRASHED)
+    assert (machine.state, machine.since, machine.gap, machine.restarts) == (old, since, gap, {})
 
 
 def test_an_edge_that_is_a_restart_counts_it_with_the_move() -> None:
@@ -166,10 +259,3 @@ def test_an_edge_that_is_a_restart_counts_it_with_the_move() -> None:
     assert machine.restarts == {"internal_error": 1}
     machine.change_state(CameraState.STARTING)  # an ordinary edge counts nothing
     assert machine.restarts == {"internal_error": 1}
-
-
-def test_a_refused_edge_counts_no_restart() -> None:
-    machine = machine_in(CameraState.STOPPED, FakeClock())
-    with pytest.raises(InvalidTransition):
-        machine.change_state(CameraState.RECORDING, restart="crashed")
-    assert machine.restarts == {}

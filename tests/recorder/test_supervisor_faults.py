@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import make_supervisor, probe, wait_for
@@ -70,13 +71,16 @@ def test_an_oserror_from_proc_sampling_is_skipped_without_a_restart(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = 0
+    real_open = os.open
 
-    def unreadable_proc(pid: int) -> object:
+    def unreadable_proc(path: str, flags: int, *args: Any, **kwargs: Any) -> int:
         nonlocal calls
-        calls += 1
-        raise OSError(errno.EMFILE, "Too many open files")  # not a psutil.Error: what /proc gives then
+        if str(path).startswith("/proc/") and str(path).endswith("/stat"):
+            calls += 1
+            raise OSError(errno.EMFILE, "Too many open files")  # what /proc gives with the fd table full
+        return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr("recorder.ffmpeg_run.psutil.Process", unreadable_proc)
+    monkeypatch.setattr("recorder.ffmpeg_run.os.open", unreadable_proc)
     sup = supervisor(tmp_path)
     sup.start()
     try:
@@ -91,16 +95,16 @@ def test_an_oserror_from_proc_sampling_is_skipped_without_a_restart(
 
 def test_an_exception_mid_run_reaps_ffmpeg_counts_and_restarts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sup = supervisor(tmp_path)
-    original = FFmpegRun._on_segment_line
+    original = FFmpegRun._on_segment_lines
     raised: list[int] = []
 
-    def broken_once(run: FFmpegRun, line: str) -> None:
+    def broken_once(run: FFmpegRun, lines: list[str]) -> None:
         if not raised:
             raised.append(sup.snapshot.ffmpeg_pid or 0)
             raise KeyError("a bug in segment accounting")
-        original(run, line)
+        original(run, lines)
 
-    monkeypatch.setattr(FFmpegRun, "_on_segment_line", broken_once)
+    monkeypatch.setattr(FFmpegRun, "_on_segment_lines", broken_once)
     sup.start()
     try:
         wait_for(lambda: raised and sup.snapshot.restarts.get("internal_error") == 1, what="the internal error")
