@@ -130,34 +130,34 @@ def request(
         return exc.code, exc.read().decode(), dict(exc.headers)
 
 
-def ffmpeg_descendants(root_pid: int) -> set[int]:
-    """The live FFmpeg processes below root_pid; one that exits while being looked at is simply not listed."""
+def recording_ffmpegs(root_pid: int) -> dict[int, str]:
+    """The live FFmpeg processes below root_pid that write into a camera's folder, with that camera (the
+    folder of the output, FFmpeg's last argument). Not listed: the daemon's short `ffmpeg -version` checks,
+    and a process that exits while being looked at."""
     try:
         children = psutil.Process(root_pid).children(recursive=True)
     except psutil.NoSuchProcess:
-        return set()
-    found = set()
+        return {}
+    found = {}
     for child in children:
         try:
-            if child.name() == "ffmpeg" and child.status() != psutil.STATUS_ZOMBIE:
-                found.add(child.pid)
+            if child.name() != "ffmpeg" or child.status() == psutil.STATUS_ZOMBIE:
+                continue
+            args = child.cmdline()
         except psutil.NoSuchProcess:
             continue
+        output = Path(args[-1]) if args else None
+        if output is not None and output.is_absolute():
+            found[child.pid] = output.parent.name
     return found
 
 
+def ffmpeg_descendants(root_pid: int) -> set[int]:
+    return set(recording_ffmpegs(root_pid))
+
+
 def ffmpeg_pid_by_camera(root_pid: int) -> dict[str, int]:
-    """Each camera's live FFmpeg below root_pid, by the folder of its output (the last argument)."""
-    by_camera = {}
-    for pid in ffmpeg_descendants(root_pid):
-        try:
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue  # exited meanwhile
-        output = Path(args[-2].decode(errors="replace")) if len(args) >= 2 else None  # args[-1] is the final b""
-        if output is not None and output.is_absolute():
-            by_camera[output.parent.name] = pid
-    return by_camera
+    return {camera: pid for pid, camera in recording_ffmpegs(root_pid).items()}
 
 
 def alive(pid: int) -> bool:
