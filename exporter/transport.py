@@ -23,26 +23,57 @@ of scrapers times out. Here:
 from __future__ import annotations
 
 import collections
-import email.utils
 import enum
 import errno
 import logging
 import math
-import re
 import resource
 import selectors
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, BinaryIO
-from urllib.parse import urlsplit
+from typing import Any
 
+from exporter.http_messages import (
+    MAX_HEADER_FIELDS,
+    BodyProblem,
+    Chunks,
+    Handler,
+    Headers,
+    Refusal,
+    Request,
+    Response,
+    StreamedResponse,
+    parse_head,
+    serialize,
+)
 from exporter.ratelimit import RateLimitedLog
+
+# The names the exporter and its tests import from here, wherever they are defined now.
+__all__ = [
+    "DEFAULT_POOL",
+    "MAX_HEADER_FIELDS",
+    "MAX_HEAD_BYTES",
+    "REQUEST_TIMEOUT",
+    "SLOW_POOL",
+    "STREAM_BUFFER_BYTES",
+    "STREAM_CHUNK_BYTES",
+    "BodyProblem",
+    "Chunks",
+    "HTTPTransport",
+    "Handler",
+    "Headers",
+    "Request",
+    "Response",
+    "StreamedResponse",
+    "_Stream",
+    "default_max_connections",
+    "listen_socket",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +86,6 @@ WRITE_TIMEOUT = 30.0  # for a client to take an answer
 LINGER_TIMEOUT = 2.0  # reading away an unread body after the answer, before closing
 LINGER_MAX_BYTES = 1 << 20
 MAX_HEAD_BYTES = 16 << 10
-MAX_HEADER_FIELDS = 100  # as http.client allows
 # Bodies being read at once may total this much: beyond it a request with a body is answered "busy".
 BODY_BUDGET_BYTES = 32 << 20
 ACCEPT_BACKOFF_INITIAL = 0.05
@@ -72,115 +102,6 @@ STREAM_CHUNK_BYTES = 64 << 10  # read size when streaming from a file object
 # A producer blocked on a full buffer looks this often whether the connection went away meanwhile.
 STREAM_POLL_INTERVAL = 1.0
 _FD_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-
-
-class BodyProblem(enum.Enum):
-    """Why a request's body was not read: the handler answers for it."""
-
-    TOO_LARGE = "too_large"  # Content-Length over the limit (413)
-    LENGTH_REQUIRED = "length_required"  # no Content-Length, or chunked (411)
-    BUSY = "busy"  # too many bodies in flight at once (503)
-
-
-class Headers(Mapping[str, str]):
-    """A request's header fields, looked up without regard to case; a repeated field gives its first value
-    (get_all gives every one). Parsed by hand: the email parser http.server uses costs more than the rest
-    of a scrape's handling together."""
-
-    def __init__(self, fields: list[tuple[str, str]]) -> None:
-        self._values: dict[str, list[str]] = {}
-        for name, value in fields:
-            self._values.setdefault(name.lower(), []).append(value)
-
-    def __getitem__(self, name: str) -> str:
-        return self._values[name.lower()][0]
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._values
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def get_all(self, name: str) -> list[str]:
-        return list(self._values.get(name.lower(), ()))
-
-    @classmethod
-    def parse(cls, block: bytes) -> Headers:
-        """The header block after the request line; _Refusal for what RFC 9112 says to reject."""
-        fields = []
-        for line in block.split(b"\r\n") if block else ():
-            name, sep, value = line.partition(b":")
-            # No name, whitespace before the colon, or an obsolete folded line (leading whitespace): 400.
-            if not sep or not name or name != name.strip() or not _TOKEN.match(name.decode("latin-1")):
-                raise _Refusal(HTTPStatus.BAD_REQUEST)
-            fields.append((name.decode("latin-1"), value.strip().decode("latin-1")))
-            if len(fields) > MAX_HEADER_FIELDS:
-                raise _Refusal(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
-        return cls(fields)
-
-
-@dataclass(frozen=True)
-class Response:
-    status: HTTPStatus
-    body: bytes
-    headers: tuple[tuple[str, str], ...]
-
-
-Chunks = Iterable[bytes] | BinaryIO
-
-
-@dataclass(frozen=True)
-class StreamedResponse:
-    """An answer whose body is produced while it is sent. `chunks` is an iterable of bytes or a readable
-    binary file; if it has a close() the transport calls it exactly once when the stream ends, however it
-    ends (done, the client gone, HEAD, the server stopping): that is where a producer frees what it holds.
-    An exception from the chunks cuts the answer short: the connection is closed without the last chunk,
-    so the client sees an incomplete body rather than a complete-looking short one."""
-
-    status: HTTPStatus
-    chunks: Chunks
-    headers: tuple[tuple[str, str], ...]
-
-
-@dataclass
-class Request:
-    """One parsed request; `path` and `command` are named as in http.server's handler."""
-
-    command: str
-    path: str  # the request target as sent, query included
-    request_version: str
-    headers: Headers
-    client_address: tuple[Any, ...]
-    declared_length: int | None = None
-    body: bytes = b""
-    body_problem: BodyProblem | None = None
-    close_connection: bool = False
-    response: Response | StreamedResponse | None = None
-
-    @property
-    def route(self) -> str:
-        """The path without query string: what routing looks at."""
-        return urlsplit(self.path).path
-
-    def respond(
-        self, status: HTTPStatus, body: bytes, content_type: str, headers: Mapping[str, str] | None = None
-    ) -> None:
-        self.response = Response(status, body, (("Content-Type", content_type), *(headers or {}).items()))
-
-    def respond_stream(
-        self, status: HTTPStatus, content_type: str, headers: Mapping[str, str] | None, chunks: Chunks
-    ) -> None:
-        """Answer with a body of unknown length, sent while `chunks` produces it (see StreamedResponse).
-        The handler's thread produces the chunks after the handler returns: route such requests to a pool
-        of their own so they cannot hold up scrapes."""
-        self.response = StreamedResponse(status, chunks, (("Content-Type", content_type), *(headers or {}).items()))
-
-
-Handler = Callable[[Request], None]
 
 
 class _State(enum.Enum):
@@ -592,8 +513,8 @@ class HTTPTransport:
             head = bytes(conn.inbuf[:end])
             del conn.inbuf[: end + 4]
             try:
-                request = self._parse_head(head, conn.address)
-            except _Refusal as refusal:
+                request = parse_head(head, conn.address, self._max_body)
+            except Refusal as refusal:
                 self._refuse(conn, refusal.status)
                 return
             conn.request = request
@@ -621,33 +542,6 @@ class HTTPTransport:
         self._release_body(conn)
         self._dispatch(conn)
 
-    def _parse_head(self, head: bytes, address: tuple[Any, ...]) -> Request:
-        line, _, rest = head.partition(b"\r\n")
-        parts = line.decode("latin-1").split(" ")
-        if len(parts) != 3 or not _TOKEN.match(parts[0]) or not parts[1]:
-            raise _Refusal(HTTPStatus.BAD_REQUEST)
-        method, target, version = parts
-        if version not in ("HTTP/1.1", "HTTP/1.0"):
-            raise _Refusal(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED if version.startswith("HTTP/") else 400)
-        headers = Headers.parse(rest)
-        request = Request(method, target, version, headers, address)
-        connection = headers.get("Connection", "").lower()
-        request.close_connection = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
-        lengths = headers.get_all("Content-Length") or []
-        if headers.get("Transfer-Encoding") is not None:
-            request.body_problem = BodyProblem.LENGTH_REQUIRED
-        elif len(set(lengths)) > 1 or any(not v.strip().isdigit() for v in lengths):
-            raise _Refusal(HTTPStatus.BAD_REQUEST)
-        elif lengths:
-            text = lengths[0].strip()
-            # Compared as text first: a Content-Length of 10**30 never becomes a number to allocate for.
-            request.declared_length = int(text) if len(text) <= 18 else self._max_body + 1
-            if request.declared_length > self._max_body:
-                request.body_problem = BodyProblem.TOO_LARGE
-        elif method in ("POST", "PUT", "PATCH"):
-            request.body_problem = BodyProblem.LENGTH_REQUIRED
-        return request
-
     def _release_body(self, conn: _Conn) -> None:
         self._body_in_flight -= conn.body_reserved
         conn.body_reserved = 0
@@ -664,7 +558,7 @@ class HTTPTransport:
         body = f"{status.phrase}\n".encode()
         conn.unread_body = True
         fields = (("Content-Type", "text/plain"), *(headers or {}).items())
-        self._start_writing(conn, self._serialize(status, body, fields, True, False), True)
+        self._start_writing(conn, serialize(self._server_name, status, body, fields, True, False), True)
 
     # -- handing requests to handlers and answers back --------------------------------------------
 
@@ -713,8 +607,14 @@ class HTTPTransport:
             status = HTTPStatus.INTERNAL_SERVER_ERROR
             response = Response(status, f"{status.phrase}\n".encode(), (("Content-Type", "text/plain"),))
         close = request.close_connection
-        data = self._serialize(
-            response.status, response.body, response.headers, close, request.command == "HEAD", request.request_version
+        data = serialize(
+            self._server_name,
+            response.status,
+            response.body,
+            response.headers,
+            close,
+            request.command == "HEAD",
+            request.request_version,
         )
         self._done.append((conn, data, close))
         self._wake()
@@ -726,8 +626,16 @@ class HTTPTransport:
         chunked = request.request_version == "HTTP/1.1"
         close = request.close_connection or not chunked
         framing = "Transfer-Encoding: chunked" if chunked else None
-        head = self._serialize(
-            response.status, b"", response.headers, close, True, request.request_version, framing, streamed=True
+        head = serialize(
+            self._server_name,
+            response.status,
+            b"",
+            response.headers,
+            close,
+            True,
+            request.request_version,
+            framing,
+            streamed=True,
         )
         if request.command == "HEAD":
             _close_chunks(response.chunks)
@@ -762,34 +670,6 @@ class HTTPTransport:
     def _hand_over(self, conn: _Conn, close: bool) -> None:
         self._done.append((conn, None, close))
         self._wake()
-
-    def _serialize(
-        self,
-        status: HTTPStatus,
-        body: bytes,
-        headers: tuple[tuple[str, str], ...],
-        close: bool,
-        head_only: bool,
-        version: str = "HTTP/1.1",
-        framing: str | None = None,
-        streamed: bool = False,
-    ) -> bytes:
-        lines = [
-            f"HTTP/1.1 {status.value} {status.phrase}",
-            f"Server: {self._server_name}",
-            f"Date: {email.utils.formatdate(usegmt=True)}",
-            *(f"{k}: {v}" for k, v in headers),
-        ]
-        if framing is not None:
-            lines.append(framing)
-        elif not streamed:
-            lines.append(f"Content-Length: {len(body)}")
-        if close:
-            lines.append("Connection: close")
-        elif version == "HTTP/1.0":
-            lines.append("Connection: keep-alive")
-        out = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        return out if head_only else out + body
 
     def _finish_done(self) -> None:
         while self._done:
@@ -973,9 +853,3 @@ def _close_chunks(chunks: Chunks) -> None:
         close()
     except Exception:
         log.exception("closing a streamed answer's source failed")
-
-
-class _Refusal(Exception):
-    def __init__(self, status: HTTPStatus | int) -> None:
-        super().__init__(status)
-        self.status = status
