@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import enum
 import errno
+import functools
 import logging
 import math
 import resource
@@ -33,7 +34,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import Any
@@ -51,6 +52,7 @@ from exporter.http_messages import (
     parse_head,
     serialize,
 )
+from exporter.http_stream import STREAM_BUFFER_BYTES, STREAM_CHUNK_BYTES, StreamBuffer, produce
 from exporter.ratelimit import RateLimitedLog
 
 # The names the exporter and its tests import from here, wherever they are defined now.
@@ -69,6 +71,7 @@ __all__ = [
     "Headers",
     "Request",
     "Response",
+    "StreamBuffer",
     "StreamedResponse",
     "_Stream",
     "default_max_connections",
@@ -76,6 +79,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_Stream = StreamBuffer  # the name tests knew it by
 
 LISTEN_BACKLOG = 1024  # the kernel caps it at net.core.somaxconn (4096 on current kernels)
 # From a request's first byte (for a new connection: from accept) to its last body byte. A client that
@@ -95,12 +99,6 @@ RECV_SIZE = 64 << 10
 HANDLER_THREADS = 4  # scrapes are CPU-bound under one GIL: more threads would only add switching
 SLOW_HANDLER_THREADS = 2
 DEFAULT_POOL, SLOW_POOL = "default", "slow"
-# A streamed answer's producer waits while this much is queued for the client: memory per stream is
-# bounded by it (plus one chunk), however slowly the client reads.
-STREAM_BUFFER_BYTES = 1 << 20
-STREAM_CHUNK_BYTES = 64 << 10  # read size when streaming from a file object
-# A producer blocked on a full buffer looks this often whether the connection went away meanwhile.
-STREAM_POLL_INTERVAL = 1.0
 _FD_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
@@ -111,50 +109,6 @@ class _State(enum.Enum):
     WRITING = "writing"
     STREAMING = "streaming"
     LINGERING = "lingering"
-
-
-class _Stream:
-    """A streamed answer's outgoing buffer, shared by its producer (a handler thread) and the I/O thread."""
-
-    def __init__(self, head: bytes) -> None:
-        self.cond = threading.Condition(threading.Lock())
-        self.pending: collections.deque[bytes] = collections.deque([head])
-        self.buffered = len(head)  # queued or taken by the I/O thread but not yet sent
-        self.finished = False  # the producer queued its last bytes
-        self.failed = False  # the producer broke off: close once what is queued is sent
-        self.aborted = False  # the connection is gone: the producer stops
-
-    def put(self, data: bytes, conn: _Conn) -> bool:
-        """Queue `data`, first waiting while the buffer is full; False once the connection is gone."""
-        with self.cond:
-            while self.buffered > STREAM_BUFFER_BYTES and not self.aborted and not conn.closed:
-                self.cond.wait(STREAM_POLL_INTERVAL)
-            if self.aborted or conn.closed:
-                return False
-            self.pending.append(data)
-            self.buffered += len(data)
-            return True
-
-    def end(self, *, failed: bool) -> None:
-        with self.cond:
-            self.finished, self.failed = not failed, failed
-
-    def take(self) -> bytes:
-        with self.cond:
-            data = b"".join(self.pending)
-            self.pending.clear()
-            return data
-
-    def sent(self, count: int) -> None:
-        with self.cond:
-            self.buffered -= count
-            if self.buffered <= STREAM_BUFFER_BYTES:
-                self.cond.notify_all()
-
-    def abort(self) -> None:
-        with self.cond:
-            self.aborted = True
-            self.cond.notify_all()
 
 
 class _Conn:
@@ -179,7 +133,7 @@ class _Conn:
         self.body_reserved = 0
         self.lingered = 0
         self.closed = False
-        self.stream: _Stream | None = None
+        self.stream: StreamBuffer | None = None
         self.peer_done = False  # the client half-closed while a stream was sent: it may still read
 
 
@@ -601,7 +555,7 @@ class HTTPTransport:
             request.response = None
         response = request.response
         if isinstance(response, StreamedResponse):
-            self._produce(conn, request, response)
+            produce(conn, request, response, self._server_name, functools.partial(self._hand_back, conn))
             return
         if response is None:
             status = HTTPStatus.INTERNAL_SERVER_ERROR
@@ -616,59 +570,11 @@ class HTTPTransport:
             request.command == "HEAD",
             request.request_version,
         )
-        self._done.append((conn, data, close))
-        self._wake()
+        self._hand_back(conn, data, close)
 
-    def _produce(self, conn: _Conn, request: Request, response: StreamedResponse) -> None:
-        """In the handler thread: send a streamed answer's head, then its chunks as the client takes them.
-        HTTP/1.1 gets chunked framing (the connection may be kept alive); HTTP/1.0 knows no chunks, so its
-        body ends where the connection closes."""
-        chunked = request.request_version == "HTTP/1.1"
-        close = request.close_connection or not chunked
-        framing = "Transfer-Encoding: chunked" if chunked else None
-        head = serialize(
-            self._server_name,
-            response.status,
-            b"",
-            response.headers,
-            close,
-            True,
-            request.request_version,
-            framing,
-            streamed=True,
-        )
-        if request.command == "HEAD":
-            _close_chunks(response.chunks)
-            self._done.append((conn, head, close))
-            self._wake()
-            return
-        stream = _Stream(head)
-        conn.stream = stream
-        self._hand_over(conn, close)
-        failed = False
-        try:
-            for chunk in _iterate(response.chunks):
-                if not chunk:
-                    continue  # an empty chunk would end a chunked body
-                framed = b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk
-                if not stream.put(framed, conn):
-                    log.debug("stream to %s stopped: the client went away", conn.address)
-                    return
-                self._hand_over(conn, close)
-            if chunked:
-                stream.put(b"0\r\n\r\n", conn)
-        except Exception as exc:
-            failed = True
-            # The head is out, so no 500 can follow: the client sees a body cut short, the log says why.
-            log.warning("streaming %s %s broke off: %s", request.command, request.route, exc,
-                        exc_info=log.isEnabledFor(logging.DEBUG))  # fmt: skip
-        finally:
-            _close_chunks(response.chunks)
-            stream.end(failed=failed)
-            self._hand_over(conn, close)
-
-    def _hand_over(self, conn: _Conn, close: bool) -> None:
-        self._done.append((conn, None, close))
+    def _hand_back(self, conn: _Conn, answer: bytes | None, close: bool) -> None:
+        """From a handler thread: give the I/O thread an answer for `conn` (None: news of its stream)."""
+        self._done.append((conn, answer, close))
         self._wake()
 
     def _finish_done(self) -> None:
@@ -836,20 +742,3 @@ class HTTPTransport:
         except OSError:
             pass
         self._conns.discard(conn)
-
-
-def _iterate(chunks: Chunks) -> Iterator[bytes]:
-    read = getattr(chunks, "read", None)
-    if read is not None:
-        return iter(lambda: read(STREAM_CHUNK_BYTES), b"")
-    return iter(chunks)  # type: ignore[arg-type]
-
-
-def _close_chunks(chunks: Chunks) -> None:
-    close = getattr(chunks, "close", None)
-    if close is None:
-        return
-    try:
-        close()
-    except Exception:
-        log.exception("closing a streamed answer's source failed")
