@@ -23,12 +23,9 @@ of scrapers times out. Here:
 from __future__ import annotations
 
 import collections
-import enum
-import errno
 import functools
 import logging
 import math
-import resource
 import selectors
 import socket
 import ssl
@@ -39,6 +36,14 @@ from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import Any
 
+from exporter.http_connections import (
+    REQUEST_TIMEOUT,
+    Connection,
+    ConnectionTable,
+    ConnState,
+    default_max_connections,
+    listen_socket,
+)
 from exporter.http_messages import (
     MAX_HEADER_FIELDS,
     BodyProblem,
@@ -81,75 +86,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 _Stream = StreamBuffer  # the name tests knew it by
 
-LISTEN_BACKLOG = 1024  # the kernel caps it at net.core.somaxconn (4096 on current kernels)
-# From a request's first byte (for a new connection: from accept) to its last body byte. A client that
-# sends a header line every few seconds (slowloris) is cut off here, however steadily it dribbles.
-REQUEST_TIMEOUT = 10.0
 IDLE_TIMEOUT = 75.0  # between keep-alive requests: longer than a 60 s scrape interval
 WRITE_TIMEOUT = 30.0  # for a client to take an answer
 LINGER_TIMEOUT = 2.0  # reading away an unread body after the answer, before closing
 LINGER_MAX_BYTES = 1 << 20
 MAX_HEAD_BYTES = 16 << 10
-# Bodies being read at once may total this much: beyond it a request with a body is answered "busy".
-BODY_BUDGET_BYTES = 32 << 20
-ACCEPT_BACKOFF_INITIAL = 0.05
-ACCEPT_BACKOFF_MAX = 1.0
-ACCEPT_BATCH = 64  # connections taken per wake-up, so a flood cannot starve the connections already open
 RECV_SIZE = 64 << 10
 HANDLER_THREADS = 4  # scrapes are CPU-bound under one GIL: more threads would only add switching
 SLOW_HANDLER_THREADS = 2
 DEFAULT_POOL, SLOW_POOL = "default", "slow"
-_FD_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
-
-
-class _State(enum.Enum):
-    HANDSHAKE = "handshake"
-    READING = "reading"
-    PROCESSING = "processing"
-    WRITING = "writing"
-    STREAMING = "streaming"
-    LINGERING = "lingering"
-
-
-class _Conn:
-    __slots__ = ("address", "body_reserved", "close_after", "closed", "deadline", "events", "idle", "inbuf",
-                 "last_active", "lingered", "offset", "outbuf", "peer_done", "request", "sock", "state",
-                 "stream", "unread_body")  # fmt: skip
-
-    def __init__(self, sock: socket.socket, address: tuple[Any, ...], now: float, tls: bool) -> None:
-        self.sock = sock
-        self.address = address
-        self.state = _State.HANDSHAKE if tls else _State.READING
-        self.inbuf = bytearray()
-        self.outbuf = b""
-        self.offset = 0
-        self.request: Request | None = None
-        self.last_active = now
-        self.idle = False  # between keep-alive requests, before the next one's first byte
-        self.deadline = now + REQUEST_TIMEOUT
-        self.events = 0
-        self.close_after = False
-        self.unread_body = False
-        self.body_reserved = 0
-        self.lingered = 0
-        self.closed = False
-        self.stream: StreamBuffer | None = None
-        self.peer_done = False  # the client half-closed while a stream was sent: it may still read
-
-
-def default_max_connections() -> int:
-    """Half the soft fd limit (the other half is for FFmpeg pipes, segments and /proc), at most 1024."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return 1024
-    return max(8, min(1024, soft // 2))
-
-
-def listen_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
-    sock.setblocking(False)
-    return sock
 
 
 class HTTPTransport:
@@ -171,24 +116,24 @@ class HTTPTransport:
         request_timeout: float = REQUEST_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
-        self._listener = listener
-        self._listener.setblocking(False)
         self._handler = handler
         self._server_name = server_name
         self._max_body = max_body_bytes
-        self._tls_context = tls_context
         self._slow_routes = frozenset(slow_routes)
-        self.max_connections = max_connections or default_max_connections()
+        self._table = ConnectionTable(
+            listener,
+            max_connections=max_connections or default_max_connections(),
+            request_timeout=request_timeout,
+            tls_context=tls_context,
+        )
         self._request_timeout = request_timeout
         self._idle_timeout = idle_timeout
-        self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         # Handed from handler threads to the I/O thread: (conn, answer, close); an answer of None means
         # "this connection's stream has something new" (its first bytes, more, or its end).
-        self._done: collections.deque[tuple[_Conn, bytes | None, bool]] = collections.deque()
-        self._conns: set[_Conn] = set()
+        self._done: collections.deque[tuple[Connection, bytes | None, bool]] = collections.deque()
         # Pools by name: `slow_routes` go to SLOW_POOL, `pool_of` may name any pool of `pools` (name -> threads)
         # for a request, everything else goes to DEFAULT_POOL, which is the scrapers'.
         self._pool_of = pool_of
@@ -201,19 +146,14 @@ class HTTPTransport:
         self._queue_slots = {name: threading.Semaphore(limit) for name, limit in (queue_limits or {}).items()}
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._accept_paused_until: float | None = None
-        self._accept_backoff = ACCEPT_BACKOFF_INITIAL
-        self._next_deadline = math.inf
-        self._body_in_flight = 0
         self._ratelimited = RateLimitedLog(log)
-        self.evictions = 0  # idle connections closed to make room (tests look at it)
         self.connection_failures = 0  # connections closed after an unexpected error in their handling
 
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._selector.register(self._listener, selectors.EVENT_READ, None)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._table.listen()
+        self._table.selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._thread = threading.Thread(target=self._loop, name="exporter-io", daemon=True)
         self._thread.start()
 
@@ -227,7 +167,12 @@ class HTTPTransport:
 
     @property
     def open_connections(self) -> int:
-        return len(self._conns)
+        return len(self._table)
+
+    @property
+    def evictions(self) -> int:
+        """Idle connections closed to make room (tests look at it)."""
+        return self._table.evictions
 
     def alive(self) -> bool:
         """True while the I/O thread runs: once it is gone nothing is accepted or answered any more, so a
@@ -244,35 +189,26 @@ class HTTPTransport:
             log.exception("exporter I/O loop failed")
             raise
         finally:
-            for conn in list(self._conns):
-                self._close(conn)
+            self._table.close_all()
             for sock in (self._wake_r, self._wake_w):
                 sock.close()
-            self._selector.close()
 
     def _select_once(self) -> None:
         now = time.monotonic()
-        wake_at = self._next_deadline
-        if self._accept_paused_until is not None:
-            wake_at = min(wake_at, self._accept_paused_until)
+        wake_at = self._table.wake_at()
         # No timeout at all when nothing is pending: an idle exporter sleeps until a client comes.
         timeout = None if wake_at == math.inf else max(0.0, wake_at - now)
-        for key, mask in self._selector.select(timeout):
-            if key.fileobj is self._listener:
+        for key, mask in self._table.selector.select(timeout):
+            if key.fileobj is self._table.listener:
                 self._accept()
             elif key.fileobj is self._wake_r:
                 self._drain_wakeups()
             else:
                 self._guarded(key.data, self._on_event, key.data, mask)
         self._finish_done()
-        now = time.monotonic()
-        if self._accept_paused_until is not None and now >= self._accept_paused_until:
-            self._accept_paused_until = None
-            self._selector.register(self._listener, selectors.EVENT_READ, None)
-        if now >= self._next_deadline:
-            self._expire(now)
+        self._table.tick(time.monotonic())
 
-    def _guarded(self, conn: _Conn, action: Callable[..., None], *args: Any) -> None:
+    def _guarded(self, conn: Connection, action: Callable[..., None], *args: Any) -> None:
         """Run one connection's handling; a bug there (an exception nothing expected) closes that connection
         and the loop serves the others on, instead of the I/O thread dying with every connection."""
         try:
@@ -287,10 +223,9 @@ class HTTPTransport:
                     "closing it and serving on", conn.address, self.connection_failures,
                 )  # fmt: skip
             try:
-                self._close(conn)
+                self._table.close(conn)
             except Exception:  # its state is what failed: forget it however far closing got
-                conn.closed = True
-                self._conns.discard(conn)
+                self._table.forget(conn)
 
     def _wake(self) -> None:
         try:
@@ -305,140 +240,62 @@ class HTTPTransport:
         except (BlockingIOError, OSError):
             pass
 
-    def _set_deadline(self, conn: _Conn, deadline: float) -> None:
-        conn.deadline = deadline
-        self._next_deadline = min(self._next_deadline, deadline)
-
-    def _expire(self, now: float) -> None:
-        next_deadline = math.inf
-        for conn in list(self._conns):
-            if conn.deadline <= now:
-                log.debug("closing %s: %s timed out", conn.address, conn.state.value)
-                self._close(conn)
-            else:
-                next_deadline = min(next_deadline, conn.deadline)
-        self._next_deadline = next_deadline
-
-    def _watch(self, conn: _Conn, events: int) -> None:
-        if conn.events == events:
-            return
-        if conn.events == 0:
-            self._selector.register(conn.sock, events, conn)
-        elif events == 0:
-            self._selector.unregister(conn.sock)
-        else:
-            self._selector.modify(conn.sock, events, conn)
-        conn.events = events
-
-    # -- accepting ----------------------------------------------------------------------------------
-
     def _accept(self) -> None:
-        for _ in range(ACCEPT_BATCH):
-            try:
-                sock, address = self._listener.accept()
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if exc.errno in _FD_EXHAUSTED:
-                    self._pause_accepting(exc)
-                    return
-                continue  # ECONNABORTED and the like: that client is gone, the next one may be fine
-            self._accept_backoff = ACCEPT_BACKOFF_INITIAL
-            if len(self._conns) >= self.max_connections and not self._evict_idle():
-                sock.close()
-                continue
-            self._add(sock, address)
-
-    def _pause_accepting(self, exc: OSError) -> None:
-        """Out of descriptors: stop polling the listener for a while (it stays readable, so polling it
-        would spin), and free one descriptor by closing the least recently active idle connection."""
-        delay = self._accept_backoff
-        self._accept_backoff = min(ACCEPT_BACKOFF_MAX, delay * 2)
-        self._selector.unregister(self._listener)
-        self._accept_paused_until = time.monotonic() + delay
-        self._evict_idle()
-        self._ratelimited.log(
-            logging.WARNING, "accept", "cannot accept connections: %s; pausing accept for %.2f s (the cameras "
-            "need descriptors too: raise LimitNOFILE if this repeats)", exc.strerror or exc, delay,
-        )  # fmt: skip
-
-    def _evict_idle(self) -> bool:
-        """Close the least recently active connection that no handler is busy with; False if there is none."""
-        idle = [c for c in self._conns if c.state in (_State.HANDSHAKE, _State.READING, _State.LINGERING)]
-        if not idle:
-            return False
-        self._close(min(idle, key=lambda c: c.last_active))
-        self.evictions += 1
-        return True
-
-    def _add(self, sock: socket.socket, address: tuple[Any, ...]) -> None:
-        now = time.monotonic()
-        try:
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._tls_context is not None:
-                sock = self._tls_context().wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        except (OSError, ssl.SSLError) as exc:
-            log.debug("dropping %s: %s", address, exc)
-            sock.close()
-            return
-        conn = _Conn(sock, address, now, tls=self._tls_context is not None)
-        self._conns.add(conn)
-        self._set_deadline(conn, now + self._request_timeout)
-        if conn.state is _State.HANDSHAKE:
-            self._handshake(conn)
-        else:
-            self._watch(conn, selectors.EVENT_READ)
+        for conn in self._table.accept():
+            if conn.state is ConnState.HANDSHAKE:
+                self._handshake(conn)
+            else:
+                self._table.watch(conn, selectors.EVENT_READ)
 
     # -- per-connection events ---------------------------------------------------------------------------
 
-    def _on_event(self, conn: _Conn, mask: int) -> None:
+    def _on_event(self, conn: Connection, mask: int) -> None:
         if conn.closed:
             return
-        if conn.state is _State.HANDSHAKE:
+        if conn.state is ConnState.HANDSHAKE:
             self._handshake(conn)
-        elif conn.state is _State.READING:
+        elif conn.state is ConnState.READING:
             self._read(conn)
-        elif conn.state is _State.WRITING:
+        elif conn.state is ConnState.WRITING:
             self._write(conn)
-        elif conn.state is _State.STREAMING:
+        elif conn.state is ConnState.STREAMING:
             if mask & selectors.EVENT_READ:
                 self._stream_read(conn)
             if not conn.closed:
                 self._write_stream(conn)  # also after a read: TLS may have wanted one to go on writing
-        elif conn.state is _State.LINGERING:
+        elif conn.state is ConnState.LINGERING:
             self._linger_read(conn)
 
-    def _handshake(self, conn: _Conn) -> None:
+    def _handshake(self, conn: Connection) -> None:
         assert isinstance(conn.sock, ssl.SSLSocket)
         try:
             conn.sock.do_handshake()
         except ssl.SSLWantReadError:
-            self._watch(conn, selectors.EVENT_READ)
+            self._table.watch(conn, selectors.EVENT_READ)
             return
         except ssl.SSLWantWriteError:
-            self._watch(conn, selectors.EVENT_WRITE)
+            self._table.watch(conn, selectors.EVENT_WRITE)
             return
         except (ssl.SSLError, OSError) as exc:
             log.debug("TLS handshake with %s failed: %s", conn.address, exc)
-            self._close(conn)
+            self._table.close(conn)
             return
-        conn.state = _State.READING
-        self._watch(conn, selectors.EVENT_READ)
+        conn.state = ConnState.READING
+        self._table.watch(conn, selectors.EVENT_READ)
         self._read(conn)  # the request may have come with the handshake's last flight
 
-    def _read(self, conn: _Conn) -> None:
+    def _read(self, conn: Connection) -> None:
         received = False
         try:
             while True:
                 data = conn.sock.recv(RECV_SIZE)
                 if not data:
-                    self._close(conn)  # the client is gone; a half-sent request has nobody to answer
+                    self._table.close(conn)  # the client is gone; a half-sent request has nobody to answer
                     return
                 if conn.idle:
                     # The first byte of a keep-alive connection's next request: its deadline starts now.
                     conn.idle = False
-                    self._set_deadline(conn, time.monotonic() + self._request_timeout)
+                    self._table.set_deadline(conn, time.monotonic() + self._request_timeout)
                 conn.inbuf += data
                 received = True
                 # Decrypted bytes already in the TLS layer raise no event: take them now.
@@ -447,15 +304,15 @@ class HTTPTransport:
         except (BlockingIOError, ssl.SSLWantReadError):
             pass
         except ssl.SSLWantWriteError:
-            self._watch(conn, selectors.EVENT_WRITE)
+            self._table.watch(conn, selectors.EVENT_WRITE)
         except OSError as exc:
             log.debug("reading from %s: %s", conn.address, exc)
-            self._close(conn)
+            self._table.close(conn)
             return
         if received:
             self._parse(conn)
 
-    def _parse(self, conn: _Conn) -> None:
+    def _parse(self, conn: Connection) -> None:
         if conn.request is None:
             while conn.inbuf.startswith(b"\r\n"):  # RFC 9112 2.2: ignore empty lines before a request
                 del conn.inbuf[:2]
@@ -474,13 +331,10 @@ class HTTPTransport:
             conn.request = request
             if request.body_problem is None and request.declared_length:
                 length = request.declared_length
-                if self._body_in_flight + length > BODY_BUDGET_BYTES:
+                if not self._table.reserve_body(conn, length):
                     request.body_problem = BodyProblem.BUSY
-                else:
-                    self._body_in_flight += length
-                    conn.body_reserved = length
-                    if request.headers.get("Expect", "").lower() == "100-continue" and len(conn.inbuf) < length:
-                        self._send_quietly(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
+                elif request.headers.get("Expect", "").lower() == "100-continue" and len(conn.inbuf) < length:
+                    self._send_quietly(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
             if request.body_problem is not None:
                 # The body is left unread: the answer goes out at once and the connection closes after it.
                 request.close_connection = True
@@ -493,20 +347,16 @@ class HTTPTransport:
             return
         request.body = bytes(conn.inbuf[:length])
         del conn.inbuf[:length]
-        self._release_body(conn)
+        self._table.release_body(conn)
         self._dispatch(conn)
 
-    def _release_body(self, conn: _Conn) -> None:
-        self._body_in_flight -= conn.body_reserved
-        conn.body_reserved = 0
-
-    def _send_quietly(self, conn: _Conn, data: bytes) -> None:
+    def _send_quietly(self, conn: Connection, data: bytes) -> None:
         try:
             conn.sock.send(data)
         except (OSError, ssl.SSLError):
             pass  # a client that cannot take 25 bytes now sends its body anyway after a second
 
-    def _refuse(self, conn: _Conn, status: HTTPStatus | int, headers: Mapping[str, str] | None = None) -> None:
+    def _refuse(self, conn: Connection, status: HTTPStatus | int, headers: Mapping[str, str] | None = None) -> None:
         """Answer a request no handler can make sense of (or may take now), from this thread, and close."""
         status = HTTPStatus(status)
         body = f"{status.phrase}\n".encode()
@@ -516,7 +366,7 @@ class HTTPTransport:
 
     # -- handing requests to handlers and answers back --------------------------------------------
 
-    def _dispatch(self, conn: _Conn) -> None:
+    def _dispatch(self, conn: Connection) -> None:
         request = conn.request
         assert request is not None
         name = SLOW_POOL if request.route in self._slow_routes else None
@@ -528,17 +378,17 @@ class HTTPTransport:
             # That pool's queue is full: say so at once rather than let the queue (and the wait) grow.
             self._refuse(conn, HTTPStatus.SERVICE_UNAVAILABLE, {"Retry-After": "1"})
             return
-        conn.state = _State.PROCESSING
-        self._watch(conn, 0)
+        conn.state = ConnState.PROCESSING
+        self._table.watch(conn, 0)
         conn.deadline = math.inf
         try:
             self._pools[name].submit(self._run, conn, request, slots)
         except RuntimeError:
             if slots is not None:
                 slots.release()
-            self._close(conn)  # stopping
+            self._table.close(conn)  # stopping
 
-    def _run(self, conn: _Conn, request: Request, slots: threading.Semaphore | None = None) -> None:
+    def _run(self, conn: Connection, request: Request, slots: threading.Semaphore | None = None) -> None:
         """In a handler thread: run the handler, serialise its answer, hand it to the I/O thread; then give
         back the request's place in its pool's bounded queue, if it has one."""
         try:
@@ -547,7 +397,7 @@ class HTTPTransport:
             if slots is not None:
                 slots.release()
 
-    def _answer(self, conn: _Conn, request: Request) -> None:
+    def _answer(self, conn: Connection, request: Request) -> None:
         try:
             self._handler(request)
         except Exception:
@@ -572,7 +422,7 @@ class HTTPTransport:
         )
         self._hand_back(conn, data, close)
 
-    def _hand_back(self, conn: _Conn, answer: bytes | None, close: bool) -> None:
+    def _hand_back(self, conn: Connection, answer: bytes | None, close: bool) -> None:
         """From a handler thread: give the I/O thread an answer for `conn` (None: news of its stream)."""
         self._done.append((conn, answer, close))
         self._wake()
@@ -583,16 +433,16 @@ class HTTPTransport:
             if not conn.closed:
                 self._guarded(conn, self._take_answer, conn, data, close)
 
-    def _take_answer(self, conn: _Conn, data: bytes | None, close: bool) -> None:
+    def _take_answer(self, conn: Connection, data: bytes | None, close: bool) -> None:
         if data is not None:
             self._start_writing(conn, data, close)
-        elif conn.state is _State.PROCESSING:
-            conn.state, conn.outbuf, conn.offset, conn.close_after = _State.STREAMING, b"", 0, close
+        elif conn.state is ConnState.PROCESSING:
+            conn.state, conn.outbuf, conn.offset, conn.close_after = ConnState.STREAMING, b"", 0, close
             self._write_stream(conn)
-        elif conn.state is _State.STREAMING and not conn.events & selectors.EVENT_WRITE:
+        elif conn.state is ConnState.STREAMING and not conn.events & selectors.EVENT_WRITE:
             self._write_stream(conn)  # else the socket is full: the next EVENT_WRITE sends the news
 
-    def _write_stream(self, conn: _Conn) -> None:
+    def _write_stream(self, conn: Connection) -> None:
         """Send what the producer queued, as much as the socket takes now. The deadline is for progress:
         a client that takes nothing for WRITE_TIMEOUT is dropped, one that reads slowly is not."""
         stream = conn.stream
@@ -608,112 +458,112 @@ class HTTPTransport:
                 conn.offset += sent
                 stream.sent(sent)
                 conn.last_active = time.monotonic()
-                self._set_deadline(conn, conn.last_active + WRITE_TIMEOUT)
+                self._table.set_deadline(conn, conn.last_active + WRITE_TIMEOUT)
         except (BlockingIOError, ssl.SSLWantWriteError):
             if conn.deadline == math.inf:
-                self._set_deadline(conn, time.monotonic() + WRITE_TIMEOUT)
-            self._watch(conn, selectors.EVENT_WRITE | self._hangup_watch(conn))
+                self._table.set_deadline(conn, time.monotonic() + WRITE_TIMEOUT)
+            self._table.watch(conn, selectors.EVENT_WRITE | self._hangup_watch(conn))
             return
         except ssl.SSLWantReadError:
-            self._watch(conn, selectors.EVENT_READ)
+            self._table.watch(conn, selectors.EVENT_READ)
             return
         except OSError as exc:
             log.debug("streaming to %s: %s", conn.address, exc)  # the client is gone (reset, broken pipe)
-            self._close(conn)
+            self._table.close(conn)
             return
         with stream.cond:
             finished, failed = stream.finished and not stream.pending, stream.failed
         if failed:
-            self._close(conn)  # no last chunk: the client sees the answer was cut short
+            self._table.close(conn)  # no last chunk: the client sees the answer was cut short
         elif finished:
             conn.stream = None
             self._after_answer(conn)
         else:
             # Waiting for the producer: only a client going away is of interest meanwhile.
             conn.deadline = math.inf
-            self._watch(conn, self._hangup_watch(conn))
+            self._table.watch(conn, self._hangup_watch(conn))
 
     @staticmethod
-    def _hangup_watch(conn: _Conn) -> int:
+    def _hangup_watch(conn: Connection) -> int:
         """While streaming, reading is how a client's reset shows before the next write would fail."""
         return 0 if conn.peer_done else selectors.EVENT_READ
 
-    def _stream_read(self, conn: _Conn) -> None:
+    def _stream_read(self, conn: Connection) -> None:
         try:
             data = conn.sock.recv(RECV_SIZE)
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
         except OSError as exc:
             log.debug("streaming to %s: %s", conn.address, exc)  # reset: the client is gone
-            self._close(conn)
+            self._table.close(conn)
             return
         if not data:
             # End of what the client sends, not necessarily of what it reads (a half-close after the
             # request): go on; a client that is really gone fails the next write.
             conn.peer_done = True
-            self._watch(conn, conn.events & ~selectors.EVENT_READ)
+            self._table.watch(conn, conn.events & ~selectors.EVENT_READ)
             return
         if len(conn.inbuf) + len(data) > MAX_HEAD_BYTES:
-            self._close(conn)
+            self._table.close(conn)
             return
         conn.inbuf += data  # a pipelined next request, parsed when the stream is done
 
-    def _start_writing(self, conn: _Conn, data: bytes, close: bool) -> None:
-        conn.state = _State.WRITING
+    def _start_writing(self, conn: Connection, data: bytes, close: bool) -> None:
+        conn.state = ConnState.WRITING
         conn.outbuf, conn.offset, conn.close_after = data, 0, close
-        self._set_deadline(conn, time.monotonic() + WRITE_TIMEOUT)
+        self._table.set_deadline(conn, time.monotonic() + WRITE_TIMEOUT)
         self._write(conn)
 
-    def _write(self, conn: _Conn) -> None:
+    def _write(self, conn: Connection) -> None:
         view = memoryview(conn.outbuf)
         try:
             while conn.offset < len(view):
                 conn.offset += conn.sock.send(view[conn.offset :])
         except (BlockingIOError, ssl.SSLWantWriteError):
-            self._watch(conn, selectors.EVENT_WRITE)
+            self._table.watch(conn, selectors.EVENT_WRITE)
             return
         except ssl.SSLWantReadError:
-            self._watch(conn, selectors.EVENT_READ)
+            self._table.watch(conn, selectors.EVENT_READ)
             return
         except OSError as exc:
             log.debug("writing to %s: %s", conn.address, exc)
-            self._close(conn)
+            self._table.close(conn)
             return
         finally:
             view.release()
         conn.last_active = time.monotonic()
         self._after_answer(conn)
 
-    def _after_answer(self, conn: _Conn) -> None:
+    def _after_answer(self, conn: Connection) -> None:
         """The answer is out: close, or (keep-alive) go back to reading the next request."""
         now = time.monotonic()
         if conn.close_after:
             if conn.unread_body:
                 self._start_lingering(conn)
             else:
-                self._close(conn)
+                self._table.close(conn)
             return
         # Keep-alive: back to reading; a pipelined next request may already be in the buffer.
-        conn.state, conn.request, conn.outbuf, conn.idle = _State.READING, None, b"", not conn.inbuf
-        self._set_deadline(conn, now + (self._request_timeout if conn.inbuf else self._idle_timeout))
-        self._watch(conn, selectors.EVENT_READ)
+        conn.state, conn.request, conn.outbuf, conn.idle = ConnState.READING, None, b"", not conn.inbuf
+        self._table.set_deadline(conn, now + (self._request_timeout if conn.inbuf else self._idle_timeout))
+        self._table.watch(conn, selectors.EVENT_READ)
         if conn.inbuf:
             self._parse(conn)
 
-    def _start_lingering(self, conn: _Conn) -> None:
+    def _start_lingering(self, conn: Connection) -> None:
         """Half-close and read away what the client still sends: closing with unread data would reset the
         connection, and the client could lose our answer with it."""
         try:
             conn.sock.shutdown(socket.SHUT_WR)
         except OSError:
-            self._close(conn)
+            self._table.close(conn)
             return
-        conn.state = _State.LINGERING
+        conn.state = ConnState.LINGERING
         conn.inbuf = bytearray()
-        self._set_deadline(conn, time.monotonic() + LINGER_TIMEOUT)
-        self._watch(conn, selectors.EVENT_READ)
+        self._table.set_deadline(conn, time.monotonic() + LINGER_TIMEOUT)
+        self._table.watch(conn, selectors.EVENT_READ)
 
-    def _linger_read(self, conn: _Conn) -> None:
+    def _linger_read(self, conn: Connection) -> None:
         try:
             data = conn.sock.recv(RECV_SIZE)
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
@@ -722,23 +572,4 @@ class HTTPTransport:
             data = b""
         conn.lingered += len(data)
         if not data or conn.lingered > LINGER_MAX_BYTES:
-            self._close(conn)
-
-    def _close(self, conn: _Conn) -> None:
-        if conn.closed:
-            return
-        conn.closed = True
-        self._release_body(conn)
-        if conn.stream is not None:
-            conn.stream.abort()  # its producer stops at its next chunk and closes what it reads from
-        if conn.events:
-            try:
-                self._selector.unregister(conn.sock)
-            except (KeyError, ValueError):
-                pass
-            conn.events = 0
-        try:
-            conn.sock.close()
-        except OSError:
-            pass
-        self._conns.discard(conn)
+            self._table.close(conn)
