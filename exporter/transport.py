@@ -22,8 +22,6 @@ of scrapers times out. Here:
 
 from __future__ import annotations
 
-import collections
-import functools
 import logging
 import math
 import selectors
@@ -32,7 +30,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import Any
 
@@ -44,6 +41,7 @@ from exporter.http_connections import (
     default_max_connections,
     listen_socket,
 )
+from exporter.http_handlers import DEFAULT_POOL, SLOW_POOL, HandlerPools
 from exporter.http_messages import (
     MAX_HEADER_FIELDS,
     BodyProblem,
@@ -57,7 +55,7 @@ from exporter.http_messages import (
     parse_head,
     serialize,
 )
-from exporter.http_stream import STREAM_BUFFER_BYTES, STREAM_CHUNK_BYTES, StreamBuffer, produce
+from exporter.http_stream import STREAM_BUFFER_BYTES, STREAM_CHUNK_BYTES, StreamBuffer
 from exporter.ratelimit import RateLimitedLog
 
 # The names the exporter and its tests import from here, wherever they are defined now.
@@ -92,9 +90,6 @@ LINGER_TIMEOUT = 2.0  # reading away an unread body after the answer, before clo
 LINGER_MAX_BYTES = 1 << 20
 MAX_HEAD_BYTES = 16 << 10
 RECV_SIZE = 64 << 10
-HANDLER_THREADS = 4  # scrapes are CPU-bound under one GIL: more threads would only add switching
-SLOW_HANDLER_THREADS = 2
-DEFAULT_POOL, SLOW_POOL = "default", "slow"
 
 
 class HTTPTransport:
@@ -116,10 +111,8 @@ class HTTPTransport:
         request_timeout: float = REQUEST_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
-        self._handler = handler
         self._server_name = server_name
         self._max_body = max_body_bytes
-        self._slow_routes = frozenset(slow_routes)
         self._table = ConnectionTable(
             listener,
             max_connections=max_connections or default_max_connections(),
@@ -131,19 +124,15 @@ class HTTPTransport:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        # Handed from handler threads to the I/O thread: (conn, answer, close); an answer of None means
-        # "this connection's stream has something new" (its first bytes, more, or its end).
-        self._done: collections.deque[tuple[Connection, bytes | None, bool]] = collections.deque()
-        # Pools by name: `slow_routes` go to SLOW_POOL, `pool_of` may name any pool of `pools` (name -> threads)
-        # for a request, everything else goes to DEFAULT_POOL, which is the scrapers'.
-        self._pool_of = pool_of
-        sizes = {DEFAULT_POOL: HANDLER_THREADS, SLOW_POOL: SLOW_HANDLER_THREADS, **(pools or {})}
-        self._pools = {
-            name: ThreadPoolExecutor(threads, thread_name_prefix=f"exporter-{name}") for name, threads in sizes.items()
-        }
-        # Pools whose requests (queued and running) are capped: beyond the cap a request is answered 503 by
-        # the I/O thread at once. For work a client can ask for at will, such as bcrypt on new credentials.
-        self._queue_slots = {name: threading.Semaphore(limit) for name, limit in (queue_limits or {}).items()}
+        self._handlers = HandlerPools(
+            handler,
+            server_name=server_name,
+            wake=self._wake,
+            slow_routes=slow_routes,
+            pools=pools,
+            pool_of=pool_of,
+            queue_limits=queue_limits,
+        )
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._ratelimited = RateLimitedLog(log)
@@ -162,8 +151,7 @@ class HTTPTransport:
         self._wake()
         if self._thread is not None:
             self._thread.join(timeout)
-        for pool in self._pools.values():
-            pool.shutdown(wait=False, cancel_futures=True)
+        self._handlers.shutdown()
 
     @property
     def open_connections(self) -> int:
@@ -369,67 +357,19 @@ class HTTPTransport:
     def _dispatch(self, conn: Connection) -> None:
         request = conn.request
         assert request is not None
-        name = SLOW_POOL if request.route in self._slow_routes else None
-        if name is None and self._pool_of is not None:
-            name = self._pool_of(request)
-        name = name if name in self._pools else DEFAULT_POOL
-        slots = self._queue_slots.get(name)
-        if slots is not None and not slots.acquire(blocking=False):
+        pool = self._handlers.admit(request)
+        if pool is None:
             # That pool's queue is full: say so at once rather than let the queue (and the wait) grow.
             self._refuse(conn, HTTPStatus.SERVICE_UNAVAILABLE, {"Retry-After": "1"})
             return
         conn.state = ConnState.PROCESSING
         self._table.watch(conn, 0)
         conn.deadline = math.inf
-        try:
-            self._pools[name].submit(self._run, conn, request, slots)
-        except RuntimeError:
-            if slots is not None:
-                slots.release()
+        if not self._handlers.submit(pool, conn, request):
             self._table.close(conn)  # stopping
 
-    def _run(self, conn: Connection, request: Request, slots: threading.Semaphore | None = None) -> None:
-        """In a handler thread: run the handler, serialise its answer, hand it to the I/O thread; then give
-        back the request's place in its pool's bounded queue, if it has one."""
-        try:
-            self._answer(conn, request)
-        finally:
-            if slots is not None:
-                slots.release()
-
-    def _answer(self, conn: Connection, request: Request) -> None:
-        try:
-            self._handler(request)
-        except Exception:
-            log.exception("handler failed for %s %s", request.command, request.route)
-            request.response = None
-        response = request.response
-        if isinstance(response, StreamedResponse):
-            produce(conn, request, response, self._server_name, functools.partial(self._hand_back, conn))
-            return
-        if response is None:
-            status = HTTPStatus.INTERNAL_SERVER_ERROR
-            response = Response(status, f"{status.phrase}\n".encode(), (("Content-Type", "text/plain"),))
-        close = request.close_connection
-        data = serialize(
-            self._server_name,
-            response.status,
-            response.body,
-            response.headers,
-            close,
-            request.command == "HEAD",
-            request.request_version,
-        )
-        self._hand_back(conn, data, close)
-
-    def _hand_back(self, conn: Connection, answer: bytes | None, close: bool) -> None:
-        """From a handler thread: give the I/O thread an answer for `conn` (None: news of its stream)."""
-        self._done.append((conn, answer, close))
-        self._wake()
-
     def _finish_done(self) -> None:
-        while self._done:
-            conn, data, close = self._done.popleft()
+        for conn, data, close in self._handlers.take_done():
             if not conn.closed:
                 self._guarded(conn, self._take_answer, conn, data, close)
 
