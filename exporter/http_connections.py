@@ -29,6 +29,7 @@ LISTEN_BACKLOG = 1024  # the kernel caps it at net.core.somaxconn (4096 on curre
 # From a request's first byte (for a new connection: from accept) to its last body byte. A client that
 # sends a header line every few seconds (slowloris) is cut off here, however steadily it dribbles.
 REQUEST_TIMEOUT = 10.0
+RECV_SIZE = 64 << 10
 ACCEPT_BACKOFF_INITIAL = 0.05
 ACCEPT_BACKOFF_MAX = 1.0
 ACCEPT_BATCH = 64  # connections taken per wake-up, so a flood cannot starve the connections already open

@@ -13,6 +13,7 @@ from http import HTTPStatus
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
+MAX_HEAD_BYTES = 16 << 10
 MAX_HEADER_FIELDS = 100  # as http.client allows
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 

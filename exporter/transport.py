@@ -43,19 +43,19 @@ from exporter.http_connections import (
 )
 from exporter.http_handlers import DEFAULT_POOL, SLOW_POOL, HandlerPools
 from exporter.http_messages import (
+    MAX_HEAD_BYTES,
     MAX_HEADER_FIELDS,
     BodyProblem,
     Chunks,
     Handler,
     Headers,
-    Refusal,
     Request,
     Response,
     StreamedResponse,
-    parse_head,
-    serialize,
 )
+from exporter.http_reading import RequestReader
 from exporter.http_stream import STREAM_BUFFER_BYTES, STREAM_CHUNK_BYTES, StreamBuffer
+from exporter.http_writing import AnswerWriter
 from exporter.ratelimit import RateLimitedLog
 
 # The names the exporter and its tests import from here, wherever they are defined now.
@@ -85,11 +85,6 @@ log = logging.getLogger(__name__)
 _Stream = StreamBuffer  # the name tests knew it by
 
 IDLE_TIMEOUT = 75.0  # between keep-alive requests: longer than a 60 s scrape interval
-WRITE_TIMEOUT = 30.0  # for a client to take an answer
-LINGER_TIMEOUT = 2.0  # reading away an unread body after the answer, before closing
-LINGER_MAX_BYTES = 1 << 20
-MAX_HEAD_BYTES = 16 << 10
-RECV_SIZE = 64 << 10
 
 
 class HTTPTransport:
@@ -111,16 +106,27 @@ class HTTPTransport:
         request_timeout: float = REQUEST_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
-        self._server_name = server_name
-        self._max_body = max_body_bytes
         self._table = ConnectionTable(
             listener,
             max_connections=max_connections or default_max_connections(),
             request_timeout=request_timeout,
             tls_context=tls_context,
         )
-        self._request_timeout = request_timeout
-        self._idle_timeout = idle_timeout
+        self._writer = AnswerWriter(
+            self._table,
+            server_name=server_name,
+            request_timeout=request_timeout,
+            idle_timeout=idle_timeout,
+            # Late-bound: the reader is made next, and knows the writer to refuse through.
+            read_next=lambda conn: self._reader.parse(conn),
+        )
+        self._reader = RequestReader(
+            self._table,
+            max_body_bytes=max_body_bytes,
+            request_timeout=request_timeout,
+            dispatch=self._dispatch,
+            refuse=self._writer.refuse,
+        )
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -231,7 +237,7 @@ class HTTPTransport:
     def _accept(self) -> None:
         for conn in self._table.accept():
             if conn.state is ConnState.HANDSHAKE:
-                self._handshake(conn)
+                self._reader.handshake(conn)
             else:
                 self._table.watch(conn, selectors.EVENT_READ)
 
@@ -241,116 +247,18 @@ class HTTPTransport:
         if conn.closed:
             return
         if conn.state is ConnState.HANDSHAKE:
-            self._handshake(conn)
+            self._reader.handshake(conn)
         elif conn.state is ConnState.READING:
-            self._read(conn)
+            self._reader.read(conn)
         elif conn.state is ConnState.WRITING:
-            self._write(conn)
+            self._writer.write(conn)
         elif conn.state is ConnState.STREAMING:
             if mask & selectors.EVENT_READ:
-                self._stream_read(conn)
+                self._writer.stream_read(conn)
             if not conn.closed:
-                self._write_stream(conn)  # also after a read: TLS may have wanted one to go on writing
+                self._writer.write_stream(conn)  # also after a read: TLS may have wanted one to go on writing
         elif conn.state is ConnState.LINGERING:
-            self._linger_read(conn)
-
-    def _handshake(self, conn: Connection) -> None:
-        assert isinstance(conn.sock, ssl.SSLSocket)
-        try:
-            conn.sock.do_handshake()
-        except ssl.SSLWantReadError:
-            self._table.watch(conn, selectors.EVENT_READ)
-            return
-        except ssl.SSLWantWriteError:
-            self._table.watch(conn, selectors.EVENT_WRITE)
-            return
-        except (ssl.SSLError, OSError) as exc:
-            log.debug("TLS handshake with %s failed: %s", conn.address, exc)
-            self._table.close(conn)
-            return
-        conn.state = ConnState.READING
-        self._table.watch(conn, selectors.EVENT_READ)
-        self._read(conn)  # the request may have come with the handshake's last flight
-
-    def _read(self, conn: Connection) -> None:
-        received = False
-        try:
-            while True:
-                data = conn.sock.recv(RECV_SIZE)
-                if not data:
-                    self._table.close(conn)  # the client is gone; a half-sent request has nobody to answer
-                    return
-                if conn.idle:
-                    # The first byte of a keep-alive connection's next request: its deadline starts now.
-                    conn.idle = False
-                    self._table.set_deadline(conn, time.monotonic() + self._request_timeout)
-                conn.inbuf += data
-                received = True
-                # Decrypted bytes already in the TLS layer raise no event: take them now.
-                if not (isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending()):
-                    break
-        except (BlockingIOError, ssl.SSLWantReadError):
-            pass
-        except ssl.SSLWantWriteError:
-            self._table.watch(conn, selectors.EVENT_WRITE)
-        except OSError as exc:
-            log.debug("reading from %s: %s", conn.address, exc)
-            self._table.close(conn)
-            return
-        if received:
-            self._parse(conn)
-
-    def _parse(self, conn: Connection) -> None:
-        if conn.request is None:
-            while conn.inbuf.startswith(b"\r\n"):  # RFC 9112 2.2: ignore empty lines before a request
-                del conn.inbuf[:2]
-            end = conn.inbuf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(conn.inbuf) > MAX_HEAD_BYTES:
-                    self._refuse(conn, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
-                return
-            head = bytes(conn.inbuf[:end])
-            del conn.inbuf[: end + 4]
-            try:
-                request = parse_head(head, conn.address, self._max_body)
-            except Refusal as refusal:
-                self._refuse(conn, refusal.status)
-                return
-            conn.request = request
-            if request.body_problem is None and request.declared_length:
-                length = request.declared_length
-                if not self._table.reserve_body(conn, length):
-                    request.body_problem = BodyProblem.BUSY
-                elif request.headers.get("Expect", "").lower() == "100-continue" and len(conn.inbuf) < length:
-                    self._send_quietly(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
-            if request.body_problem is not None:
-                # The body is left unread: the answer goes out at once and the connection closes after it.
-                request.close_connection = True
-                conn.unread_body = True
-                self._dispatch(conn)
-                return
-        request = conn.request
-        length = request.declared_length or 0
-        if len(conn.inbuf) < length:
-            return
-        request.body = bytes(conn.inbuf[:length])
-        del conn.inbuf[:length]
-        self._table.release_body(conn)
-        self._dispatch(conn)
-
-    def _send_quietly(self, conn: Connection, data: bytes) -> None:
-        try:
-            conn.sock.send(data)
-        except (OSError, ssl.SSLError):
-            pass  # a client that cannot take 25 bytes now sends its body anyway after a second
-
-    def _refuse(self, conn: Connection, status: HTTPStatus | int, headers: Mapping[str, str] | None = None) -> None:
-        """Answer a request no handler can make sense of (or may take now), from this thread, and close."""
-        status = HTTPStatus(status)
-        body = f"{status.phrase}\n".encode()
-        conn.unread_body = True
-        fields = (("Content-Type", "text/plain"), *(headers or {}).items())
-        self._start_writing(conn, serialize(self._server_name, status, body, fields, True, False), True)
+            self._writer.linger_read(conn)
 
     # -- handing requests to handlers and answers back --------------------------------------------
 
@@ -360,7 +268,7 @@ class HTTPTransport:
         pool = self._handlers.admit(request)
         if pool is None:
             # That pool's queue is full: say so at once rather than let the queue (and the wait) grow.
-            self._refuse(conn, HTTPStatus.SERVICE_UNAVAILABLE, {"Retry-After": "1"})
+            self._writer.refuse(conn, HTTPStatus.SERVICE_UNAVAILABLE, {"Retry-After": "1"})
             return
         conn.state = ConnState.PROCESSING
         self._table.watch(conn, 0)
@@ -371,145 +279,4 @@ class HTTPTransport:
     def _finish_done(self) -> None:
         for conn, data, close in self._handlers.take_done():
             if not conn.closed:
-                self._guarded(conn, self._take_answer, conn, data, close)
-
-    def _take_answer(self, conn: Connection, data: bytes | None, close: bool) -> None:
-        if data is not None:
-            self._start_writing(conn, data, close)
-        elif conn.state is ConnState.PROCESSING:
-            conn.state, conn.outbuf, conn.offset, conn.close_after = ConnState.STREAMING, b"", 0, close
-            self._write_stream(conn)
-        elif conn.state is ConnState.STREAMING and not conn.events & selectors.EVENT_WRITE:
-            self._write_stream(conn)  # else the socket is full: the next EVENT_WRITE sends the news
-
-    def _write_stream(self, conn: Connection) -> None:
-        """Send what the producer queued, as much as the socket takes now. The deadline is for progress:
-        a client that takes nothing for WRITE_TIMEOUT is dropped, one that reads slowly is not."""
-        stream = conn.stream
-        assert stream is not None
-        try:
-            while True:
-                if conn.offset >= len(conn.outbuf):
-                    conn.outbuf, conn.offset = stream.take(), 0
-                    if not conn.outbuf:
-                        break
-                with memoryview(conn.outbuf) as view:
-                    sent = conn.sock.send(view[conn.offset :])
-                conn.offset += sent
-                stream.sent(sent)
-                conn.last_active = time.monotonic()
-                self._table.set_deadline(conn, conn.last_active + WRITE_TIMEOUT)
-        except (BlockingIOError, ssl.SSLWantWriteError):
-            if conn.deadline == math.inf:
-                self._table.set_deadline(conn, time.monotonic() + WRITE_TIMEOUT)
-            self._table.watch(conn, selectors.EVENT_WRITE | self._hangup_watch(conn))
-            return
-        except ssl.SSLWantReadError:
-            self._table.watch(conn, selectors.EVENT_READ)
-            return
-        except OSError as exc:
-            log.debug("streaming to %s: %s", conn.address, exc)  # the client is gone (reset, broken pipe)
-            self._table.close(conn)
-            return
-        with stream.cond:
-            finished, failed = stream.finished and not stream.pending, stream.failed
-        if failed:
-            self._table.close(conn)  # no last chunk: the client sees the answer was cut short
-        elif finished:
-            conn.stream = None
-            self._after_answer(conn)
-        else:
-            # Waiting for the producer: only a client going away is of interest meanwhile.
-            conn.deadline = math.inf
-            self._table.watch(conn, self._hangup_watch(conn))
-
-    @staticmethod
-    def _hangup_watch(conn: Connection) -> int:
-        """While streaming, reading is how a client's reset shows before the next write would fail."""
-        return 0 if conn.peer_done else selectors.EVENT_READ
-
-    def _stream_read(self, conn: Connection) -> None:
-        try:
-            data = conn.sock.recv(RECV_SIZE)
-        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            return
-        except OSError as exc:
-            log.debug("streaming to %s: %s", conn.address, exc)  # reset: the client is gone
-            self._table.close(conn)
-            return
-        if not data:
-            # End of what the client sends, not necessarily of what it reads (a half-close after the
-            # request): go on; a client that is really gone fails the next write.
-            conn.peer_done = True
-            self._table.watch(conn, conn.events & ~selectors.EVENT_READ)
-            return
-        if len(conn.inbuf) + len(data) > MAX_HEAD_BYTES:
-            self._table.close(conn)
-            return
-        conn.inbuf += data  # a pipelined next request, parsed when the stream is done
-
-    def _start_writing(self, conn: Connection, data: bytes, close: bool) -> None:
-        conn.state = ConnState.WRITING
-        conn.outbuf, conn.offset, conn.close_after = data, 0, close
-        self._table.set_deadline(conn, time.monotonic() + WRITE_TIMEOUT)
-        self._write(conn)
-
-    def _write(self, conn: Connection) -> None:
-        view = memoryview(conn.outbuf)
-        try:
-            while conn.offset < len(view):
-                conn.offset += conn.sock.send(view[conn.offset :])
-        except (BlockingIOError, ssl.SSLWantWriteError):
-            self._table.watch(conn, selectors.EVENT_WRITE)
-            return
-        except ssl.SSLWantReadError:
-            self._table.watch(conn, selectors.EVENT_READ)
-            return
-        except OSError as exc:
-            log.debug("writing to %s: %s", conn.address, exc)
-            self._table.close(conn)
-            return
-        finally:
-            view.release()
-        conn.last_active = time.monotonic()
-        self._after_answer(conn)
-
-    def _after_answer(self, conn: Connection) -> None:
-        """The answer is out: close, or (keep-alive) go back to reading the next request."""
-        now = time.monotonic()
-        if conn.close_after:
-            if conn.unread_body:
-                self._start_lingering(conn)
-            else:
-                self._table.close(conn)
-            return
-        # Keep-alive: back to reading; a pipelined next request may already be in the buffer.
-        conn.state, conn.request, conn.outbuf, conn.idle = ConnState.READING, None, b"", not conn.inbuf
-        self._table.set_deadline(conn, now + (self._request_timeout if conn.inbuf else self._idle_timeout))
-        self._table.watch(conn, selectors.EVENT_READ)
-        if conn.inbuf:
-            self._parse(conn)
-
-    def _start_lingering(self, conn: Connection) -> None:
-        """Half-close and read away what the client still sends: closing with unread data would reset the
-        connection, and the client could lose our answer with it."""
-        try:
-            conn.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            self._table.close(conn)
-            return
-        conn.state = ConnState.LINGERING
-        conn.inbuf = bytearray()
-        self._table.set_deadline(conn, time.monotonic() + LINGER_TIMEOUT)
-        self._table.watch(conn, selectors.EVENT_READ)
-
-    def _linger_read(self, conn: Connection) -> None:
-        try:
-            data = conn.sock.recv(RECV_SIZE)
-        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            return
-        except OSError:
-            data = b""
-        conn.lingered += len(data)
-        if not data or conn.lingered > LINGER_MAX_BYTES:
-            self._table.close(conn)
+                self._guarded(conn, self._writer.take_answer, conn, data, close)

@@ -412,14 +412,14 @@ def test_a_bug_in_one_connections_handling_closes_it_and_the_loop_serves_on(
     served: tuple[App, int, HTTPTransport], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, port, transport = served
-    parse = transport._parse
+    parse = transport._reader.parse
 
     def parse_with_a_bug(conn: object) -> None:
         if b"/trips-a-bug" in bytes(conn.inbuf):  # type: ignore[attr-defined]
             raise RuntimeError("an unexpected bug in one connection's handling")
         parse(conn)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(transport, "_parse", parse_with_a_bug)
+    monkeypatch.setattr(transport._reader, "parse", parse_with_a_bug)
     for _ in range(2):  # the second failure is logged rate-limited, and still closes only its connection
         assert exchange(port, b"GET /trips-a-bug HTTP/1.1\r\nHost: x\r\n\r\n") == b""
     assert statuses(exchange(port, b"GET /fine HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) == [200]
