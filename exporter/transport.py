@@ -18,6 +18,12 @@ of scrapers times out. Here:
   the connection's outgoing buffer and waits while it holds more than STREAM_BUFFER_BYTES, the I/O thread
   sends them as the client takes them (chunked for HTTP/1.1, up to the close for HTTP/1.0), and a client
   that goes away stops the producer at its next chunk.
+
+This module holds the I/O loop (HTTPTransport) and re-exports the names the exporter uses; the parts are
+http_messages (requests, answers, parsing a head, serialising), http_connections (the connection table:
+accept, eviction, deadlines, selector), http_reading (handshake, reading a request), http_handlers (the
+handler pools and answers handed back), http_writing (sending, keep-alive, lingering close) and
+http_stream (streamed answers).
 """
 
 from __future__ import annotations
