@@ -39,6 +39,8 @@ _FD_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 class ConnState(enum.Enum):
+    """What a connection is doing, which says which of its events the I/O thread waits for."""
+
     HANDSHAKE = "handshake"
     READING = "reading"
     PROCESSING = "processing"
@@ -52,6 +54,9 @@ _EVICTABLE = (ConnState.HANDSHAKE, ConnState.READING, ConnState.LINGERING)
 
 
 class Connection:
+    """One client connection's state, read and written by the I/O thread only (a handler thread reads
+    `closed` and sets `stream`, before it hands the connection back)."""
+
     __slots__ = ("address", "body_reserved", "close_after", "closed", "deadline", "events", "idle", "inbuf",
                  "last_active", "lingered", "offset", "outbuf", "peer_done", "request", "sock", "state",
                  "stream", "unread_body")  # fmt: skip
