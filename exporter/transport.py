@@ -170,6 +170,10 @@ class HTTPTransport:
         return len(self._table)
 
     @property
+    def max_connections(self) -> int:
+        return self._table.max_connections
+
+    @property
     def evictions(self) -> int:
         """Idle connections closed to make room (tests look at it)."""
         return self._table.evictions
