@@ -6,7 +6,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from recorder.config import Codec, Config
 from recorder.transcoding.gate import CpuReading, DiskReading, Gate, TranscodeState
@@ -91,7 +91,7 @@ def format_transcode_stats(stats: dict[str, Any]) -> str:
     )
 
 
-def run_pass(config: Config, *, ffmpeg: str, ffprobe: str, dry_run: bool, out: Any) -> int:
+def run_pass(config: Config, *, ffmpeg: str, ffprobe: str, dry_run: bool, out: TextIO) -> int:
     """`--transcode`: every due segment now, whatever the hour; 0 when nothing failed."""
     base = Path(os.path.abspath(config.recording.base_directory))
     gate = Gate(

@@ -5,17 +5,25 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from recorder.config import Config
 from recorder.segments import CompletedSegment
+from recorder.snapshots import StorageSnapshot
 from recorder.transcoding.capacity import transcoded_capacity_seconds
 from recorder.transcoding.gate import DiskReading, Gate
 from recorder.transcoding.originals import make_reclaimer
 from recorder.transcoding.worker import Transcoder, TranscodeWorker
 
 
-def storage_hooks(config: Config, size_ratio: Callable[[], float | None]) -> dict[str, Any]:
+class StorageHooks(TypedDict, total=False):
+    """Storage's keyword arguments that night transcoding supplies."""
+
+    reclaimers: list[Callable[[int], int]]
+    capacity_model: Callable[[float, float], float]
+
+
+def storage_hooks(config: Config, size_ratio: Callable[[], float | None]) -> StorageHooks:
     """Storage's keyword arguments: kept originals reclaimed before footage, capacity with the measured ratio.
 
     The reclaimer runs even with transcoding disabled: originals kept by an earlier run still go first.
@@ -40,7 +48,7 @@ def build_worker(
     *,
     ffmpeg: str,
     ffprobe: str,
-    storage_snapshot: Callable[[], Any],
+    storage_snapshot: Callable[[], StorageSnapshot],
     cameras_recording: Callable[[], Mapping[str, bool]],
     active_paths: Callable[[], Collection[Path]],
     forget: Callable[[Path], object],
