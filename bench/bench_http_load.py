@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 import bcrypt
 import psutil
 import yaml
+from bench_support import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,12 +41,6 @@ RUN_DEADLINE = 300.0  # the whole load, whatever the arguments
 # asyncio.wait_for raises asyncio.TimeoutError, a class of its own before Python 3.11.
 TIMEOUTS: tuple[type[BaseException], ...] = (asyncio.TimeoutError, TimeoutError)
 SETTLE_SECONDS = 4.0  # from the load's start to the "after" sample of the frame counters
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def percentile(values: list[float], pct: float) -> float:

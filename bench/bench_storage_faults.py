@@ -19,20 +19,18 @@ Figures from a 2-core machine shared with other work are noisy: run it twice.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
+from bench_support import free_port, tmpfs, wait
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,36 +39,7 @@ TARGET_OUTAGE_SECONDS = 2.0
 TARGET_WRITABLE_SECONDS = 2.0
 CAMERA = "cam1"
 SMALL_CAMERA = {CAMERA: {"test_pattern": True, "resolution": "320x240", "framerate": 25}}
-POLL = 0.01  # seconds between scrapes while timing a recovery
-T = TypeVar("T")
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait(condition: Callable[[], T], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(POLL)
-
-
-@contextlib.contextmanager
-def tmpfs(where: Path, size: str) -> Iterator[Path]:
-    where.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=True)
 
 
 def old_segment(base: Path, age_seconds: float, size: int) -> Path:

@@ -25,17 +25,15 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
 import urllib.request
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psutil
 import yaml
@@ -43,6 +41,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench_support import free_port, wait  # noqa: E402
 
 from recorder.config import Container, parse_config  # noqa: E402
 from recorder.presets import build_transcode_command  # noqa: E402
@@ -53,18 +53,6 @@ from recorder.transcoding.verify import probe, verify  # noqa: E402
 from recorder.transcoding.worker import Transcoder  # noqa: E402
 
 DAY = 86400.0
-T = TypeVar("T")
-
-
-def wait(condition: Callable[[], T], timeout: float, what: str, poll: float = 0.01) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(poll)
 
 
 def make_clip(path: Path, seconds: float) -> None:
@@ -120,12 +108,6 @@ def bench_speed_and_savings(work: Path, clip: Path, preset: str) -> None:
     print(f"libx265_speed_x_realtime={facts.duration / encode:.3f}")
     print(f"verify_seconds={verify_seconds:.1f} verified={verdict.ok} ssim={verdict.ssim}")
     print(f"savings_percent={savings:.1f}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
