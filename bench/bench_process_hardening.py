@@ -84,14 +84,6 @@ def bench_start_with_a_hanging_ffmpeg(rounds: int) -> None:
     )
 
 
-def _pids(daemon: Daemon) -> dict[str, int]:
-    out = {}
-    for pid in daemon.ffmpeg_pids():
-        cmdline = Path(f"/proc/{pid}/cmdline").read_text()
-        out["cam1" if "/cam1/" in cmdline else "cam2"] = pid
-    return out
-
-
 def bench_reload(rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -99,9 +91,9 @@ def bench_reload(rounds: int) -> None:
         daemon = Daemon(path)
         durations, kept = [], 0
         try:
-            wait_for(lambda: len(_pids(daemon)) == 2, timeout=30)
+            wait_for(lambda: len(daemon.ffmpeg_pid_by_camera()) == 2, timeout=30)
             for round_ in range(rounds):
-                before = _pids(daemon)
+                before = daemon.ffmpeg_pid_by_camera()
                 cams = {
                     "cam1": {"test_pattern": True, "resolution": "160x120", "framerate": 25, "name": "Left"},
                     "cam2": {"test_pattern": True, "resolution": "160x120", "framerate": 10 + round_, "name": "Right"},
@@ -116,10 +108,13 @@ def bench_reload(rounds: int) -> None:
                     ),
                     timeout=30,
                 )
-                wait_for(lambda before=before: _pids(daemon).get("cam2") not in (None, before["cam2"]), timeout=30)
+                wait_for(
+                    lambda before=before: daemon.ffmpeg_pid_by_camera().get("cam2") not in (None, before["cam2"]),
+                    timeout=30,
+                )
                 wait_for(lambda: daemon.value("camera_recorder_camera_recording", camera="cam2") == 1, timeout=30)
                 durations.append(time.perf_counter() - started)
-                kept += _pids(daemon)["cam1"] == before["cam1"]
+                kept += daemon.ffmpeg_pid_by_camera()["cam1"] == before["cam1"]
         finally:
             daemon.stop()
     print(

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psutil
 import yaml
+from bench_support import free_port, wait
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,14 +38,6 @@ def make_clip(path: Path) -> None:
     )  # fmt: skip
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = urllib.request.urlopen(url, timeout=5).read().decode()
     return {
@@ -54,31 +47,23 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def wait(condition, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.005)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
 def cpu_seconds(proc: psutil.Process) -> float:
     times = proc.cpu_times()
     return times.user + times.system
 
 
 def ffmpeg_children(proc: psutil.Process) -> dict[str, psutil.Process]:
+    """Each camera's recording FFmpeg, by the folder of its output (its last argument): the ffprobe that checks
+    a cut segment also names the camera folder, and taking it for the replacement would time nothing."""
     out = {}
     for child in proc.children():
         try:
-            cmd = " ".join(child.cmdline())
+            args = child.cmdline() if child.name() == "ffmpeg" else []
         except psutil.Error:
             continue
-        for cam in ("cam1", "cam2"):
-            if f"/{cam}/" in cmd:
-                out[cam] = child
+        camera = Path(args[-1]).parent.name if args else None
+        if camera in ("cam1", "cam2"):
+            out[camera] = child
     return out
 
 
@@ -152,7 +137,7 @@ def main() -> int:
                         and s[("camera_recorder_frames_total", (("camera", "cam1"),))] > before
                     )
 
-                wait(new_frames, 20, "the replacement's first frame")
+                wait(new_frames, 20, "the replacement's first frame", poll=0.005)  # the figure's resolution
                 recoveries.append(time.monotonic() - killed)
                 time.sleep(2.5)  # a stable run between kills (stable_after: 2), so each is an isolated crash
         except TimeoutError as exc:
