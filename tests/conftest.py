@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -65,16 +66,28 @@ def probe(path: Path) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def mounted_tmpfs(where: Path, size: str, *, options: str = "") -> Iterator[Path]:
+    """A real filesystem of `size` on `where` for the block (the tests run as root), so statvfs, ENOSPC and
+    read-only remounts are the kernel's own; unmounted lazily, even while a process still holds a file."""
+    where.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}{',' + options if options else ''}", "tmpfs", str(where)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs on {where} (these tests run as root): {result.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A real 16 MiB filesystem (root only), so statvfs and a full disk are the kernel's own."""
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
-    try:
+    with mounted_tmpfs(tmp_path / "tmpfs", "16m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def segment_file(base: Path, camera: str, age_seconds: float, size: int) -> Path:

@@ -13,13 +13,13 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from conftest import wait_for
+from conftest import mounted_tmpfs, wait_for
 from daemon_harness import REPO, free_port
 
 ALERTS_DIR = REPO / "alerts"
@@ -353,15 +353,9 @@ def dashboard_queries() -> list[DashboardQuery]:
 # -- the recordings filesystem ---------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of `size` mounted on `path` for the duration of the block (we run as root)."""
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)], check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", str(path)], check=True)
+def tmpfs(path: Path, size: str) -> contextlib.AbstractContextManager[Path]:
+    """The recordings' filesystem: mode 0755, not tmpfs's 1777, as a real disk's folder would be."""
+    return mounted_tmpfs(path, size, options="mode=0755")
 
 
 def remount(path: Path, mode: str) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import mounted_tmpfs
 
 from exporter.metrics import DELETION_REASONS, RETENTION_TRIGGERS
 from recorder.config import Config, parse_config
@@ -70,18 +71,9 @@ def usage_ratio(path: Path) -> float:
 
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A real 8 MiB filesystem, so statvfs, ENOSPC and read-only remounts are the kernel's own."""
-    mnt = tmp_path / "fs"
-    mnt.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs (these tests run as root): {result.stderr.strip()}")
-    try:
+    """8 MiB here: these tests fill it with a few segments."""
+    with mounted_tmpfs(tmp_path / "fs", "8m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import probe, segment_file, wait_for
+from conftest import mounted_tmpfs, probe, segment_file, wait_for
 from daemon_harness import Daemon, write_config
 
 from recorder.config import ConfigError, parse_config
@@ -26,16 +26,6 @@ from recorder.segments import parse_segment_name
 MIB = 1024 * 1024
 CAM = "cam1"
 ONE_CAMERA = {CAM: {"test_pattern": True, "resolution": "160x120", "framerate": 25}}
-
-
-@contextlib.contextmanager
-def mounted_tmpfs(where: Path, size: str) -> Iterator[Path]:
-    where.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=True)
 
 
 @contextlib.contextmanager
