@@ -1,6 +1,6 @@
 """Every metric family the exporter publishes: the one place its names, types, help and labels live.
 
-The table in README.md, the alert rules, the dashboards and the tests all read from here
+The table in docs/metrics.md, the alert rules, the dashboards and the tests all read from here
 (`../shared/conventions/metrics.md` is the contract this implements).
 """
 
