@@ -47,6 +47,7 @@ from recorder.logformat import CameraField, formatter_for
 if TYPE_CHECKING:
     from exporter.webconfig import WebOptions
     from recorder.daemon import Recorder
+    from recorder.recordings_owner import FolderInUse
 
 # What the tests, the systemd bundle and earlier importers take from here.
 __all__ = [
@@ -176,6 +177,10 @@ def run_recorder(
     if tools.ffmpeg is None:
         return fail("no FFmpeg found: install ffmpeg or set system.ffmpeg in the config", EXIT_CONFIG)
     recorder = Recorder(config, tools, config_loader=reload)
+    try:
+        recorder.take_recordings_folder()  # before the port: the folder is what a second daemon would harm
+    except FolderInUse as exc:
+        return fail(str(exc))
 
     # Handlers only set a flag: the housekeeping loop (recorder.run) does the work, outside the handler.
     def on_stop_signal(signum: int, frame: FrameType | None) -> None:

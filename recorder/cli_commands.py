@@ -16,6 +16,7 @@ from recorder.cli_args import EXIT_OK, EXIT_PROBLEMS, fail
 from recorder.config import Config, SourceKind, SystemConfig, load_config, load_raw, parse_config, resolve_config_path
 from recorder.ffmpeg_binary import ffmpeg_version, find_tools
 from recorder.presets import build_command
+from recorder.recordings_owner import open_segments
 
 NO_CAMERA_CHECKLIST = """What to check:
   - the camera is plugged in (and into a USB port that gives it enough power): `lsusb` lists it
@@ -175,11 +176,17 @@ def cleanup(config: Config, *, dry_run: bool) -> int:
     from recorder.cli_report import format_report
     from recorder.storage import Storage
 
-    storage = Storage(config)
+    storage = Storage(config, active_paths=lambda: _segments_a_daemon_writes(config))
     storage.scan()
     report = storage.run_pass("manual", dry_run=dry_run)
     print(format_report(report, dry_run=dry_run))
     return EXIT_OK
+
+
+def _segments_a_daemon_writes(config: Config) -> frozenset[Path]:
+    """The segments a daemon recording into the same folder may still be writing: never touched from here."""
+    base = Path(os.path.abspath(config.recording.base_directory))
+    return open_segments(base, [camera.id for camera in config.cameras])
 
 
 def transcode_now(config: Config, *, dry_run: bool) -> int:
@@ -192,8 +199,11 @@ def transcode_now(config: Config, *, dry_run: bool) -> int:
     if not config.recording.base_directory.is_dir():
         print(f"Recordings in {config.recording.base_directory}: nothing recorded yet, nothing to transcode")
         return EXIT_OK
+    active = _segments_a_daemon_writes(config)
     try:
-        failed = run_pass(config, ffmpeg=tools.ffmpeg, ffprobe=tools.ffprobe, dry_run=dry_run, out=sys.stdout)
+        failed = run_pass(
+            config, ffmpeg=tools.ffmpeg, ffprobe=tools.ffprobe, dry_run=dry_run, out=sys.stdout, active=active
+        )
     except TranscoderBusy as exc:
         return fail(str(exc))
     return EXIT_PROBLEMS if failed else EXIT_OK

@@ -23,6 +23,7 @@ from recorder.ffmpeg_binary import FFmpegTools, FFmpegVersion
 from recorder.ffmpeg_process import Launcher, spawn_ffmpeg
 from recorder.health import HEARTBEAT_STALE_AFTER, Health
 from recorder.housekeeping import HOUSEKEEPING_TICK, Housekeeping, hottest_cpu_sensor
+from recorder.recordings_owner import DaemonLock
 from recorder.reload import ConfigReloader
 from recorder.sdnotify import Notifier
 from recorder.snapshots import RecorderSnapshot
@@ -66,6 +67,7 @@ class Recorder:
         self.ffmpeg_version = ffmpeg_version(tools.ffmpeg)
         # One assignment replaces the mapping (see reload): readers in other threads never see a mix.
         self.supervisors: dict[str, CameraSupervisor] = {}
+        self.recordings_lock = DaemonLock(config.recording.base_directory)
         self.health = Health(lambda: self.supervisors, self.notifier, heartbeat_stale_after=heartbeat_stale_after)
         self.housekeeping = Housekeeping(
             self.notifier,
@@ -73,6 +75,7 @@ class Recorder:
             log_status=self.log_status,
             feed_watchdog=self.health.feed_watchdog,
             status_line=self.status_line,
+            each_tick=self.publish_open_segments,
         )
         self.reloader = ConfigReloader(self, config_loader, housekeeping_tick=HOUSEKEEPING_TICK)
         self.devices = DeviceEvents(lambda: self.supervisors, udev_context())
@@ -126,6 +129,14 @@ class Recorder:
 
     def active_segments(self) -> list[Path]:
         return [path for sup in self.supervisors.values() for path in sup.active_segments()]
+
+    def take_recordings_folder(self) -> None:
+        """Hold the recordings folder against a second daemon (FolderInUse names the one that has it)."""
+        self.recordings_lock.acquire()
+
+    def publish_open_segments(self) -> None:
+        """Tell the one-shot commands (--transcode, --cleanup) which segments FFmpeg writes now."""
+        self.recordings_lock.publish_open(self._protected_paths())
 
     def _protected_paths(self) -> list[Path]:
         """What retention must not delete: every segment FFmpeg writes, and the one the night transcoder reads."""
@@ -218,6 +229,7 @@ class Recorder:
         self.ffmpeg_version.stop()
         self.hotplug.stop()
         self.storage.stop()
+        self.recordings_lock.release()
         self.notifier.close()
         return ok
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -91,8 +92,11 @@ def format_transcode_stats(stats: dict[str, Any]) -> str:
     )
 
 
-def run_pass(config: Config, *, ffmpeg: str, ffprobe: str, dry_run: bool, out: TextIO) -> int:
-    """`--transcode`: every due segment now, whatever the hour; 0 when nothing failed."""
+def run_pass(
+    config: Config, *, ffmpeg: str, ffprobe: str, dry_run: bool, out: TextIO, active: Collection[Path] = ()
+) -> int:
+    """`--transcode`: every due segment now, whatever the hour, but none in `active` (a running daemon's open
+    segments); 0 when nothing failed."""
     base = Path(os.path.abspath(config.recording.base_directory))
     gate = Gate(
         config.transcoding,
@@ -101,7 +105,7 @@ def run_pass(config: Config, *, ffmpeg: str, ffprobe: str, dry_run: bool, out: T
         cpu=lambda: CpuReading(busy=0.0, iowait=0.0),
         ignore_window=True,
     )
-    transcoder = Transcoder(config, ffmpeg=ffmpeg, ffprobe=ffprobe, gate=gate)
+    transcoder = Transcoder(config, ffmpeg=ffmpeg, ffprobe=ffprobe, gate=gate, active_paths=lambda: active)
     transcoder.acquire()  # TranscoderBusy while the daemon's worker runs
     try:
         if not dry_run:
