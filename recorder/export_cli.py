@@ -12,15 +12,19 @@ import time
 from pathlib import Path
 
 from recorder.config import Config
-from recorder.export import ExportError, plan_export, probe_durations, write_clip
+from recorder.export import ExportError, check_clip, write_clip
 from recorder.ffmpeg_binary import find_tools
 from recorder.recordings import TimeError, local_text, overlapping, parse_time, scan_folder
 
 EXIT_OK, EXIT_PROBLEMS = 0, 1
 
 
-def _fail(message: str) -> int:
+def _warn(message: str) -> None:
     print(f"camera-recorder: --export: {message}", file=sys.stderr)
+
+
+def _fail(message: str) -> int:
+    _warn(message)
     return EXIT_PROBLEMS
 
 
@@ -45,12 +49,17 @@ def export_command(config: Config, camera: str, since: str, until: str | None, o
     segments = scan_folder(folder, camera, float(config.recording.segment_time))
     # Estimated durations decide which segments are needed; exact ones (ffprobe) where the cuts and gaps are.
     needed = overlapping(segments, start - config.recording.segment_time, end)
-    segments = probe_durations(tools.ffprobe or "ffprobe", needed)
     try:
-        plan = plan_export(camera, segments, start, end)
-        write_clip(plan, tools.ffmpeg, output)
+        clip = check_clip(camera, needed, start, end, tools.ffprobe or "ffprobe")
     except ExportError as exc:
         return _fail(str(exc))
+    plan = clip.plan
+    try:
+        write_clip(plan, tools.ffmpeg, output, held=clip.held)
+    except ExportError as exc:
+        return _fail(str(exc))
+    finally:
+        clip.close()
     size = output.stat().st_size
     pieces = len(plan.pieces)
     print(f"wrote {output}: camera {camera}, {pieces} segment(s), {plan.recorded_seconds:.1f} s, {size} bytes")
@@ -61,4 +70,8 @@ def export_command(config: Config, camera: str, since: str, until: str | None, o
         print(f"  gap: nothing recorded from {_both(gap.start)} to {_both(gap.end)} ({gap.seconds:.0f} s); skipped")
     if not plan.gaps:
         print("  no gaps: the clip is continuous")
-    return EXIT_OK
+    for seg in clip.unreadable:
+        _warn(f"{seg.path.name} is gone or unreadable: its time is a gap")
+    for seg in clip.shortened:
+        _warn(f"{seg.path.name} holds less than recorded: the rest is a gap")
+    return EXIT_PROBLEMS if clip.damaged else EXIT_OK
