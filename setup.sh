@@ -13,6 +13,7 @@ APT_PACKAGES=(
   prometheus-alertmanager # amtool and the end-to-end tests' Alertmanager
   systemd                 # systemd-analyze verify of the unit
   strace                  # the unit's system call filter checked against a traced recording
+  faketime                # libfaketime: the clock-step test steps a real FFmpeg's clock
   udev libudev1           # hot-plug events through pyudev
   openssl                 # certificates for the TLS tests
   fonts-dejavu-core       # the font the demo burns each camera's name and clock in with

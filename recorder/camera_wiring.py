@@ -59,7 +59,7 @@ class SupervisorFactory:
         ffmpeg = rec.tools.ffmpeg
         if ffmpeg is None:  # the Recorder refuses to start without one; a reload keeps the previous
             raise RuntimeError("no FFmpeg found: install ffmpeg or set system.ffmpeg in the config")
-        return lambda node: build_command(camera, rec.config, ffmpeg, device_node=node)
+        return lambda node, suffix=0: build_command(camera, rec.config, ffmpeg, device_node=node, name_suffix=suffix)
 
     def _device_node_finder(self, camera: CameraConfig) -> Callable[[], str | None]:
         if camera.match is None and camera.location:

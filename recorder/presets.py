@@ -299,8 +299,10 @@ def _encoder_values(config: Config, *, preset: str, quality: int) -> dict[str, s
     }
 
 
-def build_command(camera: CameraConfig, config: Config, ffmpeg: str, device_node: str | None = None) -> FFmpegCommand:
-    """The FFmpeg command recording `camera`, from typed config alone."""
+def build_command(
+    camera: CameraConfig, config: Config, ffmpeg: str, device_node: str | None = None, name_suffix: int = 0
+) -> FFmpegCommand:
+    """The FFmpeg command recording `camera`, from typed config alone (`name_suffix`: see SEGMENT_NAME_RE)."""
     enc = config.encoding
     rec = config.recording
     codec, preset = encoder_preset(camera, config)
@@ -325,7 +327,7 @@ def build_command(camera: CameraConfig, config: Config, ffmpeg: str, device_node
         output_args=SEGMENT_ARGS + CONTAINER_ARGS[rec.container_format],
     )  # fmt: skip
     output_dir = rec.base_directory / camera.id
-    argv.append(str(output_dir / output_pattern(camera, rec.container_format)))
+    argv.append(str(output_dir / output_pattern(camera, rec.container_format, name_suffix)))
     env = {**NAME_TIMEZONE_ENV, **{key: value.format_map(values) for key, value in preset.env.items()}}
     return FFmpegCommand(camera.id, tuple(argv), env, output_dir, codec)
 

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,10 +22,16 @@ SEGMENT_EXTENSIONS = tuple(c.value for c in Container)
 # `<camera>_YYYYmmdd_HHMMSS.<ext>`, as the original named them (FFmpeg `-strftime 1`), but in UTC: local
 # time repeats an hour when daylight saving ends, and FFmpeg would overwrite that hour's segments.
 NAME_TIMEZONE_ENV = {"TZ": "UTC0"}
+# After the clock stepped back, names of the past exist already: FFmpeg would truncate them. The runs that
+# follow name their segments `<camera>_YYYYmmdd_HHMMSS-<n>.<ext>`, n one more than any in the folder.
 SEGMENT_NAME_RE = re.compile(
-    r"^(?P<camera>[A-Za-z0-9][A-Za-z0-9_-]*)_(?P<stamp>\d{8}_\d{6})\.(?P<ext>" + "|".join(SEGMENT_EXTENSIONS) + r")$"
+    r"^(?P<camera>[A-Za-z0-9][A-Za-z0-9_-]*)_(?P<stamp>\d{8}_\d{6})(?:-(?P<suffix>[1-9]\d{0,5}))?"
+    r"\.(?P<ext>" + "|".join(SEGMENT_EXTENSIONS) + r")$"
 )
 STRFTIME_STAMP = "%Y%m%d_%H%M%S"
+# A wall clock that moves back by more than this against the monotonic clock stepped (NTP slews smaller
+# corrections without a step).
+CLOCK_STEP_TOLERANCE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,7 @@ class SegmentName:
     camera: str
     start: float  # Unix time of the segment's first frame, to the second
     extension: str
+    suffix: int = 0  # the `-n` of names given after a backward clock step; 0 for the usual names
 
 
 def parse_segment_name(name: str) -> SegmentName | None:
@@ -43,18 +51,22 @@ def parse_segment_name(name: str) -> SegmentName | None:
         start = datetime.strptime(match["stamp"], STRFTIME_STAMP).replace(tzinfo=UTC).timestamp()
     except ValueError:
         return None
-    return SegmentName(match["camera"], start, match["ext"])
+    return SegmentName(match["camera"], start, match["ext"], int(match["suffix"] or 0))
 
 
-def segment_file_name(camera_id: str, start: float, extension: str = Container.MKV.value) -> str:
+def _suffix_text(suffix: int) -> str:
+    return f"-{suffix}" if suffix else ""
+
+
+def segment_file_name(camera_id: str, start: float, extension: str = Container.MKV.value, suffix: int = 0) -> str:
     """The name FFmpeg gives a segment of `camera_id` starting at Unix time `start` (UTC, whatever `TZ` says)."""
     stamp = datetime.fromtimestamp(start, UTC).strftime(STRFTIME_STAMP)
-    return f"{camera_id}_{stamp}.{extension}"
+    return f"{camera_id}_{stamp}{_suffix_text(suffix)}.{extension}"
 
 
-def output_pattern(camera: CameraConfig, container: Container) -> str:
-    """The strftime file name pattern FFmpeg writes this camera's segments with."""
-    return f"{camera.id}_{STRFTIME_STAMP}.{container.value}"
+def output_pattern(camera: CameraConfig, container: Container, suffix: int = 0) -> str:
+    """The strftime file name pattern FFmpeg writes this camera's segments with (`suffix`: see SEGMENT_NAME_RE)."""
+    return f"{camera.id}_{STRFTIME_STAMP}{_suffix_text(suffix)}.{container.value}"
 
 
 def segment_duration_buckets(segment_time_seconds: float) -> tuple[float, ...]:
@@ -84,24 +96,50 @@ def parse_segment_list_line(line: str) -> tuple[str, float, float] | None:
         return None
 
 
-def newest_segment_start(folder: Path, camera_id: str) -> float | None:
-    """Start time of the newest segment of this camera in its folder (one directory listing)."""
+@dataclass(frozen=True)
+class FolderNames:
+    """What a start needs to know of the names in a camera's folder (one directory listing)."""
+
+    newest_start: float | None  # start of the newest segment, whatever its suffix
+    highest_suffix: int  # 0 when no name has one
+
+    def seconds_until_unused_name(self, now: float) -> float:
+        """How long until a segment started now gets a later name than the newest one (<= 0: none)."""
+        return -1.0 if self.newest_start is None else self.newest_start + 1.0 - now
+
+
+def folder_names(folder: Path, camera_id: str) -> FolderNames:
     newest: float | None = None
+    highest = 0
     try:
         names = [entry.name for entry in _scandir(folder)]
     except OSError:
-        return None
+        return FolderNames(None, 0)
     for name in names:
         parsed = parse_segment_name(name)
-        if parsed and parsed.camera == camera_id and (newest is None or parsed.start > newest):
+        if parsed is None or parsed.camera != camera_id:
+            continue
+        if newest is None or parsed.start > newest:
             newest = parsed.start
-    return newest
+        highest = max(highest, parsed.suffix)
+    return FolderNames(newest, highest)
 
 
-def seconds_until_unused_name(folder: Path, camera_id: str, now: float) -> float:
-    """How long until a segment started now gets a later name than the newest one in `folder` (<= 0: none)."""
-    newest = newest_segment_start(folder, camera_id)
-    return -1.0 if newest is None else newest + 1.0 - now
+class ClockWatch:
+    """Sees the wall clock step back: its offset from the monotonic clock shrinks between two looks."""
+
+    def __init__(self, clock: Callable[[], float], monotonic: Callable[[], float]) -> None:
+        self._clock = clock
+        self._monotonic = monotonic
+        self._offset = clock() - monotonic()
+
+    def stepped_back(self) -> float:
+        """Seconds the wall clock stepped back since the last look (0.0 when it did not)."""
+        offset = self._clock() - self._monotonic()
+        step = self._offset - offset
+        # A forward step is followed too: a later step back is measured from where the clock is now.
+        self._offset = offset
+        return step if step > CLOCK_STEP_TOLERANCE_SECONDS else 0.0
 
 
 def unfinished_segments(folder: Path, camera_id: str, since: float, completed: set[str]) -> list[Path]:

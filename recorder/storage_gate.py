@@ -10,11 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from recorder.faults import is_resource_error
-from recorder.segments import seconds_until_unused_name
+from recorder.segments import folder_names
 from recorder.vocabulary import RestartReason
 from recorder.write_probe import camera_folder_problem, describe
 
-# Waiting for a new second before a start bounds at this; a larger gap means the clock stepped back.
+# Waiting for a new second before a start bounds at this; a larger gap means the clock stepped back, and the
+# run takes fresh names instead (a suffix) rather than wait for the clock to pass the newest name.
 NAME_COLLISION_MAX_WAIT = 3.0
 # A folder that refuses writes is probed this often; recording resumes within about this long once it works.
 STORAGE_PROBE_EVERY = 1.0
@@ -74,15 +75,21 @@ class StorageGate:
                 refused(error)
             sleep(STORAGE_PROBE_EVERY)
 
-    def wait_for_unused_name(self, folder: Path, camera_id: str, now: float, sleep: Callable[[float], None]) -> None:
-        """Before a start: let it fall in a later second than the newest segment, so FFmpeg never reuses a name."""
-        wait = seconds_until_unused_name(folder, camera_id, now)
+    def name_suffix_for_start(self, folder: Path, camera_id: str, now: float, sleep: Callable[[float], None]) -> int:
+        """Before a start: the suffix of names no segment in `folder` has (0, the usual names, unless the clock
+        is behind the newest name); a start in the same second as the newest segment waits for the next."""
+        names = folder_names(folder, camera_id)
+        wait = names.seconds_until_unused_name(now)
         if wait > NAME_COLLISION_MAX_WAIT:
-            self._log.error(
-                "the clock is %.0f s behind the newest segment name; new segments may reuse old names", wait
-            )
-        elif wait > 0:
+            suffix = names.highest_suffix + 1
+            self._log.warning(
+                "the clock is %.0f s behind the newest segment name: new segments are named ...-%d so that none "
+                "is overwritten", wait, suffix,
+            )  # fmt: skip
+            return suffix
+        if wait > 0:
             sleep(wait)
+        return 0
 
     def _problem(self, folder: Path) -> str | None:
         problem = camera_folder_problem(folder)

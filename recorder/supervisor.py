@@ -22,7 +22,7 @@ from recorder.ffmpeg_run import PAUSE, STALL_KILL_GRACE, STOP
 from recorder.presence import SourcePresence
 from recorder.presets import FFmpegCommand
 from recorder.segment_events import SegmentEvents
-from recorder.segments import CompletedSegment, segment_duration_buckets
+from recorder.segments import ClockWatch, CompletedSegment, segment_duration_buckets
 from recorder.snapshots import CameraSnapshot, ResourceUsage
 from recorder.states import WAITING_TO_RESTART, CameraState, CameraStateMachine, state_after_end
 from recorder.storage_gate import StorageGate
@@ -42,7 +42,8 @@ _TROUBLED = frozenset(
     }
 )
 
-CommandFactory = Callable[[str | None], FFmpegCommand]
+# (device node, name suffix) -> the command; the suffix is 0 but after a backward clock step.
+CommandFactory = Callable[[str | None, int], FFmpegCommand]
 
 
 class CameraSupervisor:
@@ -79,6 +80,7 @@ class CameraSupervisor:
         self._paused = False  # retention's stop_recording: the camera is stopped, not failing
         self._thread: threading.Thread | None = None
         self._wakeup = WakeUp(monotonic)
+        self._clock_watch = ClockWatch(clock, monotonic)
         # Device cameras are present when their node finder returns a node; other sources always are.
         self._presence = SourcePresence(device_node if camera.source is SourceKind.DEVICE else None)
         self._machine = CameraStateMachine(
@@ -245,7 +247,7 @@ class CameraSupervisor:
         there, node = self._presence.node()
         if self._holding() or not there:
             return None  # the loop goes round: stopped, or waiting for the device
-        command = self._command_factory(node)
+        command = self._command_factory(node, 0)
         self._storage.wait_until_writable(
             command.output_dir,
             keep_trying=lambda: not self._holding() and self._presence.present,
@@ -254,9 +256,14 @@ class CameraSupervisor:
         )
         if self._holding():
             return None
-        self._storage.wait_for_unused_name(command.output_dir, self.camera.id, self._clock(), self._wakeup.wait)
+        suffix = self._storage.name_suffix_for_start(
+            command.output_dir, self.camera.id, self._clock(), self._wakeup.wait
+        )
+        if suffix:
+            command = self._command_factory(node, suffix)
         if self._stopping.is_set():
             return None
+        self._clock_watch.stepped_back()  # a step before this start is behind us: the names above are fresh
         self._change_state(CameraState.STARTING)
         ended = self._runs.run(command, stopping=self._stopping.is_set)
         if ended is not None and ended.reason == RestartReason.DEVICE_GONE:
@@ -273,4 +280,11 @@ class CameraSupervisor:
             return STOP
         if self._paused:
             return PAUSE
-        return None if self._presence.present else RestartReason.HOTPLUG
+        if not self._presence.present:
+            return RestartReason.HOTPLUG
+        step = self._clock_watch.stepped_back()
+        if step:
+            # FFmpeg names the next segment by the wall clock: in the past now, where names exist already.
+            self._log.warning("the clock stepped back %.1f s: restarting FFmpeg with fresh segment names", step)
+            return RestartReason.CLOCK_STEP
+        return None

@@ -47,6 +47,7 @@ class RestartReason(StrEnum):
     DISK_FULL = "disk_full"
     INTERNAL_ERROR = "internal_error"  # the supervisor itself raised
     RESOURCE_EXHAUSTED = "resource_exhausted"  # EMFILE, ENOMEM and friends starting FFmpeg
+    CLOCK_STEP = "clock_step"  # the wall clock stepped back: restarted with fresh names, none overwritten
 
 
 class DiscardReason(StrEnum):

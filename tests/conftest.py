@@ -104,7 +104,7 @@ def make_supervisor(tmp_path: Path, launcher: object = None, **config: Any) -> C
     segments: list[object] = []
     return CameraSupervisor(
         cfg.cameras[0],
-        lambda node: build_command(cfg.cameras[0], cfg, "ffmpeg"),
+        lambda node, suffix: build_command(cfg.cameras[0], cfg, "ffmpeg", name_suffix=suffix),
         cfg.supervisor,
         segment_time=cfg.recording.segment_time,
         ffprobe="ffprobe",

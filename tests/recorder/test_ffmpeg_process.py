@@ -31,7 +31,7 @@ def _wrapped_supervisor(config: Config, tmp_path: Path) -> CameraSupervisor:
     wrapper = _wrapper(tmp_path)
     return CameraSupervisor(
         config.cameras[0],
-        lambda node: build_command(config.cameras[0], config, str(wrapper)),
+        lambda node, suffix: build_command(config.cameras[0], config, str(wrapper), name_suffix=suffix),
         config.supervisor,
         segment_time=config.recording.segment_time,
         ffprobe="ffprobe",

@@ -29,7 +29,7 @@ def _supervisor(config: Config, camera: CameraConfig | None = None, **kwargs: ob
     segments: list[CompletedSegment] = []
     sup = CameraSupervisor(
         camera,
-        lambda node: build_command(stand_in, config, "ffmpeg"),
+        lambda node, suffix: build_command(stand_in, config, "ffmpeg", name_suffix=suffix),
         config.supervisor,
         segment_time=config.recording.segment_time,
         ffprobe="ffprobe",

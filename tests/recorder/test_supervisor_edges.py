@@ -71,7 +71,7 @@ def test_recording_to_waiting_for_device_counts_the_hotplug_restart_once(tmp_pat
     fake = FakeFFmpeg()
     sup = CameraSupervisor(
         cfg.camera("usbcam"),
-        lambda device: build_command(cfg.camera("stand_in"), cfg, "ffmpeg"),
+        lambda device, suffix: build_command(cfg.camera("stand_in"), cfg, "ffmpeg", name_suffix=suffix),
         cfg.supervisor,
         segment_time=cfg.recording.segment_time,
         ffprobe="ffprobe",

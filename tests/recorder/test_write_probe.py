@@ -7,7 +7,7 @@ from pathlib import Path
 
 from conftest import small_config
 
-from recorder.segments import newest_segment_start, parse_segment_name, segment_file_name
+from recorder.segments import folder_names, parse_segment_name, segment_file_name
 from recorder.storage import Storage
 from recorder.write_probe import PROBE_NAME, camera_folder_problem, is_probe_name, probe_folder, unique_probe_name
 
@@ -69,4 +69,4 @@ def test_every_probe_name_is_its_own_and_ignored_by_the_scanners(tmpfs: Path) ->
     storage = Storage(small_config(tmpfs))
     storage.scan()
     assert storage.snapshot().cameras["cam1"].files == 1
-    assert newest_segment_start(folder, "cam1") == 1_700_000_000
+    assert folder_names(folder, "cam1").newest_start == 1_700_000_000
