@@ -75,7 +75,6 @@ class Recorder:
             log_status=self.log_status,
             feed_watchdog=self.health.feed_watchdog,
             status_line=self.status_line,
-            each_tick=self.publish_open_segments,
         )
         self.reloader = ConfigReloader(self, config_loader, housekeeping_tick=HOUSEKEEPING_TICK)
         self.devices = DeviceEvents(lambda: self.supervisors, udev_context())
@@ -133,10 +132,6 @@ class Recorder:
     def take_recordings_folder(self) -> None:
         """Hold the recordings folder against a second daemon (FolderInUse names the one that has it)."""
         self.recordings_lock.acquire()
-
-    def publish_open_segments(self) -> None:
-        """Tell the one-shot commands (--transcode, --cleanup) which segments FFmpeg writes now."""
-        self.recordings_lock.publish_open(self._protected_paths())
 
     def _protected_paths(self) -> list[Path]:
         """What retention must not delete: every segment FFmpeg writes, and the one the night transcoder reads."""

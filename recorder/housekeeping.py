@@ -43,14 +43,12 @@ class Housekeeping:
         log_status: Callable[[], None],
         feed_watchdog: Callable[[], None],
         status_line: Callable[[], str],
-        each_tick: Callable[[], None] = lambda: None,
     ) -> None:
         self._notifier = notifier
         self._reload = reload
         self._log_status = log_status
         self._feed_watchdog = feed_watchdog
         self._status_line = status_line
-        self._each_tick = each_tick
         self._stop = threading.Event()
         self._reload_requested = threading.Event()
         self._status_requested = threading.Event()
@@ -94,7 +92,6 @@ class Housekeeping:
             if deadline is not None and now >= deadline:
                 break
             self._feed_watchdog()
-            self._each_tick()
             status = self._status_line()
             if status != last_status:
                 self._notifier.status(status)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -19,14 +18,7 @@ from daemon_harness import REPO, Daemon, free_port, write_config
 from transcoding_support import make_segment
 
 from recorder.cli import main
-from recorder.recordings_owner import (
-    OPEN_LIST_NAME,
-    DaemonLock,
-    FolderInUse,
-    daemon_running,
-    open_segments,
-    owner_folder,
-)
+from recorder.recordings_owner import DaemonLock, FolderInUse, daemon_running, lock_path, open_segments
 from recorder.segments import parse_segment_name, segment_file_name
 
 Held = tuple[Path, Callable[..., subprocess.Popen[str]]]
@@ -37,7 +29,6 @@ from pathlib import Path
 from recorder.recordings_owner import DaemonLock
 lock = DaemonLock(Path(sys.argv[1]))
 lock.acquire()
-lock.publish_open([Path(p) for p in sys.argv[2:]])
 print("held", flush=True)
 sys.stdin.read()
 """
@@ -45,13 +36,13 @@ sys.stdin.read()
 
 @pytest.fixture
 def held_by_another_process(tmp_path: Path) -> Iterator[tuple[Path, Callable[..., subprocess.Popen[str]]]]:
-    """`tmp_path/rec` locked by a real second process, as a daemon would hold it, listing `open` segments."""
+    """`tmp_path/rec` locked by a real second process, as a daemon would hold it."""
     base = tmp_path / "rec"
     procs: list[subprocess.Popen[str]] = []
 
-    def hold(*open_paths: Path) -> subprocess.Popen[str]:
+    def hold() -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            [sys.executable, "-c", HOLDER, str(base), *map(str, open_paths)],
+            [sys.executable, "-c", HOLDER, str(base)],
             cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         procs.append(proc)
@@ -103,39 +94,52 @@ def test_an_unwritable_folder_is_left_unlocked_with_a_warning(caplog: pytest.Log
         lock.acquire(wait=0)
     assert not lock.held
     assert "cannot lock /proc/self/camera-recorder-recordings against a second daemon" in caplog.text
-    lock.publish_open([Path("/x/y")])  # nothing to write to: nothing raised either
 
 
-def test_without_a_daemon_nothing_is_open_whatever_a_stale_list_says(tmp_path: Path) -> None:
+def test_the_lock_writes_nothing_into_the_folder(held_by_another_process: Held) -> None:
+    base, hold = held_by_another_process
+    hold()
+    assert [p.name for p in base.iterdir()] == [lock_path(base).name]
+    assert lock_path(base).stat().st_size == 0  # a disk full to its last page keeps that page for FFmpeg
+
+
+def test_without_a_daemon_nothing_is_open(tmp_path: Path) -> None:
     base = tmp_path / "rec"
-    seg = old_segment(base, "cam1", age=3600)
-    owner_folder(base).mkdir(parents=True)
-    (owner_folder(base) / OPEN_LIST_NAME).write_text(json.dumps({"open": [f"cam1/{seg.name}"]}))
+    old_segment(base, "cam1", age=3600)
+    fresh = old_segment(base, "cam1", age=1)
+    os.utime(fresh)
+    assert open_segments(base, ["cam1"]) == frozenset()
+    gone = DaemonLock(base)  # a daemon that stopped: its lock file stays, its lock does not
+    gone.acquire(wait=0)
+    assert open_segments(base, ["cam1"]) == {fresh}
+    gone.release()
     assert open_segments(base, ["cam1"]) == frozenset()
 
 
-def test_while_a_daemon_runs_its_list_its_newest_and_lately_written_segments_are_open(
-    held_by_another_process: Held,
-) -> None:
+def test_while_a_daemon_runs_its_newest_and_lately_written_segments_are_open(held_by_another_process: Held) -> None:
     base, hold = held_by_another_process
-    listed = old_segment(base, "cam1", age=7200)  # neither newest nor fresh: open only by the daemon's word
     untouched = old_segment(base, "cam1", age=5400)
     newest = old_segment(base, "cam1", age=3600)
     # Named before the others (a clock stepped back), but written to a moment ago.
     stepped_back = old_segment(base, "cam2", age=9000)
     os.utime(stepped_back)
+    quiet_for_90s = old_segment(base, "cam2", age=7000)
+    os.utime(quiet_for_90s, (time.time() - 90, time.time() - 90))
     cam2_newest = old_segment(base, "cam2", age=1800)
     (base / "cam2" / "notes.txt").write_text("not a segment")
-    hold(listed)
-    assert open_segments(base, ["cam1", "cam2", "cam3"]) == {listed, newest, stepped_back, cam2_newest}
+    hold()
+    assert open_segments(base, ["cam1", "cam2", "cam3"]) == {newest, stepped_back, cam2_newest}
     assert untouched not in open_segments(base, ["cam1"])
+    # A stall_timeout longer than the minute widens "lately": FFmpeg may sit that long before it is killed.
+    assert quiet_for_90s in open_segments(base, ["cam2"], stall_timeout=60)
 
 
-def test_cleanup_never_deletes_what_the_running_daemon_lists_as_open(
+def test_cleanup_never_deletes_what_the_running_daemon_may_be_writing(
     held_by_another_process: Held, capsys: pytest.CaptureFixture[str]
 ) -> None:
     base, hold = held_by_another_process
-    listed = old_segment(base, "cam1", age=9 * 86400)
+    writing = old_segment(base, "cam1", age=9 * 86400)  # a clock stepped back names it days ago
+    os.utime(writing)
     aged = old_segment(base, "cam1", age=8 * 86400)
     old_segment(base, "cam1", age=60)
     config = base.parent / "config.yaml"
@@ -144,11 +148,11 @@ def test_cleanup_never_deletes_what_the_running_daemon_lists_as_open(
         "recording": {"base_directory": str(base)},
         "storage": {"cleanup_days": 7},
     }))  # fmt: skip
-    hold(listed)
+    hold()
     assert main(["-c", str(config), "--cleanup"]) == 0
-    assert listed.exists()
+    assert writing.exists()
     assert not aged.exists()
-    assert listed.name not in capsys.readouterr().out
+    assert writing.name not in capsys.readouterr().out
 
 
 def test_a_second_daemon_on_the_same_folder_exits_with_one_line_and_the_first_keeps_recording(
