@@ -174,7 +174,7 @@ def test_backoff_doubles_per_failure_up_to_the_cap_and_a_stable_run_resets_it() 
     expected = [(1.0, 1.5), (2.0, 3.0), (4.0, 6.0), (5.0, 9.0), (5.0, 10.0), (5.0, 10.0)]
     assert [jittered_backoff_bounds(n, 1.0, 10.0) for n in range(1, 7)] == expected
     waits = [_failing(machine) for _ in range(6)]
-    assert all(_within(wait, bounds) for wait, bounds in zip(waits, expected)), waits
+    assert all(_within(wait, bounds) for wait, bounds in zip(waits, expected, strict=True)), waits
     assert _within(_failing(machine, stable=True), (1.0, 1.5))
     assert machine.failures == 1
     assert machine.restarts == {"crashed": 7}
@@ -198,7 +198,7 @@ def test_an_exhausted_resource_retries_within_a_lower_cap() -> None:
     waits = [_failing(machine, RestartReason.RESOURCE_EXHAUSTED) for _ in range(5)]
     half = RESOURCE_RETRY_MAX / 2
     expected = [(1.0, 1.5), (2.0, 3.0), (half, half + 2.0), (half, RESOURCE_RETRY_MAX), (half, RESOURCE_RETRY_MAX)]
-    assert all(_within(wait, bounds) for wait, bounds in zip(waits, expected)), waits
+    assert all(_within(wait, bounds) for wait, bounds in zip(waits, expected, strict=True)), waits
 
 
 def test_the_camera_coming_back_starts_a_fresh_backoff_sequence() -> None:

@@ -247,7 +247,9 @@ def test_backoff_doubles_up_to_the_cap_and_resets_after_a_stable_run(
         bounds = [jittered_backoff_bounds(n, 0.05, 0.4) for n in range(1, 7)]
         expected = [(0.05, 0.075), (0.1, 0.15), (0.2, 0.3), (0.2, 0.4), (0.2, 0.4), (0.2, 0.4)]
         assert [pytest.approx(b) for b in bounds] == expected
-        assert all(low - 0.005 <= wait <= high + 0.005 for wait, (low, high) in zip(waits()[:6], bounds)), waits()
+        assert all(
+            low - 0.005 <= wait <= high + 0.005 for wait, (low, high) in zip(waits()[:6], bounds, strict=True)
+        ), waits()
         # The source comes back: a run that lasts stable_after resets the backoff.
         subprocess.run(
             ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-t", "2",
