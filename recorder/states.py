@@ -100,9 +100,10 @@ def _attempt(number: int) -> RetryCallState:
 def jittered_backoff(initial: float, cap: float, share: float = BACKOFF_JITTER_SHARE) -> wait_base:
     """tenacity's exponential wait plus its random exponential one ("equal jitter"), never above `cap`.
 
-    The n-th wait lies in [d, d * (1 + share)] for d = initial * 2**(n-1) while that stays below the cap, and
-    in [cap * (1 - share), cap] once it reaches it: backoff_initial is still the shortest first wait,
-    backoff_max still the longest wait, and even cameras that keep failing at the cap spread out.
+    For d = initial * 2**(n-1), the n-th wait lies in [d, d * (1 + share)] while d stays below
+    cap * (1 - share), and in [cap * (1 - share), cap] once d reaches the cap (jittered_backoff_bounds): the
+    first wait is still at least backoff_initial (when backoff_max is at least twice as long), no wait is
+    longer than backoff_max, and even cameras that keep failing at the cap spread out.
     """
     fixed_part = wait_exponential(multiplier=initial, max=cap * (1 - share), exp_base=2)
     random_part = wait_random_exponential(multiplier=initial * share, max=cap * share, exp_base=2)
