@@ -11,9 +11,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from types import MappingProxyType
 
+from recorder.camera_ledger import Carried
 from recorder.ffmpeg_run import FFmpegRun
 from recorder.progress import Progress
-from recorder.snapshots import CameraSnapshot, Histogram, ResourceUsage, recent_restarts
+from recorder.snapshots import CameraSnapshot, ResourceUsage, recent_restarts
 from recorder.states import CameraState, CameraStateMachine
 
 
@@ -29,27 +30,41 @@ class CameraReport:
         *,
         clock: Callable[[], float],
         monotonic: Callable[[], float],
+        carried: Carried | None = None,
     ) -> None:
+        """`carried`: what the camera's earlier supervisors counted (camera_ledger): every counter goes on
+        from there, and so do the last segment, the last error and the restart timeline."""
         self._machine = machine
         self._clock = clock
         self._monotonic = monotonic
+        start = carried.snapshot if carried is not None else CameraSnapshot(camera_id, machine.state, present, 0.0)
         # Totals of the finished runs; the current run's own counters are added on each publish.
-        self._frames_base = self._dropped_base = self._duplicated_base = 0
-        self._finished_cpu = 0.0
-        self._discarded: collections.Counter[str] = collections.Counter()
+        self._frames_base, self._dropped_base = start.frames, start.dropped_frames
+        self._duplicated_base = start.duplicated_frames
+        self._finished_cpu = carried.cpu_seconds if carried is not None else 0.0
+        self._discarded: collections.Counter[str] = collections.Counter(start.discarded)
         # Published copies of the counters, rebuilt only when they change (progress publishes once a second).
-        self._restarts_seen: dict[str, int] = {}
+        self._restarts_seen: dict[str, int] = dict(machine.restarts)
         self._discarded_view = MappingProxyType(dict(self._discarded))
-        self.last_error: str | None = None
-        self.last_progress_at: float | None = None  # Unix time frames last advanced
-        self.snapshot = CameraSnapshot(
+        self.last_error: str | None = start.last_error
+        self.last_progress_at: float | None = start.last_progress_at  # Unix time frames last advanced
+        self.snapshot = replace(
+            start,
             camera=camera_id,
             state=machine.state,
             present=present,
             taken_at=machine.since,
-            segment_durations=Histogram.empty(segment_buckets),
+            fps=0.0,
+            speed=0.0,
+            bitrate_bits_per_second=0.0,
+            ffmpeg_pid=None,
+            restarts=MappingProxyType(dict(self._restarts_seen)),
+            gap_seconds=machine.gap,
+            gap_growing=machine.counting_gap,
+            # A new segment time brings new bucket bounds; what was observed before stays in count and sum.
+            segment_durations=start.segment_durations.rebucketed(segment_buckets),
         )
-        self.resources = ResourceUsage()
+        self.resources = ResourceUsage(self._finished_cpu, 0)
 
     def publish(self, present: bool, run: FFmpegRun | None, **changes: object) -> None:
         """Publish a new snapshot: the state machine's view, `run`'s progress so far, and `changes`."""

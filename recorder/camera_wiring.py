@@ -37,10 +37,11 @@ class SupervisorFactory:
         self._udev_context = udev_context
 
     def build(self, camera: CameraConfig) -> CameraSupervisor:
+        """The camera's supervisor, going on from the counters its earlier supervisors left in the ledger."""
         rec = self._recorder
         return CameraSupervisor(
             camera,
-            self._command_factory(camera),
+            self.command_factory(camera),
             rec.config.supervisor,
             segment_time=rec.config.recording.segment_time,
             ffprobe=rec.tools.ffprobe or "ffprobe",
@@ -52,9 +53,11 @@ class SupervisorFactory:
             device_node=self._device_node_finder(camera),
             launcher=self._launcher,
             clock=self._clock,
+            carried=rec.ledger.carried(camera.id),
         )
 
-    def _command_factory(self, camera: CameraConfig) -> CommandFactory:
+    def command_factory(self, camera: CameraConfig) -> CommandFactory:
+        """How `camera`'s FFmpeg command is built for the node found (with the recorder's config of the moment)."""
         rec = self._recorder
         ffmpeg = rec.tools.ffmpeg
         if ffmpeg is None:  # the Recorder refuses to start without one; a reload keeps the previous

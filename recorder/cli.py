@@ -226,17 +226,22 @@ def run_recorder(
 
 
 def _print_run_summary(recorder: Recorder, *, demo: bool, emit: Callable[[str], None] = print) -> None:
-    """What this run recorded, per camera: segments, bytes, restarts and recording gaps."""
+    """What this run recorded, per camera: segments, bytes, restarts and recording gaps.
+
+    Every camera of the run, a camera a reload removed included (its counters as its last supervisor left them).
+    """
     snap = recorder.snapshot()
     base = recorder.config.recording.base_directory
     emit(f"Demo recordings in {base}:" if demo else f"This run recorded into {base}:")
-    for view in snap.cameras:
+    removed = recorder.ledger.removed(view.config.id for view in snap.cameras)
+    for view in (*snap.cameras, *removed):
         status = view.status
+        label = f"{view.config.id} (removed by a reload)" if view in removed else view.config.id
         restarts = sum(status.restarts.values())
         why = f" ({', '.join(f'{reason} {n}' for reason, n in sorted(status.restarts.items()))})" if restarts else ""
         gap = status.gap_seconds_at(snap.monotonic_now)
         emit(
-            f"  {view.config.id}: {status.segments_completed} segments, {status.written_bytes} bytes, "
+            f"  {label}: {status.segments_completed} segments, {status.written_bytes} bytes, "
             f"{status.frames} frames, {restarts} restarts{why}, "
             + (f"recording gaps {gap:.1f} s" if gap >= 0.05 else "no recording gaps")
         )

@@ -12,10 +12,11 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import cast
 
+from recorder.camera_ledger import CameraLedger
 from recorder.camera_wiring import SupervisorFactory
 from recorder.config import Config
 from recorder.device_events import DeviceEvents, udev_context
@@ -68,6 +69,8 @@ class Recorder:
         # One assignment replaces the mapping (see reload): readers in other threads never see a mix.
         self.supervisors: dict[str, CameraSupervisor] = {}
         self.recordings_lock = DaemonLock(config.recording.base_directory)
+        # Each camera's counters outlive its supervisor: a reload's successor goes on from them.
+        self.ledger = CameraLedger(clock)
         self.health = Health(lambda: self.supervisors, self.notifier, heartbeat_stale_after=heartbeat_stale_after)
         self.housekeeping = Housekeeping(
             self.notifier,
@@ -202,12 +205,22 @@ class Recorder:
         recording with the same FFmpeg; an invalid new configuration is logged and the running one kept."""
         return self.reloader.reload()
 
-    def stop_supervisors(self, supervisors: list[CameraSupervisor]) -> bool:
-        """Stop these supervisors in parallel (each FFmpeg takes its own time to finalize); True if all ended."""
+    def stop_supervisors(
+        self, supervisors: list[CameraSupervisor], why: Mapping[str, tuple[str, bool]] | None = None
+    ) -> bool:
+        """Stop these supervisors in parallel (each FFmpeg takes its own time to finalize); True if all ended.
+
+        `why`: camera id -> what its edge to `stopped` says and whether that stop is a recording gap (see
+        CameraSupervisor.stop); the daemon stopping otherwise.
+        """
         timeout = self.config.supervisor.stop_timeout
-        threads = [
-            threading.Thread(target=sup.stop, args=(timeout + 3,), name=f"stop-{sup.camera.id}") for sup in supervisors
-        ]
+        reasons = why or {}
+
+        def stop(sup: CameraSupervisor) -> None:
+            said, gap = reasons.get(sup.camera.id, ("daemon stopping", False))
+            sup.stop(timeout + 3, why=said, gap=gap)
+
+        threads = [threading.Thread(target=stop, args=(sup,), name=f"stop-{sup.camera.id}") for sup in supervisors]
         for thread in threads:
             thread.start()
         for thread in threads:

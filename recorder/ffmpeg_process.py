@@ -11,6 +11,16 @@ from outliving the run:
   after FFmpeg's fork, the kernel closes that pipe, the read ends, and the guard kills its group, the
   wrapper's FFmpeg included. The guard is the daemon's own child, so the daemon reaps it (no zombie,
   even when the daemon runs as a container's PID 1).
+
+How FFmpeg is started: Python code run between fork and exec (`preexec_fn`) may deadlock in a threaded
+process such as the daemon, and forces fork where vfork would do. On Python 3.11+, with its guard running,
+FFmpeg starts without one: `process_group=` joins the guard's group and `pass_fds=` hands over the segment
+list's write end (its number replaces SEGMENT_LIST_FD in the `pipe:` argument). PR_SET_PDEATHSIG has no
+Popen argument, and needs none there: the child joins the group before it closes its copy of the guard's
+pipe (at exec), so a daemon killed at any moment, even between the fork and the joining, still ends with the
+guard killing a group FFmpeg is in. Without a guard (it could not start), and on Python 3.10, the child runs
+the earlier preexec function (group, PDEATHSIG, the check that the daemon still lives, the dup2), which is
+then FFmpeg's only tie to the daemon's life.
 """
 
 from __future__ import annotations
@@ -21,7 +31,8 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from recorder.presets import SEGMENT_LIST_FD, FFmpegCommand
@@ -33,6 +44,10 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True
 GUARD_SHELL = "/bin/sh"
 # It ignores the stop signals the supervisor sends the group (SIGINT, SIGTERM), so it guards the whole run.
 GUARD_SCRIPT = "trap '' INT TERM HUP; read _ignored; kill -9 0"
+
+# Popen's process_group= (3.11+): the child's setpgid without Python code between fork and exec.
+PROCESS_GROUP_ARGUMENT = sys.version_info >= (3, 11)
+_SEGMENT_LIST_ARGUMENT = f"pipe:{SEGMENT_LIST_FD}"
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +112,21 @@ def _start_guard() -> tuple[subprocess.Popen[bytes] | None, int]:
     FFmpeg's fork still takes a wrapper's FFmpeg down. (None, -1) when it cannot start.
     """
     guard_read, guard_write = os.pipe()
+    argv = [GUARD_SHELL, "-c", GUARD_SCRIPT, "camera-recorder-guard"]
     try:
-        guard = subprocess.Popen(
-            [GUARD_SHELL, "-c", GUARD_SCRIPT, "camera-recorder-guard"],
-            stdin=guard_read,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=lambda: os.setpgid(0, 0),  # a new group in the daemon's session, for FFmpeg to join
-        )
+        # A new group in the daemon's session, for FFmpeg to join.
+        if PROCESS_GROUP_ARGUMENT:
+            guard = subprocess.Popen(  # novermin (3.11+ only: PROCESS_GROUP_ARGUMENT)
+                argv, stdin=guard_read, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0
+            )
+        else:
+            guard = subprocess.Popen(
+                argv,
+                stdin=guard_read,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=lambda: os.setpgid(0, 0),
+            )
     except (OSError, subprocess.SubprocessError) as exc:
         log.warning("cannot start FFmpeg's guard (%s): a wrapper's FFmpeg may outlive a daemon crash", exc)
         os.close(guard_write)
@@ -128,32 +150,12 @@ def spawn_ffmpeg(command: FFmpegCommand) -> FFmpegProcess:
     guard, guard_fd = _start_guard()
     group = guard.pid if guard is not None else 0  # 0: a group of FFmpeg's own
     list_read, list_write = os.pipe()
-    parent_pid = os.getpid()
-
-    def in_child() -> None:
-        # A process group apart from the daemon's: a Ctrl-C in the operator's terminal reaches the daemon
-        # only, which then stops each FFmpeg so that it finalizes its segment; the daemon's signals reach the
-        # whole group (a wrapper script and its FFmpeg), and so does the guard's SIGKILL.
-        os.setpgid(0, group)
-        # The kernel delivers SIGKILL when the thread that forked us exits; the daemon's supervisor
-        # threads live as long as their camera, and systemd's KillMode covers the rest.
-        die_with_parent()
-        if os.getppid() != parent_pid:  # the parent died between fork and prctl
-            os._exit(1)
-        os.dup2(list_write, SEGMENT_LIST_FD)
-
     env = {**os.environ, **command.env}
     try:
-        popen = subprocess.Popen(
-            command.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            # Inheritable descriptors only: the dup2'ed segment list fd, nothing of the daemon's.
-            close_fds=False,
-            preexec_fn=in_child,
-        )
+        if guard is not None and PROCESS_GROUP_ARGUMENT:
+            popen = _popen_in_group(command.argv, env, group, list_write)
+        else:
+            popen = _popen_with_preexec(command.argv, env, group, list_write)
     except BaseException:
         os.close(list_read)
         os.close(list_write)
@@ -178,3 +180,48 @@ def spawn_ffmpeg(command: FFmpegCommand) -> FFmpegProcess:
         popen.stderr.close()
     stdout_fd, stderr_fd = duplicated
     return FFmpegProcess(popen, stdout_fd, stderr_fd, list_read, guard, guard_fd, group or popen.pid)
+
+
+def _popen_in_group(argv: Sequence[str], env: dict[str, str], group: int, list_write: int) -> subprocess.Popen[bytes]:
+    """3.11+, with a guard: no Python code in the child (see the module's docstring)."""
+    # The segment list is written to the descriptor handed over, whatever its number.
+    argv = [f"pipe:{list_write}" if arg == _SEGMENT_LIST_ARGUMENT else arg for arg in argv]
+    return subprocess.Popen(  # novermin (3.11+ only: PROCESS_GROUP_ARGUMENT)
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        pass_fds=(list_write,),  # and nothing else of the daemon's
+        process_group=group,
+    )
+
+
+def _popen_with_preexec(
+    argv: Sequence[str], env: dict[str, str], group: int, list_write: int
+) -> subprocess.Popen[bytes]:
+    """Python 3.10, or no guard: the child joins the group, dies with the daemon and takes the segment list."""
+    parent_pid = os.getpid()
+
+    def in_child() -> None:
+        # A process group apart from the daemon's: a Ctrl-C in the operator's terminal reaches the daemon
+        # only, which then stops each FFmpeg so that it finalizes its segment; the daemon's signals reach the
+        # whole group (a wrapper script and its FFmpeg), and so does the guard's SIGKILL.
+        os.setpgid(0, group)
+        # The kernel delivers SIGKILL when the thread that forked us exits; the daemon's supervisor
+        # threads live as long as their camera, and systemd's KillMode covers the rest.
+        die_with_parent()
+        if os.getppid() != parent_pid:  # the parent died between fork and prctl
+            os._exit(1)
+        os.dup2(list_write, SEGMENT_LIST_FD)
+
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        # Inheritable descriptors only: the dup2'ed segment list fd, nothing of the daemon's.
+        close_fds=False,
+        preexec_fn=in_child,
+    )

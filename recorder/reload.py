@@ -10,15 +10,17 @@ import gc
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import TYPE_CHECKING
 
 from recorder.config import CameraConfig, Config, ConfigError
 from recorder.device_events import device_cameras
 from recorder.ffmpeg_binary import FFmpegTools, find_tools
-from recorder.presets import build_command
+from recorder.presets import FFmpegCommand, build_command
+from recorder.states import RUNNING_STATES
 from recorder.supervisor import CameraSupervisor
 from recorder.transcoding import service as transcoding
+from recorder.vocabulary import RestartReason
 
 if TYPE_CHECKING:
     from recorder.daemon import Recorder
@@ -95,19 +97,34 @@ class ConfigReloader:
         new_cameras = {c.id: c for c in new.enabled_cameras}
         removed = [cid for cid in old_cameras if cid not in new_cameras]
         added = [cid for cid in new_cameras if cid not in old_cameras]
-        changed = [
-            cid
-            for cid in new_cameras
-            if cid in old_cameras
-            and recording_settings(old, old_tools, old_cameras[cid]) != recording_settings(new, tools, new_cameras[cid])
-        ]
+        changed: dict[str, str] = {}  # camera id -> why it restarts
+        updated: dict[str, str] = {}  # camera id -> what it takes without a restart
+        for cid in new_cameras.keys() & old_cameras.keys():
+            why = restart_reasons(old, old_tools, old_cameras[cid], new, tools, new_cameras[cid])
+            if why:
+                changed[cid] = ", ".join(why)
+            elif old_cameras[cid] != new_cameras[cid]:
+                updated[cid] = ", ".join(
+                    f"{name} changed" for name in changed_fields(old_cameras[cid], new_cameras[cid])
+                )
+        changed = {cid: changed[cid] for cid in new_cameras if cid in changed}  # in configuration order
         # Ended first, each FFmpeg finalizing its segment, in parallel as at stop. They stay listed (as
         # stopping, then stopped) until their successors run, and are not "stuck" meanwhile.
         retiring = [rec.supervisors[cid] for cid in (*removed, *changed) if cid in rec.supervisors]
+        # A reload that ends a running FFmpeg to start another restarts it: counted with reason "config".
+        restarting = {
+            cid for cid in changed if cid in rec.supervisors and rec.supervisors[cid].snapshot.state in RUNNING_STATES
+        }
+        stop_why = {cid: ("removed from the configuration by reload", False) for cid in removed}
+        stop_why.update({cid: (f"reload: {why}", True) for cid, why in changed.items()})
         rec.health.retiring = {id(sup) for sup in retiring}
-        if not self._stop_supervisors_feeding_watchdog(retiring):
+        if not self._stop_supervisors_feeding_watchdog(retiring, stop_why):
             late = ", ".join(sup.camera.id for sup in retiring if sup.alive)
             log.error("reload: the FFmpeg of %s did not stop in time; its last segment may be cut", late)
+        for sup in retiring:
+            cid = sup.camera.id
+            restart = RestartReason.CONFIG if cid in restarting else None
+            rec.ledger.retire(sup, restart=restart, why=f"reload: {changed[cid]}" if cid in changed else "")
         rec.config, rec.tools = new, tools
         if tools.ffmpeg != old_tools.ffmpeg:
             assert tools.ffmpeg is not None
@@ -132,6 +149,12 @@ class ConfigReloader:
             supervisor.pause(not allowed)
             supervisor.start()
             started[cid] = supervisor
+            if cid in changed:
+                log.info("reload: restarted %s: %s", cid, changed[cid], extra={"camera": cid})
+        for cid, what in updated.items():
+            camera = new_cameras[cid]
+            rec.supervisors[cid].reconfigure(camera, rec.supervisor_factory.command_factory(camera))
+            log.info("reload: %s takes the new settings without a restart: %s", cid, what, extra={"camera": cid})
         # One assignment: readers in other threads (scrapes) see the old dict or the new, never a mix.
         rec.supervisors = {cid: started.get(cid) or rec.supervisors[cid] for cid in new_cameras}
         if storage_changed:
@@ -142,20 +165,12 @@ class ConfigReloader:
         if rec.transcoder_slot.worker is None and rec.health.supervisors_started:
             rec.transcoder_slot.start()
         kept = len(new_cameras) - len(added) - len(changed)
-        log.info(
-            "configuration reloaded from %s: %s",
-            new.source or "the configuration",
-            "; ".join(
-                part
-                for part in (
-                    f"restarted {', '.join(changed)} (settings changed)" if changed else "",
-                    f"started {', '.join(added)} (added)" if added else "",
-                    f"stopped {', '.join(removed)} (removed or disabled)" if removed else "",
-                    f"{kept} camera(s) unchanged, still recording",
-                )
-                if part
-            ),
-        )
+        parts = [f"restarted {cid} ({why})" for cid, why in changed.items()]
+        parts += [f"updated {cid} without a restart ({what})" for cid, what in updated.items()]
+        parts += [f"started {', '.join(added)} (added)"] if added else []
+        parts += [f"stopped {', '.join(removed)} (removed or disabled)"] if removed else []
+        parts += [f"{kept} camera(s) kept recording with the same FFmpeg"]
+        log.info("configuration reloaded from %s: %s", new.source or "the configuration", "; ".join(parts))
 
     def _feeding_watchdog(self, step: Callable[[], object]) -> None:
         """Run a slow reload step (stopping FFmpegs, the transcoder, a rescan) while the watchdog is fed.
@@ -184,10 +199,12 @@ class ConfigReloader:
         if failure:
             raise failure[0]
 
-    def _stop_supervisors_feeding_watchdog(self, supervisors: list[CameraSupervisor]) -> bool:
+    def _stop_supervisors_feeding_watchdog(
+        self, supervisors: list[CameraSupervisor], why: dict[str, tuple[str, bool]]
+    ) -> bool:
         rec = self._recorder
         stopped: list[bool] = []
-        self._feeding_watchdog(lambda: stopped.append(rec.stop_supervisors(supervisors)))
+        self._feeding_watchdog(lambda: stopped.append(rec.stop_supervisors(supervisors, why)))
         return all(stopped)
 
     def _replace_storage(self, new: Config) -> None:
@@ -206,19 +223,48 @@ class ConfigReloader:
         log.info("reload: retention and disk accounting restarted for the new settings")
 
 
-def recording_settings(config: Config, tools: FFmpegTools, camera: CameraConfig) -> tuple[object, ...]:
-    """Everything a camera's supervisor and FFmpeg are built from: equal means a reload leaves it recording."""
-    ffmpeg = tools.ffmpeg or "ffmpeg"
+# Camera settings FFmpeg's command and the supervisor do not depend on: a reload applies them to the running
+# camera (its labels, its retention) without a restart. Every other field changes the command or how the
+# device is found.
+LIVE_CAMERA_FIELDS = frozenset({"name", "cleanup_days"})
+
+
+def changed_fields(old: CameraConfig, new: CameraConfig) -> list[str]:
+    """The names of `old`'s fields `new` has another value for, in declaration order."""
+    return [f.name for f in fields(CameraConfig) if getattr(old, f.name) != getattr(new, f.name)]
+
+
+def restart_reasons(
+    old: Config, old_tools: FFmpegTools, old_camera: CameraConfig,
+    new: Config, new_tools: FFmpegTools, new_camera: CameraConfig,
+) -> list[str]:  # fmt: skip
+    """Why a reload from `old` to `new` must restart the camera, as the log says it; empty: it need not.
+
+    Everything the camera's supervisor and FFmpeg are built from counts, LIVE_CAMERA_FIELDS aside.
+    """
+    why = [f"{name} changed" for name in changed_fields(old_camera, new_camera) if name not in LIVE_CAMERA_FIELDS]
+    if old_tools.ffmpeg != new_tools.ffmpeg:
+        why.append("system.ffmpeg changed")
+    if not why:
+        old_command, new_command = _command(old, old_tools, old_camera), _command(new, new_tools, new_camera)
+        if (old_command.argv, old_command.env) != (new_command.argv, new_command.env):
+            sections = [
+                name for name in ("encoding", "recording", "system") if getattr(old, name) != getattr(new, name)
+            ]
+            why.append(f"{' and '.join(sections) or 'FFmpeg'} settings changed")
+    if old.recording.segment_time != new.recording.segment_time and not any("recording" in w for w in why):
+        why.append("recording.segment_time changed")  # the supervisor's segment histogram is built from it
+    if old.supervisor != new.supervisor:
+        why.append("supervisor settings changed")
+    if old_tools.ffprobe != new_tools.ffprobe:
+        why.append("system.ffprobe changed")
+    return why
+
+
+def _command(config: Config, tools: FFmpegTools, camera: CameraConfig) -> FFmpegCommand:
     # Any fixed node will do for a device found by udev: both sides are built alike.
-    command = build_command(camera, config, ffmpeg, device_node=camera.location or "/dev/video-by-match")
-    return (
-        camera,
-        command.argv,
-        tuple(sorted(command.env.items())),
-        config.supervisor,
-        config.recording.segment_time,
-        tools.ffprobe,
-    )
+    node = camera.location or "/dev/video-by-match"
+    return build_command(camera, config, tools.ffmpeg or "ffmpeg", device_node=node)
 
 
 def storage_settings(config: Config) -> tuple[object, ...]:

@@ -53,6 +53,13 @@ class Histogram:
     def count(self) -> int:
         return self.counts[-1]
 
+    def rebucketed(self, bounds: tuple[float, ...]) -> Histogram:
+        """This histogram under new bucket bounds: earlier observations stay in +Inf, the count and the sum
+        (their values are not kept, so they cannot be placed in the new buckets); unchanged bounds keep all."""
+        if bounds == self.bounds:
+            return self
+        return Histogram(bounds, (0,) * len(bounds) + (self.count,), self.total)
+
 
 @dataclass(frozen=True)
 class CameraSnapshot:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable
 
-from tenacity import wait_exponential, wait_fixed
+from tenacity import RetryCallState, wait_exponential, wait_fixed, wait_random_exponential
+from tenacity.wait import wait_base
 
 from recorder.snapshots import RECENT_RESTARTS_KEPT, CameraSnapshot, Histogram, RestartEvent, recent_restarts
 from recorder.vocabulary import CameraState, RestartReason
@@ -17,6 +18,7 @@ __all__ = [
     "GAP_STATES",
     "RECENT_RESTARTS_KEPT",
     "RESOURCE_RETRY_MAX",
+    "RUNNING_STATES",
     "TRANSITIONS",
     "CameraSnapshot",
     "CameraState",
@@ -24,6 +26,8 @@ __all__ = [
     "Histogram",
     "InvalidTransition",
     "RestartEvent",
+    "jittered_backoff",
+    "jittered_backoff_bounds",
     "recent_restarts",
     "state_after_end",
     "wait_exponential_backoff",
@@ -42,7 +46,9 @@ GAP_STATES = frozenset(
     }
 )
 
-_RUNNING = frozenset({CameraState.STARTING, CameraState.RECORDING, CameraState.STALLED})
+# An FFmpeg run is under way in these.
+RUNNING_STATES = frozenset({CameraState.STARTING, CameraState.RECORDING, CameraState.STALLED})
+_RUNNING = RUNNING_STATES
 # Where a camera may go from each state. Everything may stop, back off, fail, lose its device or find its
 # folder refusing writes; the edges that carry meaning are the ones into and out of an FFmpeg run:
 # recording only follows a start (frames were written), a stall only interrupts a run, and a new start
@@ -79,16 +85,46 @@ RESOURCE_RETRY_MAX = 5.0
 WAITING_TO_RESTART = frozenset({CameraState.BACKOFF, CameraState.FAILED})
 
 
-class _Attempt:
-    """The one field of tenacity's RetryCallState that its wait strategies read."""
+# The share of each escalating wait that is random: cameras that failed together (one USB hub) restart
+# spread over that share of their wait instead of in lockstep, and the jitter grows with the wait.
+BACKOFF_JITTER_SHARE = 0.5
 
-    def __init__(self, attempt_number: int) -> None:
-        self.attempt_number = attempt_number
+
+def _attempt(number: int) -> RetryCallState:
+    """tenacity's own retry state at its `number`-th attempt (what its wait strategies read)."""
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = max(1, number)
+    return state
+
+
+def jittered_backoff(initial: float, cap: float, share: float = BACKOFF_JITTER_SHARE) -> wait_base:
+    """tenacity's exponential wait plus its random exponential one ("equal jitter"), never above `cap`.
+
+    For d = initial * 2**(n-1), the n-th wait lies in [d, d * (1 + share)] while d stays below
+    cap * (1 - share), and in [cap * (1 - share), cap] once d reaches the cap (jittered_backoff_bounds): the
+    first wait is still at least backoff_initial (when backoff_max is at least twice as long), no wait is
+    longer than backoff_max, and even cameras that keep failing at the cap spread out.
+    """
+    fixed_part = wait_exponential(multiplier=initial, max=cap * (1 - share), exp_base=2)
+    random_part = wait_random_exponential(multiplier=initial * share, max=cap * share, exp_base=2)
+    return fixed_part + random_part
+
+
+def jittered_backoff_bounds(
+    failures: int, initial: float, cap: float, share: float = BACKOFF_JITTER_SHARE
+) -> tuple[float, float]:
+    """The shortest and longest wait jittered_backoff may choose for the `failures`-th consecutive failure."""
+    growth = 2.0 ** (max(1, failures) - 1)
+    low = min(initial * growth, cap * (1 - share))
+    return low, low + min(initial * share * growth, cap * share)
 
 
 def wait_exponential_backoff(failures: int, initial: float, cap: float) -> float:
-    """tenacity's exponential wait for the `failures`-th consecutive failure: initial * 2**(n-1), at most cap."""
-    return float(wait_exponential(multiplier=initial, max=cap, exp_base=2)(_Attempt(max(1, failures))))
+    """tenacity's exponential wait for the `failures`-th consecutive failure: initial * 2**(n-1), at most cap.
+
+    Without jitter: the lower edge of what jittered_backoff waits below the cap.
+    """
+    return float(wait_exponential(multiplier=initial, max=cap, exp_base=2)(_attempt(failures)))
 
 
 def state_after_end(reason: str, *, retry: bool, stopping: bool, paused: bool) -> CameraState:
@@ -117,15 +153,21 @@ class CameraStateMachine:
         *,
         backoff_initial: float = 1.0,
         backoff_max: float = 30.0,
+        carried: CameraSnapshot | None = None,
     ) -> None:
+        """`carried`: the camera's earlier supervisor's last snapshot (camera_ledger): its restarts and gap go on
+        from here, the gap still growing when the handover itself is one (a reload restarting the camera)."""
         self._monotonic = monotonic
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
+        self._escalating = jittered_backoff(backoff_initial, backoff_max)
+        self._resource_escalating = jittered_backoff(backoff_initial, min(backoff_max, RESOURCE_RETRY_MAX))
         self.state = state
         self.since = monotonic()  # monotonic time the current state was entered
-        self.gap = 0.0  # seconds of gap in states left before `since`
-        self.counting_gap = False  # whether the current state counts as a recording gap
-        self.restarts: collections.Counter[str] = collections.Counter()  # restart reason -> count
+        # Read at `since` itself: the gap a scrape extrapolates from the old snapshot goes on without a dip.
+        self.gap = carried.gap_seconds_at(self.since) if carried is not None else 0.0  # states left before `since`
+        self.counting_gap = carried is not None and carried.gap_growing  # the current state counts as a gap
+        self.restarts: collections.Counter[str] = collections.Counter(carried.restarts if carried else {})  # by reason
         self.failures = 0  # consecutive failed runs since the last stable one
         self.restart_in = 0.0  # seconds the current backoff (or failed) state waits before the next start
 
@@ -150,9 +192,10 @@ class CameraStateMachine:
         `restart`: this edge ends a run (or a start, or a supervision round) for that reason: counted with
         the move, whichever state follows (a backoff, or a stop, pause or unplug that holds the camera).
         Entering backoff or failed for a restart chooses `restart_in` with tenacity's wait strategies:
-        exponential in the consecutive failures (none before a `stable` run), capped by backoff_max (by
-        RESOURCE_RETRY_MAX when a resource ran out); the cap at once for a configuration that cannot work;
-        backoff_initial, counting no failure, when the cause was dealt with (`escalate` False).
+        exponential in the consecutive failures (none before a `stable` run) with jitter (jittered_backoff),
+        capped by backoff_max (by RESOURCE_RETRY_MAX when a resource ran out); the cap at once for a
+        configuration that cannot work; backoff_initial, counting no failure, when the cause was dealt with
+        (`escalate` False).
         `frames_until`: for a stall, the monotonic time frames last advanced: nothing was recorded since.
         """
         old = self.state
@@ -185,12 +228,10 @@ class CameraStateMachine:
             self.failures = 0
         if not escalate:
             # Retention freed space, or the folder is probed before the next start: no failure to count.
-            return float(wait_fixed(self._backoff_initial)(_Attempt(1)))
+            return float(wait_fixed(self._backoff_initial)(_attempt(1)))
         self.failures += 1
         if reason == RestartReason.CONFIG:
             # A bad option or a permission problem will not fix itself within seconds.
-            return float(wait_fixed(self._backoff_max)(_Attempt(self.failures)))
-        cap = self._backoff_max
-        if reason == RestartReason.RESOURCE_EXHAUSTED:
-            cap = min(cap, RESOURCE_RETRY_MAX)
-        return wait_exponential_backoff(self.failures, self._backoff_initial, cap)
+            return float(wait_fixed(self._backoff_max)(_attempt(self.failures)))
+        wait = self._resource_escalating if reason == RestartReason.RESOURCE_EXHAUSTED else self._escalating
+        return float(wait(_attempt(self.failures)))

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from recorder.camera_ledger import Carried
 from recorder.camera_report import CameraReport
 from recorder.camera_run import CameraRuns, RunEnd, RunWiring
 from recorder.config import CameraConfig, SourceKind, SupervisorConfig
@@ -68,6 +69,8 @@ class CameraSupervisor:
         launcher: Launcher = spawn_ffmpeg,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        # What the camera's earlier supervisors counted (camera_ledger): this one's counters go on from there.
+        carried: Carried | None = None,
     ) -> None:
         self.camera = camera
         self._command_factory = command_factory
@@ -77,6 +80,8 @@ class CameraSupervisor:
         self._monotonic = monotonic
         self._log = logging.LoggerAdapter(log, {"camera": camera.id})
         self._stopping = threading.Event()
+        # Said on the edge to `stopped` when the thread ends, and whether that stop is a recording gap.
+        self._stop_why, self._stop_is_gap = "daemon stopping", False
         self._paused = False  # retention's stop_recording: the camera is stopped, not failing
         self._thread: threading.Thread | None = None
         self._wakeup = WakeUp(monotonic)
@@ -84,11 +89,12 @@ class CameraSupervisor:
         # Device cameras are present when their node finder returns a node; other sources always are.
         self._presence = SourcePresence(device_node if camera.source is SourceKind.DEVICE else None)
         self._machine = CameraStateMachine(
-            monotonic, backoff_initial=settings.backoff_initial, backoff_max=settings.backoff_max
-        )
+            monotonic, backoff_initial=settings.backoff_initial, backoff_max=settings.backoff_max,
+            carried=carried.snapshot if carried is not None else None,
+        )  # fmt: skip
         self._report = CameraReport(
             camera.id, self._machine, self._presence.present, segment_duration_buckets(segment_time),
-            clock=clock, monotonic=monotonic,
+            clock=clock, monotonic=monotonic, carried=carried,
         )  # fmt: skip
         self._segments = SegmentEvents(
             camera.id, self._report, self._publish, on_segment=on_segment, on_discard=on_discard,
@@ -134,8 +140,13 @@ class CameraSupervisor:
         self._thread = threading.Thread(target=self._main, name=f"supervisor-{self.camera.id}", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float | None = None) -> bool:
-        """Ask FFmpeg to finalize its segment and the thread to end; True if it ended in time."""
+    def stop(self, timeout: float | None = None, *, why: str = "daemon stopping", gap: bool = False) -> bool:
+        """Ask FFmpeg to finalize its segment and the thread to end; True if it ended in time.
+
+        `why` is said on the edge to `stopped`; `gap`: the camera should go on recording (a reload restarts
+        it), so the time from this stop to its next supervisor's first frame is a recording gap.
+        """
+        self._stop_why, self._stop_is_gap = why, gap
         self._stopping.set()
         self._wakeup.wake()
         if self._thread is None:
@@ -145,6 +156,12 @@ class CameraSupervisor:
             return False
         self._wakeup.close()
         return True
+
+    def reconfigure(self, camera: CameraConfig, command_factory: CommandFactory) -> None:
+        """A reload changed only what FFmpeg's command does not depend on (the name, cleanup_days): take it
+        without a restart. The next start builds its command from `command_factory`."""
+        self._command_factory = command_factory
+        self.camera = camera
 
     def device_added(self) -> None:
         """udev says the camera is back: start at once, without waiting out a backoff."""
@@ -173,11 +190,16 @@ class CameraSupervisor:
         stable: bool = False,
         escalate: bool = True,
         frames_until: float | None = None,
+        gap: bool = False,
     ) -> None:
-        """The one way the camera moves (states.CameraStateMachine.change_state); logs the edge and publishes."""
+        """The one way the camera moves (states.CameraStateMachine.change_state); logs the edge and publishes.
+
+        `gap`: a `stopped` entered now is a recording gap although retention did not pause the camera.
+        """
         old = self._machine.change_state(
-            new, paused=self._paused, restart=restart, stable=stable, escalate=escalate, frames_until=frames_until
-        )
+            new, paused=self._paused or gap, restart=restart, stable=stable, escalate=escalate,
+            frames_until=frames_until,
+        )  # fmt: skip
         if new in WAITING_TO_RESTART and restart is not None:
             why = f"{why + ', ' if why else ''}restart in {self._machine.restart_in:.2f} s"
         if old is not new:
@@ -196,7 +218,7 @@ class CameraSupervisor:
                 self._supervise_round()
             except Exception as exc:  # the loop's top, by design
                 self._round_failed(exc)
-        self._change_state(CameraState.STOPPED, "daemon stopping")
+        self._change_state(CameraState.STOPPED, self._stop_why, gap=self._stop_is_gap)
 
     def _supervise_round(self) -> None:
         if self._paused:

@@ -43,7 +43,7 @@ class RestartReason(StrEnum):
     DEVICE_GONE = "device_gone"
     DEVICE_BUSY = "device_busy"
     HOTPLUG = "hotplug"  # udev said the device changed: restarted on purpose
-    CONFIG = "config"  # a bad option or a permission: the camera cannot be recorded as configured
+    CONFIG = "config"  # a bad option or a permission (cannot be recorded as configured), or a reload changed it
     DISK_FULL = "disk_full"
     INTERNAL_ERROR = "internal_error"  # the supervisor itself raised
     RESOURCE_EXHAUSTED = "resource_exhausted"  # EMFILE, ENOMEM and friends starting FFmpeg

@@ -105,7 +105,11 @@ class PausableRunner:
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,
-            preexec_fn=_in_child,
+            start_new_session=True,  # its own session and group: SIGSTOP/SIGCONT/SIGKILL reach all of it
+            # Killed with the thread that started it (the daemon included, even by SIGKILL): a transcode never
+            # outlives its worker. PR_SET_PDEATHSIG has no Popen argument, so this one prctl call stays a
+            # preexec_fn; the session, which needs none, moved to start_new_session.
+            preexec_fn=die_with_parent,
         )
         self.process = proc
         if started is not None:
@@ -144,13 +148,6 @@ class PausableRunner:
             if paused_since is not None:
                 self.paused_seconds += time.monotonic() - paused_since
             self.process = None
-
-
-def _in_child() -> None:
-    # Its own session and group: SIGSTOP/SIGCONT/SIGKILL reach every process of it. Killed with the thread
-    # that started it (the daemon included, even by SIGKILL): a transcode never outlives its worker.
-    os.setsid()
-    die_with_parent()
 
 
 def _keep_tail(proc: subprocess.Popen[bytes], tail: collections.deque[str]) -> None:

@@ -186,7 +186,13 @@ def test_sighup_restarts_only_the_changed_camera_and_never_cuts_the_others_segme
         assert daemon.value("camera_recorder_configured_fps", camera="cam2") == 15
         frames = daemon.value("camera_recorder_frames_total", camera="cam1") or 0
         wait_for(lambda: (daemon.value("camera_recorder_frames_total", camera="cam1") or 0) > frames + 25, what="more")
-        assert "configuration reloaded from" in daemon.log() and "restarted cam2 (settings changed)" in daemon.log()
+        # The log says what changed (it once said only "restarted cam2 (settings changed)").
+        assert "configuration reloaded from" in daemon.log() and "restarted cam2 (framerate changed)" in daemon.log()
+        assert "reload: restarted cam2: framerate changed" in daemon.log()
+        assert "recording -> stopped (reload: framerate changed)" in daemon.log()
+        restarts = "camera_recorder_ffmpeg_restarts_total"
+        assert daemon.value(restarts, camera="cam2", reason="config") == 1
+        assert daemon.value(restarts, camera="cam1", reason="config") == 0
     finally:
         code = daemon.stop()
         kept_for = time.monotonic() - reloaded_at

@@ -6,6 +6,7 @@ import errno
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,65 @@ def test_running_out_of_descriptors_after_the_fork_leaves_no_unwatched_ffmpeg(
 
 def _emfile(fd: int) -> int:
     raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+
+def _spawned_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[dict[str, Any]], Any]:
+    """Popen's keyword arguments for each process spawn_ffmpeg starts, and the process it returned."""
+    from recorder import ffmpeg_process
+
+    calls: list[dict[str, Any]] = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        calls.append(kwargs)
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr(ffmpeg_process.subprocess, "Popen", recording_popen)
+    config = small_config(tmp_path / "rec")
+    (tmp_path / "rec" / "cam1").mkdir(parents=True)
+    return calls, ffmpeg_process.spawn_ffmpeg(build_command(config.cameras[0], config, "ffmpeg"))
+
+
+def _segment_list_line(process: Any) -> str:
+    """The first line FFmpeg writes on the segment list (the muxer reports a segment once cut)."""
+    process.signal(signal.SIGINT)  # FFmpeg finalizes its segment, then reports it and exits
+    process.popen.wait(20)
+    with os.fdopen(os.dup(process.segment_list_fd), "rb") as listed:
+        return listed.readline().decode()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="process_group= is Python 3.11's")
+def test_on_311_ffmpeg_and_its_guard_start_without_a_preexec_function(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No Python code runs between fork and exec in the threaded daemon; FFmpeg still joins the guard's
+    group, and its segment list still arrives on the descriptor handed over."""
+    calls, process = _spawned_with(tmp_path, monkeypatch)
+    try:
+        assert [c.get("preexec_fn") for c in calls] == [None, None], "a preexec_fn is still used"
+        assert calls[0]["process_group"] == 0 and calls[1]["process_group"] == process.guard.pid
+        assert os.getpgid(process.pid) == process.pgid == process.guard.pid
+        wait_for(lambda: next((tmp_path / "rec" / "cam1").glob("*.mkv"), None), what="FFmpeg's segment")
+        assert _segment_list_line(process).startswith("cam1_")
+    finally:
+        process.close()
+        process.popen.wait(5)
+
+
+def test_without_process_group_the_preexec_path_still_groups_and_lists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.10's path (kept for it, and for a run whose guard cannot start): the same group, the same
+    segment list on SEGMENT_LIST_FD."""
+    from recorder import ffmpeg_process
+
+    monkeypatch.setattr(ffmpeg_process, "PROCESS_GROUP_ARGUMENT", False)
+    calls, process = _spawned_with(tmp_path, monkeypatch)
+    try:
+        assert all(c.get("preexec_fn") is not None for c in calls)
+        assert os.getpgid(process.pid) == process.pgid == process.guard.pid
+        wait_for(lambda: next((tmp_path / "rec" / "cam1").glob("*.mkv"), None), what="FFmpeg's segment")
+        assert _segment_list_line(process).startswith("cam1_")
+    finally:
+        process.close()
+        process.popen.wait(5)

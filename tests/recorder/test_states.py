@@ -12,6 +12,7 @@ from recorder.states import (
     CameraState,
     CameraStateMachine,
     InvalidTransition,
+    jittered_backoff_bounds,
     state_after_end,
 )
 from recorder.vocabulary import RestartReason
@@ -159,10 +160,22 @@ def _failing(machine: CameraStateMachine, reason: str = RestartReason.CRASHED, *
     return machine.restart_in
 
 
+def _within(wait: float, bounds: tuple[float, float]) -> bool:
+    return bounds[0] <= wait <= bounds[1]
+
+
+# The backoff is jittered (recorder.states.jittered_backoff): where these tests once asserted the exact
+# exponential wait, they assert the bounded range around it: [d, 1.5 d] for d = initial * 2**(n-1), and
+# [max / 2, max] once that reaches the cap.
+
+
 def test_backoff_doubles_per_failure_up_to_the_cap_and_a_stable_run_resets_it() -> None:
     machine = CameraStateMachine(FakeClock(), backoff_initial=1.0, backoff_max=10.0)
-    assert [_failing(machine) for _ in range(6)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
-    assert _failing(machine, stable=True) == 1.0
+    expected = [(1.0, 1.5), (2.0, 3.0), (4.0, 6.0), (5.0, 9.0), (5.0, 10.0), (5.0, 10.0)]
+    assert [jittered_backoff_bounds(n, 1.0, 10.0) for n in range(1, 7)] == expected
+    waits = [_failing(machine) for _ in range(6)]
+    assert all(_within(wait, bounds) for wait, bounds in zip(waits, expected, strict=True)), waits
+    assert _within(_failing(machine, stable=True), (1.0, 1.5))
     assert machine.failures == 1
     assert machine.restarts == {"crashed": 7}
 
@@ -171,7 +184,7 @@ def test_a_cause_dealt_with_waits_the_initial_backoff_and_counts_no_failure() ->
     machine = CameraStateMachine(FakeClock(), backoff_initial=1.0, backoff_max=10.0)
     _failing(machine), _failing(machine)
     assert _failing(machine, RestartReason.DISK_FULL, escalate=False) == 1.0
-    assert machine.failures == 2 and _failing(machine) == 4.0  # the sequence goes on where it was
+    assert machine.failures == 2 and _within(_failing(machine), (4.0, 6.0))  # the sequence goes on where it was
 
 
 def test_a_configuration_that_cannot_work_fails_and_waits_the_cap_at_once() -> None:
@@ -183,14 +196,29 @@ def test_a_configuration_that_cannot_work_fails_and_waits_the_cap_at_once() -> N
 def test_an_exhausted_resource_retries_within_a_lower_cap() -> None:
     machine = CameraStateMachine(FakeClock(), backoff_initial=1.0, backoff_max=30.0)
     waits = [_failing(machine, RestartReason.RESOURCE_EXHAUSTED) for _ in range(5)]
-    assert waits == [1.0, 2.0, 4.0, RESOURCE_RETRY_MAX, RESOURCE_RETRY_MAX]
+    half = RESOURCE_RETRY_MAX / 2
+    expected = [(1.0, 1.5), (2.0, 3.0), (half, half + 2.0), (half, RESOURCE_RETRY_MAX), (half, RESOURCE_RETRY_MAX)]
+    assert all(_within(wait, bounds) for wait, bounds in zip(waits, expected, strict=True)), waits
 
 
 def test_the_camera_coming_back_starts_a_fresh_backoff_sequence() -> None:
     machine = CameraStateMachine(FakeClock(), backoff_initial=1.0, backoff_max=30.0)
     _failing(machine), _failing(machine), _failing(machine)
     machine.forget_failures()
-    assert _failing(machine) == 1.0
+    assert _within(_failing(machine), (1.0, 1.5))
+
+
+@pytest.mark.parametrize(("initial", "cap"), [(1.0, 30.0), (0.05, 0.4), (2.0, 3.0), (5.0, 5.0)])
+def test_jittered_waits_never_pass_backoff_max_and_cameras_failing_together_spread_out(
+    initial: float, cap: float
+) -> None:
+    """Eight cameras on one hub fail together, round after round: their waits differ, even at the cap."""
+    machines = [CameraStateMachine(FakeClock(), backoff_initial=initial, backoff_max=cap) for _ in range(8)]
+    for failure in range(1, 12):
+        waits = [_failing(machine) for machine in machines]
+        low, high = jittered_backoff_bounds(failure, initial, cap)
+        assert high <= cap and all(low <= wait <= high for wait in waits), (failure, waits)
+        assert len(set(waits)) == 8, f"cameras restart in lockstep after failure {failure}: {waits}"
 
 
 @pytest.mark.parametrize(
@@ -236,7 +264,8 @@ def test_every_edge_accounts_the_gap_counts_the_restart_and_chooses_the_wait(
     assert machine.gap == gap_before + (7.0 if old in GAP_STATES else 0.0)
     assert machine.counting_gap is (new in GAP_STATES)
     assert machine.restarts == {"stall": 1}
-    assert machine.restart_in == (2.0 if new in WAITING_TO_RESTART else 0.0)
+    # Jittered: the first wait lies in [backoff_initial, 1.5 * backoff_initial] (it was exactly backoff_initial).
+    assert (2.0 <= machine.restart_in <= 3.0) if new in WAITING_TO_RESTART else machine.restart_in == 0.0
     assert machine.failures == (1 if new in WAITING_TO_RESTART else 0)
 
 

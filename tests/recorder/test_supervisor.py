@@ -16,7 +16,7 @@ from conftest import probe, small_config, wait_for
 from recorder.config import CameraConfig, Config, SourceKind
 from recorder.presets import build_command
 from recorder.segments import CompletedSegment, parse_segment_name, segment_file_name
-from recorder.states import CameraState
+from recorder.states import CameraState, jittered_backoff_bounds
 from recorder.supervisor import CameraSupervisor
 
 FPS = 25
@@ -242,7 +242,14 @@ def test_backoff_doubles_up_to_the_cap_and_resets_after_a_stable_run(
     sup.start()
     try:
         wait_for(lambda: len(waits()) >= 6, what="six failed starts (the clip does not exist)")
-        assert waits()[:6] == [0.05, 0.1, 0.2, 0.4, 0.4, 0.4]
+        # Jittered (it was exactly [0.05, 0.1, 0.2, 0.4, 0.4, 0.4]): each wait within its bounded range, as
+        # logged to two decimals.
+        bounds = [jittered_backoff_bounds(n, 0.05, 0.4) for n in range(1, 7)]
+        expected = [(0.05, 0.075), (0.1, 0.15), (0.2, 0.3), (0.2, 0.4), (0.2, 0.4), (0.2, 0.4)]
+        assert [pytest.approx(b) for b in bounds] == expected
+        assert all(
+            low - 0.005 <= wait <= high + 0.005 for wait, (low, high) in zip(waits()[:6], bounds, strict=True)
+        ), waits()
         # The source comes back: a run that lasts stable_after resets the backoff.
         subprocess.run(
             ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-t", "2",
@@ -255,7 +262,7 @@ def test_backoff_doubles_up_to_the_cap_and_resets_after_a_stable_run(
         before = len(waits())
         os.kill(sup.snapshot.ffmpeg_pid, signal.SIGKILL)  # type: ignore[arg-type]
         wait_for(lambda: len(waits()) > before, what="the next backoff")
-        assert waits()[before] == 0.05
+        assert 0.05 <= waits()[before] <= 0.08  # the first range again: [0.05, 0.075], to two decimals
     finally:
         assert sup.stop()
 
