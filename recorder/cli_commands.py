@@ -186,9 +186,7 @@ def cleanup(config: Config, *, dry_run: bool) -> int:
 def _segments_a_daemon_writes(config: Config) -> frozenset[Path]:
     """The segments a daemon recording into the same folder may still be writing: never touched from here."""
     base = Path(os.path.abspath(config.recording.base_directory))
-    return open_segments(
-        base, [camera.id for camera in config.cameras], stall_timeout=config.supervisor.stall_timeout
-    )
+    return open_segments(base, [camera.id for camera in config.cameras], stall_timeout=config.supervisor.stall_timeout)
 
 
 def transcode_now(config: Config, *, dry_run: bool) -> int:
