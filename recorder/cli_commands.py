@@ -15,6 +15,7 @@ from recorder import legacy, legacy_writer, preflight
 from recorder.cli_args import EXIT_OK, EXIT_PROBLEMS, fail
 from recorder.config import (
     Config,
+    ConfigError,
     SourceKind,
     SystemConfig,
     load_config,
@@ -131,6 +132,10 @@ def detect_cameras(args: argparse.Namespace) -> int:
 
 def validate(config: Config) -> int:
     problems, notes = preflight.run_checks(config)
+    read = _legacy_source(config)
+    if read is not None:
+        # The operator edits camera-mapping.conf: its key and line, not the YAML key it became.
+        problems = [read.explain(problem) for problem in problems]
     for note in notes:
         print(f"ok: {note}")
     for warning in config.warnings:
@@ -139,6 +144,16 @@ def validate(config: Config) -> int:
         print(f"problem: {problem}", file=sys.stderr)
     print(f"{len(problems)} problem(s) found" if problems else "configuration and system look ready")
     return EXIT_PROBLEMS if problems else EXIT_OK
+
+
+def _legacy_source(config: Config) -> legacy.LegacyFile | None:
+    """The legacy file `config` was read from (to name its keys in messages), or None for YAML or no file."""
+    if config.source is None:
+        return None
+    try:
+        return read_source(Path(config.source))[2]
+    except ConfigError:  # changed since it was read: the messages keep their YAML key paths
+        return None
 
 
 def print_commands(config: Config) -> int:

@@ -435,3 +435,12 @@ def test_convert_a_legacy_file_with_problems_names_its_keys(tmp_path: Path, caps
         f"{conf}: line 2: CAMERA1_FRAMERATE: expected a positive integer, got 'sixty'",
         f"{conf}: line 3: CAMERA1_FORMT: unknown key (did you mean 'CAMERA1_FORMAT'?)",
     ]
+
+
+def test_validate_of_a_legacy_file_names_its_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "camera-mapping.conf"
+    conf.write_text(f'# cameras\nCAMERA1_DEVICE="{tmp_path}/video9"\nRECORDINGS_BASE="{tmp_path}/rec"\n')
+    code, _, err = run(["-c", str(conf), "--validate"], capsys)
+    assert code == 1
+    assert f"problem: line 2: CAMERA1_DEVICE: {tmp_path}/video9 is not present" in err.splitlines()
+    assert "cameras.cam1" not in err
