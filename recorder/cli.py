@@ -97,7 +97,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.export:
         from recorder.export_cli import export_command
 
-        return export_command(config, args.export, args.since, args.until, Path(args.output))
+        return export_command(
+            config, args.export, args.since, args.until, Path(args.output), log_format=args.log_format
+        )
     if args.stats or args.cleanup or args.dry_run or args.transcode:
         # Recording logs these itself at start; the one-shot commands say them here, once.
         for warning in config.warnings:
@@ -107,7 +109,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.cleanup:
         return cleanup(config, dry_run=args.dry_run)
     if args.transcode:
-        return transcode_now(config, dry_run=args.dry_run)
+        return transcode_now(config, dry_run=args.dry_run, log_format=args.log_format)
     if args.dry_run:
         return print_commands(config)
     return run_recorder(

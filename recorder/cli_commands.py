@@ -247,7 +247,8 @@ def cleanup(config: Config, *, dry_run: bool) -> int:
     return EXIT_OK
 
 
-def transcode_now(config: Config, *, dry_run: bool) -> int:
+def transcode_now(config: Config, *, dry_run: bool, log_format: str | None = None) -> int:
+    from recorder.cli_progress import progress_style
     from recorder.transcoding.report import run_pass
     from recorder.transcoding.worker import TranscoderBusy
 
@@ -258,7 +259,10 @@ def transcode_now(config: Config, *, dry_run: bool) -> int:
         print(f"Recordings in {config.recording.base_directory}: nothing recorded yet, nothing to transcode")
         return EXIT_OK
     try:
-        failed = run_pass(config, ffmpeg=tools.ffmpeg, ffprobe=tools.ffprobe, dry_run=dry_run, out=sys.stdout)
+        failed = run_pass(
+            config, ffmpeg=tools.ffmpeg, ffprobe=tools.ffprobe, dry_run=dry_run, out=sys.stdout,
+            style=progress_style(log_format),
+        )  # fmt: skip
     except TranscoderBusy as exc:
         return fail(str(exc))
     return EXIT_PROBLEMS if failed else EXIT_OK
