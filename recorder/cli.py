@@ -39,7 +39,7 @@ from recorder.cli_commands import (
     transcode_now,
     validate,
 )
-from recorder.cli_demo import demo_config
+from recorder.cli_demo import demo_banner, demo_config, status_page_url
 from recorder.config import Config, ConfigError, load_config, resolve_config_path, valid_listen_address
 from recorder.ffmpeg_binary import find_tools
 from recorder.logformat import CameraField, formatter_for
@@ -201,7 +201,12 @@ def run_recorder(
         server = serve(recorder, config.exporter, web)
     except ListenError as exc:
         return fail(str(exc))
+    status_url = status_page_url(server.scheme, server.address)
+    metrics_url = f"{status_url.rstrip('/')}{server.telemetry_path}"
     log.info("metrics on %s://%s%s", server.scheme, server.address, server.telemetry_path)
+    log.info("status page on %s", status_url)
+    if demo:
+        print(demo_banner(status_url, metrics_url, config.recording.base_directory), flush=True)
     recorder.add_liveness_check("exporter", getattr(server, "alive", lambda: True))
     try:
         recorder.start()

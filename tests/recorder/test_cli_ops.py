@@ -202,6 +202,22 @@ def test_demo_records_two_synthetic_cameras_and_serves_metrics(tmp_path: Path) -
         assert len(files) >= 2, files  # 10 s segments: one complete, one finalized at the stop
     assert f"127.0.0.1:{port}/metrics" in result.stderr
     assert "Demo recordings in" in result.stdout
+    # Issue 21: the demo says where the status page is, not only the metrics, and how to move off a taken port.
+    assert f"status page on http://127.0.0.1:{port}/" in result.stderr
+    banner = result.stdout.splitlines()[:4]
+    assert banner[1].strip().startswith(f"status page: http://127.0.0.1:{port}/"), banner
+    assert banner[2].strip() == f"metrics:     http://127.0.0.1:{port}/metrics", banner
+    assert "--listen-address" in banner[3]
+
+
+def test_a_wildcard_listen_address_is_shown_as_this_hosts_name() -> None:
+    import socket
+
+    from recorder.cli_demo import status_page_url
+
+    assert status_page_url("http", "0.0.0.0:9100") == f"http://{socket.gethostname()}:9100/"
+    assert status_page_url("https", "127.0.0.1:9101") == "https://127.0.0.1:9101/"
+    assert status_page_url("http", "[::1]:9100") == "http://[::1]:9100/"
 
 
 def test_logs_carry_the_camera_and_no_second_timestamp_under_journald(
