@@ -15,6 +15,9 @@ from collections.abc import Callable
 from typing import TextIO
 
 from recorder.compat import StrEnum
+from recorder.units import human_bytes, human_seconds
+
+__all__ = ["ProgressLine", "ProgressStyle", "human_bytes", "human_seconds", "progress_style"]
 
 log = logging.getLogger("recorder.progress")
 
@@ -37,24 +40,6 @@ def progress_style(log_format: str | None, stream: TextIO | None = None) -> Prog
         return ProgressStyle.LOG
     stream = stream or sys.stderr
     return ProgressStyle.BAR if stream.isatty() else ProgressStyle.LINES
-
-
-def human_bytes(n: float) -> str:
-    """Binary units, as --stats and the status page write them (1 MiB = 1,048,576 bytes)."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def human_seconds(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class ProgressLine:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from recorder.cli_progress import ProgressLine, ProgressStyle, human_seconds
+from recorder.cli_progress import ProgressLine, ProgressStyle
 from recorder.config import Codec, Config
 from recorder.progress import Progress
 from recorder.segments import parse_segment_name
@@ -20,6 +20,7 @@ from recorder.transcoding.ledger import Ledger
 from recorder.transcoding.originals import kept_originals
 from recorder.transcoding.planner import DAY, plan
 from recorder.transcoding.worker import Transcoder
+from recorder.units import human_bytes, human_seconds
 
 # What a dry run assumes before anything was measured here (transcoded / original size, stream-copied
 # camera H.264): HEVC at the usual quality roughly halves it, an H.264 re-encode gains far less.
@@ -29,12 +30,7 @@ NOMINAL_SIZE_RATIO = {
 }  # fmt: skip
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"
+_human = human_bytes  # one unit system: recorder/units.py
 
 
 def _disk(base: Path, low_space_warning: float) -> DiskReading | None:
