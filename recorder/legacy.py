@@ -198,7 +198,7 @@ def parse_assignments(text: str) -> dict[str, str]:
 
 
 def read_assignments(text: str) -> tuple[dict[str, Assignment], set[str]]:
-    """Each key's last assignment (bash's value for it, with its line), and the names expansions referred to."""
+    """Each key's last assignment (bash's value for it, with its line), and the names other lines expand."""
     values: dict[str, Assignment] = {}
     referenced: set[str] = set()
     for number, line in enumerate(text.splitlines(), start=1):
@@ -215,7 +215,7 @@ def read_assignments(text: str) -> tuple[dict[str, Assignment], set[str]]:
         raw = words[0] if words else ""
         # Bash expands nothing inside single quotes.
         try:
-            value = raw if rest.lstrip().startswith("'") else _expand(raw, values, referenced)
+            value = raw if rest.lstrip().startswith("'") else _expand(raw, values, referenced, key)
         except _TooLong:
             value = None
         # `B=$A$A`, `C=$B$B`, ... doubles at each line: forty lines would make a terabyte.
@@ -234,13 +234,14 @@ def _clip(text: str) -> str:
     return f"{quoted[:-1]}...{quoted[-1]} ({len(text)} characters)"
 
 
-def _expand(value: str, known: dict[str, Assignment], referenced: set[str]) -> str:
+def _expand(value: str, known: dict[str, Assignment], referenced: set[str], key: str) -> str:
     produced = 0
 
     def replace(match: re.Match[str]) -> str:
         nonlocal produced
         name = match[1] or match[3]
-        referenced.add(name)
+        if name != key:  # `X="${X:-default}"` is a default, not a use by another line
+            referenced.add(name)
         default = match[2] if match[2] is not None else ""
         earlier = known.get(name)
         result = (earlier.value if earlier is not None else "") or default
@@ -315,9 +316,11 @@ def read_legacy(text: str, source: str = "camera-mapping.conf") -> LegacyFile:
         elif key in _NO_EQUIVALENT:
             result.ignored.append(key)
             result.notes.append(f"line {assignment.line}: {key}: {_NO_EQUIVALENT[key]}; ignored")
+        elif key in referenced:
+            continue  # a helper variable other lines expand (BASE=/storage): bash's business, not ours
         elif (why := _unknown_key(key)) is not None:
             result.problems.append(f"line {assignment.line}: {key}: {why}")
-        elif key not in referenced:
+        else:
             # An operator's own variable that nothing uses: said, in case it was meant for the recorder.
             result.ignored.append(key)
             result.notes.append(f"line {assignment.line}: {key}: not a camera-recorder key; ignored")

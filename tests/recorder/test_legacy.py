@@ -314,11 +314,15 @@ def legacy_problems(tmp_path: Path, text: str) -> list[str]:
 
 def test_a_mistyped_camera_key_is_an_error_with_a_did_you_mean(tmp_path: Path) -> None:
     """The operator's typo that recorded at the default resolution: now refused, like the same typo in YAML."""
-    text = 'CAMERA1_DEVICE="/dev/video0"\nCAMERA1_RESOLUTON="2560x1440"\nCAMERA1_BRIGHTNESS=128\n'
+    text = (
+        'CAMERA1_DEVICE="/dev/video0"\nCAMERA1_RESOLUTON="2560x1440"\nCAMERA1_BRIGHTNESS=128\n'
+        'CAMERA1_FRAMRATE="${CAMERA1_FRAMRATE:-60}"\n'  # the shell-default shape: its own default, not a use
+    )
     assert legacy_problems(tmp_path, text) == [
         "line 2: CAMERA1_RESOLUTON: unknown key (did you mean 'CAMERA1_RESOLUTION'?)",
         "line 3: CAMERA1_BRIGHTNESS: unknown key; a camera's keys are CAMERA1_DEVICE, CAMERA1_NAME, "
         "CAMERA1_RESOLUTION, CAMERA1_FRAMERATE, CAMERA1_FORMAT, CAMERA1_ENABLED",
+        "line 4: CAMERA1_FRAMRATE: unknown key (did you mean 'CAMERA1_FRAMERATE'?)",
     ]
     with pytest.raises(ConfigError):
         legacy.legacy_to_raw(text)
@@ -336,9 +340,13 @@ def test_a_key_with_a_known_prefix_is_an_error(tmp_path: Path) -> None:
 def test_the_operators_own_variables_are_not_errors(tmp_path: Path) -> None:
     """A helper variable used in an expansion is bash's business; an unused one is named, not refused."""
     path = tmp_path / "camera-mapping.conf"
-    path.write_text('BASE=/storage\nRECORDINGS_BASE="$BASE/recordings"\nCAMERA1_DEVICE=/dev/video0\nSITE=north\n')
+    path.write_text(
+        'BASE=/storage\nRECORDINGS_BASE="$BASE/recordings"\nCAMERA1_DEVICE=/dev/video0\nSITE=north\n'
+        'DISK_ROOT=/dev/v4l\nCAMERA2_DEVICE="$DISK_ROOT/by-id/usb-x-video-index0"\n'  # a known prefix, but used
+    )
     cfg = load_config(path)
     assert cfg.recording.base_directory == Path("/storage/recordings")
+    assert cfg.cameras[1].location == "/dev/v4l/by-id/usb-x-video-index0"
     assert cfg.warnings == ("line 4: SITE: not a camera-recorder key; ignored",)
 
 
