@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import parse_qs, quote, urlsplit
 
-from exporter.status_page import CameraPanel, render_status_page
+from exporter.status_page import CameraPanel, days_with_footage, page_range, render_status_page
 from exporter.transport import SLOW_POOL, Request
 from recorder.export import CLIP_FORMATS, ExportError, ExportPlan, export_argv, plan_export
 from recorder.ports import RecorderView
 from recorder.recordings import (
     TimeError,
     build_timeline,
-    day_bounds,
     iso_utc,
     parse_time,
     segments_from_index,
@@ -259,14 +258,16 @@ class OperatorRoutes:
         query = self._query(request)
         now = self._clock()
         day = query.get("day") or None
+        span = query.get("span") or None
         try:
-            start, end = day_bounds(day) if day else (now - DAY_SECONDS, now)
+            start, end = page_range(day, span, now)
         except TimeError as exc:
             _text(request, HTTPStatus.BAD_REQUEST, str(exc))
             return
         snap = self.recorder.snapshot()
         storage = self.recorder.storage
         panels = []
+        cameras = [view.config.id for view in snap.cameras]
         for view in snap.cameras:
             cam = view.config.id
             rows = storage.segments_between(cam, start, end)
@@ -284,7 +285,19 @@ class OperatorRoutes:
             url = None if newest_start is None else f"cameras/{quote(cam)}/latest.jpg?at={newest_start:.0f}"
             horizon = self._horizon(view.status, now)
             panels.append(CameraPanel(view, timeline, url, newest_start, horizon if horizon < now else None))
-        page = render_status_page(snap, panels, day=day, start=start, end=end, metrics_path=self.metrics_path)
+
+        def has_footage(lo: float, hi: float) -> bool:
+            # segments_between also gives the segment before `lo`, which may end before it.
+            return any(
+                row[0] < hi and row[0] + (row[3] or self._segment_time) > lo
+                for cam in cameras
+                for row in storage.segments_between(cam, lo, hi)
+            )
+
+        days = days_with_footage(has_footage, now)
+        page = render_status_page(
+            snap, panels, day=day, start=start, end=end, metrics_path=self.metrics_path, span=span, days=days
+        )
         request.respond(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8", {"Cache-Control": "no-store"})
 
     def latest_jpg(self, request: Request, camera: str) -> None:

@@ -8,19 +8,45 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
-from recorder.recordings import Timeline, local_text
+from recorder.recordings import TimeError, Timeline, day_bounds, local_text
 from recorder.snapshots import CameraView, RecorderSnapshot
+from recorder.units import human_bytes
+from recorder.vocabulary import CameraState
 
 TIMELINE_WIDTH = 1000  # SVG user units across the timeline; the browser scales it to the page
 TIMELINE_HEIGHT = 34
 BAR_TOP, BAR_HEIGHT = 4, 18
 # Export links are offered per hour: an hour of 1440p is a download a browser handles.
 LINK_SECONDS = 3600
+# The timeline's zoom (`?span=`): the last hour shows a 15-minute stretch a quarter wide, not a 1-px sliver.
+SPANS = {"1h": 3600.0, "6h": 6 * 3600.0, "24h": 86400.0}
+DEFAULT_SPAN = "24h"
+# (span up to, axis label every) seconds: about six to eight labels whatever the zoom.
+AXIS_STEPS = ((3600.0, 600), (6 * 3600.0, 3600), (float("inf"), 3 * 3600))
+DAYS_OFFERED = 8  # today and the seven days before, those of them with footage
+
+
+def page_range(day: str | None, span: str | None, now: float) -> tuple[float, float]:
+    """The stretch of time the page shows: a local day (`?day=YYYY-MM-DD`), else the last `?span=` (1h, 6h,
+    24h; 24h by default). TimeError naming the parameter for anything else."""
+    if day:
+        return day_bounds(day)
+    key = span or DEFAULT_SPAN
+    if key not in SPANS:
+        raise TimeError(f"span: expected one of {', '.join(SPANS)}, got {key!r}")
+    return now - SPANS[key], now
+
+
+def days_with_footage(has_footage: Callable[[float, float], bool], now: float) -> list[str]:
+    """The days (local YYYY-MM-DD, newest first) of the last DAYS_OFFERED that hold a recording."""
+    today = datetime.fromtimestamp(now).date()
+    days = [(today - timedelta(days=n)).isoformat() for n in range(DAYS_OFFERED)]
+    return [day for day in days if has_footage(*day_bounds(day))]
 
 
 @dataclass(frozen=True)
@@ -61,6 +87,13 @@ def _hm(ts: float) -> str:
     return datetime.fromtimestamp(ts).strftime("%H:%M")
 
 
+def _between(start: float, end: float) -> str:
+    """`start–end` readable at any length: with seconds when minutes alone would read 09:19–09:19."""
+    if end - start < 600 or _hm(start) == _hm(end):
+        return f"{local_text(start, '%H:%M:%S')}–{local_text(end, '%H:%M:%S')}"
+    return f"{_hm(start)}–{_hm(end)}"
+
+
 def export_url(camera: str, start: float, end: float) -> str:
     return "api/v1/export?" + urlencode({"camera": camera, "from": f"{start:.0f}", "to": f"{end:.0f}"})
 
@@ -81,13 +114,13 @@ def timeline_svg(timeline: Timeline, now: float, recording_since: float | None =
     for gap in timeline.gaps:
         parts.append(
             f'<rect x="{x(gap.start)}" y="{BAR_TOP}" width="{max(x(gap.end) - x(gap.start), 0.5)}" '
-            f'height="{BAR_HEIGHT}" class="gap"><title>gap {_hm(gap.start)}–{_hm(gap.end)} '
+            f'height="{BAR_HEIGHT}" class="gap"><title>gap {_between(gap.start, gap.end)} '
             f"({_duration(gap.seconds)})</title></rect>"
         )
     for stretch in timeline.stretches:
         parts.append(
             f'<rect x="{x(stretch.start)}" y="{BAR_TOP}" width="{max(x(stretch.end) - x(stretch.start), 1.5)}" '
-            f'height="{BAR_HEIGHT}" class="rec"><title>recorded {_hm(stretch.start)}–{_hm(stretch.end)}, '
+            f'height="{BAR_HEIGHT}" class="rec"><title>recorded {_between(stretch.start, stretch.end)}, '
             f"{stretch.segments} segments</title></rect>"
         )
     if recording_since is not None and recording_since < min(now, timeline.end):
@@ -116,7 +149,7 @@ def timeline_svg(timeline: Timeline, now: float, recording_since: float | None =
             parts.append(
                 f'<a href="{_e(export_url(timeline.camera, lo, hi))}" class="dl">'
                 f'<rect x="{x(lo)}" y="0" width="{x(hi) - x(lo)}" height="{TIMELINE_HEIGHT}">'
-                f"<title>download {_hm(lo)}–{_hm(hi)}</title></rect></a>"
+                f"<title>download {_between(lo, hi)}</title></rect></a>"
             )
         hour = hour_end
     parts.append("</svg>")
@@ -124,16 +157,30 @@ def timeline_svg(timeline: Timeline, now: float, recording_since: float | None =
 
 
 def _axis(start: float, end: float) -> str:
-    """Hour labels every three hours under the timelines, in this machine's local time."""
+    """Time labels under the timelines, in this machine's local time: every 10 min, hour or 3 hours by zoom."""
+    step = next(every for up_to, every in AXIS_STEPS if end - start <= up_to)
     labels = []
     first = datetime.fromtimestamp(start).replace(minute=0, second=0, microsecond=0)
-    tick = first + timedelta(hours=(3 - first.hour % 3) % 3)
+    tick = first
     while tick.timestamp() < end:
         left = (tick.timestamp() - start) / (end - start) * 100
-        if 0 <= left <= 97:
+        on_step = (tick.hour * 3600 + tick.minute * 60) % step == 0
+        if on_step and 0 <= left <= 95:
             labels.append(f'<span style="left:{left:.2f}%">{tick.strftime("%H:%M")}</span>')
-        tick += timedelta(hours=3)
+        tick += timedelta(seconds=min(step, 3600))
     return f'<div class="axis">{"".join(labels)}</div>'
+
+
+def _no_picture(state: CameraState, last_error: str | None) -> str:
+    """The placeholder where the picture goes: why there is none yet, in two lines (blocks, not a <br> that
+    a flex box drops, which read "recordingno segment completed yet")."""
+    if last_error:
+        why = last_error
+    elif state is CameraState.RECORDING:
+        why = "its first segment is being recorded; pictures come from completed segments"
+    else:
+        why = "no segment completed yet"
+    return f'<div class="nothumb"><p>No picture yet: {_e(state.value)}</p><p><small>{_e(why)}</small></p></div>'
 
 
 def _panel(panel: CameraPanel, now: float) -> str:
@@ -146,11 +193,10 @@ def _panel(panel: CameraPanel, now: float) -> str:
             f'alt="latest picture of {_e(cam)}" width="480" height="270" loading="lazy"></a>'
         )
     else:
-        why = status.last_error or "no segment completed yet"
-        picture = f'<div class="nothumb">No picture yet: {_e(status.state.value)}<br><small>{_e(why)}</small></div>'
+        picture = _no_picture(status.state, status.last_error)
     timeline = panel.timeline
     restarts = sum(status.restarts.values())
-    gaps = ", ".join(f"{_hm(g.start)}–{_hm(g.end)}" for g in timeline.gaps[-5:])
+    gaps = ", ".join(f"{_between(g.start, g.end)} ({_duration(g.seconds)})" for g in timeline.gaps[-5:])
     reasons = ", ".join(f"{reason} {count}" for reason, count in status.restarts.items())
     details = [
         ("state", status.state.value),
@@ -189,7 +235,9 @@ body{font-family:sans-serif;margin:1.5em;color:#222}
 .camera h2{font-size:1.2em;margin:.3em 0}
 .row{display:flex;gap:1em;flex-wrap:wrap;align-items:flex-start}
 .thumb,.nothumb{width:480px;max-width:100%;height:auto;background:#eee}
-.nothumb{height:270px;display:flex;align-items:center;justify-content:center;text-align:center;color:#a00}
+.nothumb{height:270px;display:flex;flex-direction:column;align-items:center;justify-content:center;
+text-align:center;color:#a00}.nothumb p{margin:.2em 1em}
+.zoom a,.zoom strong{margin:0 .2em}
 .details th{text-align:left;padding-right:1em;font-weight:normal;color:#666}
 .timeline{width:100%;height:34px;display:block;margin-top:.5em}
 .timeline .none{fill:#eee}.timeline .rec{fill:#3a3}.timeline .gap{fill:#d44}
@@ -211,19 +259,42 @@ def render_status_page(
     start: float,
     end: float,
     metrics_path: str = "/metrics",
+    span: str | None = None,
+    days: Sequence[str] | None = None,
 ) -> str:
-    """The page at `/`; `metrics_path` is --web.telemetry-path, linked relative to the page."""
+    """The page at `/`; `metrics_path` is --web.telemetry-path, linked relative to the page. `span` is the
+    zoom asked for (without `day`), `days` the days with footage to link (None: the last DAYS_OFFERED)."""
     now = time.time()
     zone = datetime.fromtimestamp(now).astimezone().strftime("%Z, UTC%z")
+    shown = None if day else (span or DEFAULT_SPAN)
     if day:
         title = f"Day {day}"
     else:
-        title = f"Last 24 hours ({local_text(start, '%Y-%m-%d %H:%M')} – {local_text(end, '%H:%M')})"
-    days = [datetime.fromtimestamp(now - d * 86400).strftime("%Y-%m-%d") for d in range(0, 8)]
-    day_links = " ".join(f'<a href="?{urlencode({"day": d})}">{d}</a>' for d in days)
+        hours = f"{SPANS[shown] / 3600:g} hour" + ("" if SPANS[shown] == 3600 else "s")
+        title = f"Last {hours} ({local_text(start, '%Y-%m-%d %H:%M')} – {local_text(end, '%H:%M')})"
+    if days is None:
+        today = datetime.fromtimestamp(now).date()
+        days = [(today - timedelta(days=n)).isoformat() for n in range(DAYS_OFFERED)]
+
+    def zoom_link(key: str) -> str:
+        label = f"{SPANS[key] / 3600:g} h"
+        if key == shown:
+            return f'<strong aria-current="page">{label}</strong>'
+        return f'<a href="?{urlencode({"span": key})}">{label}</a>'
+
+    zoom = "Last " + " · ".join(zoom_link(key) for key in SPANS)
+    day_links = (
+        " ".join(
+            f'<strong aria-current="page">{_e(d)}</strong>'
+            if d == day
+            else f'<a href="?{urlencode({"day": d})}">{d}</a>'
+            for d in days
+        )
+        or "no recordings in the last days"
+    )
     storage = snap.storage
     free = (
-        f"{storage.filesystem_avail_bytes / 1e9:.1f} GB free of {storage.filesystem_size_bytes / 1e9:.1f} GB"
+        f"{human_bytes(storage.filesystem_avail_bytes)} free of {human_bytes(storage.filesystem_size_bytes)}"
         if storage.filesystem_avail_bytes is not None and storage.filesystem_size_bytes
         else "filesystem not checked yet"
     )
@@ -234,10 +305,12 @@ def render_status_page(
 <title>camera-recorder</title><style>{STYLE}</style></head>
 <body><h1>camera-recorder</h1>
 <p>Version {_e(snap.version)}, FFmpeg {_e(snap.ffmpeg_version)}, hot-plug: {_e(snap.hotplug_mode)}.
-Recordings in {_e(storage.path)}: {storage.files} files, {storage.bytes / 1e9:.2f} GB; {_e(free)}.</p>
+Recordings in {_e(storage.path)}: {storage.files} files, {_e(human_bytes(storage.bytes))}; {_e(free)}
+(binary units: 1 GiB = 1024 MiB, as --stats).</p>
 <p><a href="{_e(metrics_link)}">Metrics</a> · <a href="-/healthy">Health</a> · <a href="-/ready">Readiness</a></p>
 <form method="get" action="."><strong>{_e(title)}</strong>, times in {_e(zone)}.
-<a href=".">Last 24 h</a> · {day_links} · <label>day <input type="date" name="day" value="{_e(day or "")}"></label>
+<span class="zoom">{zoom}</span> · days with recordings: {day_links} ·
+<label>day <input type="date" name="day" value="{_e(day or "")}"></label>
 <button type="submit">Show</button></form>
 <p class="legend"><span style="background:#3a3"></span>recorded<span style="background:#d44"></span>gap
 <span style="background:#9d9"></span>being written<span style="background:#eee"></span>before the oldest kept

@@ -39,7 +39,7 @@ from recorder.cli_commands import (
     transcode_now,
     validate,
 )
-from recorder.cli_demo import demo_config
+from recorder.cli_demo import demo_banner, demo_config, status_page_url
 from recorder.config import Config, ConfigError, load_config, resolve_config_path, valid_listen_address
 from recorder.ffmpeg_binary import find_tools
 from recorder.logformat import CameraField, formatter_for
@@ -98,7 +98,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.export:
         from recorder.export_cli import export_command
 
-        return export_command(config, args.export, args.since, args.until, Path(args.output))
+        return export_command(
+            config, args.export, args.since, args.until, Path(args.output), log_format=args.log_format
+        )
     if args.stats or args.cleanup or args.dry_run or args.transcode:
         # Recording logs these itself at start; the one-shot commands say them here, once.
         for warning in config.warnings:
@@ -108,7 +110,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.cleanup:
         return cleanup(config, dry_run=args.dry_run)
     if args.transcode:
-        return transcode_now(config, dry_run=args.dry_run)
+        return transcode_now(config, dry_run=args.dry_run, log_format=args.log_format)
     if args.dry_run:
         return print_commands(config)
     return run_recorder(
@@ -204,7 +206,12 @@ def run_recorder(
         server = serve(recorder, config.exporter, web)
     except ListenError as exc:
         return fail(str(exc))
+    status_url = status_page_url(server.scheme, server.address)
+    metrics_url = f"{status_url.rstrip('/')}{server.telemetry_path}"
     log.info("metrics on %s://%s%s", server.scheme, server.address, server.telemetry_path)
+    log.info("status page on %s", status_url)
+    if demo:
+        print(demo_banner(status_url, metrics_url, config.recording.base_directory), flush=True)
     recorder.add_liveness_check("exporter", getattr(server, "alive", lambda: True))
     try:
         recorder.start()

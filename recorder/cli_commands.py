@@ -13,9 +13,19 @@ import yaml
 
 from recorder import legacy, legacy_writer, preflight
 from recorder.cli_args import EXIT_OK, EXIT_PROBLEMS, fail
-from recorder.config import Config, SourceKind, SystemConfig, load_config, load_raw, parse_config, resolve_config_path
+from recorder.config import (
+    Config,
+    ConfigError,
+    SourceKind,
+    SystemConfig,
+    load_config,
+    parse_config,
+    parse_legacy,
+    read_source,
+    resolve_config_path,
+)
 from recorder.ffmpeg_binary import ffmpeg_version, find_tools
-from recorder.presets import build_command
+from recorder.presets import ALWAYS_SET_MOVFLAGS, build_command
 from recorder.recordings_owner import open_segments
 
 NO_CAMERA_CHECKLIST = """What to check:
@@ -36,12 +46,15 @@ def show_version(args: argparse.Namespace) -> int:
 
 
 def convert_config(path: Path, target: str | None, *, force: bool = False) -> int:
-    raw, notes = load_raw(path)
-    is_legacy = legacy.looks_legacy(path, path.read_text(encoding="utf-8"))
-    target = target or ("yaml" if is_legacy else "legacy")
-    config = parse_config(raw, source=str(path))  # validate before converting
+    raw, notes, read = read_source(path)
+    target = target or ("yaml" if read is not None else "legacy")
+    # Validated before converting; a legacy file's problems name its own keys and lines.
+    config = parse_legacy(read, source=str(path)) if read is not None else parse_config(raw, source=str(path))
     if target == "yaml":
+        converted = [] if read is None else _without_meaningless(read)
         sys.stdout.write(legacy.raw_to_yaml(raw))
+        for note in converted:
+            print(f"camera-recorder: {note}", file=sys.stderr)
     else:
         text, unsupported = legacy_writer.config_to_legacy(config)
         notes = [*notes, *(f"{u}" for u in unsupported)]
@@ -63,6 +76,44 @@ def convert_config(path: Path, target: str | None, *, force: bool = False) -> in
     return EXIT_OK
 
 
+def _without_meaningless(read: legacy.LegacyFile) -> list[str]:
+    """Rewrite a legacy file's raw mapping for YAML: by-id paths for kernel-numbered devices, no movflags the
+    recorder always sets (or refuses). A line for each change ("converted: ") or kept risk ("check: "), naming
+    the legacy key and its line."""
+    notes: list[str] = []
+    for camera_id, assignment, by_id in legacy.stable_device_proposals(read):
+        where = f"line {assignment.line}: {assignment.key}"
+        if by_id is not None:
+            read.raw["cameras"][camera_id]["device"] = by_id
+            notes.append(
+                f"converted: {where}: {assignment.value} -> {by_id} (the same camera now; /dev/videoN numbers "
+                "follow plug order)"
+            )
+        else:
+            notes.append(
+                f"check: {where}: {assignment.value} kept, but its number follows plug order; no /dev/v4l/by-id link "
+                "points at it now (is the camera plugged in?): `camera-recorder --detect` shows the stable path"
+            )
+    recording = read.raw.get("recording", {})
+    movflags = recording.get("movflags")
+    if isinstance(movflags, str):
+        kept = [flag for flag in movflags.replace("+", " ").split() if flag not in ALWAYS_SET_MOVFLAGS]
+        origin = read.origins["recording.movflags"]
+        if not kept:
+            del recording["movflags"]
+            notes.append(
+                f"converted: line {origin.line}: MOVFLAGS: {movflags!r} left out: "
+                "MP4 segments are always written fragmented"
+            )
+        elif len(kept) != len(movflags.replace("+", " ").split()):
+            recording["movflags"] = "+" + "+".join(kept)
+            notes.append(
+                f"converted: line {origin.line}: MOVFLAGS: {movflags!r} -> {recording['movflags']!r}: "
+                "MP4 segments are always written fragmented"
+            )
+    return notes
+
+
 def detect_cameras(args: argparse.Namespace) -> int:
     from recorder.v4l2.probe import detect, resolve_v4l2_ctl
     from recorder.v4l2.render import devices_to_json, render_human
@@ -82,6 +133,10 @@ def detect_cameras(args: argparse.Namespace) -> int:
 
 def validate(config: Config) -> int:
     problems, notes = preflight.run_checks(config)
+    read = _legacy_source(config)
+    if read is not None:
+        # The operator edits camera-mapping.conf: its key and line, not the YAML key it became.
+        problems = [read.explain(problem) for problem in problems]
     for note in notes:
         print(f"ok: {note}")
     for warning in config.warnings:
@@ -90,6 +145,16 @@ def validate(config: Config) -> int:
         print(f"problem: {problem}", file=sys.stderr)
     print(f"{len(problems)} problem(s) found" if problems else "configuration and system look ready")
     return EXIT_PROBLEMS if problems else EXIT_OK
+
+
+def _legacy_source(config: Config) -> legacy.LegacyFile | None:
+    """The legacy file `config` was read from (to name its keys in messages), or None for YAML or no file."""
+    if config.source is None:
+        return None
+    try:
+        return read_source(Path(config.source))[2]
+    except ConfigError:  # changed since it was read: the messages keep their YAML key paths
+        return None
 
 
 def print_commands(config: Config) -> int:
@@ -189,7 +254,8 @@ def _segments_a_daemon_writes(config: Config) -> frozenset[Path]:
     return open_segments(base, [camera.id for camera in config.cameras], stall_timeout=config.supervisor.stall_timeout)
 
 
-def transcode_now(config: Config, *, dry_run: bool) -> int:
+def transcode_now(config: Config, *, dry_run: bool, log_format: str | None = None) -> int:
+    from recorder.cli_progress import progress_style
     from recorder.transcoding.report import run_pass
     from recorder.transcoding.worker import TranscoderBusy
 
@@ -202,8 +268,9 @@ def transcode_now(config: Config, *, dry_run: bool) -> int:
     active = _segments_a_daemon_writes(config)
     try:
         failed = run_pass(
-            config, ffmpeg=tools.ffmpeg, ffprobe=tools.ffprobe, dry_run=dry_run, out=sys.stdout, active=active
-        )
+            config, ffmpeg=tools.ffmpeg, ffprobe=tools.ffprobe, dry_run=dry_run, out=sys.stdout,
+            style=progress_style(log_format), active=active,
+        )  # fmt: skip
     except TranscoderBusy as exc:
         return fail(str(exc))
     return EXIT_PROBLEMS if failed else EXIT_OK

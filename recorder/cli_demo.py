@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -52,6 +53,24 @@ def _with_demo_patterns(config: Config) -> Config:
         replace(cam, location=demo.demo_pattern(cam, index, ffmpeg, font)) for index, cam in enumerate(config.cameras)
     )
     return replace(config, cameras=cameras)
+
+
+def status_page_url(scheme: str, address: str) -> str:
+    """The status page's URL for a browser: a wildcard listen address becomes this host's name."""
+    host, _, port = address.rpartition(":")
+    if host in ("0.0.0.0", "[::]", "", "::"):
+        host = socket.gethostname() or "localhost"
+    return f"{scheme}://{host}:{port}/"
+
+
+def demo_banner(status_url: str, metrics_url: str, output: Path) -> str:
+    """What the demo prints first: where to look, where it records, how to stop it."""
+    return (
+        f"Demo recording two synthetic cameras into {output}\n"
+        f"  status page: {status_url}  (pictures, timeline, clips)\n"
+        f"  metrics:     {metrics_url}\n"
+        "  Ctrl-C stops it and prints what each camera recorded; port taken? add --listen-address 127.0.0.1:9101"
+    )
 
 
 def _synthetic(camera: CameraConfig) -> CameraConfig:

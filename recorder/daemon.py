@@ -24,6 +24,7 @@ from recorder.ffmpeg_binary import FFmpegTools, FFmpegVersion
 from recorder.ffmpeg_process import Launcher, spawn_ffmpeg
 from recorder.health import HEARTBEAT_STALE_AFTER, Health
 from recorder.housekeeping import HOUSEKEEPING_TICK, Housekeeping, hottest_cpu_sensor
+from recorder.preflight import recordings_folder_at_start
 from recorder.recordings_owner import DaemonLock
 from recorder.reload import ConfigReloader
 from recorder.sdnotify import Notifier
@@ -167,7 +168,9 @@ class Recorder:
     def start(self) -> None:
         for warning in self.config.warnings:
             log.warning("config: %s", warning)
-        self.config.recording.base_directory.mkdir(parents=True, exist_ok=True)
+        unusable = recordings_folder_at_start(self.config.recording.base_directory)
+        if unusable is not None:
+            log.error("%s", unusable)
         self.index_recordings()
         self.storage.start()
         self.hotplug.start()

@@ -19,10 +19,12 @@ import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from recorder.progress import Progress, ProgressParser
 from recorder.recordings import GAP_TOLERANCE_SECONDS, Gap, Segment, iso_utc, overlapping
 
 # Long enough for a day of segments to be read and copied; the CLI and the page both wait on it.
@@ -264,28 +266,64 @@ def container_of(output: Path) -> str:
 
 
 def write_clip(
-    plan: ExportPlan, ffmpeg: str, output: Path, timeout: float = EXPORT_TIMEOUT, *, held: HeldSegments | None = None
+    plan: ExportPlan,
+    ffmpeg: str,
+    output: Path,
+    timeout: float = EXPORT_TIMEOUT,
+    *,
+    held: HeldSegments | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> None:
     """Run FFmpeg for the plan into the file `output` (which must not exist yet), reading the pieces from
-    `held` where given."""
+    `held` where given; `on_progress` hears FFmpeg's own -progress blocks (how much of the clip is written)
+    while it runs."""
     if output.exists():
         raise ExportError(f"{output} exists already; choose another name")
     container = container_of(output)
     with tempfile.TemporaryDirectory(prefix="camera-recorder-export-") as tmp:
         concat = Path(tmp) / "pieces.ffconcat"
         concat.write_text(plan.concat_list(held.sources() if held else None), encoding="utf-8")
-        try:
-            result = subprocess.run(
-                export_argv(ffmpeg, concat, str(output), container),
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
+        argv = export_argv(ffmpeg, concat, str(output), container)
+        if on_progress is not None:
+            argv = [argv[0], "-progress", "pipe:1", "-nostats", *argv[1:]]
+        with (Path(tmp) / "stderr").open("w+", encoding="utf-8", errors="replace") as errors:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, text=True,
                 pass_fds=held.fds if held else (),
-            )
-        except subprocess.TimeoutExpired:
-            output.unlink(missing_ok=True)
-            raise ExportError(f"FFmpeg took longer than {timeout:g} s") from None
-    if result.returncode != 0:
+            )  # fmt: skip
+            timer = threading.Timer(timeout, proc.kill)
+            timer.start()
+            try:
+                parser = ProgressParser()
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    progress = parser.feed(line)
+                    if progress is not None and on_progress is not None:
+                        on_progress(progress)
+                returncode = proc.wait()
+            finally:
+                timed_out = not timer.is_alive() and proc.returncode != 0
+                timer.cancel()
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            errors.seek(0)
+            stderr = errors.read()
+    if timed_out:
         output.unlink(missing_ok=True)
-        raise ExportError(f"FFmpeg failed: {result.stderr.strip() or f'exit status {result.returncode}'}")
+        raise ExportError(f"FFmpeg took longer than {timeout:g} s")
+    if returncode != 0:
+        output.unlink(missing_ok=True)
+        raise ExportError(f"FFmpeg failed: {stderr.strip() or f'exit status {returncode}'}")
+
+
+def probe_clip_duration(ffprobe: str, clip: Path) -> float | None:
+    """The written clip's duration as its container gives it (what a player shows), or None."""
+    result = subprocess.run(
+        [ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(clip)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    try:
+        return float(result.stdout.strip())
+    except ValueError:
+        return None

@@ -1,8 +1,9 @@
 """`camera-recorder --export CAMERA --since TIME [--until TIME] -o clip.mp4`.
 
 Without a running daemon's index at hand, the camera's folder is listed once; the few segments the clip
-needs are probed for their exact duration. Prints what it wrote, in which zone the times were read, and
-every gap the clip jumps over.
+needs are probed for their exact duration. While FFmpeg copies, its own -progress says how far it is (a bar
+on a terminal, plain lines otherwise). Then prints what it wrote (the clip's duration as ffprobe reads it,
+its size, how long it took), in which zone the times were read, and every gap the clip jumps over.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+from recorder.cli_progress import ProgressLine, human_bytes, human_seconds, progress_style
 from recorder.config import Config
-from recorder.export import ExportError, check_clip, write_clip
+from recorder.export import ExportError, check_clip, probe_clip_duration, write_clip
 from recorder.ffmpeg_binary import find_tools
 from recorder.recordings import TimeError, local_text, overlapping, parse_time, scan_folder
 
@@ -32,7 +34,9 @@ def _both(ts: float) -> str:
     return f"{local_text(ts)} ({time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(ts))} UTC)"
 
 
-def export_command(config: Config, camera: str, since: str, until: str | None, output: Path) -> int:
+def export_command(
+    config: Config, camera: str, since: str, until: str | None, output: Path, *, log_format: str | None = None
+) -> int:
     known = [c.id for c in config.cameras]
     if camera not in known:
         return _fail(f"no camera {camera!r} in the config; cameras: {', '.join(known) or 'none'}")
@@ -54,15 +58,30 @@ def export_command(config: Config, camera: str, since: str, until: str | None, o
     except ExportError as exc:
         return _fail(str(exc))
     plan = clip.plan
+    bar = ProgressLine(
+        f"exporting {camera} to {output.name}", plan.recorded_seconds, progress_style(log_format),
+        describe=lambda done, total: f"{human_seconds(done)} of {human_seconds(total)} copied",
+    )  # fmt: skip
     try:
-        write_clip(plan, tools.ffmpeg, output, held=clip.held)
+        write_clip(
+            plan, tools.ffmpeg, output, held=clip.held,
+            on_progress=lambda p: bar.update(p.out_time_seconds, ended=p.ended),
+        )  # fmt: skip
     except ExportError as exc:
         return _fail(str(exc))
     finally:
+        bar.close()
         clip.close()
     size = output.stat().st_size
     pieces = len(plan.pieces)
-    print(f"wrote {output}: camera {camera}, {pieces} segment(s), {plan.recorded_seconds:.1f} s, {size} bytes")
+    # What a player shows: the container's duration. It starts at the keyframe at or before the asked
+    # start, so it can be a little longer than the recorded time the segments' names and lengths add up to.
+    duration = probe_clip_duration(tools.ffprobe or "ffprobe", output)
+    length = f"{duration:.1f} s" if duration is not None else f"about {plan.recorded_seconds:.1f} s"
+    print(
+        f"wrote {output}: camera {camera}, {pieces} segment(s), {length}, {size} bytes ({human_bytes(size)}), "
+        f"in {human_seconds(bar.elapsed)}"
+    )
     print(f"  asked from {_both(start)} [read as {start_zone}]")
     print(f"          to {_both(end)} [read as {end_zone}]")
     print("  cut at the nearest keyframes (stream copy): the clip may start a little before the asked time")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import pwd
 import tempfile
 from pathlib import Path
 
@@ -104,5 +106,39 @@ def _check_recordings_folder(base: Path) -> list[str]:
             pass
     except OSError as exc:
         where = str(existing) if existing == base else f"{base} (nearest existing folder: {existing})"
-        return [f"recording.base_directory: cannot write in {where}: {exc.strerror or exc}"]
+        return [f"recording.base_directory: cannot write in {where}: {exc.strerror or exc}; {folder_hint(base, exc)}"]
     return []
+
+
+def folder_hint(base: Path, exc: OSError) -> str:
+    """What the operator runs so that this user can record into `base`, after `exc` refused it."""
+    if exc.errno == errno.EROFS:
+        return (
+            "it is on a read-only filesystem: mount it read-write (under systemd, the unit's ReadWritePaths= "
+            "must name it)"
+        )
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = str(os.geteuid())
+    create = "" if base.exists() else f"mkdir -p {base} && "
+    fix = f"{create}chown {user}: {base}"
+    if exc.errno == errno.EPERM:
+        return f"run `{fix}` (or `chattr -i` if lsattr shows it immutable)"
+    return f"run `{fix}`"
+
+
+def recordings_folder_at_start(base: Path) -> str | None:
+    """Create the recordings folder if needed; None when it exists, else the one line saying why and what to run.
+
+    The daemon does not exit on this: it stays up with every camera in storage_error (the metric and the
+    alert say so) and records as soon as the folder can be written.
+    """
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return (
+            f"recording.base_directory: cannot create {base}: {exc.strerror or exc}; every camera waits in "
+            f"storage_error until it can be written: {folder_hint(base, exc)}"
+        )
+    return None

@@ -266,11 +266,15 @@ def _encoder_argv(
     return argv + _expand(output_args, values)
 
 
+# Movflags a user's own are stripped of: segments are always fragmented, and faststart would undo that.
+ALWAYS_SET_MOVFLAGS = ("faststart", "frag_keyframe")
+
+
 def _extra_movflags(movflags: str | None) -> str:
     """The user's own movflags that still make sense for fragmented output."""
     if not movflags:
         return ""
-    keep = [f for f in movflags.replace("+", " ").split() if f and f not in ("faststart", "frag_keyframe")]
+    keep = [f for f in movflags.replace("+", " ").split() if f and f not in ALWAYS_SET_MOVFLAGS]
     return "".join("+" + f for f in keep)
 
 

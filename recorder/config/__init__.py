@@ -4,7 +4,15 @@ model: the frozen dataclasses and string enums; fields: the `_Section` reader an
 sections: one parser per section and `parse_config`; loader: reading a file (YAML or legacy) into a raw mapping.
 """
 
-from recorder.config.loader import CONFIG_ENV, DEFAULT_CONFIG_PATH, load_config, load_raw, resolve_config_path
+from recorder.config.loader import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_PATH,
+    load_config,
+    load_raw,
+    parse_legacy,
+    read_source,
+    resolve_config_path,
+)
 from recorder.config.model import (
     PRESETS,
     BitrateMode,
@@ -51,6 +59,8 @@ __all__ = [
     "load_config",
     "load_raw",
     "parse_config",
+    "parse_legacy",
+    "read_source",
     "resolve_config_path",
     "valid_listen_address",
 ]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
+import re
 import stat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -14,6 +16,9 @@ from recorder.config.fields import _show_key
 from recorder.config.model import Config, ConfigError
 from recorder.config.sections import parse_config
 from recorder.input_limits import MAX_CONFIG_BYTES, MAX_SHOWN, MAX_YAML_VALUES
+
+if TYPE_CHECKING:
+    from recorder.legacy import LegacyFile
 
 DEFAULT_CONFIG_PATH = Path("/etc/camera-recorder/config.yaml")
 CONFIG_ENV = "CAMERA_RECORDER_CONFIG"
@@ -154,19 +159,27 @@ def _clip(text: str) -> str:
 
 
 def load_raw(path: Path) -> Any:
-    """The raw mapping of a YAML or legacy bash config file, or ConfigError if it cannot be read.
+    """The raw mapping of a YAML or legacy bash config file and its notes, or ConfigError if it cannot be read.
 
     Every failure is one line naming the file: unreadable, not a regular file, too big, not UTF-8, binary,
-    invalid YAML, a duplicate key, aliases expanding too far, nesting too deep.
+    invalid YAML, a duplicate key, aliases expanding too far, nesting too deep, a mistyped legacy key.
     """
+    raw, notes, read = read_source(path)
+    if read is not None:
+        parse_legacy(read, source=str(path), base_dir=path.parent)  # every problem at once, named as in the file
+    return raw, notes
+
+
+def read_source(path: Path) -> tuple[Any, list[str], LegacyFile | None]:
+    """The raw mapping, its notes, and for a legacy file what it was read from (to name legacy keys)."""
     from recorder import legacy
 
     text = _decode_config(path, _read_config_bytes(path))
     if legacy.looks_legacy(path, text):
-        raw, unsupported = legacy.legacy_to_raw(text, source=str(path))
-        return raw, [f"{key}: no equivalent in camera-recorder; ignored" for key in unsupported]
+        read = legacy.read_legacy(text, source=str(path))
+        return read.raw, read.notes, read
     try:
-        return yaml.load(text, Loader=_ConfigLoader), []  # a SafeLoader subclass: no arbitrary objects
+        return yaml.load(text, Loader=_ConfigLoader), [], None  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
@@ -184,9 +197,30 @@ def load_raw(path: Path) -> Any:
         raise ConfigError([f"invalid YAML: a value cannot be read: {_clip(problem)}"], str(path)) from None
 
 
+def _line_of(problem: str) -> float:
+    match = re.match(r"lines? (\d+)", problem)
+    return int(match[1]) if match else float("inf")
+
+
+def parse_legacy(read: LegacyFile, source: str | None = None, base_dir: Path | None = None) -> Config:
+    """Validate a legacy file's mapping; every problem and warning names the legacy key and its line."""
+    problems = list(read.problems)
+    config: Config | None = None
+    try:
+        config = parse_config(read.raw, source=source, base_dir=base_dir)
+    except ConfigError as exc:
+        problems += [read.explain(p) for p in exc.problems]
+    if problems or config is None:
+        raise ConfigError(sorted(problems, key=_line_of), source)
+    warnings = sorted([*read.notes, *(read.explain(w) for w in config.warnings)], key=_line_of)
+    return dataclasses.replace(config, warnings=tuple(warnings))
+
+
 def load_config(path: Path) -> Config:
     """Read, validate and return the configuration at `path` (YAML or legacy camera-mapping.conf)."""
-    raw, notes = load_raw(path)
+    raw, notes, read = read_source(path)
+    if read is not None:
+        return parse_legacy(read, source=str(path), base_dir=path.parent)
     config = parse_config(raw, source=str(path), base_dir=path.parent)
     if notes:
         config = Config(**{**config.__dict__, "warnings": (*notes, *config.warnings)})

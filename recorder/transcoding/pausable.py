@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
 from recorder.ffmpeg_process import die_with_parent
+from recorder.progress import Progress, ProgressParser
 from recorder.transcoding.gate import Gate, TranscodeState
 from recorder.transcoding.verify import ToolInterrupted
 
@@ -52,6 +53,8 @@ class PausableRunner:
         self.process: subprocess.Popen[bytes] | None = None
         # Seconds the current job's children spent stopped: not counted as time spent transcoding.
         self.paused_seconds = 0.0
+        # Hears FFmpeg's -progress blocks of each encode (the --transcode CLI shows them); None: not asked.
+        self.on_progress: Callable[[Progress], None] | None = None
 
     def new_job(self) -> None:
         self.paused_seconds = 0.0
@@ -66,13 +69,26 @@ class PausableRunner:
         tail: collections.deque[str] = collections.deque(maxlen=5)
         reader: list[threading.Thread] = []
 
+        on_progress = self.on_progress
+
         def read_tail(proc: subprocess.Popen[bytes]) -> None:
             reader.append(threading.Thread(target=_keep_tail, args=(proc, tail), name="transcode-stderr", daemon=True))
-            reader[0].start()
+            if on_progress is not None:
+                reader.append(
+                    threading.Thread(
+                        target=_read_progress, args=(proc, on_progress), name="transcode-progress", daemon=True
+                    )
+                )
+            for thread in reader:
+                thread.start()
 
-        rc = self._run(argv, env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, started=read_tail)
-        if reader:
-            reader[0].join(timeout=5)
+        stdout = subprocess.DEVNULL
+        if on_progress is not None:
+            argv = [argv[0], "-progress", "pipe:1", "-nostats", *argv[1:]]
+            stdout = subprocess.PIPE
+        rc = self._run(argv, env, stdout=stdout, stderr=subprocess.PIPE, started=read_tail)
+        for thread in reader:
+            thread.join(timeout=5)
         return (rc, " | ".join(tail)) if rc is not None else (None, "")
 
     def run_tool(self, argv: Sequence[str], timeout: float) -> tuple[int, str, str]:
@@ -148,6 +164,15 @@ class PausableRunner:
             if paused_since is not None:
                 self.paused_seconds += time.monotonic() - paused_since
             self.process = None
+
+
+def _read_progress(proc: subprocess.Popen[bytes], on_progress: Callable[[Progress], None]) -> None:
+    assert proc.stdout is not None
+    parser = ProgressParser()
+    for raw in proc.stdout:
+        progress = parser.feed(raw.decode(errors="replace"))
+        if progress is not None:
+            on_progress(progress)
 
 
 def _keep_tail(proc: subprocess.Popen[bytes], tail: collections.deque[str]) -> None:

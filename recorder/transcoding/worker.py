@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 from recorder.config import Config
+from recorder.progress import Progress
 from recorder.segments import parse_segment_name
 from recorder.snapshots import TranscodeSnapshot
 from recorder.transcoding.counters import TranscodeCounters
@@ -133,6 +134,10 @@ class Transcoder:
         self._counters.publish_backlog(due)
 
     # --- one segment
+
+    def listen_to_progress(self, on_progress: Callable[[Progress], None] | None) -> None:
+        """Hear each encode's FFmpeg -progress blocks (the --transcode CLI shows them); None: stop."""
+        self._runner.on_progress = on_progress
 
     def transcode_one(self, cand: Candidate) -> str:
         """Transcode, verify and swap one segment; returns its result (TranscodeResult) or ABORTED."""

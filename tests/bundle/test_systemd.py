@@ -4,6 +4,7 @@
   SystemCallFilter= (expanded with `systemd-analyze syscall-filter`);
 - `systemd-analyze security --offline=yes` rates the unit at most 2.0;
 - a configuration error exits with the status RestartPreventExitStatus= names, so systemd stops retrying;
+- an unwritable recordings folder at start is a running unit in storage_error (READY=1), never a restart loop;
 - where systemd is PID 1, the daemon records inside the unit's sandbox (systemd-run); elsewhere (a
   container without systemd, like the one these tests were written in) that test skips and says so.
 """
@@ -15,8 +16,10 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psutil
@@ -209,3 +212,63 @@ def test_the_daemon_records_inside_the_unit_sandbox(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert list((output / "cam1").glob("cam1_*.mkv")), "the sandboxed daemon recorded"
+
+
+def test_an_unwritable_recordings_folder_at_start_is_a_running_unit_not_a_restart_loop() -> None:
+    """Issue 21, one behaviour: the daemon, as an unprivileged user whose base_directory it may not create,
+    tells systemd READY=1 and stays up in storage_error (metric and alert), with the command that fixes it
+    in the log. It never exits on this, so Restart=always has nothing to restart every RestartSec=; it
+    exits 0 when stopped, a status systemd counts as success."""
+    assert settings("Restart") == ["always"] and settings("Type") == ["notify"]
+    folder = Path(tempfile.mkdtemp(prefix="camera-recorder-unwritable-"))  # nobody must reach it: not tmp_path
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        folder.chmod(0o755)
+        (folder / "storage").mkdir(mode=0o755)  # root's, as /storage is before `chown camera-recorder:`
+        base = folder / "storage" / "recordings"
+        config = write_config(folder / "config.yaml", base, cameras={"cam1": {"test_pattern": True}})
+        config.chmod(0o644)
+        notify = folder / "notify.sock"
+        sock.bind(str(notify))
+        notify.chmod(0o777)
+        sock.setblocking(False)
+        nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]
+        runnable = subprocess.run([*nobody, sys.executable, "-c", "import recorder"], cwd=ROOT,
+                                  capture_output=True, check=False)  # fmt: skip
+        if runnable.returncode != 0:
+            pytest.skip(f"{sys.executable} cannot run as nobody: {runnable.stderr.decode().strip()[:200]}")
+        port = free_port()
+        log = folder / "daemon.log"
+        with log.open("wb") as out:
+            daemon = subprocess.Popen(
+                [*nobody, sys.executable, "-m", "recorder", "-c", str(config), "--listen-address",
+                 f"127.0.0.1:{port}"],
+                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "NOTIFY_SOCKET": str(notify)},
+            )  # fmt: skip
+        received: list[str] = []
+
+        def notified(text: str) -> bool:
+            while True:
+                try:
+                    received.extend(sock.recv(4096).decode().splitlines())
+                except BlockingIOError:
+                    return any(text in line for line in received)
+
+        try:
+            wait_for(lambda: notified("READY=1"), timeout=30, what=f"READY=1\n{log.read_text()}")
+            wait_for(lambda: notified("STATUS=cam1: storage_error"), timeout=15, what=f"storage_error {received}")
+            from daemon_harness import request
+
+            metrics = request(f"http://127.0.0.1:{port}/metrics")[1]
+            assert f'camera_recorder_storage_writable{{path="{base}"}} 0.0' in metrics
+            assert daemon.poll() is None, "exited: systemd would restart it every RestartSec="
+            text = log.read_text()
+            assert f"cannot create {base}: Permission denied" in text
+            assert f"run `mkdir -p {base} && chown nobody: {base}`" in text
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            code = daemon.wait(30)
+        assert code == 0 and str(code) not in settings("RestartPreventExitStatus")
+    finally:
+        sock.close()
+        shutil.rmtree(folder)

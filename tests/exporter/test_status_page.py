@@ -176,3 +176,44 @@ def test_the_other_routes_answer_as_before(daemon: Daemon) -> None:
     assert daemon.get("/api/v1/alertmanager")[0] == 405
     assert daemon.post("/api/v1/export", b"x")[0] == 405
     assert daemon.get("/cameras/cam1/other.jpg")[0] == 404
+
+
+# ---------------------------------------------------------------------------------------------
+# Zoom, labels, units, days (issue 21)
+
+
+def test_the_timeline_zooms_to_the_last_hour_and_six_hours(daemon: Daemon) -> None:
+    for span, title, label_every in (("1h", "Last 1 hour (", 600), ("6h", "Last 6 hours (", 3600)):
+        status, page, _ = daemon.get(f"/?span={span}")
+        assert status == 200 and title in page, page[:2000]
+        assert f'<strong aria-current="page">{span[:-1]} h</strong>' in page
+        labels = re.findall(r'<div class="axis">(.*?)</div>', page)[0]
+        times = re.findall(r">(\d\d):(\d\d)<", labels)
+        assert times and all((int(h) * 3600 + int(m) * 60) % label_every == 0 for h, m in times), labels
+    status, page, _ = daemon.get("/")
+    assert "Last 24 hours (" in page and '<a href="?span=1h">1 h</a>' in page and '<a href="?span=6h">6 h</a>' in page
+    status, text, _ = daemon.get("/?span=7h")
+    assert status == 400 and "span: expected one of 1h, 6h, 24h, got '7h'" in text
+
+
+def test_one_unit_system_and_only_days_with_footage(daemon: Daemon) -> None:
+    status, page, _ = daemon.get("/")
+    assert status == 200
+    assert re.search(r"Recordings in .*: \d+ files, [\d.]+ (B|KiB|MiB|GiB)\b", page)
+    assert not re.search(r"\d GB\b", page) and "binary units" in page
+    today = time.strftime("%Y-%m-%d")
+    week_ago = time.strftime("%Y-%m-%d", time.localtime(time.time() - 6 * 86400))
+    assert f'<a href="?day={today}">{today}</a>' in page
+    assert f"?day={week_ago}" not in page  # the daemon recorded only today: no link to an empty day
+
+
+def test_gap_and_restart_labels_are_readable(daemon: Daemon) -> None:
+    page = daemon.get("/?span=1h")[1]
+    titles = re.findall(r"<title>(gap|recorded|download) ([^<]*)</title>", page)
+    assert titles
+    for _, text in titles:
+        first, _, last = text.partition("–")
+        assert first[:8] != last[:8], text  # never "09:19–09:19"
+    broken = page[page.index('id="camera-broken"') :]
+    # Two blocks, not "state<br>why" glued by the flex box into "recordingno segment completed yet".
+    assert re.search(r'<div class="nothumb"><p>No picture yet: \w+</p><p><small>[^<]+</small></p></div>', broken)

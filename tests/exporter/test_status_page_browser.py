@@ -8,6 +8,7 @@ printed from the browser's Navigation Timing, not asserted.
 
 from __future__ import annotations
 
+import calendar
 import os
 import shutil
 import subprocess
@@ -31,6 +32,10 @@ CHROMIUM_ARGS = [
 CAMERAS = [f"cam{i:02d}" for i in range(1, 17)]
 SEGMENTS = 200_000
 SEGMENT_TIME = 60
+# One camera has a 15-minute gap ending 20 minutes ago: a 1-px sliver at 24 h, a quarter of the last hour.
+GAP_CAMERA, GAP_SECONDS, GAP_ENDS_AGO = "cam16", 900, 1200
+SCREENSHOTS = os.environ.get("CAMERA_RECORDER_SCREENSHOTS")  # a folder to keep them in; else the test's tmp
+VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
 
 pytestmark = pytest.mark.skipif(
     not os.access(CHROMIUM, os.X_OK), reason=f"{CHROMIUM} is not installed (apt-get install chromium; setup.sh does)"
@@ -59,6 +64,17 @@ def _fill(base: Path, sample: Path, now: float) -> None:
         shutil.copyfile(sample, folder / f"{cam}_{_stamp(now - SEGMENT_TIME - offset)}.mkv")
 
 
+def _cut_gap(folder: Path, start: float, end: float) -> int:
+    """Remove a camera's segments starting in [start, end): a 15-minute hole in its recordings; how many."""
+    removed = 0
+    for path in folder.iterdir():
+        started = calendar.timegm(time.strptime(path.stem.split("_", 1)[1], "%Y%m%d_%H%M%S"))
+        if start <= started < end:
+            path.unlink()
+            removed += 1
+    return removed
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExporterServer]:
     tmp = tmp_path_factory.mktemp("browser")
@@ -71,7 +87,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExporterServer]
     )  # fmt: skip
     base = tmp / "rec"
     base.mkdir()
-    _fill(base, sample, time.time())
+    now = time.time()
+    _fill(base, sample, now)
+    removed = _cut_gap(base / GAP_CAMERA, now - GAP_ENDS_AGO - GAP_SECONDS, now - GAP_ENDS_AGO)
+    assert removed == GAP_SECONDS // SEGMENT_TIME
     config = parse_config(
         {
             "cameras": {cam: {"test_pattern": True, "name": f"Camera {cam[3:]}"} for cam in CAMERAS},
@@ -81,7 +100,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExporterServer]
     )
     recorder = Recorder(config, find_tools(config.system))
     recorder.storage.scan()  # the index, as the daemon's start builds it
-    assert recorder.storage.snapshot().files == SEGMENTS
+    assert recorder.storage.snapshot().files == SEGMENTS - removed
     srv = ExporterServer(config.exporter, recorder)
     srv.start()
     try:
@@ -134,3 +153,51 @@ def test_the_page_renders_cameras_pictures_and_timelines_offline(server: Exporte
         finally:
             browser.close()
     assert outside == []
+
+
+def test_zoom_readable_gaps_and_screenshots_at_desktop_and_phone_width(server: ExporterServer, tmp_path: Path) -> None:
+    """The timeline zooms by links (no script): at 1 h the 15-minute gap is a quarter of the bar, at 24 h about
+    1 %. The page fits a phone's width (no sideways scrolling), and a screenshot of each is kept."""
+    url = f"http://127.0.0.1:{server.port}/"
+    folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            for name, viewport in VIEWPORTS.items():
+                page = browser.new_page(viewport=viewport)
+                shares = {}
+                for span in ("24h", "6h", "1h"):
+                    response = page.goto(url if span == "24h" else f"{url}?span={span}", timeout=60_000)
+                    assert response is not None and response.status == 200
+                    if span == "24h":
+                        page.click("text=1 h")  # the zoom is a link: following it is the zoom
+                        page.wait_for_url("**/?span=1h")
+                        assert page.locator('.zoom strong[aria-current="page"]').inner_text() == "1 h"
+                        page.goto(url, timeout=60_000)
+                    section = page.locator(f"#camera-{GAP_CAMERA}")
+                    bar = section.locator("svg.timeline").bounding_box()
+                    # The cut hole (the other, if any, is the few seconds since the newest segment ended).
+                    hole = section.locator("svg.timeline rect.gap", has_text="(15 min)")
+                    assert hole.count() == 1, (span, section.locator("svg.timeline rect.gap").count())
+                    gap = hole.bounding_box()
+                    assert bar is not None and gap is not None
+                    shares[span] = gap["width"] / bar["width"]
+                    label = hole.locator("title").text_content() or ""
+                    start_text, _, rest = label.removeprefix("gap ").partition("–")
+                    assert start_text != rest.split(" ")[0], label  # never "09:19–09:19"
+                    # Nothing wider than the screen: the page never scrolls sideways, on a phone neither.
+                    overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+                    assert overflow <= 0, (name, span, overflow)
+                    page.screenshot(path=str(folder / f"status-{name}-{span}.png"))
+                print(f"{name}: the 15-minute gap is {shares['24h']:.1%} / {shares['6h']:.1%} / {shares['1h']:.1%}"
+                      f" of the timeline at 24 h / 6 h / 1 h; screenshots in {folder}")  # fmt: skip
+                assert shares["24h"] < 0.02 and 0.03 < shares["6h"] < 0.06 and 0.2 < shares["1h"] < 0.3, shares
+                # The day links are the days that hold footage: all of the fixture's last eight days.
+                assert page.locator("form a[href^='?day=']").count() == 8
+                page.close()
+        finally:
+            browser.close()
+    for name in VIEWPORTS:
+        for span in ("24h", "6h", "1h"):
+            assert (folder / f"status-{name}-{span}.png").stat().st_size > 10_000

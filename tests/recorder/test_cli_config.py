@@ -56,23 +56,36 @@ def test_convert_legacy_prints_yaml_with_the_same_meaning(capsys: pytest.Capture
     code, out, err = run(["--convert-config", str(conf)], capsys)
     assert code == 0
     converted = parse_config(yaml.safe_load(out))
-    assert meaning(converted) == meaning(load_config(conf))
+    original = load_config(conf)
+    # MOVFLAGS="faststart+frag_keyframe" has no effect (segments are always fragmented): left out, and so the
+    # converted file starts without a warning; every camera's FFmpeg command is the same.
+    assert meaning(converted) == dataclasses.replace(
+        meaning(original), recording=dataclasses.replace(original.recording, movflags=None)
+    )
+    assert [build_command(c, converted, "ffmpeg").argv for c in converted.cameras] == [
+        build_command(c, original, "ffmpeg").argv for c in original.cameras
+    ]
+    assert converted.warnings == ()
+    assert "web_port" not in out and "movflags" not in out
     assert out.startswith("cameras:\n")  # sections in the order of config.yaml.example
-    # The keys with no equivalent are named on stderr, one line each, not dropped in silence.
-    assert err.splitlines() == [
-        f"camera-recorder: not converted: {key}: no equivalent in camera-recorder; ignored"
-        for key in (
-            "DISK_MONITORING", "INPUT_BUFFER_SIZE", "THREAD_COUNT", "WEB_INTERFACE", "ALLOWED_NETWORKS",
-            "CUSTOM_FFMPEG_OPTS",
-        )
+    # The keys with no equivalent are named on stderr with their line, one line each, not dropped in silence.
+    lines = err.splitlines()
+    assert [line.split(": ")[3] for line in lines if line.startswith("camera-recorder: not converted: ")] == [
+        "DISK_MONITORING", "INPUT_BUFFER_SIZE", "THREAD_COUNT", "WEB_INTERFACE", "WEB_PORT", "ALLOWED_NETWORKS",
+        "CUSTOM_FFMPEG_OPTS",
     ]  # fmt: skip
+    assert "camera-recorder: not converted: line 47: DISK_MONITORING: no equivalent in camera-recorder" in err
+    assert "camera-recorder: converted: line 39: MOVFLAGS: 'faststart+frag_keyframe' left out" in err
 
 
 def test_convert_legacy_with_explicit_target(capsys: pytest.CaptureFixture[str]) -> None:
     conf = CONFIGS / "camera-mapping.conf"
     code, out, _ = run(["--convert-config", str(conf), "--to", "yaml"], capsys)
     assert code == 0
-    assert meaning(parse_config(yaml.safe_load(out))) == meaning(load_config(conf))
+    original = load_config(conf)  # but for MOVFLAGS, left out as it has no effect (see above)
+    assert meaning(parse_config(yaml.safe_load(out))) == dataclasses.replace(
+        meaning(original), recording=dataclasses.replace(original.recording, movflags=None)
+    )
 
 
 def test_convert_yaml_to_legacy_converts_back(capsys: pytest.CaptureFixture[str]) -> None:
@@ -329,3 +342,105 @@ def test_an_unreadable_file_is_one_line_naming_it() -> None:
         shutil.rmtree(folder)
     assert result.returncode == 1, result.stderr
     assert result.stderr.splitlines() == [f"{path}: cannot read config: Permission denied"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Migrating from camera-mapping.conf (issue 21)
+
+C920_BY_ID = "usb-046d_HD_Pro_Webcam_C920_8A2F5B3E-video-index0"
+FAKE_V4L2_CTL = REPO / "tests" / "fake_v4l2_ctl.py"
+
+
+def fake_dev(root: Path, links: dict[str, str]) -> Path:
+    """A /dev with kernel nodes and the /dev/v4l/by-id links udev makes for them (as the --detect tests do)."""
+    for link, node in links.items():
+        (root / node).parent.mkdir(parents=True, exist_ok=True)
+        (root / node).touch()
+        path = root / "v4l" / "by-id" / link
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.symlink_to(Path("..") / ".." / node)
+    return root
+
+
+def test_validate_refuses_a_mistyped_legacy_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "camera-mapping.conf"
+    path.write_text('CAMERA1_DEVICE="/dev/video0"\nCAMERA1_RESOLUTON="2560x1440"\n')
+    code, out, err = run(["-c", str(path), "--validate"], capsys)
+    assert code != 0 and "look ready" not in out
+    assert f"{path}: line 2: CAMERA1_RESOLUTON: unknown key (did you mean 'CAMERA1_RESOLUTION'?)" in err
+
+
+def test_convert_proposes_the_by_id_path_detect_sees(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dev = fake_dev(tmp_path / "dev", {C920_BY_ID: "video2"})
+    conf = tmp_path / "camera-mapping.conf"
+    conf.write_text(
+        f'CAMERA1_DEVICE="{dev}/video2"\nCAMERA1_NAME="Yard"\n'
+        f'CAMERA2_DEVICE="{dev}/video6"\n'  # unplugged: no link points at it
+        f'CAMERA3_DEVICE="{dev}/video-usb1-video0"\n'  # a udev rule's own stable name: left alone
+        'WEB_PORT="8080"\n'
+    )
+    code, out, err = run(["--convert-config", str(conf)], capsys)
+    assert code == 0
+    cameras = yaml.safe_load(out)["cameras"]
+    assert cameras["cam1"]["device"] == f"{dev}/v4l/by-id/{C920_BY_ID}"
+    assert cameras["cam2"]["device"] == f"{dev}/video6"
+    assert cameras["cam3"]["device"] == f"{dev}/video-usb1-video0"
+    assert "web_port" not in yaml.safe_load(out)
+    lines = err.splitlines()
+    assert f"camera-recorder: converted: line 1: CAMERA1_DEVICE: {dev}/video2 -> {dev}/v4l/by-id/{C920_BY_ID} " in (
+        line[: line.index("(")] for line in lines if "(" in line
+    )
+    assert any(line.startswith(f"camera-recorder: check: line 3: CAMERA2_DEVICE: {dev}/video6 kept") for line in lines)
+    assert not any("CAMERA3_DEVICE" in line for line in lines)
+    assert any(line.startswith("camera-recorder: not converted: line 5: WEB_PORT: ") for line in lines)
+
+    # --detect, with the fake v4l2-ctl the detection tests use, names the same link for that node.
+    from recorder.v4l2.probe import detect
+
+    replay = tmp_path / "replay"
+    replay.mkdir()
+    (replay / "list-devices.txt").write_text("HD Pro Webcam C920 (usb-0000:0a:00.3-3):\n\t/dev/video2\n")
+    for name in ("video2.info.txt", "video2.formats.txt"):
+        corpus = (REPO / "tests" / "fixtures" / "v4l2-corpus" / "formats-logitech-c920-with-all.txt").read_text()
+        (replay / name).write_text(corpus.split("# ---\n", 1)[1])
+    monkeypatch.setenv("FAKE_V4L2_DIR", str(replay))
+    program = tmp_path / "v4l2-ctl"
+    program.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(FAKE_V4L2_CTL))} "$@"\n')
+    program.chmod(0o755)
+    (device,) = detect(str(program), dev_root=str(dev), sys_root=str(tmp_path / "sys"))
+    assert device.stable_paths[0] == cameras["cam1"]["device"]
+
+
+def test_converted_yaml_starts_without_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "camera-mapping.conf"
+    conf.write_text(
+        'CAMERA1_DEVICE="/dev/video-usb1-video0"\nWEB_PORT="8080"\nMOVFLAGS="faststart+frag_keyframe+dash"\n'
+    )
+    code, out, _ = run(["--convert-config", str(conf)], capsys)
+    assert code == 0
+    converted = tmp_path / "config.yaml"
+    converted.write_text(out)
+    cfg = load_config(converted)
+    assert (cfg.warnings, cfg.recording.movflags) == ((), "+dash")
+
+
+def test_convert_a_legacy_file_with_problems_names_its_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "camera-mapping.conf"
+    conf.write_text('CAMERA1_DEVICE="/dev/video0"\nCAMERA1_FRAMERATE=sixty\nCAMERA1_FORMT=h264\n')
+    code, out, err = run(["--convert-config", str(conf)], capsys)
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"{conf}: line 2: CAMERA1_FRAMERATE: expected a positive integer, got 'sixty'",
+        f"{conf}: line 3: CAMERA1_FORMT: unknown key (did you mean 'CAMERA1_FORMAT'?)",
+    ]
+
+
+def test_validate_of_a_legacy_file_names_its_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "camera-mapping.conf"
+    conf.write_text(f'# cameras\nCAMERA1_DEVICE="{tmp_path}/video9"\nRECORDINGS_BASE="{tmp_path}/rec"\n')
+    code, _, err = run(["-c", str(conf), "--validate"], capsys)
+    assert code == 1
+    assert f"problem: line 2: CAMERA1_DEVICE: {tmp_path}/video9 is not present" in err.splitlines()
+    assert "cameras.cam1" not in err

@@ -202,6 +202,22 @@ def test_demo_records_two_synthetic_cameras_and_serves_metrics(tmp_path: Path) -
         assert len(files) >= 2, files  # 10 s segments: one complete, one finalized at the stop
     assert f"127.0.0.1:{port}/metrics" in result.stderr
     assert "Demo recordings in" in result.stdout
+    # Issue 21: the demo says where the status page is, not only the metrics, and how to move off a taken port.
+    assert f"status page on http://127.0.0.1:{port}/" in result.stderr
+    banner = result.stdout.splitlines()[:4]
+    assert banner[1].strip().startswith(f"status page: http://127.0.0.1:{port}/"), banner
+    assert banner[2].strip() == f"metrics:     http://127.0.0.1:{port}/metrics", banner
+    assert "--listen-address" in banner[3]
+
+
+def test_a_wildcard_listen_address_is_shown_as_this_hosts_name() -> None:
+    import socket
+
+    from recorder.cli_demo import status_page_url
+
+    assert status_page_url("http", "0.0.0.0:9100") == f"http://{socket.gethostname()}:9100/"
+    assert status_page_url("https", "127.0.0.1:9101") == "https://127.0.0.1:9101/"
+    assert status_page_url("http", "[::1]:9100") == "http://[::1]:9100/"
 
 
 def test_logs_carry_the_camera_and_no_second_timestamp_under_journald(
@@ -293,15 +309,24 @@ def test_an_unusable_recordings_folder_is_one_line_at_validate_and_at_start(
         and "recording.base_directory: cannot write in /proc/camera-recorder/rec (nearest existing folder: /proc)"
         in problems[0]
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "recorder", "-c", str(cfg), "--listen-address", "127.0.0.1:0"],
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    assert [ln for ln in result.stderr.splitlines() if ln.startswith("camera-recorder:")] == [
-        "camera-recorder: recording.base_directory: cannot use /proc/camera-recorder: No such file or directory"
-    ]
+    # At start (issue 21): one line naming the folder and the fix, and the daemon stays up in storage_error
+    # (it used to exit 1, and systemd restarted it every 2 s); stopped, it exits 0.
+    from daemon_harness import Daemon
+
+    daemon = Daemon(cfg)
+    try:
+        wait_for(lambda: daemon.value("camera_recorder_camera_state", camera="cam1", state="storage_error") == 1,
+                 timeout=15, what="storage_error")  # fmt: skip
+        assert daemon.proc.poll() is None
+    finally:
+        assert daemon.stop() == 0
+    log = daemon.log()
+    assert "Traceback" not in log
+    errors = [ln for ln in log.splitlines() if "recording.base_directory" in ln]
+    assert len(errors) == 1 and (
+        "recording.base_directory: cannot create /proc/camera-recorder/rec: No such file or directory; "
+        "every camera waits in storage_error until it can be written" in errors[0]
+    )
 
 
 def test_one_shot_commands_report_config_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -171,3 +171,66 @@ def test_plan_cuts_inside_the_first_and_last_segment_only() -> None:
 def test_concat_list_quotes_paths() -> None:
     plan = plan_export("cam1", [Segment("cam1", 0.0, 10.0, 1, Path("/r/it's.mkv"))], 0.0, 10.0)
     assert "file '/r/it'\\''s.mkv'" in plan.concat_list()
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress and the summary (issue 21)
+
+
+def test_export_shows_progress_and_reports_the_clips_real_duration(
+    recordings: tuple[Path, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not a terminal (pytest's capture): plain progress lines from FFmpeg's own -progress on stderr; the
+    summary's duration is the written clip's, as ffprobe (and a player) read it."""
+    base, t0 = recordings
+    out = tmp_path / "clip.mp4"
+    code = main(["-c", str(_config(tmp_path, base)), "--export", "cam1", "--since", _utc(t0 + 2),
+                 "--until", _utc(t0 + 26), "-o", str(out)])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured
+    progress = [line for line in captured.err.splitlines() if line.startswith("exporting cam1 to clip.mp4: ")]
+    assert progress and "100% (" in progress[-1] and "copied" in progress[-1], captured.err
+    assert "\r" not in captured.err and "\x1b[" not in captured.err
+    clip = probe(out)
+    summary = captured.out.splitlines()[0]
+    assert f", {clip['duration']:.1f} s, {out.stat().st_size} bytes (" in summary
+    assert "MiB)" in summary or "KiB)" in summary
+
+
+def test_export_on_a_terminal_draws_a_bar_and_with_json_logs_writes_records(
+    recordings: tuple[Path, float], tmp_path: Path
+) -> None:
+    import json
+    import os
+    import pty
+    import sys
+
+    base, t0 = recordings
+    argv = [sys.executable, "-m", "recorder", "-c", str(_config(tmp_path, base)), "--export", "cam1",
+            "--since", _utc(t0 + 2), "--until", _utc(t0 + 10)]  # fmt: skip
+    repo = Path(__file__).resolve().parents[2]
+    main_fd, terminal = pty.openpty()
+    try:
+        done = subprocess.run([*argv, "-o", str(tmp_path / "a.mkv")], cwd=repo, stdout=subprocess.PIPE,
+                              stderr=terminal, timeout=120, check=False)  # fmt: skip
+        os.close(terminal)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(main_fd, 65536)
+            except OSError:  # EIO: the terminal's other end is closed and everything was read
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(main_fd)
+    assert done.returncode == 0, drawn
+    text = drawn.decode()
+    assert "\r\x1b[K[" in text and "] exporting cam1 to a.mkv: 100% (" in text, text
+    as_json = subprocess.run([*argv, "-o", str(tmp_path / "b.mkv"), "--log.format", "json"], cwd=repo,
+                             capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert as_json.returncode == 0, as_json.stderr
+    records = [json.loads(line) for line in as_json.stderr.splitlines() if line.strip()]
+    assert any("exporting cam1 to b.mkv: 100%" in record["msg"] for record in records), records
+    assert "\r" not in as_json.stderr

@@ -85,16 +85,18 @@ def test_legacy_file_reads_as_a_config() -> None:
 def test_keys_without_equivalent_are_reported_in_the_warnings() -> None:
     """Nothing is dropped silently: each legacy key we cannot honour is named, in file order."""
     cfg = load_config(CONF)
+    gone = "the web interface is gone; the status page is served on exporter.listen_address (default 0.0.0.0:9100)"
     assert cfg.warnings == (
-        "DISK_MONITORING: no equivalent in camera-recorder; ignored",
-        "INPUT_BUFFER_SIZE: no equivalent in camera-recorder; ignored",
-        "THREAD_COUNT: no equivalent in camera-recorder; ignored",
-        "WEB_INTERFACE: no equivalent in camera-recorder; ignored",
-        "ALLOWED_NETWORKS: no equivalent in camera-recorder; ignored",
-        "CUSTOM_FFMPEG_OPTS: no equivalent in camera-recorder; ignored",
-        "web_port: the web interface is gone; the status page is served on exporter.listen_address",
-        "recording.movflags: 'faststart' is ignored: MP4 segments are always written fragmented so that a crash "
+        "line 39: MOVFLAGS: 'faststart' is ignored: MP4 segments are always written fragmented so that a crash "
         "loses at most about one second",
+        "line 47: DISK_MONITORING: no equivalent in camera-recorder (the disk is always watched); ignored",
+        "line 51: INPUT_BUFFER_SIZE: no equivalent in camera-recorder; ignored",
+        "line 52: THREAD_COUNT: no equivalent in camera-recorder; ignored",
+        f"line 53: WEB_INTERFACE: {gone}; ignored",
+        f"line 54: WEB_PORT: {gone}; ignored",
+        "line 55: ALLOWED_NETWORKS: no equivalent in camera-recorder (limit access with a firewall, or basic auth "
+        "in --web.config.file); ignored",
+        "line 56: CUSTOM_FFMPEG_OPTS: no equivalent in camera-recorder; ignored",
     )
 
 
@@ -111,22 +113,22 @@ def test_legacy_to_raw_shapes() -> None:
         "CAMERA1_FORMAT=MJPEG\n"
         "CAMERA1_FRAMERATE='30' # quoted number\n"
         "CAMERA1_ENABLED=0\n"
+        "CAMERA1_RESOLUTION=\n"
         'LOOKAHEAD_ENABLED="0"\n'
         'CLEANUP_DAYS="7.5"\n'
         'DEBUG_LOGGING="1"\n'
         'WEB_PORT="8080"\n'
-        "CAMERA1_BRIGHTNESS=128\n"
         "SOMETHING_ELSE=1\n"
     )
     raw, unsupported = legacy.legacy_to_raw(text)
+    # WEB_PORT has no meaning here: not carried into the YAML (where it would warn at every start).
     assert raw == {
         "encoding": {"lookahead": False},
         "storage": {"cleanup_days": 7.5},
         "log_level": "DEBUG",
-        "web_port": 8080,
         "cameras": {"cam1": {"device": "/dev/video0", "input_format": "mjpeg", "framerate": 30, "enabled": False}},
     }
-    assert unsupported == ["CAMERA1_BRIGHTNESS", "SOMETHING_ELSE"]
+    assert unsupported == ["WEB_PORT", "SOMETHING_ELSE"]
 
 
 def test_default_expansion_honours_an_earlier_assignment() -> None:
@@ -180,7 +182,7 @@ def test_a_legacy_file_without_suffix_loads(tmp_path: Path) -> None:
             "line 3: not a KEY=value assignment: 'if [ -e /dev/video2 ]; then CAMERA2_DEVICE=\"/dev/video2\"; fi'",
         ),
         ("legacy-unclosed-quote.conf", "line 3: CAMERA1_NAME: No closing quotation"),
-        ("legacy-bad-framerate.conf", "cameras.cam1.framerate: expected a positive integer, got 'sixty'"),
+        ("legacy-bad-framerate.conf", "line 3: CAMERA1_FRAMERATE: expected a positive integer, got 'sixty'"),
     ],
 )
 def test_legacy_failure_is_one_clean_line(name: str, line: str) -> None:
@@ -295,3 +297,94 @@ def test_cameras_not_written_are_not_said_to_be_renumbered() -> None:
     _, unsupported = legacy_writer.config_to_legacy(cfg)
     for cam in ("yard", "garage", "replay", "demo"):
         assert not any(n.startswith(f"cameras.{cam}: written as") for n in unsupported), unsupported
+
+
+# ---------------------------------------------------------------------------------------------
+# As strict as YAML (issue 21): typos are errors, every message names the legacy key and its line
+
+
+def legacy_problems(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "camera-mapping.conf"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).splitlines() == [f"{path}: {p}" for p in info.value.problems]
+    return info.value.problems
+
+
+def test_a_mistyped_camera_key_is_an_error_with_a_did_you_mean(tmp_path: Path) -> None:
+    """The operator's typo that recorded at the default resolution: now refused, like the same typo in YAML."""
+    text = (
+        'CAMERA1_DEVICE="/dev/video0"\nCAMERA1_RESOLUTON="2560x1440"\nCAMERA1_BRIGHTNESS=128\n'
+        'CAMERA1_FRAMRATE="${CAMERA1_FRAMRATE:-60}"\n'  # the shell-default shape: its own default, not a use
+    )
+    assert legacy_problems(tmp_path, text) == [
+        "line 2: CAMERA1_RESOLUTON: unknown key (did you mean 'CAMERA1_RESOLUTION'?)",
+        "line 3: CAMERA1_BRIGHTNESS: unknown key; a camera's keys are CAMERA1_DEVICE, CAMERA1_NAME, "
+        "CAMERA1_RESOLUTION, CAMERA1_FRAMERATE, CAMERA1_FORMAT, CAMERA1_ENABLED",
+        "line 4: CAMERA1_FRAMRATE: unknown key (did you mean 'CAMERA1_FRAMERATE'?)",
+    ]
+    with pytest.raises(ConfigError):
+        legacy.legacy_to_raw(text)
+
+
+def test_a_key_with_a_known_prefix_is_an_error(tmp_path: Path) -> None:
+    text = 'CAMERA1_DEVICE="/dev/video0"\nSEGMNT_TIME=600\nDEBUG_LEVEL=1\nENCODING_QUALTY=20\n'
+    assert legacy_problems(tmp_path, text) == [
+        "line 2: SEGMNT_TIME: unknown key (did you mean 'SEGMENT_TIME'?)",
+        "line 3: DEBUG_LEVEL: unknown key; the DEBUG_ keys are DEBUG_LOGGING",
+        "line 4: ENCODING_QUALTY: unknown key (did you mean 'ENCODING_QUALITY'?)",
+    ]
+
+
+def test_the_operators_own_variables_are_not_errors(tmp_path: Path) -> None:
+    """A helper variable used in an expansion is bash's business; an unused one is named, not refused."""
+    path = tmp_path / "camera-mapping.conf"
+    path.write_text(
+        'BASE=/storage\nRECORDINGS_BASE="$BASE/recordings"\nCAMERA1_DEVICE=/dev/video0\nSITE=north\n'
+        'DISK_ROOT=/dev/v4l\nCAMERA2_DEVICE="$DISK_ROOT/by-id/usb-x-video-index0"\n'  # a known prefix, but used
+    )
+    cfg = load_config(path)
+    assert cfg.recording.base_directory == Path("/storage/recordings")
+    assert cfg.cameras[1].location == "/dev/v4l/by-id/usb-x-video-index0"
+    assert cfg.warnings == ("line 4: SITE: not a camera-recorder key; ignored",)
+
+
+def test_invalid_values_name_the_legacy_key_and_line_not_the_yaml_key(tmp_path: Path) -> None:
+    text = (
+        "CAMERA1_DEVICE=/dev/video0\n"
+        "CAMERA2_DEVICE=/dev/video1\n"
+        "CAMERA2_FRAMERATE=sixty\n"
+        "CAMERA3_NAME=Porch\n"
+        "CAMERA4_DEVICE=/dev/video0\n"
+        "TARGET_BITRATE=10000\n"
+        "MAX_BITRATE=5000\n"
+        "RECORDINGS_BASE=/etc\n"
+    )
+    problems = legacy_problems(tmp_path, text)
+    assert problems == [  # in the order of the file
+        "lines 1, 5: CAMERA1_DEVICE and CAMERA4_DEVICE name the same device '/dev/video0'",
+        "line 3: CAMERA2_FRAMERATE: expected a positive integer, got 'sixty'",
+        "line 4: CAMERA3_DEVICE: missing: camera 3 has CAMERA3_NAME but no CAMERA3_DEVICE",
+        "line 7: MAX_BITRATE: must be >= TARGET_BITRATE (10000), got 5000",
+        "line 8: RECORDINGS_BASE: must be a folder of its own, not the system folder '/etc', got '/etc'",
+    ]
+    assert not any("cameras." in p or "encoding." in p or "recording." in p for p in problems)
+
+
+def test_a_legacy_warning_names_the_legacy_key(tmp_path: Path) -> None:
+    path = tmp_path / "camera-mapping.conf"
+    path.write_text("CAMERA1_DEVICE=/dev/video0\nCAMERA1_ENABLED=0\nCONTAINER_FORMAT=mp4\nMOVFLAGS=faststart\n")
+    assert load_config(path).warnings == (
+        "line 2: CAMERA1_ENABLED: every camera is disabled; nothing will be recorded",
+        "line 4: MOVFLAGS: 'faststart' is ignored: MP4 segments are always written fragmented so that a crash "
+        "loses at most about one second",
+    )
+
+
+def test_an_empty_value_is_an_unset_one_as_in_bash(tmp_path: Path) -> None:
+    """The scripts test `[ -n "$CAMERA1_RESOLUTION" ]`: an empty value means the camera's own default."""
+    path = tmp_path / "camera-mapping.conf"
+    path.write_text('CAMERA1_DEVICE=/dev/video0\nCAMERA1_RESOLUTION=""\nMOVFLAGS=\n')
+    cfg = load_config(path)
+    assert (cfg.cameras[0].resolution, cfg.recording.movflags) == (None, None)

@@ -306,6 +306,35 @@ def test_an_unwritable_folder_at_start_waits_in_storage_error_and_records_once_w
         assert "Read-only file system" in log
 
 
+def test_a_recordings_folder_that_cannot_be_created_at_start_keeps_the_daemon_up(tmp_path: Path) -> None:
+    """Issue 21: base_directory missing under a read-only parent used to exit 1 at start, which the unit's
+    Restart=always turned into a restart every 2 s. The daemon now stays up, every camera in storage_error
+    with storage_writable 0 (both alerted on), and records once the folder can be made."""
+    with mounted_tmpfs(tmp_path / "fs", "16m") as fs:
+        parent = fs / "storage"
+        parent.mkdir()
+        base = parent / "recordings"
+        with read_only(parent):
+            daemon = start_daemon(tmp_path, base, storage={"check_interval": 60})
+            try:
+                wait_for(lambda: state(daemon) == "storage_error", timeout=10, what="storage_error")
+                wait_for(lambda: daemon.value("camera_recorder_storage_writable", path=str(base)) == 0.0, timeout=5)
+                assert daemon.proc.poll() is None
+                assert daemon.get("/-/healthy")[0] == 200
+                line = f"recording.base_directory: cannot create {base}: Read-only file system; every camera waits"
+                assert line in daemon.log()
+                assert "ReadWritePaths=" in daemon.log()
+            except BaseException:
+                daemon.stop()
+                raise
+        try:
+            wait_for(lambda: state(daemon) == "recording", timeout=10, what="recording once the folder can be made")
+            wait_for(lambda: daemon.value("camera_recorder_storage_writable", path=str(base)) == 1.0, timeout=5)
+        finally:
+            assert daemon.stop() == 0
+        assert "Traceback" not in daemon.log()
+
+
 # -- 6. validation -------------------------------------------------------------------------------------
 
 

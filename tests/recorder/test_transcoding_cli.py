@@ -11,6 +11,7 @@ from conftest import probe
 from transcoding_support import make_segment
 
 from recorder.cli import main
+from recorder.cli_progress import human_bytes as _human
 from recorder.transcoding.originals import originals_folder
 
 
@@ -62,3 +63,46 @@ def test_transcode_runs_one_pass_now_and_stats_shows_transcoded_vs_original_byte
     # A second dry run now uses the measured ratio and finds nothing due.
     assert main(["-c", str(config), "--transcode", "--dry-run"]) == 0
     assert "0 segments due" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress, totals and reasons (issue 21)
+
+
+def test_transcode_shows_each_encodes_progress_and_the_totals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = make_segment(tmp_path / "rec", "cam1", age_days=9)
+    second = make_segment(tmp_path / "rec", "cam1", age_days=8)
+    before = first.stat().st_size + second.stat().st_size
+    assert main(["-c", str(write(tmp_path)), "--transcode"]) == 0
+    captured = capsys.readouterr()
+    # Not a terminal: plain lines on stderr, from FFmpeg's own -progress, numbered across the pass.
+    for number, seg in ((1, first), (2, second)):
+        lines = [ln for ln in captured.err.splitlines() if ln.startswith(f"[{number}/2] cam1/{seg.name}: ")]
+        assert lines and "100% (" in lines[-1] and "encoded" in lines[-1], captured.err
+    after = first.stat().st_size + second.stat().st_size
+    total = captured.out.splitlines()[-1]
+    assert total.startswith("2 segments processed, 0 failed (2 transcoded); "), total
+    assert f"{_human(before)} -> {_human(after)}, {_human(before - after)} saved (" in total
+    assert "; took " in total
+
+
+def test_transcode_with_nothing_due_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write(tmp_path)
+    (tmp_path / "rec").mkdir()
+    assert main(["-c", str(config), "--transcode"]) == 0
+    out = capsys.readouterr().out
+    assert "transcoding.enabled is false: the daemon never transcodes on its own" in out
+    assert f"0 segments due: no recordings in {tmp_path / 'rec'} yet" in out
+    make_segment(tmp_path / "rec", "cam1", age_days=2)
+    assert main(["-c", str(config), "--transcode"]) == 0
+    out = capsys.readouterr().out
+    assert "0 segments due: 1 younger than transcoding.min_age_days (7 days); the first becomes due at " in out
+    old = make_segment(tmp_path / "rec", "cam1", age_days=8)
+    assert main(["-c", str(config), "--transcode"]) == 0
+    assert f"transcoded cam1/{old.name}" in capsys.readouterr().out
+    assert main(["-c", str(write(tmp_path, enabled=True)), "--transcode"]) == 0
+    out = capsys.readouterr().out
+    assert "transcoding.enabled is false" not in out
+    assert "0 segments due: 1 done already, 1 younger than transcoding.min_age_days (7 days)" in out
