@@ -1,12 +1,15 @@
 """The HTTP surface on :9100: /metrics, health and readiness, the Alertmanager webhook, and the operator's
 routes (the status page at `/`, pictures, recordings, clips: exporter/operator_routes.py).
 
-Transport (connections, timeouts, pools) lives in exporter/transport.py, TLS and basic auth in
-exporter/webconfig.py; this module is the route table and what each route answers.
+HTTP itself (aiohttp in a thread of its own, connection limits, deadlines, pools) is exporter/web.py's, TLS
+and basic auth exporter/webconfig.py's; this module is the route table and what each route answers. Every
+scrape is written by prometheus_client (its text or OpenMetrics encoder, as the client's Accept asks), and
+gzipped when the client accepts it, as prometheus_client's own handlers do.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import socket
@@ -18,15 +21,14 @@ from http import HTTPStatus
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from exporter import metrics as m
 from exporter.collector import RecorderCollector
-from exporter.exposition import CONTENT_TYPE as TEXT_CONTENT_TYPE
-from exporter.exposition import render_text
+from exporter.exchange import Request
 from exporter.operator_routes import OperatorRoutes
 from exporter.ratelimit import RateLimitedLog
-from exporter.transport import HTTPTransport, Request, listen_socket
+from exporter.web import SLOW_POOL, WebServer, listen_socket
 from exporter.webconfig import (
     BasicAuthChecker,
     TLSContextSource,
@@ -50,8 +52,10 @@ WEBHOOK_PATH = "/api/v1/alertmanager"
 AUTH_POOL = "auth"
 AUTH_POOL_THREADS = 1
 AUTH_QUEUE_LIMIT = 8
-# What a route receives: the parsed request, which it answers through _send (http.server's handler before).
+# What a route receives: the request, which it answers through _send (http.server's handler before).
 _Handler = Request
+# Below this a gzipped scrape saves less than its CPU costs (a 404's text, a tiny registry).
+GZIP_MIN_BYTES = 1024
 
 
 class ListenError(Exception):
@@ -108,12 +112,12 @@ class SharedRender:
     that result (at most one rendering old) instead of rendering again. Two hundred scrapers at once
     then cost a handful of renderings, not two hundred."""
 
-    def __init__(self, render: Callable[[], bytes]) -> None:
+    def __init__(self, render: Callable[[], tuple[bytes, bool]]) -> None:
         self._render = render
         self._lock = threading.Lock()
-        self._in_flight: Future[bytes] | None = None
+        self._in_flight: Future[tuple[bytes, bool]] | None = None
 
-    def get(self) -> bytes:
+    def get(self) -> tuple[bytes, bool]:
         with self._lock:
             future = self._in_flight
             owner = future is None
@@ -166,9 +170,9 @@ class ExporterServer:
         # can send only one Authorization header, so the exporter's basic auth does not apply there.
         self._own_auth = frozenset({WEBHOOK_PATH})
         self._auth_log = RateLimitedLog(log)
-        self._renders = {
-            TEXT_CONTENT_TYPE: SharedRender(lambda: render_text(self.registry)),
-        }
+        # One shared rendering per (content type, gzipped): the encoders differ by Accept's version and escaping.
+        self._renders: dict[tuple[str, bool], SharedRender] = {}
+        self._renders_lock = threading.Lock()
         host, port = split_address(config.listen_address)
         try:
             self._listener = listen_socket(host, port)
@@ -179,7 +183,7 @@ class ExporterServer:
                 "choose another with --listen-address or exporter.listen_address"
             ) from None
         self.tls = tls
-        self.transport = HTTPTransport(
+        self.web_server = WebServer(
             self._listener,
             self.handle,
             server_name=f"camera-recorder/{__version__}",
@@ -187,7 +191,6 @@ class ExporterServer:
             tls_context=tls.context if tls is not None else None,
             # The webhook may wait seconds for a retention pass, a picture up to ten for FFmpeg, a clip as
             # long as its download: never in the scrapers' threads.
-            slow_routes=(WEBHOOK_PATH,),
             pools={**self.operator.pools(), AUTH_POOL: AUTH_POOL_THREADS},
             pool_of=self._pool_of,
             queue_limits={AUTH_POOL: AUTH_QUEUE_LIMIT},
@@ -204,16 +207,16 @@ class ExporterServer:
         return int(self._listener.getsockname()[1])
 
     def start(self) -> None:
-        self.transport.start()
+        self.web_server.start()
 
     def stop(self) -> None:
-        self.transport.stop()
+        self.web_server.stop()
         self._listener.close()
 
     def alive(self) -> bool:
-        """True while the transport's I/O thread runs (it accepts, reads and answers every connection): a
+        """True while the I/O thread's event loop runs (it accepts, reads and answers every connection): a
         liveness check for /-/healthy and the systemd watchdog."""
-        return self.transport.alive()
+        return self.web_server.alive()
 
     # -- routing --------------------------------------------------------------------------------
 
@@ -238,9 +241,11 @@ class ExporterServer:
         route(request)
 
     def _pool_of(self, request: Request) -> str | None:
-        """Called by the I/O thread, so cheap: credentials that need bcrypt go to AUTH_POOL. The request then
+        """Called in the I/O thread, so cheap: credentials that need bcrypt go to AUTH_POOL. The request then
         runs there whole (its route included), but only the first one with those credentials: later ones are
         cache hits and go to their route's pool."""
+        if request.route == WEBHOOK_PATH:
+            return SLOW_POOL
         if (
             self.auth.enabled
             and request.route not in self._own_auth
@@ -264,12 +269,24 @@ class ExporterServer:
 
     def _metrics(self, request: _Handler) -> None:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        if content_type.startswith("text/plain"):
-            content_type = TEXT_CONTENT_TYPE
-        render = self._renders.get(content_type)
+        gzipped = gzip_accepted(request.headers.get("Accept-Encoding", ""))
+        key = (content_type, gzipped)
+        render = self._renders.get(key)
         if render is None:
-            render = self._renders.setdefault(content_type, SharedRender(lambda: encoder(self.registry)))
-        self._send(request, HTTPStatus.OK, render.get(), content_type)
+            with self._renders_lock:
+                render = self._renders.setdefault(key, SharedRender(lambda: self._render(encoder, gzipped)))
+        body, compressed = render.get()
+        headers = {"Vary": "Accept, Accept-Encoding"}
+        if compressed:
+            headers["Content-Encoding"] = "gzip"
+        self._send(request, HTTPStatus.OK, body, content_type, headers)
+
+    def _render(self, encoder: Callable[[CollectorRegistry], bytes], gzipped: bool) -> tuple[bytes, bool]:
+        body = encoder(self.registry)
+        if gzipped and len(body) >= GZIP_MIN_BYTES:
+            # Level 6, gzip's default: 76 kB of a 16-camera scrape become ~7 kB in about a millisecond.
+            return gzip.compress(body, compresslevel=6, mtime=0), True
+        return body, False
 
     def _healthy(self, request: _Handler) -> None:
         # Fails while a supervision loop stops going round (the same test that starves systemd's watchdog).
