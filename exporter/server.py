@@ -173,6 +173,8 @@ class ExporterServer:
         # One shared rendering per (content type, gzipped): the encoders differ by Accept's version and escaping.
         self._renders: dict[tuple[str, bool], SharedRender] = {}
         self._renders_lock = threading.Lock()
+        # Scrapes answered, by (content type, gzipped): which form the scrapers negotiated (tests read it).
+        self.scrapes: Counter[tuple[str, bool]] = Counter()
         host, port = split_address(config.listen_address)
         try:
             self._listener = listen_socket(host, port)
@@ -276,6 +278,7 @@ class ExporterServer:
             with self._renders_lock:
                 render = self._renders.setdefault(key, SharedRender(lambda: self._render(encoder, gzipped)))
         body, compressed = render.get()
+        self.scrapes[key] += 1
         headers = {"Vary": "Accept, Accept-Encoding"}
         if compressed:
             headers["Content-Encoding"] = "gzip"
