@@ -50,6 +50,7 @@ REQUEST_TIMEOUT = 10.0
 IDLE_TIMEOUT = 75.0  # between keep-alive requests: longer than a 60 s scrape interval
 WRITE_TIMEOUT = 30.0  # for a client to take an answer, or the next piece of a streamed one
 LINGER_TIMEOUT = 2.0  # reading away a refused body after the answer, before closing
+STOP_GRACE_SECONDS = 2.0
 MAX_HEADER_FIELDS = 100  # as http.client allows
 MAX_LINE_BYTES = 8190  # a request line or one header field (aiohttp's default, Apache's too)
 # Bodies being read at once may total this much: beyond it a request with a body is answered "busy".
@@ -359,7 +360,8 @@ class WebServer:
             auto_decompress=False,
             access_log=None,
         )
-        runner = web.ServerRunner(server, handle_signals=False)
+        # At stop, requests in flight get a moment to finish; a clip still streaming is cut (the daemon stops).
+        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=STOP_GRACE_SECONDS)
         await runner.setup()
         listening = await loop.create_server(
             runner.server,
