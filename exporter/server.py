@@ -56,6 +56,8 @@ AUTH_QUEUE_LIMIT = 8
 _Handler = Request
 # Below this a gzipped scrape saves less than its CPU costs (a 404's text, a tiny registry).
 GZIP_MIN_BYTES = 1024
+# (content type, gzipped) pairs whose concurrent scrapes share one rendering: the few forms real scrapers ask.
+MAX_SHARED_RENDERS = 16
 
 
 class ListenError(Exception):
@@ -173,7 +175,7 @@ class ExporterServer:
         # One shared rendering per (content type, gzipped): the encoders differ by Accept's version and escaping.
         self._renders: dict[tuple[str, bool], SharedRender] = {}
         self._renders_lock = threading.Lock()
-        # Scrapes answered, by (content type, gzipped): which form the scrapers negotiated (tests read it).
+        # Scrapes answered, by (media type, gzipped): which form the scrapers negotiated (tests read it).
         self.scrapes: Counter[tuple[str, bool]] = Counter()
         host, port = split_address(config.listen_address)
         try:
@@ -270,15 +272,25 @@ class ExporterServer:
         request.respond(status, body, content_type, headers)
 
     def _metrics(self, request: _Handler) -> None:
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        try:
+            encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        except (TypeError, ValueError):
+            # A version that is not a number (`version=abc`) makes the library's comparison raise: such a
+            # client gets the text format, as one that names no format at all.
+            encoder, content_type = choose_encoder("")
         gzipped = gzip_accepted(request.headers.get("Accept-Encoding", ""))
         key = (content_type, gzipped)
         render = self._renders.get(key)
         if render is None:
+            fresh = SharedRender(lambda: self._render(encoder, gzipped))
             with self._renders_lock:
-                render = self._renders.setdefault(key, SharedRender(lambda: self._render(encoder, gzipped)))
+                # The content type echoes the client's version and escaping: a client sending a new one on
+                # every scrape must not grow this table without end; past the bound its renderings go unshared.
+                if len(self._renders) < MAX_SHARED_RENDERS:
+                    render = self._renders.setdefault(key, fresh)
+            render = render or fresh
         body, compressed = render.get()
-        self.scrapes[key] += 1
+        self.scrapes[(content_type.split(";", 1)[0], compressed)] += 1
         headers = {"Vary": "Accept, Accept-Encoding"}
         if compressed:
             headers["Content-Encoding"] = "gzip"
