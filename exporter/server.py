@@ -9,6 +9,7 @@ gzipped when the client accepts it, as prometheus_client's own handlers do.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import logging
@@ -22,6 +23,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.openmetrics import exposition as openmetrics
 
 from exporter import metrics as m
 from exporter.collector import RecorderCollector
@@ -107,6 +109,32 @@ def build_registry(
         )
     )
     return registry
+
+
+Encoder = Callable[[CollectorRegistry], bytes]
+
+
+def negotiate(accept: str) -> tuple[Encoder, str]:
+    """prometheus_client's encoder and content type for an Accept header (choose_encoder), with two changes
+    that do not change a byte of what is written:
+
+    - a version that is not a number (`version=abc`) makes the library's comparison raise: such a client
+      gets the text format, as one that names no format at all, not a 500;
+    - asked for `escaping=underscores` (what Prometheus's OpenMetrics Accept means), the OpenMetrics encoder
+      rewrites every sample's name a character at a time in Python, half of a scrape's time; it is called
+      with allow-utf-8 instead, which writes a legacy-valid name as it is. Every name here is legacy-valid
+      (exporter/metrics.py's and the library's own process_/python_ families), so the bytes are the same
+      (tests/exporter/test_scrape_golden.py compares them).
+    """
+    try:
+        encoder, content_type = choose_encoder(accept)
+    except (TypeError, ValueError):
+        encoder, content_type = choose_encoder("")
+    if isinstance(encoder, functools.partial) and encoder.keywords.get("escaping") == openmetrics.UNDERSCORES:
+        encoder = functools.partial(
+            encoder.func, *encoder.args, **{**encoder.keywords, "escaping": openmetrics.ALLOWUTF8}
+        )
+    return encoder, content_type
 
 
 class SharedRender:
@@ -272,12 +300,7 @@ class ExporterServer:
         request.respond(status, body, content_type, headers)
 
     def _metrics(self, request: _Handler) -> None:
-        try:
-            encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        except (TypeError, ValueError):
-            # A version that is not a number (`version=abc`) makes the library's comparison raise: such a
-            # client gets the text format, as one that names no format at all.
-            encoder, content_type = choose_encoder("")
+        encoder, content_type = negotiate(request.headers.get("Accept", ""))
         gzipped = gzip_accepted(request.headers.get("Accept-Encoding", ""))
         key = (content_type, gzipped)
         render = self._renders.get(key)
@@ -296,7 +319,7 @@ class ExporterServer:
             headers["Content-Encoding"] = "gzip"
         self._send(request, HTTPStatus.OK, body, content_type, headers)
 
-    def _render(self, encoder: Callable[[CollectorRegistry], bytes], gzipped: bool) -> tuple[bytes, bool]:
+    def _render(self, encoder: Encoder, gzipped: bool) -> tuple[bytes, bool]:
         body = encoder(self.registry)
         if gzipped and len(body) >= GZIP_MIN_BYTES:
             # Level 6, gzip's default: 76 kB of a 16-camera scrape become ~7 kB in about a millisecond.

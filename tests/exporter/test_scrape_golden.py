@@ -17,10 +17,12 @@ from types import MappingProxyType
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter import collector as collector_module
 from exporter.collector import RecorderCollector
+from exporter.server import negotiate
 from recorder.buildinfo import BuildInfo
 from recorder.config.model import CameraConfig
 from recorder.segments import segment_duration_buckets
@@ -39,6 +41,10 @@ from recorder.vocabulary import CameraState, SourceKind, TranscodeState
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 TEXT_GOLDEN = GOLDEN / "scrape.txt"
 OPENMETRICS_GOLDEN = GOLDEN / "scrape.openmetrics.txt"
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,"
+    "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+)
 PATH = '/srv/rec "main"\\disk'  # the `path` label: a quote and a backslash to escape
 
 
@@ -142,6 +148,22 @@ def test_text_scrape_is_the_golden_byte_for_byte() -> None:
 
 def test_openmetrics_scrape_is_the_golden_byte_for_byte() -> None:
     assert generate_openmetrics(registry(Source(snapshot()))) == OPENMETRICS_GOLDEN.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("accept", "golden"),
+    [
+        (PROMETHEUS_ACCEPT, OPENMETRICS_GOLDEN),
+        ("application/openmetrics-text;version=1.0.0;escaping=underscores", OPENMETRICS_GOLDEN),
+        ("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8", OPENMETRICS_GOLDEN),
+        ("text/plain;version=1.0.0;escaping=underscores", TEXT_GOLDEN),
+        ("", TEXT_GOLDEN),
+    ],
+)
+def test_the_servers_encoders_write_the_librarys_bytes(accept: str, golden: Path) -> None:
+    encoder, _ = negotiate(accept)
+    library_encoder, _ = choose_encoder(accept)
+    assert encoder(registry(Source(snapshot()))) == library_encoder(registry(Source(snapshot()))) == golden.read_bytes()
 
 
 def test_a_second_scrape_follows_a_renamed_camera() -> None:
