@@ -69,8 +69,8 @@ _BODY_METHODS = ("POST", "PUT", "PATCH")
 
 Route = Callable[[Request], None]
 _UNSUPPORTED_VERSION = (
-    b"HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Type: text/plain\r\nContent-Length: 27\r\n"
-    b"Connection: close\r\n\r\nHTTP Version Not Supported\n"
+    "HTTP/1.1 505 HTTP Version Not Supported\r\nServer: {server}\r\nContent-Type: text/plain\r\n"
+    "Content-Length: 27\r\nConnection: close\r\n\r\nHTTP Version Not Supported\n"
 )
 
 
@@ -187,7 +187,9 @@ class _Connection(RequestHandler):
         # A request line or header over the limit is 431 (RFC 6585), not llhttp's plain 400.
         if isinstance(exc, LineTooLong) or (isinstance(exc, HttpProcessingError) and "Too many" in str(exc)):
             status = HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
-        return super().handle_error(request, status, exc, message)
+        response = super().handle_error(request, status, exc, message)
+        response.headers["Server"] = self._guard.server_name  # not aiohttp's name and version
+        return response
 
     def log_exception(self, *args: Any, **kw: Any) -> None:
         exc = kw.get("exc_info")
@@ -201,8 +203,11 @@ class _Connection(RequestHandler):
 class _Server(web.Server):
     """aiohttp's low-level server, making _Connection protocols and keeping their number under the cap."""
 
-    def __init__(self, handler: Any, *, max_connections: int, request_timeout: float, **kwargs: Any) -> None:
+    def __init__(
+        self, handler: Any, *, server_name: str, max_connections: int, request_timeout: float, **kwargs: Any
+    ) -> None:
         super().__init__(handler, **kwargs)
+        self.server_name = server_name
         self.max_connections = max_connections
         self._request_timeout = request_timeout
         self.open: set[_Connection] = set()
@@ -351,6 +356,7 @@ class WebServer:
         self._loop, self._stopping = loop, asyncio.Event()
         server = self._server = _Server(
             self._handle,
+            server_name=self._server_name,
             max_connections=self._max_connections,
             request_timeout=self._request_timeout,
             keepalive_timeout=self._idle_timeout,
@@ -429,7 +435,7 @@ class WebServer:
             # llhttp reads "HTTP/2.0" as a version like any other, and aiohttp answers in the request's
             # version: this one answer is written here, in ours (RFC 9110 6.2), and the connection closed.
             if request.transport is not None:
-                request.transport.write(_UNSUPPORTED_VERSION)
+                request.transport.write(_UNSUPPORTED_VERSION.format(server=self._server_name).encode("latin-1"))
             conn.force_close()
             return web.Response(status=HTTPStatus.HTTP_VERSION_NOT_SUPPORTED)
         version = f"HTTP/{request.version.major}.{request.version.minor}"
