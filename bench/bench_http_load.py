@@ -6,6 +6,11 @@ latency p50/p99 (target p99 <= 250 ms), the daemon's CPU during the load, and wh
 unaffected: every camera's frame counter rose at its frame rate, with no gap, restart or state change.
 
     .venv/bin/python bench/bench_http_load.py [--clients 200] [--scrapes 5] [--keepalive] [--basic-auth]
+        [--prometheus-headers]
+
+--prometheus-headers sends what Prometheus sends on every scrape (its Accept, asking for OpenMetrics first,
+and Accept-Encoding: gzip); without it the clients send neither (the text format, uncompressed). The
+daemon's RSS is printed before and after the load (run --scrapes 50 for 10,000 requests).
 
 --basic-auth serves through --web.config.file with a bcrypt (cost 10) user, and every client sends the
 credentials: bcrypt costs ~50 ms, so the figures show that a verified password is cached.
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gzip
 import statistics
 import subprocess
 import sys
@@ -41,6 +47,12 @@ RUN_DEADLINE = 300.0  # the whole load, whatever the arguments
 # asyncio.wait_for raises asyncio.TimeoutError, a class of its own before Python 3.11.
 TIMEOUTS: tuple[type[BaseException], ...] = (asyncio.TimeoutError, TimeoutError)
 SETTLE_SECONDS = 4.0  # from the load's start to the "after" sample of the frame counters
+
+
+PROMETHEUS_HEADERS = (
+    "Accept: application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,"
+    "text/plain;version=0.0.4;q=0.3,*/*;q=0.2\r\nAccept-Encoding: gzip\r\n"
+)
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -97,6 +109,8 @@ async def one_scrape(
         )
         body = await reader.readexactly(length)
         latency = time.perf_counter() - started
+        if b"content-encoding: gzip" in head.lower():
+            body = gzip.decompress(body)
         if status != 200 or b"camera_recorder_build_info" not in body:
             return latency, f"status {status}", reader_writer
         if not keepalive:
@@ -146,6 +160,7 @@ def main() -> int:
     parser.add_argument("--scrapes", type=int, default=5, help="per client")
     parser.add_argument("--keepalive", action="store_true", help="one connection per client, as Prometheus does")
     parser.add_argument("--basic-auth", action="store_true", help="a bcrypt user in --web.config.file")
+    parser.add_argument("--prometheus-headers", action="store_true", help="Prometheus's Accept and Accept-Encoding")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         config = Path(tmp) / "config.yaml"
@@ -169,6 +184,8 @@ def main() -> int:
             flags = ["--web.config.file", str(web)]
             authorization = "Basic " + base64.b64encode(b"prometheus:bench-password").decode()
         extra_headers = f"Authorization: {authorization}\r\n" if authorization else ""
+        if args.prometheus_headers:
+            extra_headers += PROMETHEUS_HEADERS
         log = (Path(tmp) / "daemon.log").open("wb")
         daemon = subprocess.Popen(
             [sys.executable, "-m", "recorder", "-c", str(config), "--listen-address", f"127.0.0.1:{port}", *flags],
@@ -189,11 +206,13 @@ def main() -> int:
                 time.sleep(0.2)
             process = psutil.Process(daemon.pid)
             cpu_before = sum(process.cpu_times()[:2])
+            rss_before = process.memory_info().rss
             started = time.monotonic()
             latencies, errors, elapsed = asyncio.run(
                 load(port, extra_headers, args.clients, args.scrapes, args.keepalive)
             )
             cpu = sum(process.cpu_times()[:2]) - cpu_before
+            rss_after = process.memory_info().rss
             # The frame counters move with FFmpeg's progress reports: look again once a few have come in.
             time.sleep(max(0.0, started + SETTLE_SECONDS - time.monotonic()))
             after = scrape(port, authorization)
@@ -206,6 +225,7 @@ def main() -> int:
     mode = "keep-alive" if args.keepalive else "a connection per scrape"
     if args.basic_auth:
         mode += ", basic auth with a bcrypt cost-10 hash"
+    mode += ", Prometheus's Accept and Accept-Encoding" if args.prometheus_headers else ", no Accept header"
     print(f"clients={args.clients} scrapes_per_client={args.scrapes} requests={requests} ({mode})")
     print(
         f"errors={len(errors)} target=0 {'met' if not errors else 'MISSED'}"
@@ -214,6 +234,8 @@ def main() -> int:
     print(f"latency_p50_ms={p50:.1f} latency_p99_ms={p99:.1f} latency_max_ms={max(latencies) * 1000:.1f} "
           f"target_p99<=250 {'met' if p99 <= 250 else 'MISSED'}")  # fmt: skip
     print(f"throughput_rps={requests / elapsed:.0f} load_seconds={elapsed:.2f} daemon_cpu_seconds={cpu:.2f}")
+    print(f"daemon_rss_mib_before={rss_before / 2**20:.1f} daemon_rss_mib_after={rss_after / 2**20:.1f} "
+          f"(+{(rss_after - rss_before) / 2**20:.1f} over {requests} requests)")  # fmt: skip
     unaffected = True
     for cam in CAMERAS:
         b, a = camera_values(before, cam), camera_values(after, cam)

@@ -1,17 +1,18 @@
-"""The custom collector: every scrape builds fresh metric families from the recorder's snapshots."""
+"""The custom collector: every scrape builds fresh metric families from the recorder's snapshots, which
+prometheus_client's encoders write (text or OpenMetrics, as the scraper asks)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from exporter import metrics as m
-from exporter.exposition import CompactFamily, KeptText
 from recorder.buildinfo import build_info
 from recorder.snapshots import CameraView, RecorderSnapshot
 
@@ -56,6 +57,43 @@ def _bound(value: float) -> str:
     return "+Inf" if value == float("inf") else repr(float(value))
 
 
+class Rows(Metric):
+    """One of the recorder's families, filled a row of label values (in the family's label order) at a time:
+    prometheus_client's Metric with the very samples its Gauge/Counter/Info/HistogramMetricFamily make, made
+    without their per-call checks (the names and label names are exporter/metrics.py's, valid by construction)."""
+
+    def __init__(self, fam: m.Family) -> None:
+        super().__init__(fam.name, fam.help, fam.type)
+        self._label_names = fam.labels
+        self._main = fam.name + {"counter": "_total", "info": "_info"}.get(fam.type, "")
+        self._info = fam.type == "info"
+
+    def add(self, label_values: tuple[str, ...], value: float) -> None:
+        """A gauge's or counter's sample; for an info family, `value` is ignored (always 1)."""
+        labels = dict(zip(self._label_names, label_values, strict=False))
+        self.samples.append(Sample(self._main, labels, 1.0 if self._info else value))
+
+    def extend(self, label_values: Sequence[tuple[str, ...]], values: Sequence[float]) -> None:
+        """Several samples at once (a camera's over a closed set of reasons)."""
+        if len(label_values) != len(values):
+            raise ValueError(f"{self.name}: {len(label_values)} label values for {len(values)} values")
+        for row, value in zip(label_values, values, strict=True):
+            self.add(row, value)
+
+    def add_histogram(
+        self, label_values: tuple[str, ...], bounds: tuple[str, ...], counts: Sequence[float], total: float
+    ) -> None:
+        if len(bounds) != len(counts):
+            raise ValueError(f"{self.name}: {len(bounds)} bucket bounds for {len(counts)} counts")
+        labels = dict(zip(self._label_names, label_values, strict=False))
+        bucket = self.name + "_bucket"
+        self.samples.extend(Sample(bucket, {**labels, "le": le}, n) for le, n in zip(bounds, counts, strict=True))
+        # As HistogramMetricFamily: no count and sum when a bucket bound is negative.
+        if float(bounds[0]) >= 0 and total is not None:
+            self.samples.append(Sample(self.name + "_count", labels, counts[-1]))
+            self.samples.append(Sample(self.name + "_sum", dict(labels), total))
+
+
 class RecorderCollector(Collector):
     """Reads `source.snapshot()` at scrape time: no disk walk, no FFmpeg, no lock recording waits on."""
 
@@ -79,13 +117,13 @@ class RecorderCollector(Collector):
         self._clock = clock
         # Looked up now (a checkout asks git), so no scrape ever waits on it.
         self._revision = build_info().revision
-        # Kept across scrapes: line prefixes and unchanged families' text, and each histogram's bounds as text.
-        self._kept = KeptText()
+        # Kept across scrapes: each histogram's bounds as text, and label value pairs over closed word sets.
         self._bound_texts: dict[tuple[float, ...], tuple[str, ...]] = {}
         self._pairs: dict[tuple[str, tuple[str, ...]], tuple[tuple[str, str], ...]] = {}
 
-    def _family(self, fam: m.Family) -> CompactFamily:
-        return CompactFamily(fam.name, fam.help, fam.type, fam.labels, self._kept)
+    @staticmethod
+    def _family(fam: m.Family) -> Rows:
+        return Rows(fam)
 
     def _labelled(self, first: str, words: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
         """(first, word) for each word: the label values of a camera's samples over a closed set of words,
@@ -98,7 +136,7 @@ class RecorderCollector(Collector):
             pairs = self._pairs[key] = tuple((first, word) for word in words)
         return pairs
 
-    def _per_word(self, family: CompactFamily, cam: str, words: tuple[str, ...], counts: Mapping[str, int]) -> None:
+    def _per_word(self, family: Rows, cam: str, words: tuple[str, ...], counts: Mapping[str, int]) -> None:
         """One sample of `cam` per word, 0 for the words `counts` lacks."""
         family.extend(self._labelled(cam, words), [float(counts.get(word, 0)) for word in words])
 

@@ -1,6 +1,6 @@
 """The operator's routes: the status page, camera pictures, recordings as JSON and clip downloads.
 
-Served by exporter/server.py behind its authentication, on exporter/transport.py; every handler reads the
+Served by exporter/server.py behind its authentication, on exporter/web.py; every handler reads the
 recorder's published snapshots and the storage's in-memory index, never walks the disk. Thumbnails and
 clips run a short-lived FFmpeg each, bounded in number, in pools of their own (`pool_of`): a picture takes
 up to ten seconds and a clip as long as its download, and neither may hold a scraper's thread.
@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import parse_qs, quote, urlsplit
 
+from exporter.exchange import Request
 from exporter.status_page import CameraPanel, days_with_footage, page_range, render_status_page
-from exporter.transport import SLOW_POOL, Request
+from exporter.web import SLOW_POOL
 from recorder.export import CLIP_FORMATS, ExportError, ExportPlan, export_argv, plan_export
 from recorder.ports import RecorderView
 from recorder.recordings import (
@@ -46,8 +47,8 @@ MAX_EXPORT_SECONDS = DAY_SECONDS
 MAX_RECORDINGS_SECONDS = 7 * DAY_SECONDS
 THUMBNAIL_PATH_PREFIX, THUMBNAIL_PATH_SUFFIX = "/cameras/", "/latest.jpg"
 EXPORT_PATH = "/api/v1/export"
-# The transport's pool for clip downloads: a thread per clip being streamed, and one more so that a
-# request beyond MAX_CONCURRENT_EXPORTS is told "busy" at once instead of waiting for a clip to end.
+# The pool clips are read in: a thread per clip being streamed, and one more so that a request beyond
+# MAX_CONCURRENT_EXPORTS is told "busy" at once instead of waiting for a clip to end.
 EXPORT_POOL = "export"
 EXPORT_POOL_THREADS = MAX_CONCURRENT_EXPORTS + 1
 # How much of FFmpeg's output is read at once: what is there, up to this (read1 never waits for more).
@@ -88,7 +89,7 @@ class ClipStream:
     """FFmpeg cutting a clip into its stdout, as the chunks of a streamed answer (Request.respond_stream).
 
     FFmpeg starts here, before the answer's head is sent, so that a failure to start is still a 500.
-    The transport reads it in its export pool as fast as the client takes the bytes (FFmpeg waits on a
+    The web server reads it in its export pool as fast as the client takes the bytes (FFmpeg waits on a
     full pipe meanwhile) and calls close() exactly once at the end, however it ends: close() stops FFmpeg
     if it still runs (the client went away), removes the concat script and frees the export slot.
     """
@@ -126,7 +127,7 @@ class ClipStream:
             self.produced_bytes += len(chunk)
             return chunk
         if self.process.wait() != 0:
-            # The head is out: the transport cuts the answer short, and its log says why.
+            # The head is out: the web server cuts the answer short, and its log says why.
             raise ClipCutShort(f"clip of {self.camera} cut short by FFmpeg: {self._last_error()}")
         raise StopIteration
 
@@ -184,12 +185,12 @@ class OperatorRoutes:
 
     @staticmethod
     def pools() -> dict[str, int]:
-        """The transport pools these routes need beyond the scrapers' and the slow one: name -> threads."""
+        """The pools these routes need beyond the scrapers' and the slow one: name -> threads."""
         return {EXPORT_POOL: EXPORT_POOL_THREADS}
 
     @staticmethod
     def pool_of(request: Request) -> str | None:
-        """Which transport pool runs a request: clips in their own, pictures (an FFmpeg run of up to ten
+        """Which pool runs a request: clips in their own, pictures (an FFmpeg run of up to ten
         seconds) in the slow one; None for the scrapers' pool."""
         route = request.route
         if route == EXPORT_PATH:
@@ -404,5 +405,5 @@ class OperatorRoutes:
         except BaseException:
             self._exports.release()
             raise
-        # The size is known only at the end: the transport sends it chunked (or up to the close for HTTP/1.0).
+        # The size is known only at the end: it is sent chunked (or up to the close for HTTP/1.0).
         request.respond_stream(HTTPStatus.OK, content_type, headers, clip)

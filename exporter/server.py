@@ -1,12 +1,16 @@
 """The HTTP surface on :9100: /metrics, health and readiness, the Alertmanager webhook, and the operator's
 routes (the status page at `/`, pictures, recordings, clips: exporter/operator_routes.py).
 
-Transport (connections, timeouts, pools) lives in exporter/transport.py, TLS and basic auth in
-exporter/webconfig.py; this module is the route table and what each route answers.
+HTTP itself (aiohttp in a thread of its own, connection limits, deadlines, pools) is exporter/web.py's, TLS
+and basic auth exporter/webconfig.py's; this module is the route table and what each route answers. Every
+scrape is written by prometheus_client (its text or OpenMetrics encoder, as the client's Accept asks), and
+gzipped when the client accepts it, as prometheus_client's own handlers do.
 """
 
 from __future__ import annotations
 
+import functools
+import gzip
 import json
 import logging
 import socket
@@ -18,15 +22,15 @@ from http import HTTPStatus
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.openmetrics import exposition as openmetrics
 
 from exporter import metrics as m
 from exporter.collector import RecorderCollector
-from exporter.exposition import CONTENT_TYPE as TEXT_CONTENT_TYPE
-from exporter.exposition import render_text
+from exporter.exchange import Request
 from exporter.operator_routes import OperatorRoutes
 from exporter.ratelimit import RateLimitedLog
-from exporter.transport import HTTPTransport, Request, listen_socket
+from exporter.web import SLOW_POOL, WebServer, listen_socket
 from exporter.webconfig import (
     BasicAuthChecker,
     TLSContextSource,
@@ -50,8 +54,12 @@ WEBHOOK_PATH = "/api/v1/alertmanager"
 AUTH_POOL = "auth"
 AUTH_POOL_THREADS = 1
 AUTH_QUEUE_LIMIT = 8
-# What a route receives: the parsed request, which it answers through _send (http.server's handler before).
+# What a route receives: the request, which it answers through _send (http.server's handler before).
 _Handler = Request
+# Below this a gzipped scrape saves less than its CPU costs (a 404's text, a tiny registry).
+GZIP_MIN_BYTES = 1024
+# (content type, gzipped) pairs whose concurrent scrapes share one rendering: the few forms real scrapers ask.
+MAX_SHARED_RENDERS = 16
 
 
 class ListenError(Exception):
@@ -103,17 +111,43 @@ def build_registry(
     return registry
 
 
+Encoder = Callable[[CollectorRegistry], bytes]
+
+
+def negotiate(accept: str) -> tuple[Encoder, str]:
+    """prometheus_client's encoder and content type for an Accept header (choose_encoder), with two changes
+    that do not change a byte of what is written:
+
+    - a version that is not a number (`version=abc`) makes the library's comparison raise: such a client
+      gets the text format, as one that names no format at all, not a 500;
+    - asked for `escaping=underscores` (what Prometheus's OpenMetrics Accept means), the OpenMetrics encoder
+      rewrites every sample's name a character at a time in Python, half of a scrape's time; it is called
+      with allow-utf-8 instead, which writes a legacy-valid name as it is. Every name here is legacy-valid
+      (exporter/metrics.py's and the library's own process_/python_ families), so the bytes are the same
+      (tests/exporter/test_scrape_golden.py compares them).
+    """
+    try:
+        encoder, content_type = choose_encoder(accept)
+    except (TypeError, ValueError):
+        encoder, content_type = choose_encoder("")
+    if isinstance(encoder, functools.partial) and encoder.keywords.get("escaping") == openmetrics.UNDERSCORES:
+        encoder = functools.partial(
+            encoder.func, *encoder.args, **{**encoder.keywords, "escaping": openmetrics.ALLOWUTF8}
+        )
+    return encoder, content_type
+
+
 class SharedRender:
     """Concurrent scrapes share one rendering: a scrape that arrives while one is being rendered takes
     that result (at most one rendering old) instead of rendering again. Two hundred scrapers at once
     then cost a handful of renderings, not two hundred."""
 
-    def __init__(self, render: Callable[[], bytes]) -> None:
+    def __init__(self, render: Callable[[], tuple[bytes, bool]]) -> None:
         self._render = render
         self._lock = threading.Lock()
-        self._in_flight: Future[bytes] | None = None
+        self._in_flight: Future[tuple[bytes, bool]] | None = None
 
-    def get(self) -> bytes:
+    def get(self) -> tuple[bytes, bool]:
         with self._lock:
             future = self._in_flight
             owner = future is None
@@ -166,9 +200,11 @@ class ExporterServer:
         # can send only one Authorization header, so the exporter's basic auth does not apply there.
         self._own_auth = frozenset({WEBHOOK_PATH})
         self._auth_log = RateLimitedLog(log)
-        self._renders = {
-            TEXT_CONTENT_TYPE: SharedRender(lambda: render_text(self.registry)),
-        }
+        # One shared rendering per (content type, gzipped): the encoders differ by Accept's version and escaping.
+        self._renders: dict[tuple[str, bool], SharedRender] = {}
+        self._renders_lock = threading.Lock()
+        # Scrapes answered, by (media type, gzipped): which form the scrapers negotiated (tests read it).
+        self.scrapes: Counter[tuple[str, bool]] = Counter()
         host, port = split_address(config.listen_address)
         try:
             self._listener = listen_socket(host, port)
@@ -179,7 +215,7 @@ class ExporterServer:
                 "choose another with --listen-address or exporter.listen_address"
             ) from None
         self.tls = tls
-        self.transport = HTTPTransport(
+        self.web_server = WebServer(
             self._listener,
             self.handle,
             server_name=f"camera-recorder/{__version__}",
@@ -187,7 +223,6 @@ class ExporterServer:
             tls_context=tls.context if tls is not None else None,
             # The webhook may wait seconds for a retention pass, a picture up to ten for FFmpeg, a clip as
             # long as its download: never in the scrapers' threads.
-            slow_routes=(WEBHOOK_PATH,),
             pools={**self.operator.pools(), AUTH_POOL: AUTH_POOL_THREADS},
             pool_of=self._pool_of,
             queue_limits={AUTH_POOL: AUTH_QUEUE_LIMIT},
@@ -204,16 +239,16 @@ class ExporterServer:
         return int(self._listener.getsockname()[1])
 
     def start(self) -> None:
-        self.transport.start()
+        self.web_server.start()
 
     def stop(self) -> None:
-        self.transport.stop()
+        self.web_server.stop()
         self._listener.close()
 
     def alive(self) -> bool:
-        """True while the transport's I/O thread runs (it accepts, reads and answers every connection): a
+        """True while the I/O thread's event loop runs (it accepts, reads and answers every connection): a
         liveness check for /-/healthy and the systemd watchdog."""
-        return self.transport.alive()
+        return self.web_server.alive()
 
     # -- routing --------------------------------------------------------------------------------
 
@@ -238,9 +273,11 @@ class ExporterServer:
         route(request)
 
     def _pool_of(self, request: Request) -> str | None:
-        """Called by the I/O thread, so cheap: credentials that need bcrypt go to AUTH_POOL. The request then
+        """Called in the I/O thread, so cheap: credentials that need bcrypt go to AUTH_POOL. The request then
         runs there whole (its route included), but only the first one with those credentials: later ones are
         cache hits and go to their route's pool."""
+        if request.route == WEBHOOK_PATH:
+            return SLOW_POOL
         if (
             self.auth.enabled
             and request.route not in self._own_auth
@@ -263,13 +300,31 @@ class ExporterServer:
         request.respond(status, body, content_type, headers)
 
     def _metrics(self, request: _Handler) -> None:
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        if content_type.startswith("text/plain"):
-            content_type = TEXT_CONTENT_TYPE
-        render = self._renders.get(content_type)
+        encoder, content_type = negotiate(request.headers.get("Accept", ""))
+        gzipped = gzip_accepted(request.headers.get("Accept-Encoding", ""))
+        key = (content_type, gzipped)
+        render = self._renders.get(key)
         if render is None:
-            render = self._renders.setdefault(content_type, SharedRender(lambda: encoder(self.registry)))
-        self._send(request, HTTPStatus.OK, render.get(), content_type)
+            fresh = SharedRender(lambda: self._render(encoder, gzipped))
+            with self._renders_lock:
+                # The content type echoes the client's version and escaping: a client sending a new one on
+                # every scrape must not grow this table without end; past the bound its renderings go unshared.
+                if len(self._renders) < MAX_SHARED_RENDERS:
+                    render = self._renders.setdefault(key, fresh)
+            render = render or fresh
+        body, compressed = render.get()
+        self.scrapes[(content_type.split(";", 1)[0], compressed)] += 1
+        headers = {"Vary": "Accept, Accept-Encoding"}
+        if compressed:
+            headers["Content-Encoding"] = "gzip"
+        self._send(request, HTTPStatus.OK, body, content_type, headers)
+
+    def _render(self, encoder: Encoder, gzipped: bool) -> tuple[bytes, bool]:
+        body = encoder(self.registry)
+        if gzipped and len(body) >= GZIP_MIN_BYTES:
+            # Level 6, gzip's default: 76 kB of a 16-camera scrape become ~7 kB in about a millisecond.
+            return gzip.compress(body, compresslevel=6, mtime=0), True
+        return body, False
 
     def _healthy(self, request: _Handler) -> None:
         # Fails while a supervision loop stops going round (the same test that starves systemd's watchdog).

@@ -17,8 +17,8 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any, Protocol
 
+from exporter.exchange import BodyProblem
 from exporter.ratelimit import RateLimitedLog
-from exporter.transport import BodyProblem
 from exporter.webconfig import parse_basic_authorization
 from recorder.config import ExporterConfig
 from recorder.vocabulary import AlertAction, RetentionTrigger, WebhookResult, values

@@ -32,7 +32,7 @@ UNIT_TESTS_UNDER_310 = [
     "tests/recorder/test_v4l2.py",
     "tests/recorder/test_states.py",
     "tests/recorder/test_retention_planner.py",
-    "tests/exporter/test_exposition.py",
+    "tests/exporter/test_scrape_golden.py",
     "tests/recorder/test_recordings.py",
     "tests/test_python310.py",
 ]

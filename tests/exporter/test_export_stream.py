@@ -1,4 +1,4 @@
-"""Clip downloads streamed by the exporter's transport, in process, from real FFmpeg-recorded segments: the
+"""Clip downloads streamed by the exporter's web server, in process, from real FFmpeg-recorded segments: the
 chunked framing a real client parses, HEAD, a client leaving mid-clip stops FFmpeg and frees its export
 slot, and neither slow downloads nor pictures being made hold up /metrics."""
 
@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.client
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -19,9 +18,8 @@ import psutil
 import pytest
 from conftest import probe, small_config, wait_for
 
-from exporter.operator_routes import MAX_CONCURRENT_EXPORTS
+from exporter.operator_routes import EXPORT_POOL, MAX_CONCURRENT_EXPORTS
 from exporter.server import ExporterServer
-from exporter.transport import _Stream
 from recorder.daemon import Recorder
 from recorder.ffmpeg_binary import find_tools
 from recorder.segments import segment_file_name
@@ -88,21 +86,13 @@ def free_slots(server: ExporterServer) -> int:
     return server.operator.exports_free
 
 
-def producers_waiting_for_room() -> list[str]:
-    """Names of the threads parked in _Stream.put: producers whose clients' buffers are full."""
-    names = {thread.ident: thread.name for thread in threading.enumerate()}
-    waiting = []
-    for ident, frame in sys._current_frames().items():
-        while frame is not None:
-            if frame.f_code is _Stream.put.__code__:
-                waiting.append(names.get(ident, "?"))
-                break
-            frame = frame.f_back
-    return waiting
+def producers_waiting_for_room(server: ExporterServer) -> list[str]:
+    """The pools of the streams waiting for their clients: the socket's buffer full, no next chunk read."""
+    return [stream.pool for stream in list(server.web_server.streams) if stream.held()]
 
 
-def waiting_for_room(count: int = 1) -> bool:
-    return len(producers_waiting_for_room()) >= count
+def waiting_for_room(server: ExporterServer, count: int = 1) -> bool:
+    return len(producers_waiting_for_room(server)) >= count
 
 
 class SlowReader(threading.Thread):
@@ -174,7 +164,7 @@ def test_a_client_leaving_mid_clip_stops_ffmpeg_and_frees_the_slot(served: tuple
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", server.port))
         sock.sendall(f"GET {export_path(t0)} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        wait_for(waiting_for_room, timeout=30, what="the clip's producer to wait for the client")
+        wait_for(lambda: waiting_for_room(server), timeout=30, what="the clip's producer to wait for the client")
         # FFmpeg is held by the full pipe, not finished: the client's pace is the clip's pace.
         assert len(export_ffmpegs()) == 1 and free_slots(server) == MAX_CONCURRENT_EXPORTS - 1
     wait_for(lambda: export_ffmpegs() == [], what="FFmpeg to be stopped once the client left")
@@ -188,9 +178,11 @@ def test_scrapes_answer_while_clips_stream_to_slow_clients(served: tuple[Exporte
     for reader in readers:
         reader.start()
     try:
-        wait_for(lambda: waiting_for_room(MAX_CONCURRENT_EXPORTS), timeout=30, what="both clips to wait for readers")
+        wait_for(
+            lambda: waiting_for_room(server, MAX_CONCURRENT_EXPORTS), timeout=30, what="both clips to wait for readers"
+        )
         # In a pool of their own: however many threads clips hold, none is a scraper's.
-        assert all(name.startswith("exporter-export") for name in producers_waiting_for_room())
+        assert producers_waiting_for_room(server) == [EXPORT_POOL] * MAX_CONCURRENT_EXPORTS
         took = []
         for _ in range(10):
             began = time.monotonic()

@@ -22,7 +22,7 @@ from conftest import wait_for
 from daemon_harness import REPO, Daemon, free_port, write_config
 from tls_certs import CertPair, make_ca, make_cert
 
-from exporter.transport import REQUEST_TIMEOUT
+from exporter.web import REQUEST_TIMEOUT
 from recorder.cli import EXIT_CONFIG
 
 # Seconds of CPU the daemon may use in a 2 s window while a crowd waits at its door: a spinning accept loop

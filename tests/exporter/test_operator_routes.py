@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from conftest import small_config
 
+from exporter.exchange import Request, Response, StreamedResponse, headers_of
 from exporter.operator_routes import OperatorRoutes
-from exporter.transport import Headers, Request, Response, StreamedResponse
 from recorder.daemon import Recorder
 from recorder.ffmpeg_binary import find_tools
 from recorder.segments import segment_file_name
@@ -43,7 +43,7 @@ def recorder(tmp_path: Path) -> Recorder:
 
 
 def call(handler: Any, path: str, method: str = "GET") -> Response | StreamedResponse:
-    request = Request(method, path, "HTTP/1.1", Headers([]), ("127.0.0.1", 0))
+    request = Request(method, path, "HTTP/1.1", headers_of(), ("127.0.0.1", 0))
     handler(request)
     assert request.response is not None
     return request.response

@@ -1,6 +1,7 @@
 """A scrape's exact bytes: the recorder's families over a hand-made snapshot that uses every family, label
-values that need escaping and values of every float shape, against goldens taken from the collector
-before its families became rows (tests/golden/scrape.*), and against the library's own encoder.
+values that need escaping and values of every float shape, written by prometheus_client's text and
+OpenMetrics encoders, against goldens (tests/golden/scrape.*) taken from the collector before its families
+became rows; and a collector that keeps things between scrapes writes what a fresh one writes.
 
 If a deliberate change (a new family, label value or vocabulary word) changes the bytes, rewrite the
 goldens with `.venv/bin/python tests/exporter/test_scrape_golden.py` and say why in the commit.
@@ -16,11 +17,12 @@ from types import MappingProxyType
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter import collector as collector_module
 from exporter.collector import RecorderCollector
-from exporter.exposition import render_text
+from exporter.server import negotiate
 from recorder.buildinfo import BuildInfo
 from recorder.config.model import CameraConfig
 from recorder.segments import segment_duration_buckets
@@ -39,6 +41,10 @@ from recorder.vocabulary import CameraState, SourceKind, TranscodeState
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 TEXT_GOLDEN = GOLDEN / "scrape.txt"
 OPENMETRICS_GOLDEN = GOLDEN / "scrape.openmetrics.txt"
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,"
+    "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+)
 PATH = '/srv/rec "main"\\disk'  # the `path` label: a quote and a backslash to escape
 
 
@@ -137,32 +143,44 @@ def fixed_revision(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_text_scrape_is_the_golden_byte_for_byte() -> None:
-    assert render_text(registry(Source(snapshot()))) == TEXT_GOLDEN.read_bytes()
+    assert generate_latest(registry(Source(snapshot()))) == TEXT_GOLDEN.read_bytes()
 
 
 def test_openmetrics_scrape_is_the_golden_byte_for_byte() -> None:
     assert generate_openmetrics(registry(Source(snapshot()))) == OPENMETRICS_GOLDEN.read_bytes()
 
 
-def test_text_scrape_is_what_the_library_writes_of_the_same_samples() -> None:
-    assert render_text(registry(Source(snapshot()))) == generate_latest(registry(Source(snapshot())))
+@pytest.mark.parametrize(
+    ("accept", "golden"),
+    [
+        (PROMETHEUS_ACCEPT, OPENMETRICS_GOLDEN),
+        ("application/openmetrics-text;version=1.0.0;escaping=underscores", OPENMETRICS_GOLDEN),
+        ("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8", OPENMETRICS_GOLDEN),
+        ("text/plain;version=1.0.0;escaping=underscores", TEXT_GOLDEN),
+        ("", TEXT_GOLDEN),
+    ],
+)
+def test_the_servers_encoders_write_the_librarys_bytes(accept: str, golden: Path) -> None:
+    encoder, _ = negotiate(accept)
+    library_encoder, _ = choose_encoder(accept)
+    assert encoder(registry(Source(snapshot()))) == library_encoder(registry(Source(snapshot()))) == golden.read_bytes()
 
 
-def test_kept_line_prefixes_follow_a_renamed_camera() -> None:
+def test_a_second_scrape_follows_a_renamed_camera() -> None:
     source = Source(snapshot())
     reg = registry(source)
-    render_text(reg)  # fills the kept prefixes
+    generate_latest(reg)  # fills what the collector keeps between scrapes
     source.value = snapshot(door_name="Front door")
-    text = render_text(reg)
+    text = generate_latest(reg)
     assert b'name="Front door"' in text and b"north" not in text
     assert text == generate_latest(registry(Source(snapshot(door_name="Front door"))))
 
 
-def test_kept_family_text_follows_changed_values_down_to_the_sign_of_zero() -> None:
+def test_a_second_scrape_follows_changed_values_down_to_the_sign_of_zero() -> None:
     first = dataclasses.replace(snapshot(), cpu_temperature_celsius=0.0)
     source = Source(first)
     reg = registry(source)
-    assert b"camera_recorder_cpu_temperature_celsius 0.0\n" in render_text(reg)
+    assert b"camera_recorder_cpu_temperature_celsius 0.0\n" in generate_latest(reg)
     door, yard = first.cameras
     status = dataclasses.replace(
         door.status, frames=7, restarts=MappingProxyType({"stall": 3}),
@@ -171,7 +189,7 @@ def test_kept_family_text_follows_changed_values_down_to_the_sign_of_zero() -> N
     source.value = dataclasses.replace(
         first, cameras=(dataclasses.replace(door, status=status), yard), cpu_temperature_celsius=-0.0
     )
-    text = render_text(reg)
+    text = generate_latest(reg)
     assert b"camera_recorder_cpu_temperature_celsius -0.0\n" in text
     assert b'camera_recorder_ffmpeg_restarts_total{camera="door",reason="stall"} 3.0\n' in text
     assert text == generate_latest(registry(Source(source.value)))
@@ -182,7 +200,7 @@ def write_goldens() -> None:
     patch = pytest.MonkeyPatch()
     patch.setattr(collector_module, "build_info", _fixed_build)
     try:
-        TEXT_GOLDEN.write_bytes(render_text(registry(Source(snapshot()))))
+        TEXT_GOLDEN.write_bytes(generate_latest(registry(Source(snapshot()))))
         OPENMETRICS_GOLDEN.write_bytes(generate_openmetrics(registry(Source(snapshot()))))
     finally:
         patch.undo()

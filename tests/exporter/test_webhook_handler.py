@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import small_config
 
-from exporter.transport import REQUEST_TIMEOUT
+from exporter.web import REQUEST_TIMEOUT
 from exporter.webhook import WebhookHandler
 from recorder.config import ExporterConfig
 from recorder.vocabulary import WebhookResult

@@ -1,0 +1,590 @@
+"""HTTP for the exporter, on aiohttp: one thread runs an event loop that does every connection's I/O; the
+routes (plain functions of exporter/exchange.py's Request) run in small bounded thread pools, so that a
+route that waits (bcrypt, a retention pass, FFmpeg) never holds up the loop or a scrape.
+
+aiohttp parses and writes HTTP/1.1 (llhttp, fuzzed and CVE-tracked: keep-alive, pipelining, chunked
+framing, smuggling, oversized lines and headers). What it does not do, and an exporter on a camera box
+needs, is here:
+
+- a deadline for the whole request (REQUEST_TIMEOUT from accept, or from a kept-alive connection's next
+  first byte, to its last body byte): a client that dribbles a header line every few seconds (slowloris)
+  is cut off however steadily it dribbles; an idle kept-alive connection is closed after IDLE_TIMEOUT;
+- connections capped below the fd limit (the cameras need descriptors too): at the cap the least
+  recently active idle connection makes room; when accept() fails for lack of descriptors (EMFILE)
+  asyncio parks the listener for a second (no busy loop) and an idle connection is closed to free one;
+- request bodies only for routes that take them, with a known length, under a limit and a shared budget;
+  a body that is refused is never read: the route answers at once and the connection closes;
+- streamed answers (a clip cut by FFmpeg) with back-pressure: each chunk is produced in the route's pool
+  only once the client has taken the previous ones, a client that takes nothing for WRITE_TIMEOUT is
+  dropped, and a client that goes away stops the producer;
+- a malformed request is a 4xx and one debug line, not an ERROR with a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import resource
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
+
+from exporter.exchange import BodyProblem, Chunks, Request, Response, StreamedResponse
+from exporter.ratelimit import RateLimitedLog
+
+log = logging.getLogger(__name__)
+
+LISTEN_BACKLOG = 1024  # the kernel caps it at net.core.somaxconn (4096 on current kernels)
+# From a request's first byte (for a new connection: from accept) to its last body byte.
+REQUEST_TIMEOUT = 10.0
+IDLE_TIMEOUT = 75.0  # between keep-alive requests: longer than a 60 s scrape interval
+WRITE_TIMEOUT = 30.0  # for a client to take an answer, or the next piece of a streamed one
+LINGER_TIMEOUT = 2.0  # reading away a refused body after the answer, before closing
+STOP_GRACE_SECONDS = 2.0
+MAX_HEADER_FIELDS = 100  # as http.client allows
+MAX_LINE_BYTES = 8190  # a request line or one header field (aiohttp's default, Apache's too)
+# Bodies being read at once may total this much: beyond it a request with a body is answered "busy".
+BODY_BUDGET_BYTES = 32 << 20
+STREAM_CHUNK_BYTES = 64 << 10  # read size when streaming from a file object
+# The scrapers' pool. Concurrent scrapes share one rendering (server.SharedRender), but only those that
+# have a thread to wait in: with 4 threads, 200 scrapers cost 50 renderings; with 16, about 13. A waiting
+# thread holds no GIL, so the extra threads cost a little memory, not CPU.
+HANDLER_THREADS = 16
+SLOW_HANDLER_THREADS = 2
+DEFAULT_POOL, SLOW_POOL = "default", "slow"
+_FD_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+# How long asyncio parks a listener whose accept() ran out of descriptors (asyncio.constants).
+ACCEPT_RETRY_DELAY = 1.0
+_BODY_METHODS = ("POST", "PUT", "PATCH")
+
+Route = Callable[[Request], None]
+_UNSUPPORTED_VERSION = (
+    "HTTP/1.1 505 HTTP Version Not Supported\r\nServer: {server}\r\nContent-Type: text/plain\r\n"
+    "Content-Length: 27\r\nConnection: close\r\n\r\nHTTP Version Not Supported\n"
+)
+
+
+def default_max_connections() -> int:
+    """Half the soft fd limit (the other half is for FFmpeg pipes, segments and /proc), at most 1024."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1024
+    return max(8, min(1024, soft // 2))
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+class _Connection(RequestHandler):
+    """aiohttp's protocol for one connection, with the request deadline and what eviction needs to know."""
+
+    def __init__(self, manager: _Server, *, request_timeout: float, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._guard = manager
+        self._request_timeout = request_timeout
+        self._deadline: asyncio.TimerHandle | None = None
+        self.busy = False  # a request of this connection is being handled or answered
+        self.bytes_while_busy = False  # the client sent more (a pipelined request) meanwhile
+        self.peer_done = False  # the client half-closed: answer what it sent, then close
+        self.last_active = self._loop.time()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._disarm()
+        self._guard.forget(self)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = self._loop.time()
+        if self.busy:
+            self.bytes_while_busy = True
+        elif self._deadline is None and data:
+            self._arm()  # the first byte of a kept-alive connection's next request
+        super().data_received(data)
+
+    def eof_received(self) -> bool:
+        """The client has sent all it will (a half-close after its requests, as `nc -N` or a shell's
+        `exec 3<>` does): its requests in hand are still answered, then the connection closes."""
+        self.peer_done = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done() and not self._messages:
+            self.force_close()  # idle, or a request sent halfway: nobody to answer
+        # Keep the sending side open; TLS has no half-close (asyncio warns if asked to keep it open).
+        return self.transport is not None and self.transport.get_extra_info("sslcontext") is None
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self._loop.call_later(self._request_timeout, self._expire)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expire(self) -> None:
+        self._deadline = None
+        if not self.busy:
+            log.debug("closing %s: its request took more than %g s", self.peer, self._request_timeout)
+            self.force_close()
+
+    def remaining(self) -> float:
+        """Seconds left for the current request's body."""
+        if self._deadline is None:
+            return self._request_timeout
+        return max(0.0, self._deadline.when() - self._loop.time())
+
+    def begin(self) -> None:
+        """The request is read: no deadline while it is handled (the answer has its write timeout)."""
+        self._disarm()
+        self.busy = True
+
+    @property
+    def peer(self) -> Any:
+        return self.transport.get_extra_info("peername") if self.transport is not None else None
+
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        try:
+            return await asyncio.wait_for(super().finish_response(request, resp, start_time), WRITE_TIMEOUT)
+        except asyncio.TimeoutError:
+            log.debug("closing %s: it took no answer for %g s", self.peer, WRITE_TIMEOUT)
+            self.force_close()
+            return resp, True
+        finally:
+            self.busy = False
+            self.last_active = self._loop.time()
+            if self.peer_done and not self._messages:
+                self.close()  # the last answer the client will read: the connection closes after it
+            elif self.bytes_while_busy:
+                self.bytes_while_busy = False
+                self._arm()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # A request line or header over the limit is 431 (RFC 6585), not llhttp's plain 400.
+        if isinstance(exc, LineTooLong) or (isinstance(exc, HttpProcessingError) and "Too many" in str(exc)):
+            status = HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+        response = super().handle_error(request, status, exc, message)
+        response.headers["Server"] = self._guard.server_name  # not aiohttp's name and version
+        return response
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        exc = kw.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            # Anyone can send garbage: a line for debugging, not an error with a traceback per request.
+            log.debug("refused a malformed request from %s: %s", self.peer, exc)
+            return
+        super().log_exception(*args, **kw)
+
+
+class _Server(web.Server):
+    """aiohttp's low-level server, making _Connection protocols and keeping their number under the cap."""
+
+    def __init__(
+        self, handler: Any, *, server_name: str, max_connections: int, request_timeout: float, **kwargs: Any
+    ) -> None:
+        super().__init__(handler, **kwargs)
+        self.server_name = server_name
+        self.max_connections = max_connections
+        self._request_timeout = request_timeout
+        self.open: set[_Connection] = set()
+        self.evictions = 0  # idle connections closed to make room
+
+    def __call__(self) -> _Connection:
+        return _Connection(self, loop=self._loop, request_timeout=self._request_timeout, **self._kwargs)
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        assert isinstance(handler, _Connection)
+        if len(self.open) >= self.max_connections and not self.evict_idle():
+            transport.close()  # every connection is busy: this one waits for none of them
+            return
+        self.open.add(handler)
+        super().connection_made(handler, transport)
+
+    def forget(self, handler: _Connection) -> None:
+        self.open.discard(handler)
+
+    def evict_idle(self) -> bool:
+        """Close the least recently active connection no request is being handled on; False if none is."""
+        idle = [c for c in self.open if not c.busy]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda c: c.last_active)
+        self.open.discard(oldest)
+        oldest.force_close()
+        self.evictions += 1
+        return True
+
+
+@dataclass(eq=False)
+class StreamProgress:
+    """A streamed answer being sent, for tests and benchmarks: where its chunks are produced, how much was
+    sent, and whether it is waiting for its client to take what was sent."""
+
+    pool: str
+    writing_paused: Callable[[], bool]
+    sent_bytes: int = 0
+    waiting_for_client: bool = False
+
+    def held(self) -> bool:
+        """Waiting for a client that takes nothing: the socket's buffer is full and the next chunk waits."""
+        return self.waiting_for_client and self.writing_paused()
+
+
+class WebServer:
+    """Serves `route` on an already bound listening socket, from its own thread, until stop()."""
+
+    def __init__(
+        self,
+        listener: socket.socket,
+        route: Route,
+        *,
+        server_name: str,
+        max_body_bytes: int,
+        tls_context: Callable[[], ssl.SSLContext] | None = None,
+        pools: Mapping[str, int] | None = None,
+        pool_of: Callable[[Request], str | None] | None = None,
+        queue_limits: Mapping[str, int] | None = None,
+        max_connections: int | None = None,
+        request_timeout: float = REQUEST_TIMEOUT,
+        idle_timeout: float = IDLE_TIMEOUT,
+    ) -> None:
+        self._listener = listener
+        self._route = route
+        self._server_name = server_name
+        self._max_body = max_body_bytes
+        self._tls_context = tls_context
+        self._pool_of = pool_of
+        self._max_connections = max_connections or default_max_connections()
+        self._request_timeout = request_timeout
+        self._idle_timeout = idle_timeout
+        sizes = {DEFAULT_POOL: HANDLER_THREADS, SLOW_POOL: SLOW_HANDLER_THREADS, **(pools or {})}
+        self._pools = {
+            name: ThreadPoolExecutor(threads, thread_name_prefix=f"exporter-{name}") for name, threads in sizes.items()
+        }
+        # Pools whose requests (queued and running) are capped: beyond the cap a request is answered 503 at
+        # once. For work a client can ask for at will, such as bcrypt on new credentials.
+        self._queue_free = dict(queue_limits or {})
+        self._body_in_flight = 0
+        self.streams: set[StreamProgress] = set()  # read from other threads: copy before iterating
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: _Server | None = None
+        self._stopping: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self._ratelimited = RateLimitedLog(log)
+        self.connection_failures = 0  # connections closed after an unexpected error in their handling
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="exporter-io", daemon=True)
+        self._thread.start()
+        self._started.wait()
+        if self._start_error is not None:
+            raise self._start_error
+
+    def stop(self, timeout: float = 5.0) -> None:
+        loop, stopping = self._loop, self._stopping
+        if loop is not None and stopping is not None and loop.is_running():
+            try:
+                loop.call_soon_threadsafe(stopping.set)
+            except RuntimeError:
+                pass  # the loop closed meanwhile
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def alive(self) -> bool:
+        """True while the I/O thread runs its loop: once it is gone nothing is accepted or answered any more,
+        so a liveness check (/-/healthy, the systemd watchdog) should fail."""
+        loop = self._loop
+        return self._thread is not None and self._thread.is_alive() and loop is not None and loop.is_running()
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._server.open) if self._server is not None else 0
+
+    @property
+    def max_connections(self) -> int:
+        return self._max_connections
+
+    @property
+    def evictions(self) -> int:
+        return self._server.evictions if self._server is not None else 0
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:
+            if not self._started.is_set():
+                self._start_error = exc
+            else:
+                log.exception("exporter I/O loop failed")
+            raise
+        finally:
+            self._started.set()
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self._loop_exception)
+        self._loop, self._stopping = loop, asyncio.Event()
+        server = self._server = _Server(
+            self._handle,
+            server_name=self._server_name,
+            max_connections=self._max_connections,
+            request_timeout=self._request_timeout,
+            keepalive_timeout=self._idle_timeout,
+            max_line_size=MAX_LINE_BYTES,
+            max_field_size=MAX_LINE_BYTES,
+            max_headers=MAX_HEADER_FIELDS,
+            lingering_time=LINGER_TIMEOUT,
+            # A body is handed to its route as sent: no route takes compressed bodies, and a bomb is not
+            # inflated on the way.
+            auto_decompress=False,
+            access_log=None,
+        )
+        # At stop, requests in flight get a moment to finish; a clip still streaming is cut (the daemon stops).
+        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=STOP_GRACE_SECONDS)
+        await runner.setup()
+        listening = await loop.create_server(
+            runner.server,
+            sock=self._listener,
+            ssl=self._front_tls_context(),
+            backlog=LISTEN_BACKLOG,
+            # A TLS client that never finishes its handshake is cut off like one that never sends a request.
+            ssl_handshake_timeout=self._request_timeout if self._tls_context is not None else None,
+        )
+        self._started.set()
+        try:
+            await self._stopping.wait()
+        finally:
+            listening.close()
+            await runner.cleanup()
+
+    def _front_tls_context(self) -> ssl.SSLContext | None:
+        """The context aiohttp is handed; each handshake switches to the source's current one (a renewed
+        certificate written in place applies to new connections without a restart)."""
+        if self._tls_context is None:
+            return None
+        source = self._tls_context
+        front = source()
+
+        def current(tls: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext) -> None:
+            latest = source()
+            if latest is not context:
+                tls.context = latest
+
+        front.sni_callback = current
+        return front
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in _FD_EXHAUSTED:
+            # asyncio has parked the listener already; an idle connection's descriptor is one more for later.
+            if self._server is not None:
+                self._server.evict_idle()
+            self._ratelimited.log(
+                logging.WARNING, "accept", "cannot accept connections: %s; pausing accept for %.2f s (the cameras "
+                "need descriptors too: raise LimitNOFILE if this repeats)", exc.strerror or exc, ACCEPT_RETRY_DELAY,
+            )  # fmt: skip
+            return
+        if exc is not None and "protocol" in context:
+            # A bug in one connection's handling: asyncio has closed that connection, the loop serves on.
+            self.connection_failures += 1
+            message = "handling the connection from %s failed (%d so far); closing it and serving on"
+            peer = context["transport"].get_extra_info("peername") if "transport" in context else None
+            if self.connection_failures == 1:  # the first with its traceback, the rest a line now and then
+                log.error(message, peer, self.connection_failures, exc_info=exc)
+            else:
+                self._ratelimited.log(logging.ERROR, "connection-failure", message, peer, self.connection_failures)
+            return
+        loop.default_exception_handler(context)
+
+    # -- one request ------------------------------------------------------------------------------
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        conn = request.protocol
+        assert isinstance(conn, _Connection)
+        if request.version.major != 1:
+            # llhttp reads "HTTP/2.0" as a version like any other, and aiohttp answers in the request's
+            # version: this one answer is written here, in ours (RFC 9110 6.2), and the connection closed.
+            if request.transport is not None:
+                request.transport.write(_UNSUPPORTED_VERSION.format(server=self._server_name).encode("latin-1"))
+            conn.force_close()
+            return web.Response(status=HTTPStatus.HTTP_VERSION_NOT_SUPPORTED)
+        version = f"HTTP/{request.version.major}.{request.version.minor}"
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        exchange = Request(request.method, request.raw_path, version, request.headers, tuple(peer or ("", 0)))
+        exchange.body_problem = self._body_problem(request)
+        if exchange.body_problem is None and request.content_length:
+            try:
+                body = await self._read_body(request, conn, request.content_length)
+            except asyncio.TimeoutError:
+                conn.force_close()  # the deadline passed mid-body: the answer has nowhere to go
+                return web.Response(status=HTTPStatus.REQUEST_TIMEOUT)
+            except RequestPayloadError as exc:  # the body ended early or broke its framing
+                return self._answer(request, _plain(HTTPStatus.BAD_REQUEST, str(exc)), True)
+            if body is None:
+                exchange.body_problem = BodyProblem.BUSY
+            else:
+                exchange.body = body
+        conn.begin()
+        pool = self._admit(exchange)
+        if pool is None:
+            # That pool's queue is full: say so at once rather than let the queue (and the wait) grow.
+            busy = _plain(HTTPStatus.SERVICE_UNAVAILABLE)
+            return self._answer(request, Response(busy.status, busy.body, (*busy.headers, ("Retry-After", "1"))), True)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._pools[pool], self._call_route, exchange)
+        finally:
+            if pool in self._queue_free:
+                self._queue_free[pool] += 1
+        answer = exchange.response
+        if isinstance(answer, StreamedResponse):
+            return await self._stream(request, conn, answer, pool)
+        if answer is None:
+            answer = _plain(HTTPStatus.INTERNAL_SERVER_ERROR)
+        return self._answer(request, answer, exchange.body_problem is not None)
+
+    def _body_problem(self, request: web.BaseRequest) -> BodyProblem | None:
+        if "Transfer-Encoding" in request.headers:
+            return BodyProblem.LENGTH_REQUIRED  # chunked bodies are not taken: a length is known up front
+        length = request.content_length
+        if length is None:
+            return BodyProblem.LENGTH_REQUIRED if request.method in _BODY_METHODS else None
+        return BodyProblem.TOO_LARGE if length > self._max_body else None
+
+    async def _read_body(self, request: web.BaseRequest, conn: _Connection, length: int) -> bytes | None:
+        """The body, read under the request's deadline; None when the budget of bodies is spent."""
+        if self._body_in_flight + length > BODY_BUDGET_BYTES:
+            return None
+        self._body_in_flight += length
+        try:
+            if request.headers.get("Expect", "").lower() == "100-continue":
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            return await asyncio.wait_for(request.read(), conn.remaining())
+        finally:
+            self._body_in_flight -= length
+
+    def _admit(self, exchange: Request) -> str | None:
+        name = self._pool_of(exchange) if self._pool_of is not None else None
+        name = name if name in self._pools else DEFAULT_POOL
+        free = self._queue_free.get(name)
+        if free is not None:
+            if free <= 0:
+                return None
+            self._queue_free[name] = free - 1
+        return name
+
+    def _call_route(self, exchange: Request) -> None:
+        try:
+            self._route(exchange)
+        except Exception:
+            log.exception("handler failed for %s %s", exchange.command, exchange.route)
+            exchange.response = None
+
+    def _headers(self, request: web.BaseRequest, fields: tuple[tuple[str, str], ...]) -> dict[str, str]:
+        headers = {"Server": self._server_name, **dict(fields)}
+        if request.version < (1, 1) and not request.keep_alive:
+            headers["Connection"] = "close"  # HTTP/1.0 closes unless asked otherwise: say so
+        return headers
+
+    def _answer(self, request: web.BaseRequest, answer: Response, close: bool) -> web.Response:
+        response = web.Response(status=answer.status, body=answer.body, headers=self._headers(request, answer.headers))
+        if close:
+            response.force_close()  # a refused body is left unread: this connection reads no next request
+        return response
+
+    async def _stream(
+        self, request: web.BaseRequest, conn: _Connection, answer: StreamedResponse, pool: str
+    ) -> web.StreamResponse:
+        """Send a streamed answer: chunked for HTTP/1.1 (the connection may be kept alive), up to the close
+        for HTTP/1.0. Each chunk is produced in `pool` once the previous one is in the socket's buffer."""
+        loop = asyncio.get_running_loop()
+        executor = self._pools[pool]
+        response = web.StreamResponse(status=answer.status, headers=self._headers(request, answer.headers))
+        progress = StreamProgress(pool, lambda: conn.writing_paused)
+        self.streams.add(progress)
+        try:
+            await response.prepare(request)
+            if request.method == "HEAD":
+                return response
+            chunks = _iterate(answer.chunks)
+            while True:
+                try:
+                    chunk = await loop.run_in_executor(executor, next, chunks, None)
+                except Exception as exc:
+                    # The head is out, so no 500 can follow: the client sees a body cut short, the log says why.
+                    log.warning("streaming %s %s broke off: %s", request.method, request.path, exc,
+                                exc_info=log.isEnabledFor(logging.DEBUG))  # fmt: skip
+                    conn.force_close()
+                    return response
+                if chunk is None:
+                    break
+                if not chunk:
+                    continue  # an empty chunk would end a chunked body
+                progress.waiting_for_client = True
+                try:
+                    await asyncio.wait_for(response.write(chunk), WRITE_TIMEOUT)
+                finally:
+                    progress.waiting_for_client = False
+                progress.sent_bytes += len(chunk)
+            await response.write_eof()
+        except (ConnectionError, asyncio.TimeoutError) as exc:
+            log.debug("stream to %s stopped: %s", conn.peer, exc or type(exc).__name__)
+            conn.force_close()
+        finally:
+            self.streams.discard(progress)
+            try:
+                executor.submit(_close_chunks, answer.chunks)  # stops FFmpeg; never in the loop's thread
+            except RuntimeError:  # the pools are shutting down: close it here, once
+                _close_chunks(answer.chunks)
+        return response
+
+
+def _plain(status: HTTPStatus, detail: str = "") -> Response:
+    text = f"{status.phrase}: {detail}\n" if detail else f"{status.phrase}\n"
+    return Response(status, text.encode(), (("Content-Type", "text/plain"),))
+
+
+def _iterate(chunks: Chunks) -> Iterator[bytes]:
+    read = getattr(chunks, "read", None)
+    if read is not None:
+        return iter(lambda: read(STREAM_CHUNK_BYTES), b"")
+    return iter(chunks)  # type: ignore[arg-type]
+
+
+def _close_chunks(chunks: Chunks) -> None:
+    close = getattr(chunks, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception:
+        log.exception("closing a streamed answer's source failed")
