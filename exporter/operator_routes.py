@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from exporter.exchange import Request
 from exporter.status_page import CameraPanel, days_with_footage, page_range, render_status_page
 from exporter.web import SLOW_POOL
-from recorder.export import CLIP_FORMATS, ExportError, ExportPlan, export_argv, plan_export
+from recorder.export import CLIP_FORMATS, CheckedClip, ExportError, check_clip, export_argv, plan_export
 from recorder.ports import RecorderView
 from recorder.recordings import (
     TimeError,
@@ -94,20 +94,22 @@ class ClipStream:
     if it still runs (the client went away), removes the concat script and frees the export slot.
     """
 
-    def __init__(self, ffmpeg: str, plan: ExportPlan, container: str, release: Callable[[], None]) -> None:
-        self.camera = plan.camera
+    def __init__(self, ffmpeg: str, clip: CheckedClip, container: str, release: Callable[[], None]) -> None:
+        self.camera = clip.plan.camera
+        self._clip = clip  # its segments stay held (open) until close(): retention cannot take them away
         self._release = release
         self._closed = False
         self.produced_bytes = 0  # read from FFmpeg so far
         self._tmp = tempfile.TemporaryDirectory(prefix="camera-recorder-export-")
         try:
             concat = Path(self._tmp.name) / "pieces.ffconcat"
-            concat.write_text(plan.concat_list(), encoding="utf-8")
+            concat.write_text(clip.plan.concat_list(clip.held.sources()), encoding="utf-8")
             self._errors: IO[bytes] = (Path(self._tmp.name) / "ffmpeg.log").open("w+b")
             try:
                 self.process = subprocess.Popen(
                     export_argv(ffmpeg, concat, "pipe:1", container),
                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._errors,
+                    pass_fds=clip.held.fds,
                 )  # fmt: skip
             except BaseException:
                 self._errors.close()
@@ -151,6 +153,7 @@ class ClipStream:
             self._errors.close()
             self._tmp.cleanup()
         finally:
+            self._clip.close()
             self._release()
 
 
@@ -165,6 +168,7 @@ class OperatorRoutes:
         self._clock = clock
         ffmpeg = recorder.tools.ffmpeg or "ffmpeg"
         self._ffmpeg = ffmpeg
+        self._ffprobe = recorder.tools.ffprobe or "ffprobe"
         self.thumbnails = ThumbnailCache(ffmpeg)
         self._exports = threading.BoundedSemaphore(MAX_CONCURRENT_EXPORTS)
         self._segment_time = float(recorder.config.recording.segment_time)
@@ -377,8 +381,7 @@ class OperatorRoutes:
                 raise _BadRequest(f"format: one of {', '.join(CLIP_FORMATS)}")
             rows = self.recorder.storage.segments_between(camera, start, end)
             segments = segments_from_index(rows, camera, self._folder(camera), self._segment_time)
-            # The newest segment may still be open in FFmpeg: a clip ends where the completed ones end.
-            plan = plan_export(camera, segments, start, end)
+            plan_export(camera, segments, start, end)  # nothing recorded there: 404 before any slot is taken
         except (_BadRequest, ExportError) as exc:
             _text(request, _status_of(exc) if isinstance(exc, _BadRequest) else HTTPStatus.NOT_FOUND, str(exc))
             return
@@ -386,6 +389,17 @@ class OperatorRoutes:
             busy = b"two clips are being cut already; retry\n"
             request.respond(HTTPStatus.SERVICE_UNAVAILABLE, busy, "text/plain", {"Retry-After": "10"})
             return
+        try:
+            # Every piece held and probed before the head goes out: what the head promises is what streams.
+            checked = check_clip(camera, segments, start, end, self._ffprobe)
+        except ExportError as exc:  # pieces a stream copy cannot join, or none of them readable
+            self._exports.release()
+            _text(request, HTTPStatus.CONFLICT, str(exc))
+            return
+        except BaseException:
+            self._exports.release()
+            raise
+        plan = checked.plan
         stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(plan.start))
         name = f"{plan.camera}_{stamp}Z_{plan.end - plan.start:.0f}s.{container}"
         gaps = "; ".join(f"{iso_utc(g.start)}/{iso_utc(g.end)}" for g in plan.gaps)
@@ -393,16 +407,20 @@ class OperatorRoutes:
             "Content-Disposition": f'attachment; filename="{name}"',
             "X-Recording-Gaps": gaps or "none",
             "X-Recording-Segments": str(len(plan.pieces)),
+            # Segments listed but gone, unreadable or shorter than recorded: their time is in the gaps above.
+            "X-Recording-Damaged": ", ".join(seg.path.name for seg in checked.damaged) or "none",
         }
         content_type = "video/mp4" if container == "mp4" else "video/x-matroska"
         if request.command == "HEAD":
             # The head says what a GET would get; no FFmpeg is started for it.
+            checked.close()
             self._exports.release()
             request.respond_stream(HTTPStatus.OK, content_type, headers, ())
             return
         try:
-            clip = ClipStream(self._ffmpeg, plan, container, self._exports.release)
+            clip = ClipStream(self._ffmpeg, checked, container, self._exports.release)
         except BaseException:
+            checked.close()
             self._exports.release()
             raise
         # The size is known only at the end: it is sent chunked (or up to the close for HTTP/1.0).

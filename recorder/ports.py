@@ -44,6 +44,9 @@ class ToolPaths(Protocol):
     @property
     def ffmpeg(self) -> str | None: ...
 
+    @property
+    def ffprobe(self) -> str | None: ...
+
 
 class RecorderView(Protocol):
     """Everything the exporter reads of the recorder: its snapshot, configuration, storage, tools and the

@@ -4,6 +4,7 @@ know, and what a reload between two reads of the recorder does to a request."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from http import HTTPStatus
 from pathlib import Path
@@ -30,7 +31,12 @@ def recorder(tmp_path: Path) -> Recorder:
         for start in (t0, t0 + SEGMENT_SECONDS):
             path = base / camera / segment_file_name(camera, start)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(b"\0" * 100)
+            # Real video: an export probes every piece it is to send.
+            subprocess.run(
+                ["ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=5",
+                 "-t", str(SEGMENT_SECONDS), "-c:v", "libx264", "-preset", "ultrafast", str(path)],
+                check=True, timeout=60,
+            )  # fmt: skip
     config = small_config(
         base,
         cameras={"cam1": {"test_pattern": True}, "porch": {"test_pattern": True, "enabled": False}},
