@@ -124,10 +124,19 @@ class StorageConfig:
     on_threshold: ThresholdAction = ThresholdAction.DELETE_OLDEST
     check_interval: float = 60.0
     resync_interval: float = 3600.0
+    delete_on_alert: bool | None = None  # None: as on_threshold says (delete_oldest yes, stop_recording no)
 
     @property
     def effective_pressure_target(self) -> float:
         return self.pressure_target if self.pressure_target is not None else max(self.disk_usage_threshold - 5.0, 1.0)
+
+    @property
+    def alerts_may_delete(self) -> bool:
+        """Whether an Alertmanager webhook's retention action may delete footage: stop_recording promises to
+        keep every file, so only an explicit `delete_on_alert: true` lets an alert delete under it."""
+        if self.delete_on_alert is not None:
+            return self.delete_on_alert
+        return self.on_threshold is ThresholdAction.DELETE_OLDEST
 
 
 @dataclass(frozen=True)

@@ -218,7 +218,7 @@ def _recording(raw: Any, problems: list[str], warnings: list[str]) -> RecordingC
 def _storage(raw: Any, problems: list[str]) -> StorageConfig:
     keys = (
         "cleanup_enabled", "cleanup_days", "disk_usage_threshold", "low_space_warning", "pressure_target",
-        "min_free_minutes", "on_threshold", "check_interval", "resync_interval",
+        "min_free_minutes", "on_threshold", "check_interval", "resync_interval", "delete_on_alert",
     )  # fmt: skip
     sec = _Section(raw, "storage", problems, keys)
     d = StorageConfig()
@@ -239,6 +239,7 @@ def _storage(raw: Any, problems: list[str]) -> StorageConfig:
         on_threshold=ThresholdAction(sec.get("on_threshold", _choice(actions), d.on_threshold.value, _one_of(actions))),
         check_interval=sec.get("check_interval", _positive_number, d.check_interval, "a positive number (seconds)"),
         resync_interval=sec.get("resync_interval", _positive_number, d.resync_interval, "a positive number (seconds)"),
+        delete_on_alert=sec.get("delete_on_alert", _bool, None, "true or false"),
     )
     if st.low_space_warning > st.disk_usage_threshold:
         sec.problem(

@@ -101,7 +101,9 @@ class Policy(StrEnum):
 
     MAX_AGE = "max_age"  # every segment older than its camera's maximum age
     DISK_PRESSURE = "disk_pressure"  # oldest first until the disk is down to the pressure target
-    FREE_SPACE = "free_space"  # oldest first until the disk is below the low-space warning (an alert asks)
+    # Oldest first until the disk is below the low-space warning (an alert asks), but never below the pressure
+    # target: retention's promise holds whoever asks.
+    FREE_SPACE = "free_space"
 
 
 def policies(trigger: str, action: str | None) -> tuple[Policy, ...]:
@@ -124,10 +126,17 @@ class RetentionSettings:
     max_age: Mapping[str, float | None]  # camera -> seconds; None: age cleanup is off for it
     threshold: float  # used ratio at which disk_pressure acts
     target: float  # used ratio disk_pressure frees down to
-    low_space: float  # used ratio a free_space alert frees below
+    low_space: float  # used ratio a free_space alert frees below (never below `target`: see alert_floor)
     min_free_minutes: float
     on_threshold: ThresholdAction
     segment_time: float  # seconds
+    alerts_delete: bool = True  # StorageConfig.alerts_may_delete: False, an alert's pass deletes nothing
+
+    @property
+    def alert_floor(self) -> float:
+        """The used ratio a free_space alert frees down to: below the low-space warning, but never below the
+        pressure target, which no deletion goes under."""
+        return max(self.low_space, self.target)
 
     @classmethod
     def from_config(cls, config: Config) -> RetentionSettings:
@@ -144,6 +153,7 @@ class RetentionSettings:
             min_free_minutes=st.min_free_minutes,
             on_threshold=st.on_threshold,
             segment_time=float(config.recording.segment_time),
+            alerts_delete=st.alerts_may_delete,
         )
 
     def pressure(self, usage: DiskUsage, rate: float) -> PressureNeed:
@@ -186,7 +196,10 @@ def plan_pass(
     trigger: str,
     action: str | None,
 ) -> PassPlan:
-    """Pick what a pass deletes: each policy in turn, never a protected file, never one file twice."""
+    """Pick what a pass deletes: each policy in turn, never a protected file, never one file twice; nothing
+    for an alert when the configuration keeps alerts from deleting (RetentionSettings.alerts_delete)."""
+    if action is not None and not settings.alerts_delete:
+        return PassPlan((), (), None)
     protected = set(view.active)
     horizon = now - NEWEST_GRACE_SEGMENTS * settings.segment_time
     for cam, entries in view.entries.items():
@@ -207,7 +220,7 @@ def plan_pass(
                 unread.append(policy)
                 continue
             if policy is Policy.FREE_SPACE:
-                need = bytes_above(usage.size, usage.used, settings.low_space, strict=True)
+                need = bytes_above(usage.size, usage.used, settings.alert_floor, strict=True)
                 reason = DeletionReason.ALERT
             else:
                 pressure = settings.pressure(usage, view.rate)

@@ -310,8 +310,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "low_space_warning": 30,
                 "cleanup_days": 30,
                 # Above the threshold the recorder pauses its cameras and deletes nothing itself (its
-                # disk_pressure policy is off): freeing space is left to the alert and the webhook.
+                # disk_pressure policy is off): freeing space is left to the alert and the webhook, which
+                # stop_recording allows only when told so, and never below the pressure target.
                 "on_threshold": "stop_recording",
+                "delete_on_alert": True,
+                "pressure_target": 25,
             },
             exporter=exporter,
         )

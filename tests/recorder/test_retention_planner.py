@@ -94,7 +94,8 @@ def test_a_manual_pass_counts_what_max_age_picked_as_freed_already() -> None:
     # 85 % used with a 90 % threshold: no pressure; the free_space alert wants below 50 %: 35 MiB and a byte.
     starts = [NOW - 5000 + 60 * i for i in range(60)]
     index = view(cam1=segments("cam1", starts))
-    plan = plan_pass(index, usage(0.85), NOW, settings(max_age={"cam1": 4000.0}), trigger="alert", action="free_space")
+    below = settings(max_age={"cam1": 4000.0}, target=0.4)  # the pressure target below the warning
+    plan = plan_pass(index, usage(0.85), NOW, below, trigger="alert", action="free_space")
     assert len(plan.victims) == 36 and {f.reason for f in plan.victims} == {"alert"}
     both = plan_pass(index, usage(0.95), NOW, settings(max_age={"cam1": 4000.0}), trigger="manual", action=None)
     aged = [f for f in both.victims if f.reason == "max_age"]
@@ -108,3 +109,21 @@ def test_policies_follow_the_trigger_or_the_alert_action() -> None:
     assert policies("manual", None) == (Policy.MAX_AGE, Policy.DISK_PRESSURE)
     assert policies("alert", "free_space") == (Policy.FREE_SPACE,)
     assert policies("alert", "enforce_max_age") == (Policy.MAX_AGE,)
+
+
+def test_a_free_space_alert_never_frees_below_the_pressure_target() -> None:
+    # 85 % used; the warning at 50 % lies below the 80 % target: the alert frees 5 %, not 35 %.
+    index = view(cam1=segments("cam1", [NOW - 5000 + 60 * i for i in range(60)]))
+    plan = plan_pass(index, usage(0.85), NOW, settings(max_age={}), trigger="alert", action="free_space")
+    assert settings().alert_floor == 0.8
+    assert len(plan.victims) == 6  # just over 5 MiB of 1 MiB segments
+    assert settings(target=0.4).alert_floor == 0.5
+
+
+def test_an_alert_deletes_nothing_when_the_configuration_keeps_alerts_from_deleting() -> None:
+    index = view(cam1=segments("cam1", [NOW - 5000 + 60 * i for i in range(60)]))
+    keep = settings(alerts_delete=False, on_threshold=ThresholdAction.STOP_RECORDING)
+    for action in ("free_space", "enforce_max_age"):
+        assert plan_pass(index, usage(0.99), NOW, keep, trigger="alert", action=action).victims == ()
+    # The schedule's own max-age pass is the configuration's rule, not an alert's: it goes on.
+    assert plan_pass(index, usage(0.99), NOW, keep, trigger="schedule", action=None).victims

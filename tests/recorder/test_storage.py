@@ -235,7 +235,8 @@ def test_stop_recording_still_applies_max_age(tmpfs: Path) -> None:
 
 def test_alert_free_space_goes_below_the_low_space_warning(tmpfs: Path) -> None:
     paths = fill(tmpfs)
-    cfg = config(tmpfs, {"disk_usage_threshold": 90, "low_space_warning": 40})
+    # The warning above the pressure target: the alert frees below the warning (never below the target).
+    cfg = config(tmpfs, {"disk_usage_threshold": 90, "low_space_warning": 40, "pressure_target": 35})
     storage = Storage(cfg, clock=lambda: NOW)
     storage.scan()
     assert not storage.alive
