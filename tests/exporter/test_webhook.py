@@ -35,9 +35,12 @@ def recorder(tmp_path: Path, tmpfs: Path) -> Iterator[tuple[Daemon, list[Path], 
         # The warning above the pressure target: an alert frees below the warning, never below the target
         # (min_free_minutes off: with the target that low it would free space on its own).
         storage={
-            "disk_usage_threshold": 90, "low_space_warning": 30, "pressure_target": 25, "min_free_minutes": 0,
+            "disk_usage_threshold": 90,
+            "low_space_warning": 30,
+            "pressure_target": 25,
+            "min_free_minutes": 0,
             "check_interval": 3600,
-        },  # fmt: skip
+        },
         exporter={"webhook_token_file": str(tmp_path / "token"), "instance_names": ["recorder-under-test:9100"]},
     )
     daemon = Daemon(config)
