@@ -24,7 +24,13 @@ from recorder.config import SupervisorConfig
 from recorder.ffmpeg_process import FFmpegProcess, Launcher
 from recorder.presets import FFmpegCommand
 from recorder.progress import OutputRateMeter, Progress, ProgressParser
-from recorder.segments import check_segment, parse_segment_list_line, salvage_cut_segments, unfinished_segments
+from recorder.segments import (
+    SUSPICIOUS_SEGMENT_BYTES,
+    check_segment,
+    parse_segment_list_line,
+    salvage_cut_segments,
+    unfinished_segments,
+)
 from recorder.vocabulary import RestartReason
 
 STDERR_LINES_KEPT = 40
@@ -37,9 +43,6 @@ RESOURCE_SAMPLE_EVERY = 5
 HEARTBEAT_EVERY = 5.0
 # A process that survives SIGKILL this long is stuck in the kernel (a USB ioctl): it is abandoned.
 UNKILLABLE_AFTER = 10.0
-# A completed segment smaller than this, or without a duration, is decoded before it is counted: the
-# muxer lists a header-only file as a segment when FFmpeg dies into a full disk.
-SUSPICIOUS_SEGMENT_BYTES = 8 * 1024
 
 # Ends the daemon asks for: FFmpeg finalizes its segment, and no restart follows or is counted.
 STOP = "stop"

@@ -233,6 +233,34 @@ def ffprobe_judged_invalid(returncode: int, stderr: str) -> bool:
     return returncode == 1 and any(message.lower() in lowered for message in _INVALID_DATA_MESSAGES)
 
 
+# A segment smaller than this, or without a duration, is decoded before it is counted: the muxer writes a
+# header-only file when FFmpeg dies into a full disk or is killed right after a cut.
+SUSPICIOUS_SEGMENT_BYTES = 8 * 1024
+
+
+def leftover_segments(ffprobe: str, folder: Path, camera_id: str) -> list[tuple[Path, DiscardReason]]:
+    """Segments of `camera_id` in `folder` too small to hold a frame that indeed hold none (the header an FFmpeg
+    killed before this start left), with why each is no recording: for the supervisor to remove and count."""
+    try:
+        entries = _scandir(folder)
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        parsed = parse_segment_name(entry.name)
+        if parsed is None or parsed.camera != camera_id:
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_size >= SUSPICIOUS_SEGMENT_BYTES:
+                continue
+        except OSError:
+            continue
+        reason = check_segment(ffprobe, Path(entry.path)).discard_reason
+        if reason is not None:
+            found.append((Path(entry.path), reason))
+    return sorted(found)
+
+
 @dataclass(frozen=True)
 class CutSegment:
     """A segment an FFmpeg left unfinished when it ended: kept with a duration, or discarded with a reason."""

@@ -23,7 +23,7 @@ from recorder.ffmpeg_run import PAUSE, STALL_KILL_GRACE, STOP
 from recorder.presence import SourcePresence
 from recorder.presets import FFmpegCommand
 from recorder.segment_events import SegmentEvents
-from recorder.segments import ClockWatch, CompletedSegment, segment_duration_buckets
+from recorder.segments import ClockWatch, CompletedSegment, leftover_segments, segment_duration_buckets
 from recorder.snapshots import CameraSnapshot, ResourceUsage
 from recorder.states import WAITING_TO_RESTART, CameraState, CameraStateMachine, state_after_end
 from recorder.storage_gate import StorageGate
@@ -86,6 +86,7 @@ class CameraSupervisor:
         self._thread: threading.Thread | None = None
         self._wakeup = WakeUp(monotonic)
         self._clock_watch = ClockWatch(clock, monotonic)
+        self._ffprobe = ffprobe
         # Device cameras are present when their node finder returns a node; other sources always are.
         self._presence = SourcePresence(device_node if camera.source is SourceKind.DEVICE else None)
         self._machine = CameraStateMachine(
@@ -211,6 +212,10 @@ class CameraSupervisor:
         self._report.publish(self._presence.present, self._runs.current, **changes)
 
     def _main(self) -> None:
+        try:
+            self._discard_leftovers()
+        except Exception:  # a look at the folder; recording matters more
+            self._log.exception("could not look for header-only segments left from before this start")
         while not self._stopping.is_set():
             # Nothing may end this thread but a stop: a bug or an exhausted resource in one round is
             # logged, counted and followed by a restart with backoff.
@@ -255,6 +260,19 @@ class CameraSupervisor:
         except Exception:  # even the backoff failed: sleep without the wake-up pipe
             self._log.error("cannot wait on the wake-up pipe; sleeping %.2f s", self._machine.restart_in)
             self._stopping.wait(self._machine.restart_in)
+
+    def _discard_leftovers(self) -> None:
+        """Header-only files an earlier FFmpeg left (a SIGKILL right after a cut, a start into a full disk):
+        removed and counted as discarded, as a run's end does for its own, before this camera records."""
+        folder = self._command_factory(None, 0).output_dir
+        for path, reason in leftover_segments(self._ffprobe, folder, self.camera.id):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                self._log.error("cannot remove %s segment %s: %s", reason, path, exc)
+            self._segments.discarded(path, reason)
 
     # -- one FFmpeg run -------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import mounted_tmpfs, probe, segment_file, wait_for
 from daemon_harness import Daemon, write_config
+from transcoding_support import make_segment
 
 from recorder.config import ConfigError, parse_config
 from recorder.preflight import run_checks
@@ -408,15 +409,21 @@ def test_free_space_gauges_follow_each_completed_segment_not_the_check_interval(
 
 def test_a_leftover_empty_file_is_never_counted_as_a_recording(tmp_path: Path) -> None:
     with mounted_tmpfs(tmp_path / "fs", "16m") as fs:
-        kept = segment_file(fs, CAM, 7200, 4096)
+        kept = segment_file(fs, CAM, 7200, 0)
+        kept.write_bytes(make_segment(tmp_path / "model", CAM, age_days=1).read_bytes())  # a real old segment
         empty = segment_file(fs, CAM, 3600, 0)  # a previous daemon's FFmpeg died before writing anything
         daemon = start_daemon(tmp_path, fs, storage={"check_interval": 60})
         try:
+            # The leftover is removed and counted as discarded when the camera starts (issue 23).
+            wait_for(
+                lambda: counter(daemon, "camera_recorder_segments_discarded_total", camera=CAM, reason="empty") == 1,
+                what="the empty leftover discarded",
+            )
             # Counted: the old segment, not the empty file (and not the files being written now).
             samples = daemon.samples()  # one scrape: a segment may complete between two
             recorded = samples[("camera_recorder_recordings_files", (("camera", CAM),))]
             completed = samples[("camera_recorder_segments_completed_total", (("camera", CAM),))]
             assert recorded == 1 + completed, f"{recorded} files counted"
-            assert kept.exists() and empty.exists()
+            assert kept.exists() and not empty.exists()
         finally:
             daemon.stop()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import probe, small_config, wait_for
+from transcoding_support import make_segment
 
 from recorder.config import CameraConfig, Config, SourceKind
 from recorder.presets import build_command
@@ -192,10 +193,12 @@ def test_a_start_waits_out_the_second_of_the_newest_segment_instead_of_overwriti
     folder = tmp_path / "cam1"
     folder.mkdir()
     now = int(time.time())
-    # What a run killed a moment ago left behind, named for this second and the next.
-    previous = {folder / segment_file_name("cam1", t): f"run {t}" for t in (now, now + 1)}
+    # What a run killed a moment ago left behind, named for this second and the next: real segments (a
+    # header-only one would be discarded at the start), each with bytes of its own.
+    model = make_segment(tmp_path / "model", "cam1", age_days=1).read_bytes()
+    previous = {folder / segment_file_name("cam1", t): model + f"run {t}".encode() for t in (now, now + 1)}
     for path, content in previous.items():
-        path.write_text(content)
+        path.write_bytes(content)
     sup = _supervisor(small_config(tmp_path))
     sup.start()
     try:
@@ -204,7 +207,7 @@ def test_a_start_waits_out_the_second_of_the_newest_segment_instead_of_overwriti
     finally:
         assert sup.stop()
     for path, content in previous.items():
-        assert path.read_text() == content, f"{path.name} was overwritten"
+        assert path.read_bytes() == content, f"{path.name} was overwritten"
 
 
 def test_empty_segment_of_a_run_killed_at_once_is_removed_and_counted(tmp_path: Path) -> None:
