@@ -181,9 +181,7 @@ class PassRunner:
                 log.exception("retention: a reclaimer failed; footage retention goes on")
         return freed
 
-    def _delete(
-        self, plan: PassPlan, orphans: Collection[str]
-    ) -> tuple[list[DeletedFile], list[tuple[str, str, str]]]:
+    def _delete(self, plan: PassPlan, orphans: Collection[str]) -> tuple[list[DeletedFile], list[tuple[str, str, str]]]:
         """Unlink the plan's victims (without holding the lock), then drop them from the index and count them."""
         state = self._state
         # Re-read right before unlinking so a segment FFmpeg opened since the pass started is spared.
