@@ -528,7 +528,7 @@ def test_format_stats_json_and_table(tmpfs: Path) -> None:
     snap = storage.snapshot()
 
     data = json.loads(format_stats(snap, cfg, as_json=True))
-    assert list(data) == ["path", "filesystem", "retention", "total", "cameras"]
+    assert list(data) == ["path", "filesystem", "retention", "total", "cameras", "orphaned"]
     assert set(data["filesystem"]) == {"size_bytes", "avail_bytes", "used_ratio", "writable", "checked_at"}
     assert data["filesystem"]["size_bytes"] == 8 * MIB and data["filesystem"]["writable"] is True
     assert data["filesystem"]["used_ratio"] == pytest.approx(0.375)
@@ -537,9 +537,10 @@ def test_format_stats_json_and_table(tmpfs: Path) -> None:
     assert data["total"] == {"files": 6, "bytes": 6 * SEG, "write_rate_bytes_per_second": 16 * KIB}
     cam1 = data["cameras"][0]
     assert set(cam1) == {
-        "camera", "name", "enabled", "files", "bytes", "oldest_start", "newest_start", "kept_seconds",
+        "camera", "name", "enabled", "configured", "files", "bytes", "oldest_start", "newest_start", "kept_seconds",
         "write_rate_bytes_per_second", "max_age_seconds", "deleted_files", "deleted_bytes",
     }  # fmt: skip
+    assert cam1["configured"] is True and data["orphaned"]["folders"] == 0
     assert (cam1["camera"], cam1["files"], cam1["bytes"]) == ("cam1", 3, 3 * SEG)
     assert cam1["oldest_start"] == T0 and cam1["newest_start"] == T0 + 2 * STEP
     assert cam1["max_age_seconds"] == 7 * 86400
