@@ -29,7 +29,7 @@ DAY = 86400.0
 
 def write(base: Path, folder: str, start: float, size: int = SEG, camera: str | None = None) -> Path:
     path = base / folder / segment_file_name(camera or folder, start)
-    path.parent.mkdir(exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\0" * size)
     return path
 
@@ -238,3 +238,46 @@ def test_a_renamed_camera_leaves_its_old_folder_to_retention(tmp_path: Path) -> 
     report = after.run_pass("schedule")
     assert [report.path(f) for f in report.files] == old
     assert not any(p.exists() for p in old)
+
+
+def test_stats_and_cleanup_show_the_orphans(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import time
+
+    import yaml
+
+    from recorder.cli import main
+
+    base = tmp_path / "rec"
+    now = time.time()
+    write(base, "cam1", now - 2 * DAY, 1000)
+    aged = write(base, "gone", now - 40 * DAY, 3000)
+    young = write(base, "gone", now - 1 * DAY, 2000)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "cameras": {"cam1": {"test_pattern": True}},
+                "recording": {"base_directory": str(base)},
+                "storage": {"cleanup_days": 30},
+            }
+        )
+    )
+
+    assert main(["-c", str(cfg), "--stats", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    rows = {c["camera"]: (c["configured"], c["files"], c["bytes"]) for c in stats["cameras"]}
+    assert rows == {"cam1": (True, 1, 1000), "gone": (False, 2, 5000)}
+    assert stats["total"]["files"] == 3 and stats["total"]["bytes"] == 6000
+    assert stats["orphaned"]["folders"] == 1 and stats["orphaned"]["max_age_seconds"] == 30 * DAY
+    assert main(["-c", str(cfg), "--stats"]) == 0
+    table = capsys.readouterr().out
+    line = next(line for line in table.splitlines() if line.startswith("gone"))
+    assert "(not configured)" in line and line.split()[3] == "2" and "30.0 d" in line
+    assert "1 folder(s) of cameras not in the configuration" in table
+    assert aged.exists(), "--stats only looks"
+
+    assert main(["-c", str(cfg), "--cleanup"]) == 0
+    out = capsys.readouterr().out
+    assert f"deleted {aged} (max_age" in out and "camera gone (not configured): 1 files, 3000 bytes" in out
+    assert not aged.exists() and young.exists()
