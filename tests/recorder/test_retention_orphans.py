@@ -281,3 +281,18 @@ def test_stats_and_cleanup_show_the_orphans(tmp_path: Path, capsys: pytest.Captu
     out = capsys.readouterr().out
     assert f"deleted {aged} (max_age" in out and "camera gone (not configured): 1 files, 3000 bytes" in out
     assert not aged.exists() and young.exists()
+
+
+def test_a_free_space_alert_also_takes_the_orphans_footage_first(tmpfs: Path) -> None:
+    configured = [write(tmpfs, "cam1", T0 + i * STEP) for i in range(6)]  # the oldest, 3 MiB
+    orphan = [write(tmpfs, "gone", T0 + (20 + i) * STEP) for i in range(6)]  # 3 MiB: 75 % used in all
+    storage = Storage(config(tmpfs, PRESSURE), clock=lambda: NOW)
+    storage.scan()
+
+    report = storage.run_pass("alert", action="free_space")
+
+    # Below the 50 % low-space warning: 2 MiB and a byte, five files, every one of them the orphan's.
+    assert [report.path(f) for f in report.files] == orphan[:5]
+    assert {f.reason for f in report.files} == {"alert"}
+    assert all(p.exists() for p in configured)
+    assert storage.snapshot().orphaned_deleted_files["alert"] == 5
