@@ -47,6 +47,7 @@ class SegmentIndex:
         self._segment_time = segment_time
         self._folders = {cid: str(base / cid) for cid in camera_ids}  # normalised, as os.path.abspath gives
         self.cameras: dict[str, CameraIndex] = {cid: CameraIndex([]) for cid in camera_ids}
+        self._orphans: tuple[str, ...] = ()  # kept with `cameras`: every published snapshot reads it
         # While a resync lists the disk, changes reported meanwhile are queued here and replayed on the new
         # index; None when no resync is running.
         self._pending: list[tuple[bool, str, Entry]] | None = None  # (added, camera, entry)
@@ -59,9 +60,9 @@ class SegmentIndex:
         return self._camera_ids
 
     @property
-    def orphans(self) -> list[str]:
+    def orphans(self) -> tuple[str, ...]:
         """The unconfigured cameras indexed, by name."""
-        return sorted(cam for cam in self.cameras if cam not in self._folders)
+        return self._orphans
 
     def copies(self) -> dict[str, list[Entry]]:
         """A pointer copy of each camera's list (about 1.6 MB at 200,000 files), to read without the lock."""
@@ -121,6 +122,7 @@ class SegmentIndex:
             ix = self.cameras.get(cam)
             if ix is not None and not ix.entries and cam not in self._folders:
                 del self.cameras[cam]  # an orphan with nothing left is no camera any more
+                self._orphans = tuple(c for c in self._orphans if c != cam)
         return set(by_camera) & set(self._folders)
 
     def begin_resync(self) -> dict[str, list[Entry]]:
@@ -138,6 +140,7 @@ class SegmentIndex:
         pending, self._pending = self._pending, None
         before = {cam: len(ix.entries) for cam, ix in self.cameras.items()}
         self.cameras = {cam: CameraIndex(entries) for cam, entries in fresh.items() if entries or cam in self._folders}
+        self._orphans = tuple(sorted(cam for cam in self.cameras if cam not in self._folders))
         for added, cam, entry in pending or ():
             if added:
                 self._add(cam, entry)

@@ -141,7 +141,7 @@ class PassRunner:
             used_ratio_before=usage.used_ratio if usage else None,
             used_ratio_after=usage_after.used_ratio if usage_after else None,
             recording_allowed=allowed,
-            orphans=view.orphans,
+            orphans=frozenset(view.orphans),
         )
 
     def _index_view(self) -> IndexView:
