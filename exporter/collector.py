@@ -14,7 +14,7 @@ from prometheus_client.samples import Sample
 
 from exporter import metrics as m
 from recorder.buildinfo import build_info
-from recorder.snapshots import CameraView, RecorderSnapshot
+from recorder.snapshots import CameraStorage, CameraView, RecorderSnapshot, StorageSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +246,38 @@ class RecorderCollector(Collector):
             if acc.oldest_start is not None:
                 oldest.add((cam,), acc.oldest_start)
         yield from (size, avail, writable, files, total, oldest)
+        yield from self._orphaned(st)
+
+    def _orphaned(self, st: StorageSnapshot) -> Iterator[Metric]:
+        """The orphans' footage: the ORPHANED_CAMERAS_SHOWN holding the most bytes, by name, the rest as `_other`."""
+        folders = self._family(m.ORPHANED_FOLDERS)
+        folders.add((st.path,), float(len(st.orphans)))
+        files = self._family(m.ORPHANED_RECORDINGS_FILES)
+        total = self._family(m.ORPHANED_RECORDINGS_BYTES)
+        oldest = self._family(m.ORPHANED_OLDEST_RECORDING)
+        orphans = st.orphans.values()
+        if len(st.orphans) > m.ORPHANED_CAMERAS_SHOWN:
+            ranked = sorted(orphans, key=lambda acc: (-acc.bytes, acc.camera))
+            shown, rest = ranked[: m.ORPHANED_CAMERAS_SHOWN], ranked[m.ORPHANED_CAMERAS_SHOWN :]
+            starts = [acc.oldest_start for acc in rest if acc.oldest_start is not None]
+            other = CameraStorage(
+                camera=m.ORPHANED_OTHER,
+                files=sum(acc.files for acc in rest),
+                bytes=sum(acc.bytes for acc in rest),
+                oldest_start=min(starts) if starts else None,
+                newest_start=None,
+                write_rate_bytes_per_second=0.0,
+                max_age_seconds=None,
+                configured=False,
+            )
+            orphans = [*sorted(shown, key=lambda acc: acc.camera), other]
+        for acc in orphans:
+            camera = (acc.camera,)
+            files.add(camera, float(acc.files))
+            total.add(camera, float(acc.bytes))
+            if acc.oldest_start is not None:
+                oldest.add(camera, acc.oldest_start)
+        yield from (folders, files, total, oldest)
 
     def _retention(self, snap: RecorderSnapshot) -> Iterator[Metric]:
         st = snap.storage
@@ -276,6 +308,12 @@ class RecorderCollector(Collector):
         min_free_unmet = self._family(m.RETENTION_MIN_FREE_UNMET)
         min_free_unmet.add((path,), _flag(st.min_free_unmet))
         yield from (max_age, threshold, low, runs, last_run, capacity, deleted_files, deleted_bytes, min_free_unmet)
+        orphaned_files = self._family(m.RETENTION_ORPHANED_DELETED_FILES)
+        orphaned_bytes = self._family(m.RETENTION_ORPHANED_DELETED_BYTES)
+        pairs = self._labelled(path, m.DELETION_REASONS)
+        orphaned_files.extend(pairs, [float(st.orphaned_deleted_files.get(r, 0)) for r in m.DELETION_REASONS])
+        orphaned_bytes.extend(pairs, [float(st.orphaned_deleted_bytes.get(r, 0)) for r in m.DELETION_REASONS])
+        yield from (orphaned_files, orphaned_bytes)
 
     def _transcoding(self, snap: RecorderSnapshot) -> Iterator[Metric]:
         tc = snap.transcoding

@@ -111,6 +111,45 @@ STALL_TIMEOUT = _f(
     "stall_timeout_seconds", "gauge", "Seconds without progress after which FFmpeg is restarted.", "camera"
 )
 
+# Footage of cameras not in the configuration (removed or renamed: "orphaned"), in families of their own so
+# that nothing about the configured cameras changes meaning, and alerts on those never fire for a camera
+# that is gone. Folder names come from the disk, so at most ORPHANED_CAMERAS_SHOWN orphans (those holding
+# the most bytes) get a `camera` series; the rest are summed into `camera="_other"` (no camera id starts
+# with "_"), so sum() over a family is still the whole. Their deletions are counted by reason only.
+ORPHANED_CAMERAS_SHOWN = 20
+ORPHANED_OTHER = "_other"
+ORPHANED_RECORDINGS_BYTES = _f(
+    "orphaned_recordings_bytes", "gauge", "Bytes of segments in the folder of a camera not in the configuration.",
+    "camera",
+)  # fmt: skip
+ORPHANED_RECORDINGS_FILES = _f(
+    "orphaned_recordings_files", "gauge", "Number of segments in the folder of a camera not in the configuration.",
+    "camera",
+)  # fmt: skip
+ORPHANED_OLDEST_RECORDING = _f(
+    "orphaned_oldest_recording_timestamp_seconds",
+    "gauge",
+    "Start time of the oldest segment kept of a camera not in the configuration.",
+    "camera",
+)
+ORPHANED_FOLDERS = _f(
+    "orphaned_folders", "gauge", "Folders of cameras not in the configuration that hold their segments.", "path"
+)
+RETENTION_ORPHANED_DELETED_FILES = _f(
+    "retention_orphaned_deleted_files",
+    "counter",
+    "Segments of cameras not in the configuration deleted by retention.",
+    "path",
+    "reason",
+)
+RETENTION_ORPHANED_DELETED_BYTES = _f(
+    "retention_orphaned_deleted_bytes",
+    "counter",
+    "Bytes of segments of cameras not in the configuration deleted by retention.",
+    "path",
+    "reason",
+)
+
 # Storage and retention (label `path` = the recordings folder).
 FILESYSTEM_SIZE = _f("filesystem_size_bytes", "gauge", "Size of the filesystem holding recordings.", "path")
 FILESYSTEM_AVAIL = _f("filesystem_avail_bytes", "gauge", "Bytes available to the recorder there.", "path")

@@ -213,9 +213,12 @@ class OperatorRoutes:
     def _camera_ids(self) -> tuple[str, ...]:
         """Cameras whose footage may be asked for: every configured one, enabled or not (a disabled camera's
         footage stays on disk and in the storage index, and is what an operator may come looking for), then
-        any other the storage index holds. Not the supervisors: they are the enabled cameras only."""
+        any other the storage index holds (orphans). Not the supervisors: they are the enabled cameras only."""
         configured = [camera.id for camera in self.recorder.config.cameras]
-        indexed = sorted(self.recorder.storage.snapshot().cameras)
+        storage = self.recorder.storage.snapshot()
+        # Then the folders of cameras no longer configured (removed, renamed): their footage is kept until
+        # retention ages it, and may be looked at and exported meanwhile.
+        indexed = sorted([*storage.cameras, *storage.orphans])
         return tuple(dict.fromkeys([*configured, *indexed]))
 
     def _folder(self, camera: str) -> Path:
@@ -245,6 +248,9 @@ class OperatorRoutes:
         known = self._camera_ids()
         if camera not in known:
             raise _UnknownCamera(f"camera: unknown camera {camera!r}; known: {', '.join(known)}")
+        return (camera, *self._times(query, limit))
+
+    def _times(self, query: Mapping[str, str], limit: float) -> tuple[float, float]:
         now = self._clock()
         try:
             start = parse_time(query["from"], now)[0] if "from" in query else now - DAY_SECONDS
@@ -255,7 +261,7 @@ class OperatorRoutes:
             raise _BadRequest("to: must be after from")
         if end - start > limit:
             raise _BadRequest(f"the range is longer than {limit / 3600:g} h; ask for less")
-        return camera, start, end
+        return start, end
 
     # -- handlers -------------------------------------------------------------------------------
 
@@ -332,11 +338,28 @@ class OperatorRoutes:
                         {"Cache-Control": "max-age=10", "X-Segment": thumb.segment})  # fmt: skip
 
     def recordings(self, request: Request) -> None:
+        query = self._query(request)
         try:
-            camera, start, end = self._range(self._query(request), MAX_RECORDINGS_SECONDS)
+            if "camera" in query:
+                camera, start, end = self._range(query, MAX_RECORDINGS_SECONDS)
+            else:
+                camera, (start, end) = None, self._times(query, MAX_RECORDINGS_SECONDS)
         except _BadRequest as exc:
             _json(request, _status_of(exc), {"error": str(exc)})
             return
+        window = {"from": start, "to": end, "from_iso": iso_utc(start), "to_iso": iso_utc(end)}
+        if camera is not None:
+            body = {"camera": camera, **window, **self._recordings_of(camera, start, end)}
+        else:
+            # Issue 21: every camera whose footage may be asked for, configured ones first, then orphans.
+            body = {
+                **window,
+                "cameras": [{"camera": c, **self._recordings_of(c, start, end)} for c in self._camera_ids()],
+            }
+        _json(request, HTTPStatus.OK, body)
+
+    def _recordings_of(self, camera: str, start: float, end: float) -> dict[str, object]:
+        """One camera's segments, stretches, gaps and restarts in [start, end), and whether it is configured."""
         rows = self.recorder.storage.segments_between(camera, start, end)
         segments = segments_from_index(rows, camera, self._folder(camera), self._segment_time)
         segments = [s for s in segments if s.end > start]
@@ -345,7 +368,8 @@ class OperatorRoutes:
         # restarts, and its record ends now.
         supervisor = self.recorder.supervisors.get(camera)
         view = supervisor.snapshot if supervisor is not None else None
-        kept = self.recorder.storage.snapshot().cameras.get(camera)
+        storage = self.recorder.storage.snapshot()
+        kept = storage.cameras.get(camera) or storage.orphans.get(camera)
         now = self._clock()
         timeline = build_timeline(
             camera,
@@ -356,21 +380,14 @@ class OperatorRoutes:
             now=self._horizon(view, now) if view is not None else now,
             oldest=kept.oldest_start if kept is not None else None,
         )
-        _json(
-            request,
-            HTTPStatus.OK,
-            {
-                "camera": camera,
-                "from": start,
-                "to": end,
-                "from_iso": iso_utc(start),
-                "to_iso": iso_utc(end),
-                "segments": [s.as_json() for s in segments],
-                "stretches": [{"start": s.start, "end": s.end, "segments": s.segments} for s in timeline.stretches],
-                "gaps": [{"start": g.start, "end": g.end, "seconds": round(g.seconds, 3)} for g in timeline.gaps],
-                "restarts": [{"at": e.at, "reason": e.reason, "error": e.error} for e in timeline.restarts],
-            },
-        )
+        return {
+            # False: a camera no longer in the configuration, whose folder retention still keeps.
+            "configured": any(c.id == camera for c in self.recorder.config.cameras),
+            "segments": [s.as_json() for s in segments],
+            "stretches": [{"start": s.start, "end": s.end, "segments": s.segments} for s in timeline.stretches],
+            "gaps": [{"start": g.start, "end": g.end, "seconds": round(g.seconds, 3)} for g in timeline.gaps],
+            "restarts": [{"at": e.at, "reason": e.reason, "error": e.error} for e in timeline.restarts],
+        }
 
     def export(self, request: Request) -> None:
         query = self._query(request)

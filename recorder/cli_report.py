@@ -11,6 +11,7 @@ from recorder.snapshots import CameraStorage, StorageSnapshot
 from recorder.vocabulary import DeletionReason, values
 
 DELETION_REASONS: tuple[str, ...] = values(DeletionReason)
+ORPHAN_MARK = "(not configured)"
 
 
 def _local_time(ts: float | None) -> str:
@@ -32,13 +33,16 @@ def _kept_seconds(cam: CameraStorage) -> float | None:
 def _stats_dict(snap: StorageSnapshot, config: Config) -> dict[str, object]:
     configured = {c.id: c for c in config.cameras}
     cameras = []
-    for cam in snap.cameras.values():
-        cfg = configured.get(cam.camera)
+    for cam in (*snap.cameras.values(), *snap.orphans.values()):
+        cfg = configured.get(cam.camera) if cam.configured else None
         cameras.append(
             {
                 "camera": cam.camera,
                 "name": cfg.name if cfg else cam.camera,
                 "enabled": cfg.enabled if cfg else False,
+                # False: the folder of a camera not in the configuration (removed or renamed), aged by the
+                # storage section's cleanup_days and deleted first under disk pressure.
+                "configured": cam.configured,
                 "files": cam.files,
                 "bytes": cam.bytes,
                 "oldest_start": cam.oldest_start,
@@ -46,6 +50,7 @@ def _stats_dict(snap: StorageSnapshot, config: Config) -> dict[str, object]:
                 "kept_seconds": _kept_seconds(cam),
                 "write_rate_bytes_per_second": cam.write_rate_bytes_per_second,
                 "max_age_seconds": cam.max_age_seconds,
+                # An orphan's deletions are counted for all orphans together (`orphaned` below).
                 "deleted_files": {r: snap.deleted_files.get((cam.camera, r), 0) for r in DELETION_REASONS},
                 "deleted_bytes": {r: snap.deleted_bytes.get((cam.camera, r), 0) for r in DELETION_REASONS},
             }
@@ -73,11 +78,19 @@ def _stats_dict(snap: StorageSnapshot, config: Config) -> dict[str, object]:
             "last_run_timestamp": snap.last_run_timestamp,
         },
         "total": {
-            "files": snap.files,
-            "bytes": snap.bytes,
+            "files": snap.files + snap.orphaned_files,
+            "bytes": snap.bytes + snap.orphaned_bytes,
             "write_rate_bytes_per_second": snap.write_rate_bytes_per_second,
         },
         "cameras": cameras,
+        "orphaned": {
+            "folders": len(snap.orphans),
+            "files": snap.orphaned_files,
+            "bytes": snap.orphaned_bytes,
+            "max_age_seconds": snap.max_age_seconds,  # the storage section's, which orphans age by
+            "deleted_files": dict(snap.orphaned_deleted_files),
+            "deleted_bytes": dict(snap.orphaned_deleted_bytes),
+        },
     }
 
 
@@ -97,10 +110,10 @@ def format_stats(snapshot: StorageSnapshot, config: Config, *, as_json: bool) ->
         lines.append(f"Recordings in {snap.path}: filesystem not readable")
     header = ("CAMERA", "FILES", "SIZE", "OLDEST", "NEWEST", "KEPT", "RATE", "MAX AGE")
     rows = [header]
-    for cam in snap.cameras.values():
+    for cam in (*snap.cameras.values(), *snap.orphans.values()):
         rows.append(
             (
-                cam.camera,
+                cam.camera if cam.configured else f"{cam.camera} {ORPHAN_MARK}",
                 str(cam.files),
                 human_bytes(cam.bytes),
                 _local_time(cam.oldest_start),
@@ -111,7 +124,8 @@ def format_stats(snapshot: StorageSnapshot, config: Config, *, as_json: bool) ->
             )
         )
     total_rate = human_bytes(snap.write_rate_bytes_per_second) + "/s"
-    rows.append(("TOTAL", str(snap.files), human_bytes(snap.bytes), "", "", "", total_rate, ""))
+    files, size = snap.files + snap.orphaned_files, snap.bytes + snap.orphaned_bytes
+    rows.append(("TOTAL", str(files), human_bytes(size), "", "", "", total_rate, ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for row in rows:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -125,6 +139,12 @@ def format_stats(snapshot: StorageSnapshot, config: Config, *, as_json: bool) ->
         f"{snap.pressure_target_ratio * 100:g}% ({config.storage.on_threshold.value}), warn at "
         f"{snap.low_space_warning_ratio * 100:g}%; {capacity}"
     )
+    if snap.orphans:
+        lines.append(
+            f"{ORPHAN_MARK}: {len(snap.orphans)} folder(s) of cameras not in the configuration, "
+            f"{human_bytes(snap.orphaned_bytes)}: aged by the storage section's cleanup_days, deleted before "
+            "any configured camera's footage under disk pressure"
+        )
     if not snap.recording_allowed:
         lines.append("Recording is stopped: the disk is above the threshold")
     return "\n".join(lines)
@@ -138,7 +158,8 @@ def format_report(report: RetentionReport, *, dry_run: bool | None = None) -> st
     for cam, name, error in report.failed:
         lines.append(f"could not delete {report.base_directory / cam / name}: {error}")
     for (cam, reason), (files, size) in sorted(report.totals().items()):
-        lines.append(f"camera {cam}: {files} files, {size} bytes ({human_bytes(size)}) {reason}")
+        mark = f" {ORPHAN_MARK}" if cam in report.orphans else ""
+        lines.append(f"camera {cam}{mark}: {files} files, {size} bytes ({human_bytes(size)}) {reason}")
     lines.append(
         f"total: {report.file_count} files, {report.total_bytes} bytes ({human_bytes(report.total_bytes)}) "
         f"{verb}" + (f", {len(report.failed)} failed" if report.failed else "")

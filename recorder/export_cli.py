@@ -17,6 +17,7 @@ from recorder.config import Config
 from recorder.export import ExportError, check_clip, probe_clip_duration, write_clip
 from recorder.ffmpeg_binary import find_tools
 from recorder.recordings import TimeError, local_text, overlapping, parse_time, scan_folder
+from recorder.retention.filesystem import RecordingsFolder
 
 EXIT_OK, EXIT_PROBLEMS = 0, 1
 
@@ -34,12 +35,23 @@ def _both(ts: float) -> str:
     return f"{local_text(ts)} ({time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(ts))} UTC)"
 
 
+def orphaned_cameras(config: Config) -> list[str]:
+    """Cameras not in the config whose folders hold their segments, as retention indexes them (no symlinks)."""
+    folder = RecordingsFolder(config.recording.base_directory.absolute(), tuple(c.id for c in config.cameras))
+    return [cam for cam in folder.unconfigured_folders() if folder.list_camera(cam, {}, ())]
+
+
 def export_command(
     config: Config, camera: str, since: str, until: str | None, output: Path, *, log_format: str | None = None
 ) -> int:
     known = [c.id for c in config.cameras]
     if camera not in known:
-        return _fail(f"no camera {camera!r} in the config; cameras: {', '.join(known) or 'none'}")
+        # A removed or renamed camera's footage is kept until retention ages it: it can be exported too.
+        folder = RecordingsFolder(config.recording.base_directory.absolute(), tuple(known))
+        if camera not in folder.unconfigured_folders() or not folder.list_camera(camera, {}, ()):
+            orphans = orphaned_cameras(config)
+            also = f"; folders of cameras not in the config: {', '.join(orphans)}" if orphans else ""
+            return _fail(f"no camera {camera!r} in the config; cameras: {', '.join(known) or 'none'}{also}")
     tools = find_tools(config.system)
     if tools.ffmpeg is None:
         return _fail("no FFmpeg found: install ffmpeg or set system.ffmpeg in the config")

@@ -135,6 +135,7 @@ class CameraStorage:
     newest_start: float | None
     write_rate_bytes_per_second: float  # 0.0 when nothing was completed in the rate window
     max_age_seconds: float | None  # None: age cleanup is off for this camera
+    configured: bool = True  # False: a folder of a camera not in the configuration (removed or renamed)
 
 
 @dataclass(frozen=True)
@@ -160,14 +161,29 @@ class StorageSnapshot:
     deleted_bytes: Mapping[tuple[str, str], int]  # (camera, reason) -> bytes
     runs: Mapping[str, int]  # trigger -> passes, every trigger present
     last_run_timestamp: float | None  # Unix time the last (non dry-run) pass finished
+    # Folders of cameras not in the configuration that hold their segments, by name: aged by the storage
+    # section's cleanup_days, deleted first under disk pressure; no write rate. Not in `files` and `bytes`.
+    orphans: Mapping[str, CameraStorage] = field(default_factory=lambda: MappingProxyType({}))
+    orphaned_deleted_files: Mapping[str, int] = field(default_factory=_empty)  # reason -> files, all orphans
+    orphaned_deleted_bytes: Mapping[str, int] = field(default_factory=_empty)  # reason -> bytes
 
     @property
     def files(self) -> int:
+        """Files of the configured cameras."""
         return sum(c.files for c in self.cameras.values())
 
     @property
     def bytes(self) -> int:
+        """Bytes of the configured cameras."""
         return sum(c.bytes for c in self.cameras.values())
+
+    @property
+    def orphaned_bytes(self) -> int:
+        return sum(c.bytes for c in self.orphans.values())
+
+    @property
+    def orphaned_files(self) -> int:
+        return sum(c.files for c in self.orphans.values())
 
 
 @dataclass(frozen=True)

@@ -23,20 +23,30 @@ class FilesystemState(NamedTuple):
 
 
 class RetentionCounters:
-    """Files and bytes deleted by (camera, reason) and passes by trigger, every key present from the start."""
+    """Files and bytes deleted by (camera, reason) and passes by trigger, every key present from the start.
+
+    Unconfigured cameras' deletions are counted by reason only: their names come from the disk, unbounded.
+    """
 
     def __init__(self, camera_ids: Iterable[str]) -> None:
         cameras = tuple(camera_ids)
         self.deleted_files = {(c, str(r)): 0 for c in cameras for r in DeletionReason}
         self.deleted_bytes = {(c, str(r)): 0 for c in cameras for r in DeletionReason}
+        self.orphaned_deleted_files = {str(r): 0 for r in DeletionReason}
+        self.orphaned_deleted_bytes = {str(r): 0 for r in DeletionReason}
         self.runs = {str(t): 0 for t in RetentionTrigger}
         self.last_run: float | None = None  # Unix time the last (non dry-run) pass finished
         self.changes = 0  # bumped on every count, so a snapshot copies the counts only when they changed
 
     def count_deleted(self, files: Iterable[DeletedFile]) -> None:
         for f in files:
-            self.deleted_files[(f.camera, f.reason)] += 1
-            self.deleted_bytes[(f.camera, f.reason)] += f.size
+            key = (f.camera, f.reason)
+            if key in self.deleted_files:
+                self.deleted_files[key] += 1
+                self.deleted_bytes[key] += f.size
+            else:
+                self.orphaned_deleted_files[f.reason] += 1
+                self.orphaned_deleted_bytes[f.reason] += f.size
         self.changes += 1
 
     def count_run(self, trigger: str, finished_at: float) -> None:
@@ -66,8 +76,17 @@ class SnapshotBuilder:
         self._default_max_age = default_max_age
         self._capacity_model = capacity_model
         self._cameras: Mapping[str, CameraStorage] = MappingProxyType({})
-        self._counted: tuple[int, Mapping[tuple[str, str], int], Mapping[tuple[str, str], int], Mapping[str, int]]
-        self._counted = (-1, MappingProxyType({}), MappingProxyType({}), MappingProxyType({}))
+        self._orphans: Mapping[str, CameraStorage] = MappingProxyType({})
+        empty: Mapping[str, int] = MappingProxyType({})
+        self._counted: tuple[
+            int,
+            Mapping[tuple[str, str], int],
+            Mapping[tuple[str, str], int],
+            Mapping[str, int],
+            Mapping[str, int],
+            Mapping[str, int],
+        ]
+        self._counted = (-1, MappingProxyType({}), MappingProxyType({}), empty, empty, empty)
 
     def build(
         self,
@@ -80,12 +99,14 @@ class SnapshotBuilder:
     ) -> StorageSnapshot:
         """The snapshot of everything storage knows now (called with the storage lock held)."""
         settings = self._settings
-        cameras = self._camera_views(index)
+        cameras, orphans = self._camera_views(index)
         rate = 0.0
         recordings = 0
         for c in cameras.values():
             rate += c.write_rate_bytes_per_second
             recordings += c.bytes
+        for c in orphans.values():
+            recordings += c.bytes  # retention may free it (first), so it is space the recorder may use
         usage = filesystem.usage
         capacity = None
         if usage is not None and rate > 0:
@@ -98,8 +119,10 @@ class SnapshotBuilder:
                 MappingProxyType(dict(counters.deleted_files)),
                 MappingProxyType(dict(counters.deleted_bytes)),
                 MappingProxyType(dict(counters.runs)),
+                MappingProxyType(dict(counters.orphaned_deleted_files)),
+                MappingProxyType(dict(counters.orphaned_deleted_bytes)),
             )
-        _, deleted_files, deleted_bytes, runs = self._counted
+        _, deleted_files, deleted_bytes, runs, orphaned_files, orphaned_bytes = self._counted
         return StorageSnapshot(
             path=self._path,
             cameras=cameras,
@@ -120,14 +143,27 @@ class SnapshotBuilder:
             deleted_bytes=deleted_bytes,
             runs=runs,
             last_run_timestamp=counters.last_run,
+            orphans=orphans,
+            orphaned_deleted_files=orphaned_files,
+            orphaned_deleted_bytes=orphaned_bytes,
         )
 
-    def _camera_views(self, index: SegmentIndex) -> Mapping[str, CameraStorage]:
-        """Every camera's view; the previous view object (and mapping) where nothing of it changed."""
-        previous = self._cameras
+    def _camera_views(self, index: SegmentIndex) -> tuple[Mapping[str, CameraStorage], Mapping[str, CameraStorage]]:
+        """The configured cameras' views and the orphans'; the previous objects where nothing changed."""
+        orphan_ids = index.orphans
+        if orphan_ids or self._orphans:
+            self._orphans = self._views(index, orphan_ids, self._orphans, configured=False)
+        self._cameras = self._views(index, index.configured, self._cameras, configured=True)
+        return self._cameras, self._orphans
+
+    def _views(
+        self, index: SegmentIndex, ids: Iterable[str], previous: Mapping[str, CameraStorage], *, configured: bool
+    ) -> Mapping[str, CameraStorage]:
+        """The views of `ids`: `previous` itself when none changed, else a new mapping reusing unchanged views."""
         cameras: dict[str, CameraStorage] = {}
-        changed = len(previous) != len(index.cameras)
-        for cam, ix in index.cameras.items():
+        changed = False
+        for cam in ids:
+            ix = index.cameras[cam]
             entries = ix.entries
             oldest = entries[0].start if entries else None
             newest = entries[-1].start if entries else None
@@ -148,9 +184,10 @@ class SnapshotBuilder:
                     oldest_start=oldest,
                     newest_start=newest,
                     write_rate_bytes_per_second=ix.rate,
-                    max_age_seconds=self._settings.max_age[cam],
+                    max_age_seconds=self._settings.max_age[cam] if configured else self._settings.orphan_max_age,
+                    configured=configured,
                 )
             cameras[cam] = view
-        if changed:
-            self._cameras = MappingProxyType(cameras)
-        return self._cameras
+        if changed or len(cameras) != len(previous):
+            return MappingProxyType(cameras)
+        return previous

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from recorder.faults import is_resource_error
 from recorder.retention.model import DeletedFile, DiskUsage, Entry
-from recorder.segments import parse_segment_name
+from recorder.segments import parse_segment_name, segment_file_name
 from recorder.write_probe import probe_folder
 
 # One logger for the whole storage side, the name operators already filter on.
@@ -27,6 +27,13 @@ def statvfs_usage(path: Path) -> DiskUsage:
     """Read the usage of the filesystem holding `path` with os.statvfs."""
     st = os.statvfs(path)
     return DiskUsage(st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize, st.f_frsize or 4096)
+
+
+def could_be_camera_folder(name: str) -> bool:
+    """True when segments named for a camera `name` would parse back to it: only such a folder can hold the
+    recorder's footage (lost+found, dot-folders such as .transcoding, or `my clips` never can)."""
+    parsed = parse_segment_name(segment_file_name(name, 0.0)) if name else None
+    return parsed is not None and parsed.camera == name
 
 
 def active_names(paths: Iterable[Path]) -> set[tuple[str, str]]:
@@ -49,7 +56,37 @@ class RecordingsFolder:
     def __init__(self, base: Path, camera_ids: tuple[str, ...]) -> None:
         self.base = base
         self._camera_ids = camera_ids
+        self._configured = frozenset(camera_ids)
         self._warned_folders: set[str] = set()  # camera folders already reported as unusable
+        self._told_symlinks: set[str] = set()  # symlinks under base named like a camera, already logged
+
+    def unconfigured_folders(self) -> list[str]:
+        """Names of the real folders (not symlinks) under base that could be a camera's but are not configured.
+
+        Candidates only: a folder is a camera's footage once list_camera finds segment names of that very
+        camera in it (the folder `old` holds `old_YYYYmmdd_HHMMSS.mkv`); anything else is never touched.
+        """
+        names: list[str] = []
+        try:
+            with os.scandir(self.base) as it:
+                for de in it:
+                    name = de.name
+                    if name in self._configured or not could_be_camera_folder(name):
+                        continue
+                    if de.is_symlink():
+                        if name not in self._told_symlinks:
+                            self._told_symlinks.add(name)
+                            log.info("%s is a symlink, not a camera folder: never indexed nor cleaned", de.path)
+                        continue
+                    if de.is_dir(follow_symlinks=False):
+                        names.append(name)
+        except FileNotFoundError:
+            return []  # before the first recording
+        except OSError as exc:
+            log.warning("cannot list %s for folders of unconfigured cameras: %s", self.base, exc)
+            return []
+        names.sort()
+        return names
 
     def folder_ok(self, cam: str) -> bool:
         """True when <base>/<camera> is a real folder (not a symlink) or does not exist yet."""
@@ -88,6 +125,7 @@ class RecordingsFolder:
         if not self.folder_ok(cam):
             return []
         entries: list[Entry] = []
+        prefix = cam + "_"  # a cheap test before the full parse: other names are skipped at once
         try:
             # Listed through a folder fd opened with O_NOFOLLOW: a folder swapped for a symlink after the check
             # above fails here (ELOOP) instead of being walked.
@@ -104,6 +142,8 @@ class RecordingsFolder:
                     if (cam, name) in active or not de.is_file(follow_symlinks=False):
                         continue  # FFmpeg still writes it: accounted when it completes
                     old = known.get(name)
+                    if old is None and not name.startswith(prefix):
+                        continue
                     if old is not None:
                         start, duration = old.start, old.duration
                     else:

@@ -34,7 +34,12 @@ class CameraIndex:
 
 
 class SegmentIndex:
-    """The segments of every configured camera under `base`; add, forget, resync and the write rate."""
+    """The segments of every camera folder under `base`; add, forget, resync and the write rate.
+
+    `cameras` holds every configured camera (always, empty or not) and, after a scan, every folder of an
+    unconfigured camera that holds its segments (`orphans`): a camera removed or renamed in the config.
+    Nothing writes into those, so they have no write rate, and a supervisor never reports one.
+    """
 
     def __init__(self, base: Path, camera_ids: tuple[str, ...], segment_time: float) -> None:
         self._base = base
@@ -42,11 +47,22 @@ class SegmentIndex:
         self._segment_time = segment_time
         self._folders = {cid: str(base / cid) for cid in camera_ids}  # normalised, as os.path.abspath gives
         self.cameras: dict[str, CameraIndex] = {cid: CameraIndex([]) for cid in camera_ids}
+        self._orphans: tuple[str, ...] = ()  # kept with `cameras`: every published snapshot reads it
         # While a resync lists the disk, changes reported meanwhile are queued here and replayed on the new
         # index; None when no resync is running.
         self._pending: list[tuple[bool, str, Entry]] | None = None  # (added, camera, entry)
 
     # Reading
+
+    @property
+    def configured(self) -> tuple[str, ...]:
+        """The configured cameras, in configuration order."""
+        return self._camera_ids
+
+    @property
+    def orphans(self) -> tuple[str, ...]:
+        """The unconfigured cameras indexed, by name."""
+        return self._orphans
 
     def copies(self) -> dict[str, list[Entry]]:
         """A pointer copy of each camera's list (about 1.6 MB at 200,000 files), to read without the lock."""
@@ -103,7 +119,11 @@ class SegmentIndex:
             by_camera.setdefault(f.camera, []).append(f)
         for cam, deleted in by_camera.items():
             self._remove_many(cam, deleted)
-        return set(by_camera)
+            ix = self.cameras.get(cam)
+            if ix is not None and not ix.entries and cam not in self._folders:
+                del self.cameras[cam]  # an orphan with nothing left is no camera any more
+                self._orphans = tuple(c for c in self._orphans if c != cam)
+        return set(by_camera) & set(self._folders)
 
     def begin_resync(self) -> dict[str, list[Entry]]:
         """Start queueing changes for replay, and return copies of the lists a resync reuses entries from."""
@@ -114,10 +134,13 @@ class SegmentIndex:
         self._pending = None
 
     def finish_resync(self, fresh: Mapping[str, list[Entry]]) -> dict[str, int]:
-        """Replace the lists with what the disk showed, replay what changed meanwhile; old counts by camera."""
+        """Replace the lists with what the disk showed, replay what changed meanwhile; old counts by camera.
+
+        `fresh` has every configured camera, and the orphans that hold segments."""
         pending, self._pending = self._pending, None
         before = {cam: len(ix.entries) for cam, ix in self.cameras.items()}
-        self.cameras = {cam: CameraIndex(entries) for cam, entries in fresh.items()}
+        self.cameras = {cam: CameraIndex(entries) for cam, entries in fresh.items() if entries or cam in self._folders}
+        self._orphans = tuple(sorted(cam for cam in self.cameras if cam not in self._folders))
         for added, cam, entry in pending or ():
             if added:
                 self._add(cam, entry)
@@ -161,7 +184,9 @@ class SegmentIndex:
 
     def _remove_many(self, cam: str, files: list[DeletedFile]) -> None:
         """Drop deleted files from a camera's list; they are nearly always a prefix, so only that is rebuilt."""
-        ix = self.cameras[cam]
+        ix = self.cameras.get(cam)
+        if ix is None:
+            return  # an orphan a resync dropped meanwhile
         names = {f.name for f in files}
         newest = max((f.start for f in files), default=None)
         if newest is None:

@@ -60,6 +60,7 @@ class RetentionReport:
     used_ratio_before: float | None  # None when the filesystem could not be read
     used_ratio_after: float | None
     recording_allowed: bool
+    orphans: frozenset[str] = frozenset()  # cameras whose folders were indexed though not configured
 
     @property
     def file_count(self) -> int:

@@ -122,7 +122,7 @@ class PassRunner:
         if dry_run:
             done, failed, usage_after = list(plan.victims), [], usage
         else:
-            done, failed = self._delete(plan)
+            done, failed = self._delete(plan, view.orphans)
             usage_after = watch.read_usage()
         finished = state.clock()
         with state.lock:
@@ -146,6 +146,7 @@ class PassRunner:
             used_ratio_before=usage.used_ratio if usage else None,
             used_ratio_after=usage_after.used_ratio if usage_after else None,
             recording_allowed=allowed,
+            orphans=frozenset(view.orphans),
         )
 
     def _index_view(self) -> IndexView:
@@ -154,8 +155,9 @@ class PassRunner:
         with state.lock:
             lists = state.index.copies()
             rate = state.index.rate
+            orphans = frozenset(state.index.orphans)
         folders_ok = {cam: self._folder.folder_ok(cam) for cam, entries in lists.items() if entries}
-        return IndexView(lists, rate, active, folders_ok)
+        return IndexView(lists, rate, active, folders_ok, orphans)
 
     def _reclaim_before_footage(
         self, usage: DiskUsage | None, rate: float, trigger: str, action: str | None
@@ -186,7 +188,7 @@ class PassRunner:
                 log.exception("retention: a reclaimer failed; footage retention goes on")
         return freed
 
-    def _delete(self, plan: PassPlan) -> tuple[list[DeletedFile], list[tuple[str, str, str]]]:
+    def _delete(self, plan: PassPlan, orphans: Collection[str]) -> tuple[list[DeletedFile], list[tuple[str, str, str]]]:
         """Unlink the plan's victims (without holding the lock), then drop them from the index and count them."""
         state = self._state
         # Re-read right before unlinking so a segment FFmpeg opened since the pass started is spared.
@@ -196,7 +198,14 @@ class PassRunner:
             state.index.refresh_rates(state.clock(), touched)
             state.counters.count_deleted(result.done)
         for (cam, reason), (files, size) in totals(result.done).items():
-            log.info("camera %s: retention deleted %d segments (%s) for %s", cam, files, human_bytes(size), reason)
+            log.info(
+                "camera %s%s: retention deleted %d segments (%s) for %s",
+                cam,
+                " (not in the configuration)" if cam in orphans else "",
+                files,
+                human_bytes(size),
+                reason,
+            )
         for cam, name, error in result.failed[:10]:
             log.warning("camera %s: retention could not delete %s: %s", cam, name, error)
         if len(result.failed) > 10:

@@ -7,6 +7,9 @@ Disk pressure rules (the alert rules and the README say the same):
   may make retention act *before* the threshold is reached, but it never deletes below `target`: a wish
   larger than the space between the target and a full disk is capped there, and reported as unmet
   (footage is worth more than the wish).
+- Footage of cameras not in the configuration (orphans: removed or renamed) goes first, oldest first, and
+  only when none of it is left to delete does a configured camera's footage go. Orphans age by the storage
+  section's `cleanup_days`.
 - The next check is scheduled from the time until the threshold is reached at the current write rate,
   so a disk that fills at full speed is looked at well before it is full.
 
@@ -131,6 +134,8 @@ class RetentionSettings:
     on_threshold: ThresholdAction
     segment_time: float  # seconds
     alerts_delete: bool = True  # StorageConfig.alerts_may_delete: False, an alert's pass deletes nothing
+    # Maximum age of an unconfigured camera's footage: the storage section's cleanup_days; None: off.
+    orphan_max_age: float | None = None
 
     @property
     def alert_floor(self) -> float:
@@ -154,6 +159,7 @@ class RetentionSettings:
             on_threshold=st.on_threshold,
             segment_time=float(config.recording.segment_time),
             alerts_delete=st.alerts_may_delete,
+            orphan_max_age=st.cleanup_days * DAY if st.cleanup_enabled else None,
         )
 
     def pressure(self, usage: DiskUsage, rate: float) -> PressureNeed:
@@ -176,6 +182,7 @@ class IndexView:
     rate: float  # total write rate, bytes per second
     active: Collection[tuple[str, str]]  # (camera, name) of every file FFmpeg has open now
     folders_ok: Mapping[str, bool]  # camera -> its folder may be entered (missing means no)
+    orphans: Collection[str] = frozenset()  # cameras in `entries` that are not configured
 
 
 @dataclass(frozen=True)
@@ -212,7 +219,7 @@ def plan_pass(
     estimated_freed = 0
     for policy in policies(trigger, action):
         if policy is Policy.MAX_AGE:
-            picked = _pick_max_age(view, settings.max_age, now, protected, chosen)
+            picked = _pick_max_age(view, settings, now, protected, chosen)
         else:
             if policy is Policy.DISK_PRESSURE and settings.on_threshold is ThresholdAction.STOP_RECORDING:
                 continue  # the daemon stops cameras instead of deleting footage
@@ -238,14 +245,15 @@ def plan_pass(
 
 def _pick_max_age(
     view: IndexView,
-    max_age: Mapping[str, float | None],
+    settings: RetentionSettings,
     now: float,
     protected: set[tuple[str, str]],
     chosen: set[tuple[str, str]],
 ) -> list[DeletedFile]:
     picked: list[DeletedFile] = []
+    orphans = view.orphans
     for cam, entries in view.entries.items():
-        limit = max_age.get(cam)
+        limit = settings.orphan_max_age if cam in orphans else settings.max_age.get(cam)
         if limit is None or not entries or not view.folders_ok.get(cam):
             continue
         # Entries sort by start, so the ones older than the cutoff are a prefix.
@@ -267,14 +275,33 @@ def _pick_oldest(
     protected: set[tuple[str, str]],
     chosen: set[tuple[str, str]],
 ) -> list[DeletedFile]:
-    """Oldest segments across all cameras (a k-way merge) until their allocated size reaches `need`."""
+    """Oldest segments until their allocated size reaches `need`: the orphans' first, then the configured
+    cameras' (each a k-way merge across its cameras)."""
     picked: list[DeletedFile] = []
     if need <= 0:
         return picked
-    lists = view.entries
-    heap = [(entries[0].start, cam, 0) for cam, entries in lists.items() if entries and view.folders_ok.get(cam)]
-    heapq.heapify(heap)
+    orphans = view.orphans
     freed = 0
+    for group in ([c for c in view.entries if c in orphans], [c for c in view.entries if c not in orphans]):
+        freed = _merge_oldest(view, group, need, freed, block_size, reason, protected, chosen, picked)
+    return picked
+
+
+def _merge_oldest(
+    view: IndexView,
+    cameras: list[str],
+    need: int,
+    freed: int,
+    block_size: int,
+    reason: str,
+    protected: set[tuple[str, str]],
+    chosen: set[tuple[str, str]],
+    picked: list[DeletedFile],
+) -> int:
+    """Append the oldest segments of `cameras` to `picked` until `freed` reaches `need`; the new `freed`."""
+    lists = view.entries
+    heap = [(lists[cam][0].start, cam, 0) for cam in cameras if lists[cam] and view.folders_ok.get(cam)]
+    heapq.heapify(heap)
     while heap and freed < need:
         start, cam, i = heapq.heappop(heap)
         entries = lists[cam]
@@ -286,4 +313,4 @@ def _pick_oldest(
             continue
         picked.append(DeletedFile(cam, e.name, reason, e.size, start))
         freed += allocated(e.size, block_size)
-    return picked
+    return freed

@@ -7,10 +7,13 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 
 from recorder.retention.filesystem import RecordingsFolder, active_names
-from recorder.retention.model import Entry
+from recorder.retention.model import Entry, human_bytes
 from recorder.retention.state import StorageState
 
 log = logging.getLogger("recorder.storage")
+
+# Folders of unconfigured cameras named one by one in the log when found; the rest are counted.
+LOGGED_ORPHANS = 10
 
 
 def rescan(
@@ -37,11 +40,20 @@ def rescan(
                 known = {e.name: e for e in current.pop(cam, ())}
                 fresh[cam] = folder.list_camera(cam, known, active)
                 del known
+            # Folders of cameras no longer configured (removed, renamed) fill the same disk: indexed so that
+            # they age and are reclaimed first, not left to make disk pressure take the cameras' footage.
+            for cam in folder.unconfigured_folders():
+                known = {e.name: e for e in current.pop(cam, ())}
+                entries = folder.list_camera(cam, known, active)
+                del known
+                if entries:
+                    fresh[cam] = entries
         except BaseException:
             with state.lock:
                 state.index.abandon_resync()
             raise
         with state.lock:
+            had_orphans = set(state.index.orphans)
             before = state.index.finish_resync(fresh)
             state.index.refresh_rates(state.clock())
             state.scanned = True
@@ -51,5 +63,17 @@ def rescan(
                     after = len(state.index.cameras[cam].entries)
                     if before[cam] != after:
                         log.info("camera %s: resync found %d segments, the index had %d", cam, after, before[cam])
+            found = [(cam, state.index.cameras[cam]) for cam in state.index.orphans if cam not in had_orphans]
+    for cam, ix in found[:LOGGED_ORPHANS]:
+        log.warning(
+            "camera %s is not in the configuration, yet %s holds %d of its segments (%s): they are aged by "
+            "cleanup_days and deleted before any configured camera's footage under disk pressure",
+            cam,
+            state.base / cam,
+            len(ix.entries),
+            human_bytes(ix.bytes),
+        )
+    if len(found) > LOGGED_ORPHANS:
+        log.warning("%d more folders of unconfigured cameras found in %s", len(found) - LOGGED_ORPHANS, state.base)
     total = sum(len(ix.entries) for ix in state.index.cameras.values())
     log.debug("%s %s: %d segments", "scanned" if initial else "resynced", state.base, total)

@@ -248,6 +248,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         old = tmp / "healthy-rec" / "cam1" / segment_name("cam1", time.time() - 2 * 3600)
         old.parent.mkdir(parents=True)
         make_clip(old, 25)
+        # And the footage of a camera since removed from its config (issue 19): kept until cleanup_days ages
+        # it (an hour old here, of 2.4 h), so the orphaned_* series exist on the healthy recorder too.
+        orphan = tmp / "healthy-rec" / "porch" / segment_name("porch", time.time() - 3600)
+        orphan.parent.mkdir()
+        write_file(orphan, 4096)
         now = datetime.now()
         transcoding = {
             "enabled": True, "codec": "libx265", "preset": "ultrafast", "quality": 22, "min_age_days": 1 / 24,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType
@@ -98,3 +99,39 @@ def test_a_failing_sub_collector_is_reported_and_the_others_still_answer(
     assert registry.get_sample_value(m.SCRAPE_SUCCESS.name, {"collector": "events"}) == 0.0
     assert registry.get_sample_value(m.SCRAPE_SUCCESS.name, {"collector": "cameras"}) == 1.0
     assert registry.get_sample_value(m.FRAMES.exposed_name, {"camera": "cam1"}) == 250.0
+
+
+def test_orphaned_footage_has_its_own_families_and_at_most_a_bounded_set_of_camera_series(tmp_path: Path) -> None:
+    # 25 folders of removed cameras on disk, real segments, through the real Storage: the 20 largest are
+    # shown by name, the other 5 summed as `_other`, and nothing of theirs appears in the configured families.
+    from recorder.segments import segment_file_name
+
+    base = tmp_path / "rec"
+    for i in range(25):
+        folder = base / f"gone{i:02d}"
+        folder.mkdir(parents=True)
+        (folder / segment_file_name(folder.name, 1_700_000_000.0 + i)).write_bytes(b"x" * (100 + i))
+    config = small_config(base)
+    storage = Storage(config)
+    storage.scan()
+    snap = recorder_snapshot(tmp_path)
+    registry = registry_of(dataclasses.replace(snap, storage=storage.snapshot()))
+    value = registry.get_sample_value
+    assert value(m.ORPHANED_FOLDERS.name, {"path": str(base)}) == 25.0
+    shown = {f"gone{i:02d}": 100.0 + i for i in range(5, 25)}
+    for camera, size in shown.items():
+        assert value(m.ORPHANED_RECORDINGS_BYTES.name, {"camera": camera}) == size
+        assert value(m.ORPHANED_RECORDINGS_FILES.name, {"camera": camera}) == 1.0
+    assert value(m.ORPHANED_RECORDINGS_BYTES.name, {"camera": "_other"}) == sum(100.0 + i for i in range(5))
+    assert value(m.ORPHANED_RECORDINGS_FILES.name, {"camera": "_other"}) == 5.0
+    assert value(m.ORPHANED_OLDEST_RECORDING.name, {"camera": "_other"}) == 1_700_000_000.0
+    assert value(m.ORPHANED_RECORDINGS_BYTES.name, {"camera": "gone00"}) is None
+    assert value(m.RECORDINGS_BYTES.name, {"camera": "gone24"}) is None  # the configured families keep theirs
+    orphaned = [
+        s for metric in registry.collect() if metric.name.startswith(m.NAMESPACE + "_orphaned_recordings_bytes")
+        for s in metric.samples
+    ]  # fmt: skip
+    assert len(orphaned) == m.ORPHANED_CAMERAS_SHOWN + 1
+    for reason in m.DELETION_REASONS:
+        labels = {"path": str(base), "reason": reason}
+        assert value(m.RETENTION_ORPHANED_DELETED_FILES.exposed_name, labels) == 0.0

@@ -22,6 +22,16 @@ from recorder.segments import segment_file_name
 SEGMENT_SECONDS = 2
 
 
+def real_segment(path: Path) -> None:
+    """Real video: an export probes every piece it is to send."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=5",
+         "-t", str(SEGMENT_SECONDS), "-c:v", "libx264", "-preset", "ultrafast", str(path)],
+        check=True, timeout=60,
+    )  # fmt: skip
+
+
 @pytest.fixture
 def recorder(tmp_path: Path) -> Recorder:
     """cam1 enabled, `porch` disabled; both with two segments on disk, indexed by one scan."""
@@ -30,13 +40,7 @@ def recorder(tmp_path: Path) -> Recorder:
     for camera in ("cam1", "porch"):
         for start in (t0, t0 + SEGMENT_SECONDS):
             path = base / camera / segment_file_name(camera, start)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Real video: an export probes every piece it is to send.
-            subprocess.run(
-                ["ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=5",
-                 "-t", str(SEGMENT_SECONDS), "-c:v", "libx264", "-preset", "ultrafast", str(path)],
-                check=True, timeout=60,
-            )  # fmt: skip
+            real_segment(path)
     config = small_config(
         base,
         cameras={"cam1": {"test_pattern": True}, "porch": {"test_pattern": True, "enabled": False}},
@@ -97,3 +101,40 @@ def test_a_reload_removing_the_camera_mid_request_does_not_fail_it(recorder: Rec
     answer = call(routes.recordings, recordings_path(recorder, "cam1"))
     assert answer.status == HTTPStatus.OK, answer
     assert isinstance(answer, Response) and len(json.loads(answer.body)["segments"]) == 2
+
+
+def _orphan(recorder: Recorder) -> None:
+    """A removed camera's folder, found by the next resync as the daemon's periodic one would."""
+    t0 = recorder.t0  # type: ignore[attr-defined]
+    for start in (t0, t0 + SEGMENT_SECONDS, t0 + 2 * SEGMENT_SECONDS):
+        path = recorder.storage.base_directory / "gone" / segment_file_name("gone", start)
+        real_segment(path)
+    recorder.storage.resync()
+
+
+def test_without_a_camera_every_cameras_recordings_are_listed_orphans_last(recorder: Recorder) -> None:
+    _orphan(recorder)
+    routes = OperatorRoutes(recorder)
+    t0 = recorder.t0  # type: ignore[attr-defined]
+    answer = call(routes.recordings, f"/api/v1/recordings?from={t0 - 10:.0f}&to={t0 + 10:.0f}")
+    assert isinstance(answer, Response) and answer.status == HTTPStatus.OK, answer
+    data = json.loads(answer.body)
+    assert (data["from"], data["to"]) == (t0 - 10, t0 + 10)
+    listed = [(c["camera"], c["configured"], len(c["segments"])) for c in data["cameras"]]
+    assert listed == [("cam1", True, 2), ("porch", True, 2), ("gone", False, 3)]
+    assert data["cameras"][2]["stretches"] == [{"start": t0, "end": t0 + 3 * SEGMENT_SECONDS, "segments": 3}]
+    # A bad time is still an error, camera or not.
+    bad = call(routes.recordings, "/api/v1/recordings?from=tomorrow")
+    assert bad.status == HTTPStatus.BAD_REQUEST
+
+
+def test_an_orphaned_cameras_footage_is_listed_and_exported(recorder: Recorder) -> None:
+    _orphan(recorder)
+    routes = OperatorRoutes(recorder)
+    answer = call(routes.recordings, recordings_path(recorder, "gone"))
+    assert isinstance(answer, Response) and answer.status == HTTPStatus.OK, answer
+    data = json.loads(answer.body)
+    assert data["camera"] == "gone" and data["configured"] is False and len(data["segments"]) == 3
+    t0 = recorder.t0  # type: ignore[attr-defined]
+    head = call(routes.export, f"/api/v1/export?camera=gone&from={t0:.0f}&to={t0 + 5:.0f}", "HEAD")
+    assert head.status == HTTPStatus.OK and ("X-Recording-Segments", "3") in head.headers, head

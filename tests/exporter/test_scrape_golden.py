@@ -98,6 +98,12 @@ def _storage() -> StorageSnapshot:
         deleted_files=MappingProxyType({**deleted, ("door", "max_age"): 17}),
         deleted_bytes=MappingProxyType({**deleted, ("door", "max_age"): 170_000_000_000}),
         runs=MappingProxyType({"schedule": 3, "disk_pressure": 1}), last_run_timestamp=1_700_000_000.25,
+        orphans=MappingProxyType({
+            "old-porch": CameraStorage("old-porch", 40, 321_000_000, 1_698_000_000.0, 1_698_100_000.0, 0.0, 2_592_000.0,
+                                       configured=False),
+        }),
+        orphaned_deleted_files=MappingProxyType({"disk_pressure": 3}),
+        orphaned_deleted_bytes=MappingProxyType({"disk_pressure": 24_000_000}),
     )  # fmt: skip
 
 

@@ -234,3 +234,29 @@ def test_export_on_a_terminal_draws_a_bar_and_with_json_logs_writes_records(
     records = [json.loads(line) for line in as_json.stderr.splitlines() if line.strip()]
     assert any("exporting cam1 to b.mkv: 100%" in record["msg"] for record in records), records
     assert "\r" not in as_json.stderr
+
+
+def test_a_removed_cameras_footage_is_exported_and_a_symlinked_folder_is_not(
+    recordings: tuple[Path, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The config names only cam1; `porch` was removed from it, its segments are still on disk.
+    base, t0 = recordings
+    porch = [recorded_segment(base, "porch", t0 + offset) for offset in (0, 4)]
+    (base / "linked").symlink_to(porch[0].parent, target_is_directory=True)
+    try:
+        out = tmp_path / "porch.mp4"
+        code = main(["-c", str(_config(tmp_path, base)), "--export", "porch", "--since", _utc(t0),
+                     "--until", _utc(t0 + 8), "-o", str(out)])  # fmt: skip
+        assert code == 0, capsys.readouterr()
+        assert f"wrote {out}: camera porch, 2 segment(s)" in capsys.readouterr().out
+        assert probe(out)["ok"]
+        code = main(["-c", str(_config(tmp_path, base)), "--export", "linked", "--since", _utc(t0),
+                     "-o", str(tmp_path / "linked.mp4")])  # fmt: skip
+        assert code == 1
+        err = capsys.readouterr().err
+        assert "no camera 'linked' in the config" in err and "not in the config: porch" in err
+    finally:
+        (base / "linked").unlink()
+        for p in porch:
+            p.unlink()
+        porch[0].parent.rmdir()

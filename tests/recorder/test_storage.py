@@ -358,7 +358,7 @@ def test_only_segments_of_configured_cameras_in_their_own_folder_are_touched(tmp
         base / "cam1" / "cam1_20241399_000000.mkv",  # month 13: not a segment name
         base / "cam1" / name("cam9", old),  # an unconfigured camera's segment
         base / "cam1" / name("cam2", old),  # another camera's segment in the wrong folder
-        base / "cam9" / name("cam9", old),  # an unconfigured camera's folder
+        base / "cam9" / name("cam2", old),  # another camera's segment in an unconfigured camera's folder
         base / name("cam1", old),  # a segment outside any camera folder
     ]
     for p in survivors:
@@ -373,14 +373,18 @@ def test_only_segments_of_configured_cameras_in_their_own_folder_are_touched(tmp
         p.write_bytes(b"x")
     (base / "cam2").symlink_to(elsewhere, target_is_directory=True)
     real = write(base, "cam1", old + 3, 10)
+    # Issue 19: an unconfigured camera's own segments in its own folder are footage retention ages too (by
+    # cleanup_days); they used to be left alone, filling the disk (tests/recorder/test_retention_orphans.py).
+    orphan = write(base, "cam9", old + 4, 10)
     storage = Storage(config(base, {"cleanup_days": 30}), clock=lambda: NOW)
     storage.scan()
 
     snap = storage.snapshot()
     assert snap.cameras["cam1"].files == 1 and snap.cameras["cam2"].files == 0
+    assert list(snap.orphans) == ["cam9"] and snap.orphans["cam9"].files == 1
     report = storage.run_pass("manual")
 
-    assert [report.path(f) for f in report.files] == [real]
+    assert [report.path(f) for f in report.files] == [real, orphan]
     assert target.exists() and (base / "cam1" / name("cam1", old + 1)).is_symlink()
     assert all(p.exists() for p in survivors + walled)
     assert (base / "cam1" / name("cam1", old + 2)).is_dir()
@@ -525,7 +529,7 @@ def test_format_stats_json_and_table(tmpfs: Path) -> None:
     snap = storage.snapshot()
 
     data = json.loads(format_stats(snap, cfg, as_json=True))
-    assert list(data) == ["path", "filesystem", "retention", "total", "cameras"]
+    assert list(data) == ["path", "filesystem", "retention", "total", "cameras", "orphaned"]
     assert set(data["filesystem"]) == {"size_bytes", "avail_bytes", "used_ratio", "writable", "checked_at"}
     assert data["filesystem"]["size_bytes"] == 8 * MIB and data["filesystem"]["writable"] is True
     assert data["filesystem"]["used_ratio"] == pytest.approx(0.375)
@@ -534,9 +538,10 @@ def test_format_stats_json_and_table(tmpfs: Path) -> None:
     assert data["total"] == {"files": 6, "bytes": 6 * SEG, "write_rate_bytes_per_second": 16 * KIB}
     cam1 = data["cameras"][0]
     assert set(cam1) == {
-        "camera", "name", "enabled", "files", "bytes", "oldest_start", "newest_start", "kept_seconds",
+        "camera", "name", "enabled", "configured", "files", "bytes", "oldest_start", "newest_start", "kept_seconds",
         "write_rate_bytes_per_second", "max_age_seconds", "deleted_files", "deleted_bytes",
     }  # fmt: skip
+    assert cam1["configured"] is True and data["orphaned"]["folders"] == 0
     assert (cam1["camera"], cam1["files"], cam1["bytes"]) == ("cam1", 3, 3 * SEG)
     assert cam1["oldest_start"] == T0 and cam1["newest_start"] == T0 + 2 * STEP
     assert cam1["max_age_seconds"] == 7 * 86400
