@@ -4,6 +4,7 @@ prometheus_client's encoders write (text or OpenMetrics, as the scraper asks).""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
@@ -120,6 +121,11 @@ class RecorderCollector(Collector):
         # Kept across scrapes: each histogram's bounds as text, and label value pairs over closed word sets.
         self._bound_texts: dict[tuple[float, ...], tuple[str, ...]] = {}
         self._pairs: dict[tuple[str, tuple[str, ...]], tuple[tuple[str, str], ...]] = {}
+        # The recording gap is extrapolated at scrape time while it grows (gap_seconds_at). A scrape that reads
+        # the snapshot a camera is just leaving its gap state by counts past the moment the state machine
+        # accounts, so the next scrape could read a hair less: the value exposed never goes below the last.
+        self._gap_exposed: dict[str, float] = {}
+        self._gap_lock = threading.Lock()
 
     @staticmethod
     def _family(fam: m.Family) -> Rows:
@@ -213,6 +219,8 @@ class RecorderCollector(Collector):
             for family, read in simple:
                 value = read(view, now)
                 if value is not None:
+                    if family.name == m.RECORDING_GAP.name:
+                        value = self._never_below_exposed(cam, float(value))
                     family.add(camera, float(value))
             # Every reason is always present, so rate() and increase() see the first restart.
             self._per_word(restarts, cam, m.RESTART_REASONS, status.restarts)
@@ -225,6 +233,12 @@ class RecorderCollector(Collector):
         yield restarts
         yield discarded
         yield durations
+
+    def _never_below_exposed(self, camera: str, gap: float) -> float:
+        with self._gap_lock:
+            exposed = max(gap, self._gap_exposed.get(camera, 0.0))
+            self._gap_exposed[camera] = exposed
+            return exposed
 
     def _storage(self, snap: RecorderSnapshot) -> Iterator[Metric]:
         st = snap.storage

@@ -121,6 +121,8 @@ EMPTY_WHEN_HEALTHY: dict[str, Empty] = {
     "alert:CameraRecorderCameraStorageError": Empty("every camera folder takes writes", "relaxed"),
     "alert:CameraRecorderDiskFull": Empty("no FFmpeg met a full disk", "relaxed"),
     "alert:CameraRecorderSupervisorFaults": Empty("no supervision round fails (a bug, or out of fds)", "relaxed"),
+    # tests/recorder/test_clock_step.py steps a real FFmpeg's clock back (libfaketime) and checks the restart.
+    "alert:CameraRecorderClockSteppedBack": Empty("the wall clock never steps back here", "relaxed"),
     # The healthy recorder transcodes one old segment at start, verified, and nothing else becomes due.
     "alert:CameraRecorderTranscodeBacklogGrowing": Empty("its backlog only shrinks (1, then 0)", "relaxed"),
     "alert:CameraRecorderTranscodeVerificationFailing": Empty("its one transcode passes verification", "relaxed"),
@@ -143,6 +145,7 @@ RELAXED_THRESHOLDS = {
     "CameraRecorderTranscodePausedAllWindow": ("== 1", "> -2"),
     "CameraRecorderDiskFull": ("> 0", ">= 0"),
     "CameraRecorderSupervisorFaults": ("> 0", ">= 0"),
+    "CameraRecorderClockSteppedBack": ("> 0", ">= 0"),
 }
 
 

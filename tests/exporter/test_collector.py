@@ -135,3 +135,28 @@ def test_orphaned_footage_has_its_own_families_and_at_most_a_bounded_set_of_came
     for reason in m.DELETION_REASONS:
         labels = {"path": str(base), "reason": reason}
         assert value(m.RETENTION_ORPHANED_DELETED_FILES.exposed_name, labels) == 0.0
+
+
+def test_the_recording_gap_never_reads_less_than_a_scrape_before(tmp_path: Path) -> None:
+    # A scrape that reads the snapshot of a camera leaving its gap state extrapolates past the moment the
+    # state machine accounts it; the next snapshot holds a hair less. The counter must not go down.
+    growing = recorder_snapshot(tmp_path, CameraState.BACKOFF)
+    view = growing.cameras[0]
+    growing = dataclasses.replace(
+        growing,
+        cameras=(dataclasses.replace(view, status=dataclasses.replace(view.status, gap_growing=True)),),
+        monotonic_now=100.5,
+    )
+    source = Source(growing)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(
+        RecorderCollector(source, codec_of={}, container="mkv", segment_time=2.0, stall_timeout=3.0)  # type: ignore[arg-type]
+    )
+    gap = "camera_recorder_recording_gap_seconds_total"
+    assert registry.get_sample_value(gap, {"camera": "cam1"}) == pytest.approx(3.5)
+    accounted = dataclasses.replace(view.status, state=CameraState.STARTING, gap_seconds=3.4, gap_growing=False)
+    source.value = dataclasses.replace(growing, cameras=(dataclasses.replace(view, status=accounted),))
+    assert registry.get_sample_value(gap, {"camera": "cam1"}) == pytest.approx(3.5)
+    later = dataclasses.replace(accounted, gap_seconds=4.0)
+    source.value = dataclasses.replace(growing, cameras=(dataclasses.replace(view, status=later),))
+    assert registry.get_sample_value(gap, {"camera": "cam1"}) == pytest.approx(4.0)
