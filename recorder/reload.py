@@ -219,6 +219,8 @@ class ConfigReloader:
             old, rec.storage_slot.current = rec.storage_slot.current, storage
             # The old worker finishes the pass it is in, which may be long on a big disk.
             self._feeding_watchdog(old.stop)
+            # Counters never go down across a reload: the new accounting goes on from the old one's.
+            storage.carry_counters_from(old)
             storage.start()
         log.info("reload: retention and disk accounting restarted for the new settings")
 

@@ -222,6 +222,13 @@ class Storage:
         """Stop the background worker; it finishes the step it is in, passes asked for and not begun fail."""
         self._worker.stop(timeout)
 
+    def carry_counters_from(self, earlier: Storage) -> None:
+        """Go on from the deletion and pass counts of the accounting this one replaces (a reload), stopped."""
+        state = self._state
+        with earlier._state.lock, state.lock:
+            state.counters.carry_from(earlier._state.counters)
+            state.publish_locked()
+
     def request(
         self, action: str | None, trigger: str = "alert", timeout: float = 30.0, *, dry_run: bool = False
     ) -> RetentionReport:

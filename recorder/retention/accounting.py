@@ -37,6 +37,9 @@ class RetentionCounters:
         self.runs = {str(t): 0 for t in RetentionTrigger}
         self.last_run: float | None = None  # Unix time the last (non dry-run) pass finished
         self.changes = 0  # bumped on every count, so a snapshot copies the counts only when they changed
+        self._cameras = frozenset(cameras)
+        # (camera, reason) -> (files, bytes) of cameras a reload removed (carry_from).
+        self._retired: dict[tuple[str, str], tuple[int, int]] = {}
 
     def count_deleted(self, files: Iterable[DeletedFile]) -> None:
         for f in files:
@@ -52,6 +55,32 @@ class RetentionCounters:
     def count_run(self, trigger: str, finished_at: float) -> None:
         self.runs[trigger] += 1
         self.last_run = finished_at
+        self.changes += 1
+
+    def carry_from(self, earlier: RetentionCounters) -> None:
+        """Go on from the counts of the accounting a reload replaced, so no counter reads less after it.
+
+        A camera the new configuration no longer has keeps its counts here, unexposed (its series end, as its
+        supervisor's do), and gets them back should a later reload add it again."""
+        for mine, theirs in ((self.deleted_files, earlier.deleted_files), (self.deleted_bytes, earlier.deleted_bytes)):
+            for key, value in theirs.items():
+                mine[key] = mine.get(key, 0) + value
+        self._retired.update(earlier._retired)
+        for key in [k for k in self.deleted_files if k[0] not in self._cameras]:
+            self._retired[key] = (self.deleted_files.pop(key), self.deleted_bytes.pop(key))
+        for key in [k for k in self._retired if k[0] in self._cameras]:
+            files, size = self._retired.pop(key)
+            self.deleted_files[key] += files
+            self.deleted_bytes[key] += size
+        for mine_by_word, theirs_by_word in (
+            (self.orphaned_deleted_files, earlier.orphaned_deleted_files),
+            (self.orphaned_deleted_bytes, earlier.orphaned_deleted_bytes),
+            (self.runs, earlier.runs),
+        ):
+            for word, value in theirs_by_word.items():
+                mine_by_word[word] = mine_by_word.get(word, 0) + value
+        if earlier.last_run is not None and (self.last_run is None or earlier.last_run > self.last_run):
+            self.last_run = earlier.last_run
         self.changes += 1
 
 
