@@ -23,7 +23,7 @@ from recorder.retention.model import DAY, DiskUsage, Entry, RetentionReport
 from recorder.retention.passes import ALERT_ACTIONS, RETENTION_TRIGGERS, PassRunner
 from recorder.retention.planner import RetentionSettings
 from recorder.retention.pressure import PressureGuard
-from recorder.retention.scan import rescan
+from recorder.retention.scan import folders_moved, rescan
 from recorder.retention.state import StorageState
 from recorder.retention.worker import PeriodicSteps, RetentionWorker
 from recorder.segments import CompletedSegment, parse_segment_name
@@ -208,7 +208,16 @@ class Storage:
     # Periodic work
 
     def check(self) -> None:
-        """One periodic step: statvfs and write probe, the max_age pass, and a disk_pressure pass if needed."""
+        """One periodic step: statvfs and write probe, the max_age pass, and a disk_pressure pass if needed;
+        first a resync when a camera folder is no longer the one indexed (a mount point came or went)."""
+        if self._state.scanned:
+            moved = folders_moved(self._state)
+            if moved:
+                log.warning(
+                    "camera folder of %s changed (a mount point unmounted or mounted?): indexing it again",
+                    ", ".join(moved),
+                )
+                self.resync()
         self._passes.check()
 
     def start(self) -> None:

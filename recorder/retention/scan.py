@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Collection
 from pathlib import Path
 
@@ -33,6 +34,8 @@ def rescan(
         try:
             # No fallback when the callback fails: the exception ends the scan rather than index an open file.
             active = active_names(active_paths())
+            # Before listing: a mount that comes or goes during the listing shows as a change at the next check.
+            folder_ids = camera_folder_ids(state)
             fresh: dict[str, list[Entry]] = {}
             for cam in state.camera_ids:
                 # Known names keep their parsed start (a resync parses only new names) and, unchanged, their
@@ -55,6 +58,7 @@ def rescan(
         with state.lock:
             had_orphans = set(state.index.orphans)
             before = state.index.finish_resync(fresh)
+            state.folder_ids = folder_ids
             state.index.refresh_rates(state.clock())
             state.scanned = True
             state.publish_locked()
@@ -77,3 +81,23 @@ def rescan(
         log.warning("%d more folders of unconfigured cameras found in %s", len(found) - LOGGED_ORPHANS, state.base)
     total = sum(len(ix.entries) for ix in state.index.cameras.values())
     log.debug("%s %s: %d segments", "scanned" if initial else "resynced", state.base, total)
+
+
+def folder_identity(path: Path) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of a folder, not following a symlink; None when it cannot be stat'ed."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def camera_folder_ids(state: StorageState) -> dict[str, tuple[int, int] | None]:
+    return {cam: folder_identity(state.base / cam) for cam in state.camera_ids}
+
+
+def folders_moved(state: StorageState) -> list[str]:
+    """Cameras whose folder is not the one the last scan listed (a mount point unmounted, mounted, replaced)."""
+    with state.lock:
+        known = dict(state.folder_ids)
+    return [cam for cam, identity in camera_folder_ids(state).items() if known.get(cam, identity) != identity]

@@ -44,6 +44,9 @@ class StorageState:
         self.recording_allowed = True
         self.min_free_unmet = False  # min_free_minutes asks for more than retention may free (logged once)
         self.scanned = False  # set by the first scan; the worker scans first when nobody did
+        # (st_dev, st_ino) of each camera folder as the last scan found it (None: missing): a folder that is a
+        # mount point unmounted or mounted since holds other files than the index says.
+        self.folder_ids: dict[str, tuple[int, int] | None] = {}
         self._snapshots = snapshots
         self.snapshot = self._build()
 
