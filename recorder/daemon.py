@@ -20,6 +20,7 @@ from recorder.camera_ledger import CameraLedger
 from recorder.camera_wiring import SupervisorFactory
 from recorder.config import Config
 from recorder.device_events import DeviceEvents, udev_context
+from recorder.export import held_segment_paths
 from recorder.ffmpeg_binary import FFmpegTools, FFmpegVersion
 from recorder.ffmpeg_process import Launcher, spawn_ffmpeg
 from recorder.health import HEARTBEAT_STALE_AFTER, Health
@@ -138,8 +139,9 @@ class Recorder:
         self.recordings_lock.acquire()
 
     def _protected_paths(self) -> list[Path]:
-        """What retention must not delete: every segment FFmpeg writes, and the one the night transcoder reads."""
-        return [*self.active_segments(), *self.transcoder_slot.busy_paths()]
+        """What retention must not delete: every segment FFmpeg writes, the one the night transcoder reads, and
+        those a clip being downloaded holds."""
+        return [*self.active_segments(), *self.transcoder_slot.busy_paths(), *held_segment_paths()]
 
     def snapshot(self) -> RecorderSnapshot:
         return build_snapshot(self)

@@ -113,9 +113,46 @@ class StreamShape:
         return f"{self.codec} {self.width}x{self.height} {self.pixel_format}"
 
 
+class _HeldInThisProcess:
+    """The segments this process's clips hold now: the daemon's retention leaves them be while a download
+    runs (`held_segment_paths`). A clip cut by another process (`--export`) is safe all the same: it reads
+    its held descriptors, so a deletion frees the space only once it is done."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count: dict[Path, int] = {}
+
+    def add(self, paths: Sequence[Path]) -> None:
+        with self._lock:
+            for path in paths:
+                self._count[path] = self._count.get(path, 0) + 1
+
+    def remove(self, paths: Sequence[Path]) -> None:
+        with self._lock:
+            for path in paths:
+                left = self._count.get(path, 0) - 1
+                if left > 0:
+                    self._count[path] = left
+                else:
+                    self._count.pop(path, None)
+
+    def paths(self) -> list[Path]:
+        with self._lock:
+            return list(self._count)
+
+
+_HELD = _HeldInThisProcess()
+
+
+def held_segment_paths() -> list[Path]:
+    """Segments a clip of this process holds now: for retention to protect as it protects open ones."""
+    return _HELD.paths()
+
+
 class HeldSegments:
     """Descriptors open on a clip's segments, read by FFmpeg as `/dev/fd/N` (`pass_fds`): the clip holds
-    exactly the files it was planned from, whatever retention or the transcoder does to their names."""
+    exactly the files it was planned from, whatever retention or the transcoder does to their names, and
+    this process's retention does not delete them meanwhile (held_segment_paths)."""
 
     def __init__(self, segments: Sequence[Segment]) -> None:
         if len(segments) > MAX_HELD_SEGMENTS:
@@ -131,8 +168,10 @@ class HeldSegments:
             except (FileNotFoundError, PermissionError, IsADirectoryError):
                 self.missing.append(seg)
             except OSError as exc:  # EMFILE, ENFILE, ENOMEM: the process's trouble, not the segment's
-                self.close()
+                for fd in self._fds.values():
+                    os.close(fd)
                 raise ExportError(f"cannot open the segments of the clip: {exc.strerror or exc}") from None
+        _HELD.add(list(self._fds))
 
     def fd_of(self, path: Path) -> int:
         return self._fds[path]
@@ -148,6 +187,7 @@ class HeldSegments:
         return path in self._fds
 
     def close(self) -> None:
+        _HELD.remove(list(self._fds))
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()

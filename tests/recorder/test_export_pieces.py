@@ -140,3 +140,24 @@ def test_a_range_needing_more_segments_than_can_be_held_is_refused_before_anythi
     many = [Segment("cam1", float(i), 1.0, 1, tmp_path / f"cam1_{i}.mkv") for i in range(MAX_HELD_SEGMENTS + 1)]
     with pytest.raises(ExportError, match=f"more than {MAX_HELD_SEGMENTS} in one clip"):
         HeldSegments(many)
+
+
+def test_retention_leaves_the_segments_a_clip_holds_until_it_is_done(tmp_path: Path) -> None:
+    from conftest import small_config
+
+    from recorder.daemon import Recorder
+    from recorder.ffmpeg_binary import find_tools
+
+    base = tmp_path / "rec"
+    paths, t0 = three_segments(base)  # two hours old
+    config = small_config(base, storage={"cleanup_days": 1 / 24})  # an hour: all three are due
+    recorder = Recorder(config, find_tools(config.system))  # its retention protects what clips hold
+    recorder.storage.scan()
+    clip = check_clip("cam1", listed(base), t0, t0 + 3 * SEGMENT_SECONDS, "ffprobe")
+    try:
+        report = recorder.storage.run_pass("manual")
+        assert report.file_count == 0 and all(p.exists() for p in paths)
+    finally:
+        clip.close()
+    report = recorder.storage.run_pass("manual")
+    assert report.file_count == 3 and not any(p.exists() for p in paths)
