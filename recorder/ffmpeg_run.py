@@ -28,6 +28,7 @@ from recorder.segments import (
     SUSPICIOUS_SEGMENT_BYTES,
     check_segment,
     parse_segment_list_line,
+    remove_discarded,
     salvage_cut_segments,
     unfinished_segments,
 )
@@ -273,13 +274,7 @@ class FFmpegRun:
         return True
 
     def _remove_discarded(self, path: Path, reason: str) -> None:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            # Still no recording (it is not counted as one); the log says why the file stays.
-            self._log.error("cannot remove %s segment %s: %s", reason, path, exc)
+        remove_discarded(path, reason, self._log)
         self._hooks.segment_discarded(path, reason)
 
     def sample_resources(self) -> None:

@@ -238,6 +238,17 @@ def ffprobe_judged_invalid(returncode: int, stderr: str) -> bool:
 SUSPICIOUS_SEGMENT_BYTES = 8 * 1024
 
 
+def remove_discarded(path: Path, reason: str, log: logging.Logger | logging.LoggerAdapter[logging.Logger]) -> None:
+    """Delete a segment without a decodable frame; one that cannot be deleted stays, and the log says why (it
+    is no recording either way: the caller counts it as discarded)."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.error("cannot remove %s segment %s: %s", reason, path, exc)
+
+
 def leftover_segments(ffprobe: str, folder: Path, camera_id: str) -> list[tuple[Path, DiscardReason]]:
     """Segments of `camera_id` in `folder` too small to hold a frame that indeed hold none (the header an FFmpeg
     killed before this start left), with why each is no recording: for the supervisor to remove and count."""

@@ -23,7 +23,13 @@ from recorder.ffmpeg_run import PAUSE, STALL_KILL_GRACE, STOP
 from recorder.presence import SourcePresence
 from recorder.presets import FFmpegCommand
 from recorder.segment_events import SegmentEvents
-from recorder.segments import ClockWatch, CompletedSegment, leftover_segments, segment_duration_buckets
+from recorder.segments import (
+    ClockWatch,
+    CompletedSegment,
+    leftover_segments,
+    remove_discarded,
+    segment_duration_buckets,
+)
 from recorder.snapshots import CameraSnapshot, ResourceUsage
 from recorder.states import WAITING_TO_RESTART, CameraState, CameraStateMachine, state_after_end
 from recorder.storage_gate import StorageGate
@@ -266,12 +272,7 @@ class CameraSupervisor:
         removed and counted as discarded, as a run's end does for its own, before this camera records."""
         folder = self._command_factory(None, 0).output_dir
         for path, reason in leftover_segments(self._ffprobe, folder, self.camera.id):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                self._log.error("cannot remove %s segment %s: %s", reason, path, exc)
+            remove_discarded(path, reason, self._log)
             self._segments.discarded(path, reason)
 
     # -- one FFmpeg run -------------------------------------------------------------------------
