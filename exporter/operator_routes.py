@@ -39,6 +39,13 @@ from recorder.thumbnails import ThumbnailCache
 log = logging.getLogger(__name__)
 
 DAY_SECONDS = 86400.0
+# Times a request may name: the Unix epoch to a day before the calendar's end (year 9999), so that local
+# time, a day's bounds and ISO text all exist for them; anything else is a 400 naming the parameter.
+EARLIEST_TIME = 0.0
+LATEST_TIME = 253402128000.0  # 9999-12-29T00:00:00Z
+# What reading a user's time can raise beyond TimeError: dates at the calendar's ends (year 1, year 9999)
+# overflow in local-time arithmetic.
+_TIME_FAILURES = (TimeError, ValueError, OverflowError, OSError)
 # A clip from the page is cut and streamed while the browser downloads it; two at once keep the disk
 # free for the cameras. A range longer than a day is refused: that is a job for the CLI.
 MAX_CONCURRENT_EXPORTS = 2
@@ -67,6 +74,12 @@ class _UnknownCamera(_BadRequest):
 
 class ClipCutShort(Exception):
     """FFmpeg stopped with an error after the clip's first bytes were sent."""
+
+
+def _bounded(name: str, ts: float) -> float:
+    if not EARLIEST_TIME <= ts <= LATEST_TIME:
+        raise TimeError(f"{name}: outside 1970-01-01 to 9999-12-28")
+    return ts
 
 
 def _text(request: Request, status: HTTPStatus, message: str) -> None:
@@ -247,10 +260,12 @@ class OperatorRoutes:
             raise _UnknownCamera(f"camera: unknown camera {camera!r}; known: {', '.join(known)}")
         now = self._clock()
         try:
-            start = parse_time(query["from"], now)[0] if "from" in query else now - DAY_SECONDS
-            end = parse_time(query["to"], now)[0] if "to" in query else now
+            start = _bounded("from", parse_time(query["from"], now)[0]) if "from" in query else now - DAY_SECONDS
+            end = _bounded("to", parse_time(query["to"], now)[0]) if "to" in query else now
         except TimeError as exc:
             raise _BadRequest(str(exc)) from None
+        except _TIME_FAILURES as exc:
+            raise _BadRequest(f"from/to: not a time this recorder can hold ({exc})") from None
         if end <= start:
             raise _BadRequest("to: must be after from")
         if end - start > limit:
@@ -266,8 +281,13 @@ class OperatorRoutes:
         span = query.get("span") or None
         try:
             start, end = page_range(day, span, now)
+            _bounded("day", start)
+            _bounded("day", end)
         except TimeError as exc:
             _text(request, HTTPStatus.BAD_REQUEST, str(exc))
+            return
+        except _TIME_FAILURES:
+            _text(request, HTTPStatus.BAD_REQUEST, f"day: {day!r} is outside the years this recorder can show")
             return
         snap = self.recorder.snapshot()
         storage = self.recorder.storage

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import resource
 import socket
 import ssl
@@ -45,6 +46,7 @@ from exporter.ratelimit import RateLimitedLog
 log = logging.getLogger(__name__)
 
 LISTEN_BACKLOG = 1024  # the kernel caps it at net.core.somaxconn (4096 on current kernels)
+ACCEPT_BURST = 16  # connections asyncio accepts in a row before the descriptor budget sees them
 # From a request's first byte (for a new connection: from accept) to its last body byte.
 REQUEST_TIMEOUT = 10.0
 IDLE_TIMEOUT = 75.0  # between keep-alive requests: longer than a 60 s scrape interval
@@ -75,11 +77,50 @@ _UNSUPPORTED_VERSION = (
 
 
 def default_max_connections() -> int:
-    """Half the soft fd limit (the other half is for FFmpeg pipes, segments and /proc), at most 1024."""
+    """Half the soft fd limit (the other half is for FFmpeg pipes, segments and /proc), at most 1024. Read
+    at each accept: a limit changed on the running daemon (`prlimit --pid`) applies to the next connection."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return 1024
     return max(8, min(1024, soft // 2))
+
+
+def open_descriptors() -> int:
+    """Descriptors this process has open now (/proc/self/fd, less the one listing it)."""
+    try:
+        return len(os.listdir("/proc/self/fd")) - 1
+    except OSError:
+        return 0
+
+
+class DescriptorBudget:
+    """How many descriptors HTTP may still take: the soft RLIMIT_NOFILE read now, less those open, less the
+    reserve kept for recording (FFmpeg's pipes and segment files, /proc reads, the index). Connections are
+    accepted only while this is positive, so a flood never takes the descriptors an FFmpeg (re)start needs.
+
+    Counting /proc/self/fd costs a listing; it is redone at most every SAMPLE_SECONDS, and in between the
+    connections opened or closed since are added to the last count (what else opens descriptors, FFmpeg
+    starts, is what the reserve is for)."""
+
+    SAMPLE_SECONDS = 0.25
+
+    def __init__(self, reserve: Callable[[], int], clock: Callable[[], float]) -> None:
+        self._reserve = reserve
+        self._clock = clock
+        self._sampled_at = -1e18
+        self._open = 0
+        self._connections_then = 0
+
+    def free(self, connections: int) -> int:
+        """Descriptors left for HTTP before the reserve is touched (negative: that many too many are open)."""
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return 1 << 30
+        now = self._clock()
+        if now - self._sampled_at >= self.SAMPLE_SECONDS:
+            self._sampled_at, self._open, self._connections_then = now, open_descriptors(), connections
+        in_use = self._open + connections - self._connections_then
+        return soft - in_use - self._reserve()
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
@@ -201,28 +242,60 @@ class _Connection(RequestHandler):
 
 
 class _Server(web.Server):
-    """aiohttp's low-level server, making _Connection protocols and keeping their number under the cap."""
+    """aiohttp's low-level server, making _Connection protocols and keeping their number under the cap and
+    within the descriptor budget."""
 
     def __init__(
-        self, handler: Any, *, server_name: str, max_connections: int, request_timeout: float, **kwargs: Any
+        self,
+        handler: Any,
+        *,
+        server_name: str,
+        max_connections: int | None,
+        request_timeout: float,
+        budget: DescriptorBudget | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
         self.server_name = server_name
-        self.max_connections = max_connections
+        self._max_connections = max_connections
         self._request_timeout = request_timeout
+        self._budget = budget
         self.open: set[_Connection] = set()
         self.evictions = 0  # idle connections closed to make room
+        self.refusals = 0  # new connections closed at once: no room, and nothing idle to make room
+
+    @property
+    def max_connections(self) -> int:
+        return self._max_connections or default_max_connections()
 
     def __call__(self) -> _Connection:
         return _Connection(self, loop=self._loop, request_timeout=self._request_timeout, **self._kwargs)
 
+    def shortfall(self) -> int:
+        """How many connections too many are open: over the cap, or into the descriptors kept for recording."""
+        over = len(self.open) - self.max_connections
+        if self._budget is not None:
+            over = max(over, -self._budget.free(len(self.open)))
+        return over
+
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         assert isinstance(handler, _Connection)
-        if len(self.open) >= self.max_connections and not self.evict_idle():
+        need = self.shortfall() + 1  # room for this one too
+        while need > 0 and self.evict_idle():
+            need -= 1
+        if need > 0:
+            self.refusals += 1
             transport.close()  # every connection is busy: this one waits for none of them
             return
         self.open.add(handler)
         super().connection_made(handler, transport)
+
+    def shed(self) -> int:
+        """Close idle connections until none is over the budget; how many were closed."""
+        closed = 0
+        while self.shortfall() > 0 and self.evict_idle():
+            closed += 1
+        return closed
 
     def forget(self, handler: _Connection) -> None:
         self.open.discard(handler)
@@ -271,6 +344,9 @@ class WebServer:
         max_connections: int | None = None,
         request_timeout: float = REQUEST_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
+        fd_reserve: Callable[[], int] | None = None,
+        may_read_body: Callable[[Request], bool] | None = None,
+        write_timeout: float = WRITE_TIMEOUT,
     ) -> None:
         self._listener = listener
         self._route = route
@@ -278,7 +354,13 @@ class WebServer:
         self._max_body = max_body_bytes
         self._tls_context = tls_context
         self._pool_of = pool_of
-        self._max_connections = max_connections or default_max_connections()
+        # None: half the soft fd limit, read at each accept (default_max_connections).
+        self._max_connections = max_connections
+        self._fd_reserve = fd_reserve
+        # Whether a request's credentials are good enough to read its body: asked in the I/O thread before
+        # any of the body budget is spent, so unauthenticated clients cannot crowd out Alertmanager's calls.
+        self._may_read_body = may_read_body
+        self._write_timeout = write_timeout
         self._request_timeout = request_timeout
         self._idle_timeout = idle_timeout
         sizes = {DEFAULT_POOL: HANDLER_THREADS, SLOW_POOL: SLOW_HANDLER_THREADS, **(pools or {})}
@@ -332,7 +414,13 @@ class WebServer:
 
     @property
     def max_connections(self) -> int:
-        return self._max_connections
+        if self._server is not None:
+            return self._server.max_connections
+        return self._max_connections or default_max_connections()
+
+    @property
+    def refusals(self) -> int:
+        return self._server.refusals if self._server is not None else 0
 
     @property
     def evictions(self) -> int:
@@ -354,11 +442,13 @@ class WebServer:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(self._loop_exception)
         self._loop, self._stopping = loop, asyncio.Event()
+        budget = DescriptorBudget(self._fd_reserve, loop.time) if self._fd_reserve is not None else None
         server = self._server = _Server(
             self._handle,
             server_name=self._server_name,
             max_connections=self._max_connections,
             request_timeout=self._request_timeout,
+            budget=budget,
             keepalive_timeout=self._idle_timeout,
             max_line_size=MAX_LINE_BYTES,
             max_field_size=MAX_LINE_BYTES,
@@ -376,10 +466,13 @@ class WebServer:
             runner.server,
             sock=self._listener,
             ssl=self._front_tls_context(),
-            backlog=LISTEN_BACKLOG,
+            # asyncio accepts up to `backlog` connections in a row before any of them is checked against the
+            # descriptor budget: a small burst, so a flood overshoots the reserve by ACCEPT_BURST at most.
+            backlog=ACCEPT_BURST,
             # A TLS client that never finishes its handshake is cut off like one that never sends a request.
             ssl_handshake_timeout=self._request_timeout if self._tls_context is not None else None,
         )
+        self._listener.listen(LISTEN_BACKLOG)  # the kernel's queue stays long (create_server set it to the burst)
         self._started.set()
         try:
             await self._stopping.wait()
@@ -407,7 +500,7 @@ class WebServer:
         exc = context.get("exception")
         if isinstance(exc, OSError) and exc.errno in _FD_EXHAUSTED:
             # asyncio has parked the listener already; an idle connection's descriptor is one more for later.
-            if self._server is not None:
+            if self._server is not None and not self._server.shed():
                 self._server.evict_idle()
             self._ratelimited.log(
                 logging.WARNING, "accept", "cannot accept connections: %s; pausing accept for %.2f s (the cameras "
@@ -442,6 +535,8 @@ class WebServer:
         peer = request.transport.get_extra_info("peername") if request.transport is not None else None
         exchange = Request(request.method, request.raw_path, version, request.headers, tuple(peer or ("", 0)))
         exchange.body_problem = self._body_problem(request)
+        if exchange.body_problem is None and request.content_length and not self._authenticated(exchange):
+            exchange.body_problem = BodyProblem.UNAUTHENTICATED
         if exchange.body_problem is None and request.content_length:
             try:
                 body = await self._read_body(request, conn, request.content_length)
@@ -471,6 +566,13 @@ class WebServer:
         if answer is None:
             answer = _plain(HTTPStatus.INTERNAL_SERVER_ERROR)
         return self._answer(request, answer, exchange.body_problem is not None)
+
+    def _authenticated(self, exchange: Request) -> bool:
+        try:
+            return self._may_read_body is None or self._may_read_body(exchange)
+        except Exception:
+            log.exception("checking credentials before the body failed for %s", exchange.route)
+            return False
 
     def _body_problem(self, request: web.BaseRequest) -> BodyProblem | None:
         if "Transfer-Encoding" in request.headers:
@@ -551,7 +653,7 @@ class WebServer:
                     continue  # an empty chunk would end a chunked body
                 progress.waiting_for_client = True
                 try:
-                    await asyncio.wait_for(response.write(chunk), WRITE_TIMEOUT)
+                    await asyncio.wait_for(response.write(chunk), self._write_timeout)
                 finally:
                     progress.waiting_for_client = False
                 progress.sent_bytes += len(chunk)
