@@ -21,7 +21,7 @@ from typing import IO
 from urllib.parse import parse_qs, quote, urlsplit
 
 from exporter.exchange import Request
-from exporter.status_page import CameraPanel, days_with_footage, page_range, render_status_page
+from exporter.status_page import PAGE_HEADERS, CameraPanel, days_with_footage, page_range, render_status_page
 from exporter.web import SLOW_POOL
 from recorder.export import CLIP_FORMATS, CheckedClip, ExportError, check_clip, export_argv, plan_export
 from recorder.ports import RecorderView
@@ -323,7 +323,8 @@ class OperatorRoutes:
         page = render_status_page(
             snap, panels, day=day, start=start, end=end, metrics_path=self.metrics_path, span=span, days=days
         )
-        request.respond(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8", {"Cache-Control": "no-store"})
+        headers = {"Cache-Control": "no-store", **PAGE_HEADERS}
+        request.respond(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8", headers)
 
     def latest_jpg(self, request: Request, camera: str) -> None:
         supervisor = self.recorder.supervisors.get(camera)

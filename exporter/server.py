@@ -95,7 +95,11 @@ def default_instance_names(listen_address: str) -> tuple[str, ...]:
 
 
 def build_registry(
-    recorder: RecorderView, webhook_results: Counter[str], *, exporter_metrics: bool = True
+    recorder: RecorderView,
+    webhook_results: Counter[str],
+    *,
+    exporter_metrics: bool = True,
+    http_responses: Callable[[], Mapping[str, int]] = dict,
 ) -> CollectorRegistry:
     """A registry of our own (never the global one): the recorder's collector, and unless turned off
     (--web.disable-exporter-metrics) the process_* and python_* families about the daemon itself."""
@@ -115,6 +119,7 @@ def build_registry(
             segment_time=config.recording.segment_time,
             stall_timeout=config.supervisor.stall_timeout,
             webhook_results=lambda: dict(webhook_results),
+            http_responses=http_responses,
         )
     )
     return registry
@@ -190,7 +195,10 @@ class ExporterServer:
         tls = TLSContextSource(self.web_config.tls, self.web_config.source) if self.web_config.tls else None
         self.webhook_results: Counter[str] = Counter(dict.fromkeys(m.WEBHOOK_RESULTS, 0))
         self.registry = build_registry(
-            recorder, self.webhook_results, exporter_metrics=not web.disable_exporter_metrics
+            recorder,
+            self.webhook_results,
+            exporter_metrics=not web.disable_exporter_metrics,
+            http_responses=lambda: self.web_server.responses(),
         )
         names = config.instance_names or default_instance_names(config.listen_address)
         self.webhook = WebhookHandler(config, recorder.storage, names, self.webhook_results)

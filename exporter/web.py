@@ -30,6 +30,7 @@ import resource
 import socket
 import ssl
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from exporter.exchange import BodyProblem, Chunks, Request, Response, StreamedResponse
+from exporter.metrics import HTTP_CODE_CLASSES
 from exporter.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -203,6 +205,8 @@ class _Connection(RequestHandler):
     async def finish_response(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
     ) -> tuple[web.StreamResponse, bool]:
+        # Every answer passes here, aiohttp's own (a malformed request's 400) included: counted by class.
+        self._guard.answered(resp.status)
         try:
             return await asyncio.wait_for(super().finish_response(request, resp, start_time), WRITE_TIMEOUT)
         except asyncio.TimeoutError:
@@ -263,6 +267,12 @@ class _Server(web.Server):
         self.open: set[_Connection] = set()
         self.evictions = 0  # idle connections closed to make room
         self.refusals = 0  # new connections closed at once: no room, and nothing idle to make room
+        self.responses: Counter[str] = Counter()  # answers sent, by status class ("2xx" ... "5xx")
+
+    def answered(self, status: int) -> None:
+        code = f"{status // 100}xx"
+        if code in HTTP_CODE_CLASSES:
+            self.responses[code] += 1
 
     @property
     def max_connections(self) -> int:
@@ -380,6 +390,8 @@ class WebServer:
         self._start_error: BaseException | None = None
         self._ratelimited = RateLimitedLog(log)
         self.connection_failures = 0  # connections closed after an unexpected error in their handling
+        self._route_failures = 0
+        self._traced: set[str] = set()  # routes whose failure's traceback was logged once
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -417,6 +429,10 @@ class WebServer:
         if self._server is not None:
             return self._server.max_connections
         return self._max_connections or default_max_connections()
+
+    def responses(self) -> dict[str, int]:
+        """Answers sent so far, by status class (for camera_recorder_http_responses_total)."""
+        return dict(self._server.responses) if self._server is not None else {}
 
     @property
     def refusals(self) -> int:
@@ -607,8 +623,18 @@ class WebServer:
     def _call_route(self, exchange: Request) -> None:
         try:
             self._route(exchange)
-        except Exception:
-            log.exception("handler failed for %s %s", exchange.command, exchange.route)
+        except Exception as exc:
+            # A 500 anyone may repeat at will: the first traceback of each route (of the first few), then one
+            # line a minute with a count.
+            self._route_failures += 1
+            route = exchange.route[:100]
+            if route not in self._traced and len(self._traced) < 64:
+                self._traced.add(route)
+                log.exception("handler failed for %s %s", exchange.command, route)
+            else:
+                message = "handler failed for %s %s: %r (%d failures so far)"
+                self._ratelimited.log(logging.ERROR, "route-failure", message, exchange.command, route, exc,
+                                      self._route_failures)  # fmt: skip
             exchange.response = None
 
     def _headers(self, request: web.BaseRequest, fields: tuple[tuple[str, str], ...]) -> dict[str, str]:
