@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import logging
 import os
 import resource
 import socket
 import ssl
+import struct
+import termios
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -637,6 +640,32 @@ class WebServer:
                                       self._route_failures)  # fmt: skip
             exchange.response = None
 
+    async def _write_while_taken(
+        self, response: web.StreamResponse, chunk: bytes, transport: asyncio.BaseTransport | None
+    ) -> None:
+        """Write a chunk, waiting as long as the client keeps taking bytes: what it has not yet taken going
+        down is progress, however long one write waits (a slow reader behind megabytes of kernel buffers
+        waits for half of them to drain). The client is dropped only after write_timeout without progress."""
+        loop = asyncio.get_running_loop()
+        write = asyncio.ensure_future(response.write(chunk))
+        last = unsent_bytes(transport)
+        progressed = loop.time()
+        try:
+            while True:
+                done, _ = await asyncio.wait({write}, timeout=min(1.0, self._write_timeout))
+                if done:
+                    write.result()
+                    return
+                now, unsent = loop.time(), unsent_bytes(transport)
+                if unsent is not None and last is not None and unsent < last:
+                    progressed = now
+                last = unsent
+                if now - progressed >= self._write_timeout:
+                    raise asyncio.TimeoutError
+        finally:
+            if not write.done():
+                write.cancel()
+
     def _headers(self, request: web.BaseRequest, fields: tuple[tuple[str, str], ...]) -> dict[str, str]:
         headers = {"Server": self._server_name, **dict(fields)}
         if request.version < (1, 1) and not request.keep_alive:
@@ -679,7 +708,7 @@ class WebServer:
                     continue  # an empty chunk would end a chunked body
                 progress.waiting_for_client = True
                 try:
-                    await asyncio.wait_for(response.write(chunk), self._write_timeout)
+                    await self._write_while_taken(response, chunk, request.transport)
                 finally:
                     progress.waiting_for_client = False
                 progress.sent_bytes += len(chunk)
@@ -694,6 +723,19 @@ class WebServer:
             except RuntimeError:  # the pools are shutting down: close it here, once
                 _close_chunks(answer.chunks)
         return response
+
+
+def unsent_bytes(transport: asyncio.BaseTransport | None) -> int | None:
+    """What a connection has not yet got to its client: the transport's buffer and the kernel's send queue
+    (bytes not yet acknowledged, SIOCOUTQ). None when it cannot be read."""
+    if transport is None:
+        return None
+    sock = transport.get_extra_info("socket")
+    try:
+        queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        return int(queued) + transport.get_write_buffer_size()  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _plain(status: HTTPStatus, detail: str = "") -> Response:
