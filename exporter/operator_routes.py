@@ -39,6 +39,8 @@ from recorder.thumbnails import ThumbnailCache
 log = logging.getLogger(__name__)
 
 DAY_SECONDS = 86400.0
+# Descriptors a clip takes beyond one per segment it holds: FFmpeg's pipes, its log, the concat list.
+CLIP_DESCRIPTORS = 8
 # Times a request may name: the Unix epoch to a day before the calendar's end (year 9999), so that local
 # time, a day's bounds and ISO text all exist for them; anything else is a 400 naming the parameter.
 EARLIEST_TIME = 0.0
@@ -174,9 +176,17 @@ class OperatorRoutes:
     """Handlers for `/`, `/cameras/<id>/latest.jpg`, `/api/v1/recordings` and `/api/v1/export`."""
 
     def __init__(
-        self, recorder: RecorderView, *, metrics_path: str = "/metrics", clock: Callable[[], float] = time.time
+        self,
+        recorder: RecorderView,
+        *,
+        metrics_path: str = "/metrics",
+        clock: Callable[[], float] = time.time,
+        descriptors_free: Callable[[], int] | None = None,
     ) -> None:
         self.recorder = recorder
+        # Descriptors left before the reserve kept for recording (exporter.web.DescriptorBudget): a clip holds
+        # each of its segments open, and must not take what an FFmpeg restart needs.
+        self._descriptors_free = descriptors_free
         self.metrics_path = metrics_path
         self._clock = clock
         ffmpeg = recorder.tools.ffmpeg or "ffmpeg"
@@ -405,6 +415,10 @@ class OperatorRoutes:
             plan_export(camera, segments, start, end)  # nothing recorded there: 404 before any slot is taken
         except (_BadRequest, ExportError) as exc:
             _text(request, _status_of(exc) if isinstance(exc, _BadRequest) else HTTPStatus.NOT_FOUND, str(exc))
+            return
+        if self._descriptors_free is not None and self._descriptors_free() < len(segments) + CLIP_DESCRIPTORS:
+            busy = b"too few file descriptors free for a clip (the cameras' reserve is not lent); retry\n"
+            request.respond(HTTPStatus.SERVICE_UNAVAILABLE, busy, "text/plain", {"Retry-After": "10"})
             return
         if not self._exports.acquire(blocking=False):
             busy = b"two clips are being cut already; retry\n"

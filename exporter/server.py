@@ -202,7 +202,9 @@ class ExporterServer:
         )
         names = config.instance_names or default_instance_names(config.listen_address)
         self.webhook = WebhookHandler(config, recorder.storage, names, self.webhook_results)
-        self.operator = OperatorRoutes(recorder, metrics_path=web.telemetry_path)
+        self.operator = OperatorRoutes(
+            recorder, metrics_path=web.telemetry_path, descriptors_free=lambda: self.web_server.descriptors_free()
+        )
         self.telemetry_path = web.telemetry_path
         # The route table: (method, path) -> handler. HEAD is served by the GET handler without a body.
         self.routes: dict[tuple[str, str], Callable[[Request], None]] = {

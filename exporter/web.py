@@ -433,6 +433,12 @@ class WebServer:
             return self._server.max_connections
         return self._max_connections or default_max_connections()
 
+    def descriptors_free(self) -> int:
+        """Descriptors left before the reserve (fd_reserve) is touched, counted now; large without a reserve."""
+        if self._fd_reserve is None:
+            return 1 << 30
+        return DescriptorBudget(self._fd_reserve, lambda: 0.0).free(0)
+
     def responses(self) -> dict[str, int]:
         """Answers sent so far, by status class (for camera_recorder_http_responses_total)."""
         return dict(self._server.responses) if self._server is not None else {}
