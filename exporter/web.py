@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 LISTEN_BACKLOG = 1024  # the kernel caps it at net.core.somaxconn (4096 on current kernels)
 ACCEPT_BURST = 16  # connections asyncio accepts in a row before the descriptor budget sees them
+BUDGET_CHECK_SECONDS = 1.0  # how often open connections are held against the descriptor budget
 # From a request's first byte (for a new connection: from accept) to its last body byte.
 REQUEST_TIMEOUT = 10.0
 IDLE_TIMEOUT = 75.0  # between keep-alive requests: longer than a 60 s scrape interval
@@ -88,6 +89,10 @@ def default_max_connections() -> int:
     if soft == resource.RLIM_INFINITY:
         return 1024
     return max(8, min(1024, soft // 2))
+
+
+def _soft_fd_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def open_descriptors() -> int:
@@ -498,12 +503,30 @@ class WebServer:
             ssl_handshake_timeout=self._request_timeout if self._tls_context is not None else None,
         )
         self._listener.listen(LISTEN_BACKLOG)  # the kernel's queue stays long (create_server set it to the burst)
+        watching = asyncio.ensure_future(self._watch_budget(server)) if budget is not None else None
         self._started.set()
         try:
             await self._stopping.wait()
         finally:
+            if watching is not None:
+                watching.cancel()
             listening.close()
             await runner.cleanup()
+
+    async def _watch_budget(self, server: _Server) -> None:
+        """Once a second: connections over the budget for two looks in a row (the limit was lowered on the
+        running daemon, say, while idle connections hold on and none arrives to trigger shedding) are shed,
+        so recording gets its descriptors back without waiting for their idle timeouts."""
+        short_before = False
+        while True:
+            await asyncio.sleep(BUDGET_CHECK_SECONDS)
+            short = server.shortfall() > 0
+            if short and short_before:
+                shed = server.shed()
+                if shed:
+                    self._ratelimited.log(logging.WARNING, "shed", "closed %d idle connections: the descriptors "
+                                          "left are the cameras' (fd limit %s)", shed, _soft_fd_limit())  # fmt: skip
+            short_before = short
 
     def _front_tls_context(self) -> ssl.SSLContext | None:
         """The context aiohttp is handed; each handshake switches to the source's current one (a renewed

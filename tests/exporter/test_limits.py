@@ -59,14 +59,19 @@ def test_a_flood_under_a_limit_lowered_at_run_time_leaves_recording_its_descript
     try:
         wait_for(lambda: (daemon.value("camera_recorder_frames_total", camera="cam1") or 0) > 0, what="recording")
         gaps_before = {cam: gap(daemon, cam) for cam in ("cam1", "cam2")}
-        # Started with the usual limit (a connection cap of 1024), lowered now: the limits follow at once.
-        subprocess.run(["prlimit", f"--pid={daemon.proc.pid}", "--nofile=256:256"], check=True)
         reserve = FD_RESERVE_BASE + 2 * FD_RESERVE_PER_CAMERA
 
         def flood(count: int) -> None:
             for _ in range(count):
                 crowd.append(socket.create_connection(("127.0.0.1", daemon.port)))
 
+        # Started with the usual limit (a connection cap of 1024): 300 idle connections are let in ...
+        flood(300)
+        wait_for(lambda: fds(daemon.proc.pid) > 300, what="the idle crowd to be let in")
+        # ... and the limit is lowered under them: with no new connection to make room for, the idle ones are
+        # shed until the descriptors kept for recording are free again.
+        subprocess.run(["prlimit", f"--pid={daemon.proc.pid}", "--nofile=256:256"], check=True)
+        wait_for(lambda: fds(daemon.proc.pid) <= 256 - reserve, timeout=10, what="idle connections shed")
         flood(400)
         # The flood never takes what is reserved for recording (a burst of accepts overshoots by ACCEPT_BURST).
         wait_for(lambda: fds(daemon.proc.pid) <= 256 - reserve + ACCEPT_BURST, what="connections shed to budget")
