@@ -9,14 +9,18 @@ needs, is here:
 - a deadline for the whole request (REQUEST_TIMEOUT from accept, or from a kept-alive connection's next
   first byte, to its last body byte): a client that dribbles a header line every few seconds (slowloris)
   is cut off however steadily it dribbles; an idle kept-alive connection is closed after IDLE_TIMEOUT;
-- connections capped below the fd limit (the cameras need descriptors too): at the cap the least
-  recently active idle connection makes room; when accept() fails for lack of descriptors (EMFILE)
-  asyncio parks the listener for a second (no busy loop) and an idle connection is closed to free one;
-- request bodies only for routes that take them, with a known length, under a limit and a shared budget;
-  a body that is refused is never read: the route answers at once and the connection closes;
+- connections capped below the fd limit, and within a descriptor budget that keeps a reserve for the
+  cameras' FFmpeg starts, both read from the limit of the moment (DescriptorBudget): at the cap or the
+  reserve the least recently active idle connection makes room (or the new one is closed); when accept()
+  fails for lack of descriptors anyway (EMFILE) asyncio parks the listener for a second (no busy loop)
+  and idle connections are shed;
+- request bodies only for routes that take them, with a known length, under a limit and a shared budget,
+  and only once the request's credentials are known good (may_read_body); a body that is refused is never
+  read: the route answers at once and the connection closes;
 - streamed answers (a clip cut by FFmpeg) with back-pressure: each chunk is produced in the route's pool
   only once the client has taken the previous ones, a client that takes nothing for WRITE_TIMEOUT is
-  dropped, and a client that goes away stops the producer;
+  dropped (what it takes from the socket's buffers counts, not one write's wait), and a client that goes
+  away stops the producer;
 - a malformed request is a 4xx and one debug line, not an ERROR with a traceback.
 """
 
@@ -275,7 +279,8 @@ class _Server(web.Server):
         self.open: set[_Connection] = set()
         self.evictions = 0  # idle connections closed to make room
         self.refusals = 0  # new connections closed at once: no room, and nothing idle to make room
-        self.responses: Counter[str] = Counter()  # answers sent, by status class ("2xx" ... "5xx")
+        # Answers sent, by status class; every key there from the start, so a scrape's copy never races an insert.
+        self.responses: Counter[str] = Counter(dict.fromkeys(HTTP_CODE_CLASSES, 0))
 
     def answered(self, status: int) -> None:
         code = f"{status // 100}xx"
