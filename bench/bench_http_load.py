@@ -6,7 +6,12 @@ latency p50/p99 (target p99 <= 250 ms), the daemon's CPU during the load, and wh
 unaffected: every camera's frame counter rose at its frame rate, with no gap, restart or state change.
 
     .venv/bin/python bench/bench_http_load.py [--clients 200] [--scrapes 5] [--keepalive] [--basic-auth]
-        [--prometheus-headers]
+        [--prometheus-headers] [--nofile 256 --idle-crowd 400]
+
+--nofile lowers the running daemon's fd limit (`prlimit --pid`) once it records, and --idle-crowd opens that
+many idle connections before the load: the most descriptors the daemon held during the load is printed
+against the limit, with the reserve the exporter keeps for recording (scrapes beyond what fits are refused
+at connect, counted as errors: that is the point of the reserve).
 
 --prometheus-headers sends what Prometheus sends on every scrape (its Accept, asking for OpenMetrics first,
 and Accept-Encoding: gzip); without it the clients send neither (the text format, uncompressed). The
@@ -25,10 +30,13 @@ import argparse
 import asyncio
 import base64
 import gzip
+import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -161,6 +169,8 @@ def main() -> int:
     parser.add_argument("--keepalive", action="store_true", help="one connection per client, as Prometheus does")
     parser.add_argument("--basic-auth", action="store_true", help="a bcrypt user in --web.config.file")
     parser.add_argument("--prometheus-headers", action="store_true", help="Prometheus's Accept and Accept-Encoding")
+    parser.add_argument("--nofile", type=int, help="lower the running daemon's fd limit to this (prlimit --pid)")
+    parser.add_argument("--idle-crowd", type=int, default=0, help="idle connections opened before the load")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         config = Path(tmp) / "config.yaml"
@@ -205,6 +215,24 @@ def main() -> int:
                     return 1
                 time.sleep(0.2)
             process = psutil.Process(daemon.pid)
+            if args.nofile:
+                subprocess.run(["prlimit", f"--pid={daemon.pid}", f"--nofile={args.nofile}:{args.nofile}"], check=True)
+            crowd = []
+            for _ in range(args.idle_crowd):
+                try:
+                    crowd.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+                except OSError:
+                    break
+            most_fds = [0]
+            sampling = threading.Event()
+
+            def sample_fds() -> None:
+                while not sampling.is_set():
+                    most_fds[0] = max(most_fds[0], len(os.listdir(f"/proc/{daemon.pid}/fd")))
+                    sampling.wait(0.05)
+
+            sampler = threading.Thread(target=sample_fds, daemon=True)
+            sampler.start()
             cpu_before = sum(process.cpu_times()[:2])
             rss_before = process.memory_info().rss
             started = time.monotonic()
@@ -212,6 +240,10 @@ def main() -> int:
                 load(port, extra_headers, args.clients, args.scrapes, args.keepalive)
             )
             cpu = sum(process.cpu_times()[:2]) - cpu_before
+            sampling.set()
+            sampler.join()
+            for sock in crowd:
+                sock.close()
             rss_after = process.memory_info().rss
             # The frame counters move with FFmpeg's progress reports: look again once a few have come in.
             time.sleep(max(0.0, started + SETTLE_SECONDS - time.monotonic()))
@@ -236,6 +268,10 @@ def main() -> int:
     print(f"throughput_rps={requests / elapsed:.0f} load_seconds={elapsed:.2f} daemon_cpu_seconds={cpu:.2f}")
     print(f"daemon_rss_mib_before={rss_before / 2**20:.1f} daemon_rss_mib_after={rss_after / 2**20:.1f} "
           f"(+{(rss_after - rss_before) / 2**20:.1f} over {requests} requests)")  # fmt: skip
+    if args.nofile or args.idle_crowd:
+        soft = args.nofile or "unchanged"
+        print(f"fd_limit={soft} idle_crowd={args.idle_crowd} daemon_fds_max={most_fds[0]} "
+              f"(the exporter keeps 32 + 16 per camera free for recording)")  # fmt: skip
     unaffected = True
     for cam in CAMERAS:
         b, a = camera_values(before, cam), camera_values(after, cam)

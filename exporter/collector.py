@@ -107,6 +107,7 @@ class RecorderCollector(Collector):
         segment_time: float,
         stall_timeout: float,
         webhook_results: Callable[[], Mapping[str, int]] = dict,
+        http_responses: Callable[[], Mapping[str, int]] = dict,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._source = source
@@ -115,6 +116,7 @@ class RecorderCollector(Collector):
         self._segment_time = segment_time
         self._stall_timeout = stall_timeout
         self._webhook_results = webhook_results
+        self._http_responses = http_responses
         self._clock = clock
         # Looked up now (a checkout asks git), so no scrape ever waits on it.
         self._revision = build_info().revision
@@ -389,5 +391,10 @@ class RecorderCollector(Collector):
         results = self._webhook_results()
         for result in m.WEBHOOK_RESULTS:
             webhook.add((result,), float(results.get(result, 0)))
+        http = self._family(m.HTTP_RESPONSES)
+        answered = self._http_responses()
+        for code in m.HTTP_CODE_CLASSES:
+            http.add((code,), float(answered.get(code, 0)))
         yield hotplug
         yield webhook
+        yield http

@@ -20,6 +20,7 @@ class BodyProblem(enum.Enum):
     TOO_LARGE = "too_large"  # Content-Length over the limit (413)
     LENGTH_REQUIRED = "length_required"  # no Content-Length, or chunked (411)
     BUSY = "busy"  # too many bodies in flight at once (503)
+    UNAUTHENTICATED = "unauthenticated"  # the credentials are not (yet) known good: no body budget spent (401)
 
 
 def headers_of(fields: Iterable[tuple[str, str]] = ()) -> CIMultiDictProxy[str]:

@@ -36,6 +36,7 @@ DELETION_REASONS: tuple[str, ...] = values(DeletionReason)
 RETENTION_TRIGGERS: tuple[str, ...] = values(RetentionTrigger)
 HOTPLUG_ACTIONS: tuple[str, ...] = values(HotplugAction)
 WEBHOOK_RESULTS: tuple[str, ...] = values(WebhookResult)
+HTTP_CODE_CLASSES: tuple[str, ...] = ("1xx", "2xx", "3xx", "4xx", "5xx")
 SOURCE_KINDS: tuple[str, ...] = values(SourceKind)
 # Night transcoding (recorder/transcoding/): what became of each segment tried, and why the worker waits.
 TRANSCODE_RESULTS: tuple[str, ...] = values(TranscodeResult)
@@ -205,6 +206,9 @@ BUILD_INFO = _f("build", "info", "Build information.", "version", "revision", "f
 START_TIME = _f("start_time_seconds", "gauge", "Unix time the daemon started.")
 HOTPLUG_EVENTS = _f("hotplug_events", "counter", "udev events for video devices.", "action", "matched")
 WEBHOOK_REQUESTS = _f("alert_webhook_requests", "counter", "Alertmanager webhook requests by result.", "result")
+# Every HTTP answer by status class, aiohttp's own for malformed requests included: a rise in 4xx is a
+# client sending garbage (or guessing), any 5xx a bug to report.
+HTTP_RESPONSES = _f("http_responses", "counter", "HTTP answers sent by the exporter, by status class.", "code")
 # Prometheus' own convention (prometheus_config_last_reload_*): set at start, and by each SIGHUP reload.
 CONFIG_RELOAD_SUCCESSFUL = _f(
     "config_last_reload_successful", "gauge", "1 if the last configuration (re)load succeeded, else 0."

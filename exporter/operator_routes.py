@@ -21,7 +21,7 @@ from typing import IO
 from urllib.parse import parse_qs, quote, urlsplit
 
 from exporter.exchange import Request
-from exporter.status_page import CameraPanel, days_with_footage, page_range, render_status_page
+from exporter.status_page import PAGE_HEADERS, CameraPanel, days_with_footage, page_range, render_status_page
 from exporter.web import SLOW_POOL
 from recorder.export import CLIP_FORMATS, CheckedClip, ExportError, check_clip, export_argv, plan_export
 from recorder.ports import RecorderView
@@ -39,6 +39,15 @@ from recorder.thumbnails import ThumbnailCache
 log = logging.getLogger(__name__)
 
 DAY_SECONDS = 86400.0
+# Descriptors a clip takes beyond one per segment it holds: FFmpeg's pipes, its log, the concat list.
+CLIP_DESCRIPTORS = 8
+# Times a request may name: the Unix epoch to a day before the calendar's end (year 9999), so that local
+# time, a day's bounds and ISO text all exist for them; anything else is a 400 naming the parameter.
+EARLIEST_TIME = 0.0
+LATEST_TIME = 253402128000.0  # 9999-12-29T00:00:00Z
+# What reading a user's time can raise beyond TimeError: dates at the calendar's ends (year 1, year 9999)
+# overflow in local-time arithmetic.
+_TIME_FAILURES = (TimeError, ValueError, OverflowError, OSError)
 # A clip from the page is cut and streamed while the browser downloads it; two at once keep the disk
 # free for the cameras. A range longer than a day is refused: that is a job for the CLI.
 MAX_CONCURRENT_EXPORTS = 2
@@ -67,6 +76,12 @@ class _UnknownCamera(_BadRequest):
 
 class ClipCutShort(Exception):
     """FFmpeg stopped with an error after the clip's first bytes were sent."""
+
+
+def _bounded(name: str, ts: float) -> float:
+    if not EARLIEST_TIME <= ts <= LATEST_TIME:
+        raise TimeError(f"{name}: outside 1970-01-01 to 9999-12-28")
+    return ts
 
 
 def _text(request: Request, status: HTTPStatus, message: str) -> None:
@@ -161,9 +176,17 @@ class OperatorRoutes:
     """Handlers for `/`, `/cameras/<id>/latest.jpg`, `/api/v1/recordings` and `/api/v1/export`."""
 
     def __init__(
-        self, recorder: RecorderView, *, metrics_path: str = "/metrics", clock: Callable[[], float] = time.time
+        self,
+        recorder: RecorderView,
+        *,
+        metrics_path: str = "/metrics",
+        clock: Callable[[], float] = time.time,
+        descriptors_free: Callable[[], int] | None = None,
     ) -> None:
         self.recorder = recorder
+        # Descriptors left before the reserve kept for recording (exporter.web.DescriptorBudget): a clip holds
+        # each of its segments open, and must not take what an FFmpeg restart needs.
+        self._descriptors_free = descriptors_free
         self.metrics_path = metrics_path
         self._clock = clock
         ffmpeg = recorder.tools.ffmpeg or "ffmpeg"
@@ -253,10 +276,12 @@ class OperatorRoutes:
     def _times(self, query: Mapping[str, str], limit: float) -> tuple[float, float]:
         now = self._clock()
         try:
-            start = parse_time(query["from"], now)[0] if "from" in query else now - DAY_SECONDS
-            end = parse_time(query["to"], now)[0] if "to" in query else now
+            start = _bounded("from", parse_time(query["from"], now)[0]) if "from" in query else now - DAY_SECONDS
+            end = _bounded("to", parse_time(query["to"], now)[0]) if "to" in query else now
         except TimeError as exc:
             raise _BadRequest(str(exc)) from None
+        except _TIME_FAILURES as exc:
+            raise _BadRequest(f"from/to: not a time this recorder can hold ({exc})") from None
         if end <= start:
             raise _BadRequest("to: must be after from")
         if end - start > limit:
@@ -272,8 +297,13 @@ class OperatorRoutes:
         span = query.get("span") or None
         try:
             start, end = page_range(day, span, now)
+            _bounded("day", start)
+            _bounded("day", end)
         except TimeError as exc:
             _text(request, HTTPStatus.BAD_REQUEST, str(exc))
+            return
+        except _TIME_FAILURES:
+            _text(request, HTTPStatus.BAD_REQUEST, f"day: {day!r} is outside the years this recorder can show")
             return
         snap = self.recorder.snapshot()
         storage = self.recorder.storage
@@ -309,7 +339,8 @@ class OperatorRoutes:
         page = render_status_page(
             snap, panels, day=day, start=start, end=end, metrics_path=self.metrics_path, span=span, days=days
         )
-        request.respond(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8", {"Cache-Control": "no-store"})
+        headers = {"Cache-Control": "no-store", **PAGE_HEADERS}
+        request.respond(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8", headers)
 
     def latest_jpg(self, request: Request, camera: str) -> None:
         supervisor = self.recorder.supervisors.get(camera)
@@ -401,6 +432,10 @@ class OperatorRoutes:
             plan_export(camera, segments, start, end)  # nothing recorded there: 404 before any slot is taken
         except (_BadRequest, ExportError) as exc:
             _text(request, _status_of(exc) if isinstance(exc, _BadRequest) else HTTPStatus.NOT_FOUND, str(exc))
+            return
+        if self._descriptors_free is not None and self._descriptors_free() < len(segments) + CLIP_DESCRIPTORS:
+            busy = b"too few file descriptors free for a clip (the cameras' reserve is not lent); retry\n"
+            request.respond(HTTPStatus.SERVICE_UNAVAILABLE, busy, "text/plain", {"Retry-After": "10"})
             return
         if not self._exports.acquire(blocking=False):
             busy = b"two clips are being cut already; retry\n"

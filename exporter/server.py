@@ -29,7 +29,7 @@ from exporter import metrics as m
 from exporter.collector import RecorderCollector
 from exporter.exchange import Request
 from exporter.operator_routes import OperatorRoutes
-from exporter.ratelimit import RateLimitedLog
+from exporter.ratelimit import FailureLimiter, RateLimitedLog
 from exporter.web import SLOW_POOL, WebServer, listen_socket
 from exporter.webconfig import (
     BasicAuthChecker,
@@ -50,10 +50,19 @@ WEBHOOK_PATH = "/api/v1/alertmanager"
 # Requests whose basic-auth credentials are in neither of the checker's caches need a bcrypt (~50 ms each):
 # they run in a pool of their own, one thread (bcrypt is serialised anyway), with room for a few waiting;
 # more are answered 503 at once. A flood of guesses then waits on itself, never scrapes with known
-# credentials, and a new scraper among them gets in within a retry or two.
+# credentials; and a guessing address is refused (429, no bcrypt) after AUTH_FAILURES failures in
+# AUTH_FAILURE_WINDOW seconds, so a new scraper elsewhere finds the queue free within a retry or two.
 AUTH_POOL = "auth"
 AUTH_POOL_THREADS = 1
 AUTH_QUEUE_LIMIT = 8
+AUTH_FAILURES = 10
+AUTH_FAILURE_WINDOW = 60.0
+# Descriptors HTTP never takes, for recording: each camera's FFmpeg start (three pipes, their spares while
+# spawning, the progress pipe, ffprobe) with room to spare, plus the daemon's own (the index, logs, /proc
+# reads, pictures and clips). Connections are accepted only while more than this is free (web.DescriptorBudget),
+# read against the soft RLIMIT_NOFILE at that moment.
+FD_RESERVE_BASE = 32
+FD_RESERVE_PER_CAMERA = 16
 # What a route receives: the request, which it answers through _send (http.server's handler before).
 _Handler = Request
 # Below this a gzipped scrape saves less than its CPU costs (a 404's text, a tiny registry).
@@ -86,7 +95,11 @@ def default_instance_names(listen_address: str) -> tuple[str, ...]:
 
 
 def build_registry(
-    recorder: RecorderView, webhook_results: Counter[str], *, exporter_metrics: bool = True
+    recorder: RecorderView,
+    webhook_results: Counter[str],
+    *,
+    exporter_metrics: bool = True,
+    http_responses: Callable[[], Mapping[str, int]] = dict,
 ) -> CollectorRegistry:
     """A registry of our own (never the global one): the recorder's collector, and unless turned off
     (--web.disable-exporter-metrics) the process_* and python_* families about the daemon itself."""
@@ -106,6 +119,7 @@ def build_registry(
             segment_time=config.recording.segment_time,
             stall_timeout=config.supervisor.stall_timeout,
             webhook_results=lambda: dict(webhook_results),
+            http_responses=http_responses,
         )
     )
     return registry
@@ -181,11 +195,16 @@ class ExporterServer:
         tls = TLSContextSource(self.web_config.tls, self.web_config.source) if self.web_config.tls else None
         self.webhook_results: Counter[str] = Counter(dict.fromkeys(m.WEBHOOK_RESULTS, 0))
         self.registry = build_registry(
-            recorder, self.webhook_results, exporter_metrics=not web.disable_exporter_metrics
+            recorder,
+            self.webhook_results,
+            exporter_metrics=not web.disable_exporter_metrics,
+            http_responses=lambda: self.web_server.responses(),
         )
         names = config.instance_names or default_instance_names(config.listen_address)
         self.webhook = WebhookHandler(config, recorder.storage, names, self.webhook_results)
-        self.operator = OperatorRoutes(recorder, metrics_path=web.telemetry_path)
+        self.operator = OperatorRoutes(
+            recorder, metrics_path=web.telemetry_path, descriptors_free=lambda: self.web_server.descriptors_free()
+        )
         self.telemetry_path = web.telemetry_path
         # The route table: (method, path) -> handler. HEAD is served by the GET handler without a body.
         self.routes: dict[tuple[str, str], Callable[[Request], None]] = {
@@ -200,6 +219,7 @@ class ExporterServer:
         # can send only one Authorization header, so the exporter's basic auth does not apply there.
         self._own_auth = frozenset({WEBHOOK_PATH})
         self._auth_log = RateLimitedLog(log)
+        self.auth_failures = FailureLimiter(AUTH_FAILURES, AUTH_FAILURE_WINDOW)
         # One shared rendering per (content type, gzipped): the encoders differ by Accept's version and escaping.
         self._renders: dict[tuple[str, bool], SharedRender] = {}
         self._renders_lock = threading.Lock()
@@ -226,6 +246,8 @@ class ExporterServer:
             pools={**self.operator.pools(), AUTH_POOL: AUTH_POOL_THREADS},
             pool_of=self._pool_of,
             queue_limits={AUTH_POOL: AUTH_QUEUE_LIMIT},
+            fd_reserve=self.fd_reserve,
+            may_read_body=self._may_read_body,
         )
         self.scheme = "https" if tls is not None else "http"
 
@@ -237,6 +259,10 @@ class ExporterServer:
     @property
     def port(self) -> int:
         return int(self._listener.getsockname()[1])
+
+    def fd_reserve(self) -> int:
+        """Descriptors kept for recording (FD_RESERVE_*), for the cameras configured now (a reload may add some)."""
+        return FD_RESERVE_BASE + FD_RESERVE_PER_CAMERA * len(self.recorder.supervisors)
 
     def start(self) -> None:
         self.web_server.start()
@@ -254,8 +280,22 @@ class ExporterServer:
 
     def handle(self, request: Request) -> None:
         path = request.route
+        guess = False  # credentials that cost a bcrypt: a failure counts against the client's address
+        if path not in self._own_auth and self.auth.enabled:
+            who = str(request.client_address[0])
+            guess = self.auth.needs_bcrypt(request.headers.get("Authorization", ""))
+            wait = self.auth_failures.retry_after(who) if guess else 0.0
+            if wait:
+                self._auth_log.log(logging.WARNING, "basic-limited", "basic auth: %s failed %d times in %g s; "
+                                   "refusing its new credentials for %.0f s", who, self.auth_failures.max_failures,
+                                   self.auth_failures.window, wait)  # fmt: skip
+                self._send(request, HTTPStatus.TOO_MANY_REQUESTS, b"too many failed logins; retry later\n",
+                           "text/plain", {"Retry-After": str(max(1, round(wait)))})  # fmt: skip
+                return
         if path not in self._own_auth and not self._authorized(request):
             who = request.client_address[0]
+            if guess:
+                self.auth_failures.failed(str(who))
             self._auth_log.log(logging.WARNING, "basic", "basic auth failed for %s from %s", path, who)
             self._send(request, HTTPStatus.UNAUTHORIZED, b"unauthorized\n", "text/plain",
                        {"WWW-Authenticate": 'Basic realm="camera-recorder"'})  # fmt: skip
@@ -282,9 +322,18 @@ class ExporterServer:
             self.auth.enabled
             and request.route not in self._own_auth
             and self.auth.needs_bcrypt(request.headers.get("Authorization", ""))
+            # An address past its failures is refused without bcrypt: in the route's pool, at once.
+            and not self.auth_failures.retry_after(str(request.client_address[0]))
         ):
             return AUTH_POOL
         return self.operator.pool_of(request)
+
+    def _may_read_body(self, request: Request) -> bool:
+        """In the I/O thread, before the body: only a request whose credentials are already good spends any of
+        the body budget (the webhook's token is one comparison; basic auth answers from its cache)."""
+        if request.route == WEBHOOK_PATH:
+            return self.webhook.authenticated(request.headers)
+        return not self.auth.enabled or self.auth.verified(request.headers.get("Authorization", ""))
 
     def _authorized(self, request: Request) -> bool:
         return not self.auth.enabled or self.auth.check(request.headers.get("Authorization", ""))

@@ -29,6 +29,17 @@ DEFAULT_SPAN = "24h"
 # (span up to, axis label every) seconds: about six to eight labels whatever the zoom.
 AXIS_STEPS = ((3600.0, 600), (6 * 3600.0, 3600), (float("inf"), 3 * 3600))
 DAYS_OFFERED = 8  # today and the seven days before, those of them with footage
+# Sent with the page: it is plain HTML, inline styles and SVG, pictures and forms of this server only, so the
+# policy allows just that (no script at all), and no other site may frame it (clickjacking an export form).
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def page_range(day: str | None, span: str | None, now: float) -> tuple[float, float]:

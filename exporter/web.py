@@ -9,14 +9,18 @@ needs, is here:
 - a deadline for the whole request (REQUEST_TIMEOUT from accept, or from a kept-alive connection's next
   first byte, to its last body byte): a client that dribbles a header line every few seconds (slowloris)
   is cut off however steadily it dribbles; an idle kept-alive connection is closed after IDLE_TIMEOUT;
-- connections capped below the fd limit (the cameras need descriptors too): at the cap the least
-  recently active idle connection makes room; when accept() fails for lack of descriptors (EMFILE)
-  asyncio parks the listener for a second (no busy loop) and an idle connection is closed to free one;
-- request bodies only for routes that take them, with a known length, under a limit and a shared budget;
-  a body that is refused is never read: the route answers at once and the connection closes;
+- connections capped below the fd limit, and within a descriptor budget that keeps a reserve for the
+  cameras' FFmpeg starts, both read from the limit of the moment (DescriptorBudget): at the cap or the
+  reserve the least recently active idle connection makes room (or the new one is closed); when accept()
+  fails for lack of descriptors anyway (EMFILE) asyncio parks the listener for a second (no busy loop)
+  and idle connections are shed;
+- request bodies only for routes that take them, with a known length, under a limit and a shared budget,
+  and only once the request's credentials are known good (may_read_body); a body that is refused is never
+  read: the route answers at once and the connection closes;
 - streamed answers (a clip cut by FFmpeg) with back-pressure: each chunk is produced in the route's pool
   only once the client has taken the previous ones, a client that takes nothing for WRITE_TIMEOUT is
-  dropped, and a client that goes away stops the producer;
+  dropped (what it takes from the socket's buffers counts, not one write's wait), and a client that goes
+  away stops the producer;
 - a malformed request is a 4xx and one debug line, not an ERROR with a traceback.
 """
 
@@ -24,11 +28,16 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import logging
+import os
 import resource
 import socket
 import ssl
+import struct
+import termios
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,11 +49,14 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from exporter.exchange import BodyProblem, Chunks, Request, Response, StreamedResponse
+from exporter.metrics import HTTP_CODE_CLASSES
 from exporter.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
 LISTEN_BACKLOG = 1024  # the kernel caps it at net.core.somaxconn (4096 on current kernels)
+ACCEPT_BURST = 16  # connections asyncio accepts in a row before the descriptor budget sees them
+BUDGET_CHECK_SECONDS = 1.0  # how often open connections are held against the descriptor budget
 # From a request's first byte (for a new connection: from accept) to its last body byte.
 REQUEST_TIMEOUT = 10.0
 IDLE_TIMEOUT = 75.0  # between keep-alive requests: longer than a 60 s scrape interval
@@ -75,11 +87,54 @@ _UNSUPPORTED_VERSION = (
 
 
 def default_max_connections() -> int:
-    """Half the soft fd limit (the other half is for FFmpeg pipes, segments and /proc), at most 1024."""
+    """Half the soft fd limit (the other half is for FFmpeg pipes, segments and /proc), at most 1024. Read
+    at each accept: a limit changed on the running daemon (`prlimit --pid`) applies to the next connection."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return 1024
     return max(8, min(1024, soft // 2))
+
+
+def _soft_fd_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def open_descriptors() -> int:
+    """Descriptors this process has open now (/proc/self/fd, less the one listing it)."""
+    try:
+        return len(os.listdir("/proc/self/fd")) - 1
+    except OSError:
+        return 0
+
+
+class DescriptorBudget:
+    """How many descriptors HTTP may still take: the soft RLIMIT_NOFILE read now, less those open, less the
+    reserve kept for recording (FFmpeg's pipes and segment files, /proc reads, the index). Connections are
+    accepted only while this is positive, so a flood never takes the descriptors an FFmpeg (re)start needs.
+
+    Counting /proc/self/fd costs a listing; it is redone at most every SAMPLE_SECONDS, and in between the
+    connections opened or closed since are added to the last count (what else opens descriptors, FFmpeg
+    starts, is what the reserve is for)."""
+
+    SAMPLE_SECONDS = 0.25
+
+    def __init__(self, reserve: Callable[[], int], clock: Callable[[], float]) -> None:
+        self._reserve = reserve
+        self._clock = clock
+        self._sampled_at = -1e18
+        self._open = 0
+        self._connections_then = 0
+
+    def free(self, connections: int) -> int:
+        """Descriptors left for HTTP before the reserve is touched (negative: that many too many are open)."""
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return 1 << 30
+        now = self._clock()
+        if now - self._sampled_at >= self.SAMPLE_SECONDS:
+            self._sampled_at, self._open, self._connections_then = now, open_descriptors(), connections
+        in_use = self._open + connections - self._connections_then
+        return soft - in_use - self._reserve()
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
@@ -162,6 +217,8 @@ class _Connection(RequestHandler):
     async def finish_response(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
     ) -> tuple[web.StreamResponse, bool]:
+        # Every answer passes here, aiohttp's own (a malformed request's 400) included: counted by class.
+        self._guard.answered(resp.status)
         try:
             return await asyncio.wait_for(super().finish_response(request, resp, start_time), WRITE_TIMEOUT)
         except asyncio.TimeoutError:
@@ -201,28 +258,67 @@ class _Connection(RequestHandler):
 
 
 class _Server(web.Server):
-    """aiohttp's low-level server, making _Connection protocols and keeping their number under the cap."""
+    """aiohttp's low-level server, making _Connection protocols and keeping their number under the cap and
+    within the descriptor budget."""
 
     def __init__(
-        self, handler: Any, *, server_name: str, max_connections: int, request_timeout: float, **kwargs: Any
+        self,
+        handler: Any,
+        *,
+        server_name: str,
+        max_connections: int | None,
+        request_timeout: float,
+        budget: DescriptorBudget | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
         self.server_name = server_name
-        self.max_connections = max_connections
+        self._max_connections = max_connections
         self._request_timeout = request_timeout
+        self._budget = budget
         self.open: set[_Connection] = set()
         self.evictions = 0  # idle connections closed to make room
+        self.refusals = 0  # new connections closed at once: no room, and nothing idle to make room
+        # Answers sent, by status class; every key there from the start, so a scrape's copy never races an insert.
+        self.responses: Counter[str] = Counter(dict.fromkeys(HTTP_CODE_CLASSES, 0))
+
+    def answered(self, status: int) -> None:
+        code = f"{status // 100}xx"
+        if code in HTTP_CODE_CLASSES:
+            self.responses[code] += 1
+
+    @property
+    def max_connections(self) -> int:
+        return self._max_connections or default_max_connections()
 
     def __call__(self) -> _Connection:
         return _Connection(self, loop=self._loop, request_timeout=self._request_timeout, **self._kwargs)
 
+    def shortfall(self) -> int:
+        """How many connections too many are open: over the cap, or into the descriptors kept for recording."""
+        over = len(self.open) - self.max_connections
+        if self._budget is not None:
+            over = max(over, -self._budget.free(len(self.open)))
+        return over
+
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         assert isinstance(handler, _Connection)
-        if len(self.open) >= self.max_connections and not self.evict_idle():
+        need = self.shortfall() + 1  # room for this one too
+        while need > 0 and self.evict_idle():
+            need -= 1
+        if need > 0:
+            self.refusals += 1
             transport.close()  # every connection is busy: this one waits for none of them
             return
         self.open.add(handler)
         super().connection_made(handler, transport)
+
+    def shed(self) -> int:
+        """Close idle connections until none is over the budget; how many were closed."""
+        closed = 0
+        while self.shortfall() > 0 and self.evict_idle():
+            closed += 1
+        return closed
 
     def forget(self, handler: _Connection) -> None:
         self.open.discard(handler)
@@ -271,6 +367,9 @@ class WebServer:
         max_connections: int | None = None,
         request_timeout: float = REQUEST_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
+        fd_reserve: Callable[[], int] | None = None,
+        may_read_body: Callable[[Request], bool] | None = None,
+        write_timeout: float = WRITE_TIMEOUT,
     ) -> None:
         self._listener = listener
         self._route = route
@@ -278,7 +377,13 @@ class WebServer:
         self._max_body = max_body_bytes
         self._tls_context = tls_context
         self._pool_of = pool_of
-        self._max_connections = max_connections or default_max_connections()
+        # None: half the soft fd limit, read at each accept (default_max_connections).
+        self._max_connections = max_connections
+        self._fd_reserve = fd_reserve
+        # Whether a request's credentials are good enough to read its body: asked in the I/O thread before
+        # any of the body budget is spent, so unauthenticated clients cannot crowd out Alertmanager's calls.
+        self._may_read_body = may_read_body
+        self._write_timeout = write_timeout
         self._request_timeout = request_timeout
         self._idle_timeout = idle_timeout
         sizes = {DEFAULT_POOL: HANDLER_THREADS, SLOW_POOL: SLOW_HANDLER_THREADS, **(pools or {})}
@@ -298,6 +403,8 @@ class WebServer:
         self._start_error: BaseException | None = None
         self._ratelimited = RateLimitedLog(log)
         self.connection_failures = 0  # connections closed after an unexpected error in their handling
+        self._route_failures = 0
+        self._traced: set[str] = set()  # routes whose failure's traceback was logged once
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -332,7 +439,23 @@ class WebServer:
 
     @property
     def max_connections(self) -> int:
-        return self._max_connections
+        if self._server is not None:
+            return self._server.max_connections
+        return self._max_connections or default_max_connections()
+
+    def descriptors_free(self) -> int:
+        """Descriptors left before the reserve (fd_reserve) is touched, counted now; large without a reserve."""
+        if self._fd_reserve is None:
+            return 1 << 30
+        return DescriptorBudget(self._fd_reserve, lambda: 0.0).free(0)
+
+    def responses(self) -> dict[str, int]:
+        """Answers sent so far, by status class (for camera_recorder_http_responses_total)."""
+        return dict(self._server.responses) if self._server is not None else {}
+
+    @property
+    def refusals(self) -> int:
+        return self._server.refusals if self._server is not None else 0
 
     @property
     def evictions(self) -> int:
@@ -354,11 +477,13 @@ class WebServer:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(self._loop_exception)
         self._loop, self._stopping = loop, asyncio.Event()
+        budget = DescriptorBudget(self._fd_reserve, loop.time) if self._fd_reserve is not None else None
         server = self._server = _Server(
             self._handle,
             server_name=self._server_name,
             max_connections=self._max_connections,
             request_timeout=self._request_timeout,
+            budget=budget,
             keepalive_timeout=self._idle_timeout,
             max_line_size=MAX_LINE_BYTES,
             max_field_size=MAX_LINE_BYTES,
@@ -376,16 +501,37 @@ class WebServer:
             runner.server,
             sock=self._listener,
             ssl=self._front_tls_context(),
-            backlog=LISTEN_BACKLOG,
+            # asyncio accepts up to `backlog` connections in a row before any of them is checked against the
+            # descriptor budget: a small burst, so a flood overshoots the reserve by ACCEPT_BURST at most.
+            backlog=ACCEPT_BURST,
             # A TLS client that never finishes its handshake is cut off like one that never sends a request.
             ssl_handshake_timeout=self._request_timeout if self._tls_context is not None else None,
         )
+        self._listener.listen(LISTEN_BACKLOG)  # the kernel's queue stays long (create_server set it to the burst)
+        watching = asyncio.ensure_future(self._watch_budget(server)) if budget is not None else None
         self._started.set()
         try:
             await self._stopping.wait()
         finally:
+            if watching is not None:
+                watching.cancel()
             listening.close()
             await runner.cleanup()
+
+    async def _watch_budget(self, server: _Server) -> None:
+        """Once a second: connections over the budget for two looks in a row (the limit was lowered on the
+        running daemon, say, while idle connections hold on and none arrives to trigger shedding) are shed,
+        so recording gets its descriptors back without waiting for their idle timeouts."""
+        short_before = False
+        while True:
+            await asyncio.sleep(BUDGET_CHECK_SECONDS)
+            short = server.shortfall() > 0
+            if short and short_before:
+                shed = server.shed()
+                if shed:
+                    self._ratelimited.log(logging.WARNING, "shed", "closed %d idle connections: the descriptors "
+                                          "left are the cameras' (fd limit %s)", shed, _soft_fd_limit())  # fmt: skip
+            short_before = short
 
     def _front_tls_context(self) -> ssl.SSLContext | None:
         """The context aiohttp is handed; each handshake switches to the source's current one (a renewed
@@ -407,7 +553,7 @@ class WebServer:
         exc = context.get("exception")
         if isinstance(exc, OSError) and exc.errno in _FD_EXHAUSTED:
             # asyncio has parked the listener already; an idle connection's descriptor is one more for later.
-            if self._server is not None:
+            if self._server is not None and not self._server.shed():
                 self._server.evict_idle()
             self._ratelimited.log(
                 logging.WARNING, "accept", "cannot accept connections: %s; pausing accept for %.2f s (the cameras "
@@ -442,6 +588,8 @@ class WebServer:
         peer = request.transport.get_extra_info("peername") if request.transport is not None else None
         exchange = Request(request.method, request.raw_path, version, request.headers, tuple(peer or ("", 0)))
         exchange.body_problem = self._body_problem(request)
+        if exchange.body_problem is None and request.content_length and not self._authenticated(exchange):
+            exchange.body_problem = BodyProblem.UNAUTHENTICATED
         if exchange.body_problem is None and request.content_length:
             try:
                 body = await self._read_body(request, conn, request.content_length)
@@ -471,6 +619,13 @@ class WebServer:
         if answer is None:
             answer = _plain(HTTPStatus.INTERNAL_SERVER_ERROR)
         return self._answer(request, answer, exchange.body_problem is not None)
+
+    def _authenticated(self, exchange: Request) -> bool:
+        try:
+            return self._may_read_body is None or self._may_read_body(exchange)
+        except Exception:
+            log.exception("checking credentials before the body failed for %s", exchange.route)
+            return False
 
     def _body_problem(self, request: web.BaseRequest) -> BodyProblem | None:
         if "Transfer-Encoding" in request.headers:
@@ -505,9 +660,45 @@ class WebServer:
     def _call_route(self, exchange: Request) -> None:
         try:
             self._route(exchange)
-        except Exception:
-            log.exception("handler failed for %s %s", exchange.command, exchange.route)
+        except Exception as exc:
+            # A 500 anyone may repeat at will: the first traceback of each route (of the first few), then one
+            # line a minute with a count.
+            self._route_failures += 1
+            route = exchange.route[:100]
+            if route not in self._traced and len(self._traced) < 64:
+                self._traced.add(route)
+                log.exception("handler failed for %s %s", exchange.command, route)
+            else:
+                message = "handler failed for %s %s: %r (%d failures so far)"
+                self._ratelimited.log(logging.ERROR, "route-failure", message, exchange.command, route, exc,
+                                      self._route_failures)  # fmt: skip
             exchange.response = None
+
+    async def _write_while_taken(
+        self, response: web.StreamResponse, chunk: bytes, transport: asyncio.BaseTransport | None
+    ) -> None:
+        """Write a chunk, waiting as long as the client keeps taking bytes: what it has not yet taken going
+        down is progress, however long one write waits (a slow reader behind megabytes of kernel buffers
+        waits for half of them to drain). The client is dropped only after write_timeout without progress."""
+        loop = asyncio.get_running_loop()
+        write = asyncio.ensure_future(response.write(chunk))
+        last = unsent_bytes(transport)
+        progressed = loop.time()
+        try:
+            while True:
+                done, _ = await asyncio.wait({write}, timeout=min(1.0, self._write_timeout))
+                if done:
+                    write.result()
+                    return
+                now, unsent = loop.time(), unsent_bytes(transport)
+                if unsent is not None and last is not None and unsent < last:
+                    progressed = now
+                last = unsent
+                if now - progressed >= self._write_timeout:
+                    raise asyncio.TimeoutError
+        finally:
+            if not write.done():
+                write.cancel()
 
     def _headers(self, request: web.BaseRequest, fields: tuple[tuple[str, str], ...]) -> dict[str, str]:
         headers = {"Server": self._server_name, **dict(fields)}
@@ -551,7 +742,7 @@ class WebServer:
                     continue  # an empty chunk would end a chunked body
                 progress.waiting_for_client = True
                 try:
-                    await asyncio.wait_for(response.write(chunk), WRITE_TIMEOUT)
+                    await self._write_while_taken(response, chunk, request.transport)
                 finally:
                     progress.waiting_for_client = False
                 progress.sent_bytes += len(chunk)
@@ -566,6 +757,19 @@ class WebServer:
             except RuntimeError:  # the pools are shutting down: close it here, once
                 _close_chunks(answer.chunks)
         return response
+
+
+def unsent_bytes(transport: asyncio.BaseTransport | None) -> int | None:
+    """What a connection has not yet got to its client: the transport's buffer and the kernel's send queue
+    (bytes not yet acknowledged, SIOCOUTQ). None when it cannot be read."""
+    if transport is None:
+        return None
+    sock = transport.get_extra_info("socket")
+    try:
+        queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        return int(queued) + transport.get_write_buffer_size()  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _plain(status: HTTPStatus, detail: str = "") -> Response:

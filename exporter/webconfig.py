@@ -454,6 +454,20 @@ class BasicAuthChecker:
             return self._check_plain(user, password)
         return self._check_bcrypt(user, password)
 
+    def verified(self, authorization: str) -> bool:
+        """Whether these credentials are known good without running bcrypt (the verified cache, or the plain
+        password file): what the server asks before it spends any body budget on a request."""
+        credentials = parse_basic_authorization(authorization)
+        if credentials is None:
+            return False
+        if self._plain is not None:
+            return self._check_plain(*credentials)
+        key = self._cache_key(*credentials)
+        if key is None or not key[1]:
+            return False
+        with self._cache_lock:
+            return key[2] in self._verified
+
     def needs_bcrypt(self, authorization: str) -> bool:
         """Whether check() would run bcrypt (not in either cache): cheap, one keyed hash. Such a request
         belongs in a pool apart, where it cannot hold up requests whose credentials are known."""

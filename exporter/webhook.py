@@ -9,9 +9,11 @@ import os
 import re
 import stat
 import threading
-from collections import Counter
-from collections.abc import Iterable, Mapping
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from http import HTTPStatus
 from itertools import accumulate
 from pathlib import Path
@@ -40,6 +42,17 @@ JSON_MEDIA_TYPES = ("application/json",)
 # with their escapes backtracks quadratically on an unterminated one (`"\` repeated), holding the GIL.
 _JSON_ESCAPE = re.compile(rb"\\.", re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+# An alert is acted on once per firing (its fingerprint and startsAt; Alertmanager re-sends a firing alert
+# every repeat_interval with both unchanged): a repeat, a replayed capture, or a delivery Alertmanager retried
+# after a lost answer is answered "ignored". This many firings are remembered (an LRU), far more than a box's
+# alerts fire between restarts.
+SEEN_FIRINGS = 4096
+# A firing that began longer ago than this is not acted on: retention acts on what the disk is now, and an
+# alert that began a day ago has been re-sent (and acted on) before, or is a capture being replayed. A day
+# covers Alertmanager's default repeat_interval (4 h) and a recorder down overnight.
+MAX_ALERT_AGE_SECONDS = 24 * 3600.0
+# How far in the future startsAt may be: Prometheus's and this box's clocks differ a little.
+MAX_CLOCK_SKEW_SECONDS = 300.0
 
 
 class PassReport(Protocol):
@@ -66,6 +79,43 @@ class _Invalid(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Alert:
+    """What the webhook reads of one alert of a payload."""
+
+    status: str
+    labels: dict[str, str]
+    starts_at: float  # Unix time
+    fingerprint: str
+
+
+def _rfc3339(value: Any, where: str) -> float:
+    if not isinstance(value, str) or len(value) > 64:
+        raise _Invalid(f"{where}: expected an RFC 3339 time")
+    text = value.strip()
+    # Alertmanager writes nanoseconds; datetime reads up to microseconds.
+    head, dot, rest = text.partition(".")
+    if dot:
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}" if digits else text
+    try:
+        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+        if parsed.tzinfo is None:
+            raise ValueError("no zone")
+        return parsed.timestamp()
+    except (ValueError, OverflowError, OSError):
+        raise _Invalid(f"{where}: expected an RFC 3339 time with a zone, got {value[:40]!r}") from None
+
+
+def _fingerprint(alert: Mapping[str, Any], labels: Mapping[str, str], where: str) -> str:
+    given = alert.get("fingerprint")
+    if given is None:  # not every sender names it; Alertmanager's is a hash of the labels, as this is
+        return json.dumps(sorted(labels.items()))
+    if not isinstance(given, str) or len(given) > 128:
+        raise _Invalid(f"{where}: expected a string of at most 128 characters")
+    return given
+
+
 def _str_map(value: Any, where: str) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise _Invalid(f"{where}: expected an object of strings")
@@ -81,14 +131,16 @@ def json_depth(body: bytes) -> int:
     return max(accumulate(1 if b in b"[{" else -1 for b in brackets), default=0)
 
 
-def parse_payload(body: bytes) -> list[tuple[str, dict[str, str]]]:
-    """(status, labels) of every alert in a version 4 payload; _Invalid names what is wrong."""
+def parse_payload(body: bytes) -> list[Alert]:
+    """Every alert of a version 4 payload; _Invalid names what is wrong."""
     if json_depth(body) > MAX_JSON_DEPTH:
         raise _Invalid(f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _Invalid(f"body is not JSON: {exc}") from None
+    except ValueError as exc:  # an integer of more digits than int() converts (sys.get_int_max_str_digits)
+        raise _Invalid(f"body: a number too long to read ({str(exc)[:80]})") from None
     except RecursionError:  # not reached after the depth check; kept so no body can escape unanswered
         raise _Invalid("body: JSON nested too deeply") from None
     if not isinstance(payload, dict):
@@ -105,8 +157,36 @@ def parse_payload(body: bytes) -> list[tuple[str, dict[str, str]]]:
         status = alert.get("status")
         if status not in ("firing", "resolved"):
             raise _Invalid(f"alerts[{index}].status: expected firing or resolved, got {status!r}")
-        parsed.append((status, _str_map(alert.get("labels"), f"alerts[{index}].labels")))
+        labels = _str_map(alert.get("labels"), f"alerts[{index}].labels")
+        starts_at = _rfc3339(alert.get("startsAt"), f"alerts[{index}].startsAt")
+        parsed.append(Alert(status, labels, starts_at, _fingerprint(alert, labels, f"alerts[{index}].fingerprint")))
     return parsed
+
+
+class SeenFirings:
+    """The firings (fingerprint, startsAt) acted on, the most recent `size` of them. claim() is atomic, so two
+    copies of one request arriving together act once."""
+
+    def __init__(self, size: int = SEEN_FIRINGS) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._seen: OrderedDict[tuple[str, float], None] = OrderedDict()
+
+    def claim(self, key: tuple[str, float]) -> bool:
+        """True if this firing is new (it is remembered from now on); False if it was acted on already."""
+        with self._lock:
+            if key in self._seen:
+                self._seen.move_to_end(key)
+                return False
+            self._seen[key] = None
+            if len(self._seen) > self._size:
+                self._seen.popitem(last=False)
+            return True
+
+    def release(self, key: tuple[str, float]) -> None:
+        """Forget a claim whose action failed, so that Alertmanager's retry acts on it."""
+        with self._lock:
+            self._seen.pop(key, None)
 
 
 class TokenFile:
@@ -202,6 +282,7 @@ class WebhookHandler:
         instance_names: Iterable[str],
         results: Counter[str],
         refusals_log: RateLimitedLog | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
         self._retention = retention
@@ -211,6 +292,8 @@ class WebhookHandler:
         self._token = TokenFile(config.webhook_token_file)
         # A client that keeps failing would otherwise write a line per request: one a minute, with a count.
         self._refusals_log = refusals_log or RateLimitedLog(log)
+        self._clock = clock
+        self.seen = SeenFirings()
 
     def _finish(self, status: HTTPStatus, result: WebhookResult, **body: Any) -> WebhookAnswer:
         with self._results_lock:
@@ -232,6 +315,12 @@ class WebhookHandler:
             given = credentials[1]
         return hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8"))
 
+    def authenticated(self, headers: Mapping[str, str]) -> bool:
+        """The token is right (cheap: a stat of the token file and one comparison), for the server to ask
+        before it reads a body."""
+        token = self._token.current()
+        return token is not None and self._authenticated(headers.get("Authorization", ""), token)
+
     def handle(self, headers: Mapping[str, str], body: bytes, body_problem: BodyProblem | None = None) -> WebhookAnswer:
         token = self._token.current()
         if token is None:
@@ -240,6 +329,8 @@ class WebhookHandler:
             )
         if not self._authenticated(headers.get("Authorization", ""), token):
             return self._finish(HTTPStatus.UNAUTHORIZED, WebhookResult.UNAUTHORIZED, error="missing or wrong token")
+        if body_problem is BodyProblem.UNAUTHENTICATED:  # the token changed between the head and now
+            return self._finish(HTTPStatus.UNAUTHORIZED, WebhookResult.UNAUTHORIZED, error="token changed; retry")
         if body_problem is BodyProblem.TOO_LARGE:
             return self._finish(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
@@ -264,15 +355,51 @@ class WebhookHandler:
         except _Invalid as exc:
             return self._finish(HTTPStatus.BAD_REQUEST, WebhookResult.INVALID, error=str(exc)[:200])
         actions: list[str] = []
-        for status, labels in alerts:
+        skipped: Counter[str] = Counter()
+        claimed: list[tuple[str, float]] = []
+        now = self._clock()
+        for alert in alerts:
+            labels = alert.labels
             action = labels.get("retention_action")
-            if status != "firing" or action not in ALERT_ACTIONS or labels.get("instance") not in self._instances:
+            if alert.status != "firing" or action not in ALERT_ACTIONS or labels.get("instance") not in self._instances:
                 continue
-            if action not in actions:
-                actions.append(action)
+            key = (alert.fingerprint, alert.starts_at)
+            if key in claimed:
+                continue  # the same alert twice in one payload
+            if now - alert.starts_at > MAX_ALERT_AGE_SECONDS:
+                skipped["too_old"] += 1
+            elif alert.starts_at - now > MAX_CLOCK_SKEW_SECONDS:
+                skipped["in_the_future"] += 1
+            elif not self.seen.claim(key):
+                skipped["already_acted_on"] += 1
+            else:
+                claimed.append(key)
+                if action not in actions:
+                    actions.append(action)
+        if skipped:
+            why = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(skipped.items()))
+            self._refusals_log.log(logging.WARNING, "skipped", "alertmanager webhook: not acting on alerts %s", why)
         if not actions:
-            return self._finish(HTTPStatus.OK, WebhookResult.IGNORED, actions=[])
-        reports = {}
+            return self._finish(
+                HTTPStatus.OK, WebhookResult.IGNORED, actions=[], **({"skipped": dict(skipped)} if skipped else {})
+            )
+        try:
+            reports = self._run(actions)
+        except BaseException:
+            for key in claimed:
+                self.seen.release(key)
+            raise
+        done = all(v is not None for v in reports.values())
+        return self._finish(
+            HTTPStatus.OK if done else HTTPStatus.ACCEPTED,
+            WebhookResult.ACCEPTED,
+            actions=actions,
+            deleted=reports,
+            **({"skipped": dict(skipped)} if skipped else {}),
+        )
+
+    def _run(self, actions: list[str]) -> dict[str, int | None]:
+        reports: dict[str, int | None] = {}
         for action in actions:
             log.warning("alertmanager asks for retention action %s", action)
             try:
@@ -281,7 +408,4 @@ class WebhookHandler:
                 ).file_count
             except TimeoutError:
                 reports[action] = None  # still running: it finishes on its own, Alertmanager need not wait
-        done = all(v is not None for v in reports.values())
-        return self._finish(
-            HTTPStatus.OK if done else HTTPStatus.ACCEPTED, WebhookResult.ACCEPTED, actions=actions, deleted=reports
-        )
+        return reports

@@ -138,3 +138,28 @@ def test_an_orphaned_cameras_footage_is_listed_and_exported(recorder: Recorder) 
     t0 = recorder.t0  # type: ignore[attr-defined]
     head = call(routes.export, f"/api/v1/export?camera=gone&from={t0:.0f}&to={t0 + 5:.0f}", "HEAD")
     assert head.status == HTTPStatus.OK and ("X-Recording-Segments", "3") in head.headers, head
+
+
+def test_a_clip_never_takes_the_descriptors_kept_for_recording(recorder: Recorder) -> None:
+    free = [4]  # fewer than the clip's two segments and FFmpeg's pipes need
+    routes = OperatorRoutes(recorder, descriptors_free=lambda: free[0])
+    t0 = recorder.t0  # type: ignore[attr-defined]
+    target = f"/api/v1/export?camera=cam1&from={t0:.0f}&to={t0 + 3:.0f}"
+    refused = call(routes.export, target, "HEAD")
+    assert isinstance(refused, Response) and refused.status == HTTPStatus.SERVICE_UNAVAILABLE, refused
+    assert b"descriptors" in refused.body and ("Retry-After", "10") in refused.headers
+    assert routes.exports_free == 2  # no slot was taken
+    free[0] = 100
+    assert call(routes.export, target, "HEAD").status == HTTPStatus.OK
+
+
+def test_times_at_the_calendars_ends_are_400_naming_the_parameter(recorder: Recorder) -> None:
+    routes = OperatorRoutes(recorder)
+    for target in ("/?day=9999-12-31", "/?day=0001-01-01"):
+        answer = call(routes.landing, target)
+        assert answer.status == HTTPStatus.BAD_REQUEST and b"day" in answer.body, (target, answer)
+    for name in ("recordings", "export"):
+        for span in ("from=0001-01-01%2000:00&to=0001-01-01%2001:00", "from=9999-12-31%2022:00&to=9999-12-31%2023:00",
+                     "from=0001-01-01%2000:00Z&to=0001-01-01%2001:00Z"):  # fmt: skip
+            answer = call(getattr(routes, name), f"/api/v1/{name}?camera=cam1&{span}")
+            assert answer.status == HTTPStatus.BAD_REQUEST and b"from" in answer.body, (name, span, answer)

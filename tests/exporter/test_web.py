@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from pathlib import Path
 
@@ -518,3 +518,76 @@ def test_alive_is_false_once_the_io_thread_is_dead(served: tuple[App, int, WebSe
     assert loop is not None
     loop.call_soon_threadsafe(loop.stop)  # the loop ends with its work undone, as after a bug in it
     wait_for(lambda: not transport.alive(), timeout=5, what="the I/O thread to end")
+
+
+@pytest.fixture
+def impatient_streaming() -> Iterator[tuple[dict[str, Source], int, WebServer]]:
+    """A server whose write timeout is a quarter of a second, for clients slower than that."""
+    sources: dict[str, Source] = {}
+
+    def app(request: Request) -> None:
+        request.respond_stream(HTTPStatus.OK, "application/octet-stream", {}, sources[request.route])
+
+    listener = listen_socket("127.0.0.1", 0)
+    transport = WebServer(listener, app, server_name="test", max_body_bytes=MAX_BODY, write_timeout=0.25)
+    transport.start()
+    yield sources, listener.getsockname()[1], transport
+    transport.stop()
+    listener.close()
+
+
+def _read_paced(sock: socket.socket, rate: int, until: Callable[[bytes], bool], limit: float) -> bytes:
+    """Read at about `rate` bytes a second (a slow client, the pace is the point) until `until` holds."""
+    got = b""
+    started = time.monotonic()
+    while not until(got) and time.monotonic() - started < limit:
+        try:
+            chunk = sock.recv(rate // 20)
+        except OSError:
+            break
+        if not chunk:
+            break
+        got += chunk
+        time.sleep(0.05)  # the client's pace, not a synchronisation
+    return got
+
+
+def test_a_slow_but_steady_reader_keeps_its_stream_past_the_write_timeout(
+    impatient_streaming: tuple[dict[str, Source], int, WebServer],
+) -> None:
+    sources, port, _ = impatient_streaming
+    source = sources["/clip"] = Source(chunks=16, size=STREAM_CHUNK_BYTES)  # 1 MiB
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.connect(("127.0.0.1", port))
+    sock.settimeout(10)
+    started = time.monotonic()
+    try:
+        sock.sendall(b"GET /clip HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        # 200 kB/s: a timeout's worth (50 kB) is less than half of what the kernel buffers, so one write of a
+        # chunk waits longer than the timeout while the client takes bytes all along.
+        body = _read_paced(sock, 200_000, lambda got: got.endswith(b"0\r\n\r\n"), limit=60)
+    finally:
+        sock.close()
+    # Seconds longer than the write timeout, and every byte there: the client's progress is what counts,
+    # however long one chunk waits behind what the kernel's buffers hold.
+    assert time.monotonic() - started > 3
+    assert body.endswith(b"0\r\n\r\n") and body.count(b"P" * STREAM_CHUNK_BYTES) == 1, len(body)
+    wait_for(source.closed.is_set, what="the stream to end")
+
+
+def test_a_reader_that_stops_is_dropped_after_the_write_timeout(
+    impatient_streaming: tuple[dict[str, Source], int, WebServer],
+) -> None:
+    sources, port, _ = impatient_streaming
+    source = sources["/clip"] = Source(size=STREAM_CHUNK_BYTES, endless=True)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.connect(("127.0.0.1", port))
+    try:
+        sock.sendall(b"GET /clip HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.recv(65536)
+        wait_for(source.closed.is_set, timeout=30, what="the stream of a client that stopped reading to be dropped")
+    finally:
+        source.endless = False
+        sock.close()

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ def _payload(status: str = "firing", action: str = "free_space", instance: str =
         "status": status,
         "labels": {"alertname": "CameraRecorderDiskAboveRetentionThreshold", "instance": instance,
                    "retention_action": action, "severity": "warning"},
-        "annotations": {}, "startsAt": "2026-11-25T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+        "annotations": {}, "startsAt": datetime.now(timezone.utc).isoformat(), "endsAt": "0001-01-01T00:00:00Z",
         "generatorURL": "http://prometheus/graph", "fingerprint": "abc",
     }  # fmt: skip
     return json.dumps(

@@ -6,18 +6,27 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from http import HTTPStatus
 from pathlib import Path
 
+import pytest
 from conftest import small_config
 
 from exporter.web import REQUEST_TIMEOUT
-from exporter.webhook import WebhookHandler
+from exporter.webhook import MAX_ALERT_AGE_SECONDS, MAX_CLOCK_SKEW_SECONDS, WebhookHandler
 from recorder.config import ExporterConfig
 from recorder.vocabulary import WebhookResult
 
 TOKEN = "s3cret-token"
 INSTANCE = "recorder.example:9100"
+
+
+def rfc3339(ts: float) -> str:
+    """A time as Alertmanager writes startsAt (UTC, nanoseconds)."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+
+
 JSON = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
 
 
@@ -45,7 +54,11 @@ def exporter_config(tmp_path: Path) -> ExporterConfig:
 
 def payload(*alerts: tuple[str, dict[str, str]]) -> bytes:
     return json.dumps(
-        {"version": "4", "status": "firing", "alerts": [{"status": s, "labels": labels} for s, labels in alerts]}
+        {
+            "version": "4",
+            "status": "firing",
+            "alerts": [{"status": s, "labels": labels, "startsAt": rfc3339(time.time())} for s, labels in alerts],
+        }
     ).encode()
 
 
@@ -105,3 +118,68 @@ def test_a_hostile_megabyte_of_unterminated_escapes_is_answered_invalid_within_t
         assert answer.status == HTTPStatus.BAD_REQUEST and answer.result is WebhookResult.INVALID
         assert elapsed < REQUEST_TIMEOUT, f"{len(hostile)} hostile bytes took {elapsed:.1f} s"
     assert retention.asked == [] and results == {"invalid": 3}
+
+
+def _alert_at(starts_at: float, fingerprint: str = "f00d") -> bytes:
+    labels = {"retention_action": "free_space", "instance": INSTANCE}
+    alert = {"status": "firing", "labels": labels, "startsAt": rfc3339(starts_at), "fingerprint": fingerprint}
+    return json.dumps({"version": "4", "status": "firing", "alerts": [alert]}).encode()
+
+
+def test_a_firing_is_acted_on_once_however_often_it_is_sent(tmp_path: Path) -> None:
+    webhook, retention, results = handler(tmp_path)
+    began = time.time() - 60
+    first = webhook.handle(JSON, _alert_at(began))
+    assert first.result is WebhookResult.ACCEPTED
+    # Alertmanager's repeat, or a captured request replayed: same fingerprint and startsAt, nothing runs.
+    again = webhook.handle(JSON, _alert_at(began))
+    assert again.status == HTTPStatus.OK and again.result is WebhookResult.IGNORED
+    assert again.body["skipped"] == {"already_acted_on": 1}
+    # The same alert firing anew (a later startsAt), or another alert, is acted on.
+    assert webhook.handle(JSON, _alert_at(began + 30)).result is WebhookResult.ACCEPTED
+    assert webhook.handle(JSON, _alert_at(began, "beef")).result is WebhookResult.ACCEPTED
+    assert len(retention.asked) == 3 and results == {"accepted": 3, "ignored": 1}
+
+
+def test_alerts_too_old_or_from_the_future_are_not_acted_on(tmp_path: Path) -> None:
+    webhook, retention, results = handler(tmp_path)
+    now = time.time()
+    old = webhook.handle(JSON, _alert_at(now - MAX_ALERT_AGE_SECONDS - 60))
+    assert old.result is WebhookResult.IGNORED and old.body["skipped"] == {"too_old": 1}
+    ahead = webhook.handle(JSON, _alert_at(now + MAX_CLOCK_SKEW_SECONDS + 60))
+    assert ahead.result is WebhookResult.IGNORED and ahead.body["skipped"] == {"in_the_future": 1}
+    # A little skew either way is fine.
+    assert webhook.handle(JSON, _alert_at(now + 5)).result is WebhookResult.ACCEPTED
+    assert len(retention.asked) == 1 and results == {"ignored": 2, "accepted": 1}
+
+
+def test_a_pass_that_fails_leaves_the_firing_for_alertmanagers_retry(tmp_path: Path) -> None:
+    webhook, retention, _ = handler(tmp_path)
+    began = time.time()
+
+    def broken(action: str, trigger: str = "alert", timeout: float = 30.0) -> Report:
+        raise RuntimeError("retention is gone")
+
+    webhook._retention = type("Broken", (), {"request": staticmethod(broken)})()
+    with pytest.raises(RuntimeError):
+        webhook.handle(JSON, _alert_at(began))
+    webhook._retention = retention
+    assert webhook.handle(JSON, _alert_at(began)).result is WebhookResult.ACCEPTED
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"version": "4", "alerts": [], "n": ' + b"9" * 5000 + b"}",  # more digits than int() converts
+        json.dumps({"version": "4", "alerts": [{"status": "firing", "labels": {}}]}).encode(),  # no startsAt
+        json.dumps({"version": "4", "alerts": [{"status": "firing", "labels": {}, "startsAt": "yesterday"}]}).encode(),
+        json.dumps(
+            {"version": "4", "alerts": [{"status": "firing", "labels": {}, "startsAt": "2026-12-01T10:00:00"}]}
+        ).encode(),
+    ],
+)
+def test_malformed_numbers_and_times_are_invalid_and_counted(tmp_path: Path, body: bytes) -> None:
+    webhook, retention, results = handler(tmp_path)
+    answer = webhook.handle(JSON, body)
+    assert answer.status == HTTPStatus.BAD_REQUEST and answer.result is WebhookResult.INVALID, answer
+    assert retention.asked == [] and results == {"invalid": 1}
