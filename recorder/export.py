@@ -278,7 +278,7 @@ def check_clip(camera: str, segments: Sequence[Segment], start: float, end: floa
                 )
             readable.append(seg)
         plan = plan_export(camera, readable, start, end)
-    except ExportError:
+    except BaseException:  # ffprobe missing or unforkable too: never leave the descriptors (and holds) behind
         held.close()
         raise
     return CheckedClip(plan, held, tuple(unreadable), tuple(shortened))

@@ -151,7 +151,10 @@ class FFmpegRun:
 
     def unfinished_segments(self) -> list[Path]:
         """Segment files this FFmpeg may still be writing: started since the run began, never listed complete."""
-        return unfinished_segments(self.command.output_dir, self._camera_id, self.wall_start, set(self.completed_names))
+        return unfinished_segments(
+            self.command.output_dir, self._camera_id, self.wall_start, set(self.completed_names),
+            self.command.name_suffix,
+        )  # fmt: skip
 
     # -- while it runs ----------------------------------------------------------------------------
 
@@ -333,6 +336,7 @@ class FFmpegRun:
             self.wall_start,
             self.completed_names,
             progress.out_time_seconds - self.last_segment_end if progress is not None else None,
+            self.command.name_suffix,
         ):
             if cut.discard_reason is None:
                 self._log.warning("kept segment %s cut off by FFmpeg's exit", cut.path.name)

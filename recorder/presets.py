@@ -218,6 +218,7 @@ class FFmpegCommand:
     env: Mapping[str, str]
     output_dir: Path
     codec: Codec  # the encoder that actually runs (copy of a raw source becomes an encoder)
+    name_suffix: int = 0  # the `-N` of its segment names (segments.SEGMENT_NAME_RE); 0 but after a clock step
 
     def shell(self) -> str:
         """The command as an operator would paste it into a shell."""
@@ -333,7 +334,7 @@ def build_command(
     output_dir = rec.base_directory / camera.id
     argv.append(str(output_dir / output_pattern(camera, rec.container_format, name_suffix)))
     env = {**NAME_TIMEZONE_ENV, **{key: value.format_map(values) for key, value in preset.env.items()}}
-    return FFmpegCommand(camera.id, tuple(argv), env, output_dir, codec)
+    return FFmpegCommand(camera.id, tuple(argv), env, output_dir, codec, name_suffix)
 
 
 # Night transcoding (recorder/transcoding/): one finished segment re-encoded file to file with the encoder

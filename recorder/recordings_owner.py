@@ -62,7 +62,17 @@ class DaemonLock:
         warning: no second daemon can record there either, and storage reports the fault in its metrics."""
         try:
             self.base.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock_path(self.base), os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            # Readable by all: a one-shot command run as another user must see that a daemon holds it.
+            fd = os.open(lock_path(self.base), os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except PermissionError as exc:
+            if not lock_path(self.base).exists():
+                log.warning("cannot lock %s against a second daemon: %s", self.base, exc.strerror or exc)
+                return
+            log.warning(
+                "cannot lock %s against a second daemon: %s is not this user's (left by a run as root? chown "
+                "it to the service's user, or remove it)", self.base, lock_path(self.base),
+            )  # fmt: skip
+            return
         except OSError as exc:
             log.warning("cannot lock %s against a second daemon: %s", self.base, exc.strerror or exc)
             return
@@ -71,7 +81,11 @@ class DaemonLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
-            except BlockingIOError:
+            except OSError as exc:
+                if not isinstance(exc, BlockingIOError):  # ENOLCK on some network filesystems
+                    os.close(fd)
+                    log.warning("cannot lock %s against a second daemon: %s", self.base, exc.strerror or exc)
+                    return
                 if clock() >= deadline:
                     holder = lock_holder(fd)
                     os.close(fd)
@@ -111,8 +125,10 @@ def daemon_running(base: Path) -> bool:
     daemon starting in that instant waits for it (`TAKE_OVER_WAIT_SECONDS`)."""
     try:
         fd = os.open(lock_path(base), os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+    except FileNotFoundError:
         return False  # never locked here
+    except OSError:
+        return True  # cannot tell: taken as held, so nothing a daemon may be writing is touched
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError as exc:

@@ -17,6 +17,7 @@ from recorder.config import CameraConfig, Config, ConfigError
 from recorder.device_events import device_cameras
 from recorder.ffmpeg_binary import FFmpegTools, find_tools
 from recorder.presets import FFmpegCommand, build_command
+from recorder.recordings_owner import DaemonLock, FolderInUse
 from recorder.states import RUNNING_STATES
 from recorder.supervisor import CameraSupervisor
 from recorder.transcoding import service as transcoding
@@ -59,6 +60,7 @@ class ConfigReloader:
             except OSError as exc:
                 where = new.recording.base_directory
                 raise ConfigError([f"recording.base_directory: cannot use {where}: {exc.strerror or exc}"]) from None
+            new_lock = self._lock_new_folder(new)
         except ConfigError as exc:
             for line in str(exc).splitlines():
                 log.error("reload: %s", line)
@@ -69,6 +71,9 @@ class ConfigReloader:
             return self._done(False)
         try:
             self._apply(new, tools)
+            if new_lock is not None:
+                rec.recordings_lock.release()
+                rec.recordings_lock = new_lock
         except Exception:
             # Past validation nothing should fail; if something does, say so and keep the daemon up.
             rec.health.retiring = set()
@@ -83,6 +88,18 @@ class ConfigReloader:
         rec = self._recorder
         rec.notifier.ready(rec.status_line())
         return successful
+
+    def _lock_new_folder(self, new: Config) -> DaemonLock | None:
+        """A new recordings folder is held before anything records into it (None: the folder is the same)."""
+        rec = self._recorder
+        if new.recording.base_directory == rec.config.recording.base_directory:
+            return None
+        lock = DaemonLock(new.recording.base_directory)
+        try:
+            lock.acquire(wait=0)
+        except FolderInUse as exc:
+            raise ConfigError([f"recording.base_directory: {exc}"]) from None
+        return lock
 
     def _apply(self, new: Config, tools: FFmpegTools) -> None:
         rec = self._recorder
@@ -216,11 +233,14 @@ class ConfigReloader:
         storage.refresh_filesystem()
         gc.freeze()
         with rec.health.replacing("storage"):
-            old, rec.storage_slot.current = rec.storage_slot.current, storage
+            old = rec.storage_slot.current
+            # Counters never go down across a reload: the new accounting goes on from the old one's before
+            # any scrape can read it, then takes what the old counted in the pass it finishes while stopping.
+            carried = storage.carry_counters_from(old)
+            rec.storage_slot.current = storage
             # The old worker finishes the pass it is in, which may be long on a big disk.
             self._feeding_watchdog(old.stop)
-            # Counters never go down across a reload: the new accounting goes on from the old one's.
-            storage.carry_counters_from(old)
+            storage.carry_counters_from(old, since=carried)
             storage.start()
         log.info("reload: retention and disk accounting restarted for the new settings")
 

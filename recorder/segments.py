@@ -142,8 +142,10 @@ class ClockWatch:
         return step if step > CLOCK_STEP_TOLERANCE_SECONDS else 0.0
 
 
-def unfinished_segments(folder: Path, camera_id: str, since: float, completed: set[str]) -> list[Path]:
-    """Segment files of this camera started at or after `since` that FFmpeg never reported complete."""
+def unfinished_segments(folder: Path, camera_id: str, since: float, completed: set[str], suffix: int = 0) -> list[Path]:
+    """Segment files of this camera's run (named with `suffix`) started at or after `since` that FFmpeg never
+    reported complete. The suffix matters after a backward clock step: the run names its files `-N`, and
+    the older files between its start time and the clock's old time are not its own."""
     found = []
     try:
         entries = list(_scandir(folder))
@@ -151,7 +153,13 @@ def unfinished_segments(folder: Path, camera_id: str, since: float, completed: s
         return []
     for entry in entries:
         parsed = parse_segment_name(entry.name)
-        if parsed and parsed.camera == camera_id and parsed.start >= int(since) and entry.name not in completed:
+        if (
+            parsed
+            and parsed.camera == camera_id
+            and parsed.suffix == suffix
+            and parsed.start >= int(since)
+            and entry.name not in completed
+        ):
             found.append(Path(entry.path))
     return sorted(found)
 
@@ -288,6 +296,7 @@ def salvage_cut_segments(
     since: float,
     completed: set[str],
     stream_seconds: float | None,
+    suffix: int = 0,
 ) -> list[CutSegment]:
     """Judge each segment an ended FFmpeg left open: kept if its first frame decodes, else to be discarded.
 
@@ -295,7 +304,7 @@ def salvage_cut_segments(
     FFmpeg's clock beats ffprobe's guess for a file that never got its duration written.
     """
     judged = []
-    for path in unfinished_segments(folder, camera_id, since, completed):
+    for path in unfinished_segments(folder, camera_id, since, completed, suffix):
         check = check_segment(ffprobe, path)
         reason = check.discard_reason
         duration = check.duration if stream_seconds is None else max(0.0, stream_seconds)

@@ -54,11 +54,17 @@ class Histogram:
         return self.counts[-1]
 
     def rebucketed(self, bounds: tuple[float, ...]) -> Histogram:
-        """This histogram under new bucket bounds: earlier observations stay in +Inf, the count and the sum
-        (their values are not kept, so they cannot be placed in the new buckets); unchanged bounds keep all."""
+        """This histogram under new bucket bounds (a reload changed segment_time): each new bound counts the
+        observations the largest old bound at or below it counted, so a bound both layouts share keeps its
+        count exactly and no exposed bucket goes down; the rest stay in +Inf, the count and the sum (their
+        values are not kept, so they cannot be placed more finely)."""
         if bounds == self.bounds:
             return self
-        return Histogram(bounds, (0,) * len(bounds) + (self.count,), self.total)
+        counts = []
+        for bound in bounds:
+            below = [count for old_bound, count in zip(self.bounds, self.counts, strict=False) if old_bound <= bound]
+            counts.append(below[-1] if below else 0)
+        return Histogram(bounds, (*counts, self.count), self.total)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from recorder.cli_report import format_report, format_stats
 from recorder.config import Config
-from recorder.retention.accounting import SnapshotBuilder
+from recorder.retention.accounting import RetentionCounters, SnapshotBuilder
 from recorder.retention.filesystem import RecordingsFolder, statvfs_usage
 from recorder.retention.health import FolderWatch
 from recorder.retention.model import DAY, DiskUsage, Entry, RetentionReport
@@ -231,12 +231,14 @@ class Storage:
         """Stop the background worker; it finishes the step it is in, passes asked for and not begun fail."""
         self._worker.stop(timeout)
 
-    def carry_counters_from(self, earlier: Storage) -> None:
-        """Go on from the deletion and pass counts of the accounting this one replaces (a reload), stopped."""
+    def carry_counters_from(self, earlier: Storage, since: RetentionCounters | None = None) -> RetentionCounters:
+        """Go on from the deletion and pass counts of the accounting this one replaces (a reload): all of them,
+        or those counted after `since`; returns a copy of `earlier`'s counts now, for the next call's `since`."""
         state = self._state
         with earlier._state.lock, state.lock:
-            state.counters.carry_from(earlier._state.counters)
+            state.counters.carry_from(earlier._state.counters, since)
             state.publish_locked()
+            return earlier._state.counters.copy()
 
     def request(
         self, action: str | None, trigger: str = "alert", timeout: float = 30.0, *, dry_run: bool = False

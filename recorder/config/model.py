@@ -132,8 +132,9 @@ class StorageConfig:
 
     @property
     def alerts_may_delete(self) -> bool:
-        """Whether an Alertmanager webhook's retention action may delete footage: stop_recording promises to
-        keep every file, so only an explicit `delete_on_alert: true` lets an alert delete under it."""
+        """Whether an Alertmanager webhook's free_space may delete footage: stop_recording promises to keep
+        every file the configured max age does not take, so only an explicit `delete_on_alert: true` lets
+        such an alert delete under it."""
         if self.delete_on_alert is not None:
             return self.delete_on_alert
         return self.on_threshold is ThresholdAction.DELETE_OLDEST

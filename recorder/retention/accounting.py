@@ -57,28 +57,43 @@ class RetentionCounters:
         self.last_run = finished_at
         self.changes += 1
 
-    def carry_from(self, earlier: RetentionCounters) -> None:
-        """Go on from the counts of the accounting a reload replaced, so no counter reads less after it.
+    def copy(self) -> RetentionCounters:
+        """The counts as they are now (for carry_from's `since`)."""
+        twin = RetentionCounters(self._cameras)
+        twin.deleted_files, twin.deleted_bytes = dict(self.deleted_files), dict(self.deleted_bytes)
+        twin.orphaned_deleted_files = dict(self.orphaned_deleted_files)
+        twin.orphaned_deleted_bytes = dict(self.orphaned_deleted_bytes)
+        twin.runs, twin.last_run, twin._retired = dict(self.runs), self.last_run, dict(self._retired)
+        return twin
+
+    def carry_from(self, earlier: RetentionCounters, since: RetentionCounters | None = None) -> None:
+        """Go on from the counts of the accounting a reload replaced, so no counter reads less after it;
+        with `since`, only what `earlier` counted after that copy of it (its last pass, while it stopped).
 
         A camera the new configuration no longer has keeps its counts here, unexposed (its series end, as its
         supervisor's do), and gets them back should a later reload add it again."""
-        for mine, theirs in ((self.deleted_files, earlier.deleted_files), (self.deleted_bytes, earlier.deleted_bytes)):
+        base = since or RetentionCounters(())
+        for mine, theirs, before in (
+            (self.deleted_files, earlier.deleted_files, base.deleted_files),
+            (self.deleted_bytes, earlier.deleted_bytes, base.deleted_bytes),
+        ):
             for key, value in theirs.items():
-                mine[key] = mine.get(key, 0) + value
-        self._retired.update(earlier._retired)
+                mine[key] = mine.get(key, 0) + value - before.get(key, 0)
+        if since is None:
+            self._retired.update(earlier._retired)
         for key in [k for k in self.deleted_files if k[0] not in self._cameras]:
             self._retired[key] = (self.deleted_files.pop(key), self.deleted_bytes.pop(key))
         for key in [k for k in self._retired if k[0] in self._cameras]:
             files, size = self._retired.pop(key)
             self.deleted_files[key] += files
             self.deleted_bytes[key] += size
-        for mine_by_word, theirs_by_word in (
-            (self.orphaned_deleted_files, earlier.orphaned_deleted_files),
-            (self.orphaned_deleted_bytes, earlier.orphaned_deleted_bytes),
-            (self.runs, earlier.runs),
+        for mine_by_word, theirs_by_word, before_by_word in (
+            (self.orphaned_deleted_files, earlier.orphaned_deleted_files, base.orphaned_deleted_files),
+            (self.orphaned_deleted_bytes, earlier.orphaned_deleted_bytes, base.orphaned_deleted_bytes),
+            (self.runs, earlier.runs, base.runs),
         ):
             for word, value in theirs_by_word.items():
-                mine_by_word[word] = mine_by_word.get(word, 0) + value
+                mine_by_word[word] = mine_by_word.get(word, 0) + value - before_by_word.get(word, 0)
         if earlier.last_run is not None and (self.last_run is None or earlier.last_run > self.last_run):
             self.last_run = earlier.last_run
         self.changes += 1

@@ -110,7 +110,7 @@ class PassRunner:
             # so the plan reads the usage that is left.
             usage = self._reclaim_before_footage(usage, view.rate, trigger, action)
         plan = plan_pass(view, usage, started, state.settings, trigger=trigger, action=action)
-        if action is not None and not state.settings.alerts_delete:
+        if Policy.FREE_SPACE in policies(trigger, action) and not state.settings.alerts_delete:
             log.info(
                 "retention: the alert's %s deletes nothing: storage.delete_on_alert is off (it follows "
                 "on_threshold, and stop_recording keeps every file; set it to true to let alerts delete)", action,
@@ -167,8 +167,8 @@ class PassRunner:
         if usage is None:
             return self._watch.read_usage()
         settings, need = self._state.settings, 0
-        if action is not None and not settings.alerts_delete:
-            return usage  # the alert deletes nothing, kept originals included
+        if Policy.FREE_SPACE in policies(trigger, action) and not settings.alerts_delete:
+            return usage  # the alert frees nothing, kept originals included
         for policy in policies(trigger, action):
             if policy is Policy.FREE_SPACE:
                 need = max(need, bytes_above(usage.size, usage.used, settings.alert_floor, strict=True))

@@ -133,7 +133,7 @@ class RetentionSettings:
     min_free_minutes: float
     on_threshold: ThresholdAction
     segment_time: float  # seconds
-    alerts_delete: bool = True  # StorageConfig.alerts_may_delete: False, an alert's pass deletes nothing
+    alerts_delete: bool = True  # StorageConfig.alerts_may_delete: False, a free_space alert deletes nothing
     # Maximum age of an unconfigured camera's footage: the storage section's cleanup_days; None: off.
     orphan_max_age: float | None = None
 
@@ -203,10 +203,9 @@ def plan_pass(
     trigger: str,
     action: str | None,
 ) -> PassPlan:
-    """Pick what a pass deletes: each policy in turn, never a protected file, never one file twice; nothing
-    for an alert when the configuration keeps alerts from deleting (RetentionSettings.alerts_delete)."""
-    if action is not None and not settings.alerts_delete:
-        return PassPlan((), (), None)
+    """Pick what a pass deletes: each policy in turn, never a protected file, never one file twice; no
+    free_space for an alert when the configuration keeps alerts from deleting (RetentionSettings.alerts_delete:
+    an enforce_max_age alert only does sooner what the configured max age does on schedule)."""
     protected = set(view.active)
     horizon = now - NEWEST_GRACE_SEGMENTS * settings.segment_time
     for cam, entries in view.entries.items():
@@ -223,6 +222,8 @@ def plan_pass(
         else:
             if policy is Policy.DISK_PRESSURE and settings.on_threshold is ThresholdAction.STOP_RECORDING:
                 continue  # the daemon stops cameras instead of deleting footage
+            if policy is Policy.FREE_SPACE and not settings.alerts_delete:
+                continue  # stop_recording keeps every file the age limit does not take, unless told otherwise
             if usage is None:
                 unread.append(policy)
                 continue

@@ -97,7 +97,16 @@ def camera_folder_ids(state: StorageState) -> dict[str, tuple[int, int] | None]:
 
 
 def folders_moved(state: StorageState) -> list[str]:
-    """Cameras whose folder is not the one the last scan listed (a mount point unmounted, mounted, replaced)."""
+    """Cameras whose folder is not the one the last scan listed (a mount point unmounted, mounted, replaced).
+    A folder missing at the scan and created since (FFmpeg's first segment of a new camera) is taken as it
+    is: the index already follows what FFmpeg writes into it."""
+    moved = []
+    now = camera_folder_ids(state)
     with state.lock:
-        known = dict(state.folder_ids)
-    return [cam for cam, identity in camera_folder_ids(state).items() if known.get(cam, identity) != identity]
+        for cam, identity in now.items():
+            known = state.folder_ids.get(cam, identity)
+            if known is None and identity is not None:
+                state.folder_ids[cam] = identity
+            elif known != identity:
+                moved.append(cam)
+    return moved

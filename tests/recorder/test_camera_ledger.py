@@ -97,8 +97,9 @@ def test_a_histogram_under_new_bounds_keeps_its_count_and_sum() -> None:
     hist = Histogram((1.0, 2.0), (1, 3, 4), 9.0)
     assert hist.rebucketed((1.0, 2.0)) is hist
     moved = hist.rebucketed((5.0, 10.0, 20.0))
-    assert moved.bounds == (5.0, 10.0, 20.0) and moved.counts == (0, 0, 0, 4) and moved.total == 9.0
-    assert moved.observe(7.0).counts == (0, 1, 1, 5)
+    # The three observations at or below 2 are at or below 5, 10 and 20 too.
+    assert moved.bounds == (5.0, 10.0, 20.0) and moved.counts == (3, 3, 3, 4) and moved.total == 9.0
+    assert moved.observe(7.0).counts == (3, 4, 4, 5)
 
 
 def _tools(ffmpeg: str = "ffmpeg") -> FFmpegTools:
@@ -137,3 +138,16 @@ def test_settings_outside_the_camera_that_change_its_ffmpeg_or_supervision_resta
     assert restart_reasons(old, _tools(), cam, longer, _tools(), cam) == ["recording settings changed"]
     assert restart_reasons(old, _tools(), cam, encoded, _tools(), cam) == ["encoding settings changed"]
     assert restart_reasons(old, _tools(), cam, unheard, _tools(), cam) == []
+
+
+def test_a_histogram_under_new_bounds_never_lowers_a_bucket_both_layouts_have() -> None:
+    from recorder.snapshots import Histogram
+
+    old = Histogram.empty((450.0, 900.0, 1350.0, 1800.0, 3600.0))
+    for value in (400.0, 800.0, 1700.0, 1800.0, 5000.0):
+        old = old.observe(value)
+    new = old.rebucketed((225.0, 450.0, 675.0, 900.0, 1350.0, 1800.0))
+    shared = {b: c for b, c in zip(old.bounds, old.counts, strict=False) if b in new.bounds}
+    assert {b: c for b, c in zip(new.bounds, new.counts, strict=False) if b in shared} == shared
+    assert new.counts == (0, 1, 1, 2, 2, 4, 5)  # cumulative, +Inf last: never above what was observed
+    assert (new.count, new.total) == (old.count, old.total)

@@ -149,3 +149,18 @@ def test_a_supervisor_whose_clock_steps_back_overwrites_nothing_and_says_so(
     assert "the clock stepped back" in caplog.text
     assert "new segments are named ...-1 so that none is overwritten" in caplog.text
     assert sup.snapshot.restarts.get("internal_error", 0) == 0
+
+
+def test_a_suffixed_run_never_takes_the_older_files_after_its_start_for_its_own(tmp_path: Path) -> None:
+    from recorder.segments import unfinished_segments
+
+    folder = tmp_path / "cam1"
+    folder.mkdir()
+    since = 1_700_000_000.0
+    before_the_step = [folder / segment_file_name("cam1", since + 60 * i) for i in range(1, 3)]
+    mine = folder / segment_file_name("cam1", since + 30, suffix=1)
+    for path in (*before_the_step, mine):
+        path.write_bytes(b"x")
+    # A run started after a step back names its files -1: the plain names after its start are older footage.
+    assert unfinished_segments(folder, "cam1", since, set(), suffix=1) == [mine]
+    assert unfinished_segments(folder, "cam1", since, set()) == sorted(before_the_step)

@@ -27,9 +27,9 @@ from recorder.states import CameraState
 
 STAND_IN = Path(__file__).resolve().parents[1] / "v4l2_standin_ffmpeg.py"
 PATTERN = {"test_pattern": True, "resolution": "160x120", "framerate": 25}
-# Monotonic while the same series is exposed: counters and the histograms' count and sum, retention's too (a
+# Monotonic while the same series is exposed: counters and the histograms' buckets, count and sum, retention's too (a
 # reload that re-reads the disk builds a new Storage, which goes on from the old one's counts).
-_MONOTONIC = re.compile(r".*(_total|_count|_sum)$")
+_MONOTONIC = re.compile(r".*(_total|_count|_sum|_bucket)$")
 
 
 class MonotonicScraper:

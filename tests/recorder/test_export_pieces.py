@@ -161,3 +161,13 @@ def test_retention_leaves_the_segments_a_clip_holds_until_it_is_done(tmp_path: P
         clip.close()
     report = recorder.storage.run_pass("manual")
     assert report.file_count == 3 and not any(p.exists() for p in paths)
+
+
+def test_a_failing_probe_never_leaves_the_segments_held(tmp_path: Path) -> None:
+    from recorder.export import held_segment_paths
+
+    base = tmp_path / "rec"
+    _paths, t0 = three_segments(base)
+    with pytest.raises(FileNotFoundError):
+        check_clip("cam1", listed(base), t0, t0 + 3 * SEGMENT_SECONDS, str(tmp_path / "no-such-ffprobe"))
+    assert held_segment_paths() == []

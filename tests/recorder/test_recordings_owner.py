@@ -223,3 +223,27 @@ def test_transcode_never_swaps_the_segment_the_daemon_is_writing(
     assert kept["codec"] == "h264"
     # Every frame FFmpeg had reported by then is in the file (a swap would have left only those before it).
     assert kept["frames"] >= written > 0
+
+
+def test_a_reload_onto_a_folder_another_daemon_holds_is_refused_and_a_free_one_moves_the_lock(
+    held_by_another_process: Held, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from conftest import small_config
+
+    from recorder.daemon import Recorder
+    from recorder.ffmpeg_binary import find_tools
+
+    taken, hold = held_by_another_process
+    holder = hold()
+    first = small_config(tmp_path / "first")
+    configs = iter([small_config(taken), small_config(tmp_path / "second")])
+    recorder = Recorder(first, find_tools(first.system), config_loader=lambda: next(configs))
+    recorder.take_recordings_folder()
+    with caplog.at_level(logging.ERROR):
+        assert recorder.reload() is False
+    assert f"recording.base_directory: camera-recorder (pid {holder.pid}) already records into {taken}" in caplog.text
+    assert recorder.recordings_lock.base == tmp_path / "first"
+    assert recorder.reload() is True
+    assert recorder.recordings_lock.base == tmp_path / "second" and recorder.recordings_lock.held
+    assert not daemon_running(tmp_path / "first")
+    recorder.stop()

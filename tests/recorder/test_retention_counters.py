@@ -45,3 +45,15 @@ def test_a_rebuilt_storage_goes_on_from_the_one_it_replaces(tmp_path: Path) -> N
     assert runs["schedule"] == 1 and runs["manual"] == 1
     new.run_pass("schedule")
     assert new.snapshot().runs["schedule"] == 2
+
+
+def test_counted_while_the_replaced_accounting_stops_is_carried_once() -> None:
+    old = RetentionCounters(["cam1"])
+    old.count_run("schedule", 1.0)
+    new = RetentionCounters(["cam1"])
+    new.carry_from(old)
+    baseline = old.copy()
+    old.count_run("schedule", 2.0)  # the pass the old worker finished while stopping
+    old.count_deleted([deleted("cam1")])
+    new.carry_from(old, since=baseline)
+    assert new.runs["schedule"] == 2 and new.deleted_files[("cam1", "max_age")] == 1 and new.last_run == 2.0

@@ -79,3 +79,13 @@ def test_a_daemon_whose_camera_mount_vanishes_reports_what_the_disk_holds(tmp_pa
             assert "indexing it again" in daemon.log()
         finally:
             assert daemon.stop() == 0
+
+
+def test_a_camera_folder_created_after_the_scan_is_no_moved_mount(tmp_path: Path) -> None:
+    from recorder.retention.scan import folders_moved
+
+    base = tmp_path / "rec"
+    storage = Storage(small_config(base))
+    storage.scan()  # cam1's folder does not exist yet: FFmpeg makes it with its first segment
+    (base / "cam1").mkdir(parents=True)
+    assert folders_moved(storage._state) == []
