@@ -173,6 +173,8 @@ class Recorder:
         unusable = recordings_folder_at_start(self.config.recording.base_directory)
         if unusable is not None:
             log.error("%s", unusable)
+        for supervisor in self.supervisors.values():
+            supervisor.discard_leftovers()  # before the scan: its counts never include them
         self.index_recordings()
         self.storage.start()
         self.hotplug.start()

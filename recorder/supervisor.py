@@ -93,6 +93,7 @@ class CameraSupervisor:
         self._wakeup = WakeUp(monotonic)
         self._clock_watch = ClockWatch(clock, monotonic)
         self._ffprobe = ffprobe
+        self._leftovers_checked = False
         # Device cameras are present when their node finder returns a node; other sources always are.
         self._presence = SourcePresence(device_node if camera.source is SourceKind.DEVICE else None)
         self._machine = CameraStateMachine(
@@ -218,10 +219,8 @@ class CameraSupervisor:
         self._report.publish(self._presence.present, self._runs.current, **changes)
 
     def _main(self) -> None:
-        try:
-            self._discard_leftovers()
-        except Exception:  # a look at the folder; recording matters more
-            self._log.exception("could not look for header-only segments left from before this start")
+        if not self._leftovers_checked:  # a camera a reload added: the daemon's start did not look
+            self.discard_leftovers()
         while not self._stopping.is_set():
             # Nothing may end this thread but a stop: a bug or an exhausted resource in one round is
             # logged, counted and followed by a restart with backoff.
@@ -267,13 +266,18 @@ class CameraSupervisor:
             self._log.error("cannot wait on the wake-up pipe; sleeping %.2f s", self._machine.restart_in)
             self._stopping.wait(self._machine.restart_in)
 
-    def _discard_leftovers(self) -> None:
+    def discard_leftovers(self) -> None:
         """Header-only files an earlier FFmpeg left (a SIGKILL right after a cut, a start into a full disk):
-        removed and counted as discarded, as a run's end does for its own, before this camera records."""
-        folder = self._command_factory(None, 0).output_dir
-        for path, reason in leftover_segments(self._ffprobe, folder, self.camera.id):
-            remove_discarded(path, reason, self._log)
-            self._segments.discarded(path, reason)
+        removed and counted as discarded, as a run's end does for its own, before this camera records. The
+        daemon's start calls it before the first scan, so no count of the folder ever includes them."""
+        self._leftovers_checked = True
+        try:
+            folder = self._command_factory(None, 0).output_dir
+            for path, reason in leftover_segments(self._ffprobe, folder, self.camera.id):
+                remove_discarded(path, reason, self._log)
+                self._segments.discarded(path, reason)
+        except Exception:  # a look at the folder; recording matters more
+            self._log.exception("could not look for header-only segments left from before this start")
 
     # -- one FFmpeg run -------------------------------------------------------------------------
 

@@ -58,6 +58,10 @@ def test_the_daemon_discards_and_counts_a_header_only_leftover_before_it_records
             )
 
         wait_for(lambda: discarded() == 1, timeout=20, what="the leftover counted as discarded")
+        samples = daemon.samples()  # one scrape: a segment may complete between two
+        recorded = samples[("camera_recorder_recordings_files", (("camera", "cam1"),))]
+        completed = samples[("camera_recorder_segments_completed_total", (("camera", "cam1"),))]
+        assert recorded == 1 + completed  # the whole old segment and what this run recorded, not the leftover
         assert not header_only.exists() and whole.exists()
         status, body, _ = daemon.get(f"/api/v1/recordings?camera=cam1&from={time.time() - 3600:.0f}")
         assert status == 200
