@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 class BuildPyWithBuildInfo(build_py):
     def run(self) -> None:
         super().run()
-        from recorder.buildinfo import DATE_FORMAT, UNKNOWN, from_checkout
+        from recorder.domain.buildinfo import DATE_FORMAT, UNKNOWN, from_checkout
 
         checkout = from_checkout()
         # SOURCE_DATE_EPOCH: a reproducible build stamps the date it is told.

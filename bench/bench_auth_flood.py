@@ -34,8 +34,8 @@ import bcrypt
 from exporter.server import ExporterServer
 from exporter.webconfig import WebOptions
 from recorder.config import parse_config
-from recorder.daemon import Recorder
-from recorder.ffmpeg_binary import find_tools
+from recorder.daemon.recorder import Recorder
+from recorder.ffmpeg.binary import find_tools
 
 
 def basic(user: str, password: str) -> str:

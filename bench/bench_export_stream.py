@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from exporter.operator_routes import MAX_CONCURRENT_EXPORTS
 from exporter.server import ExporterServer
 from recorder.config import parse_config
-from recorder.daemon import Recorder
-from recorder.ffmpeg_binary import find_tools
-from recorder.segments import segment_file_name
+from recorder.daemon.recorder import Recorder
+from recorder.ffmpeg.binary import find_tools
+from recorder.footage.segments import segment_file_name
 
 SEGMENT_SECONDS = 4
 

@@ -8,7 +8,7 @@ Targets: add -> first frame median <= 1.0 s; remove -> waiting_for_device median
 
 By default the camera is unplugged at its first frame: the segment FFmpeg then closes holds one frame (under
 8 KiB, no duration) and is decoded by ffprobe before the camera may wait (the empty-segment check of a start
-into a full disk, recorder/ffmpeg_run.py), which is most of the remove figure. `--record-before-remove 1`
+into a full disk, recorder/ffmpeg/run.py), which is most of the remove figure. `--record-before-remove 1`
 unplugs a camera that has recorded for a second, whose segment needs no such check.
 """
 

@@ -15,7 +15,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from udev_netlink import fake_camera_properties, send_udev_event, udev_control_present  # noqa: E402
 
 from recorder.config import CameraConfig, DeviceMatch, SourceKind  # noqa: E402
-from recorder.hotplug import HotplugMonitor  # noqa: E402
+from recorder.devices.hotplug import HotplugMonitor  # noqa: E402
 
 ROUNDS = 20
 TIMEOUT = 5.0

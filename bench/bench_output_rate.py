@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recorder.progress import OUTPUT_RATE_SAMPLE_EVERY, OUTPUT_RATE_WINDOW_SECONDS, OutputRateMeter
+from recorder.ffmpeg.progress import OUTPUT_RATE_SAMPLE_EVERY, OUTPUT_RATE_WINDOW_SECONDS, OutputRateMeter
 
 
 def _microseconds_per_call(call: Callable[[], object], times: int) -> float:

@@ -33,10 +33,10 @@ from bench_support import wait  # noqa: E402
 from conftest import small_config  # noqa: E402
 from tenacity import wait_exponential  # noqa: E402
 
-from recorder import states  # noqa: E402
-from recorder.ffmpeg_process import FFmpegProcess, spawn_ffmpeg  # noqa: E402
-from recorder.presets import FFmpegCommand, build_command  # noqa: E402
-from recorder.supervisor import CameraSupervisor  # noqa: E402
+from recorder.camera import states  # noqa: E402
+from recorder.camera.supervisor import CameraSupervisor  # noqa: E402
+from recorder.ffmpeg.presets import FFmpegCommand, build_command  # noqa: E402
+from recorder.ffmpeg.process import FFmpegProcess, spawn_ffmpeg  # noqa: E402
 
 SILENT = ("/bin/sh", "-c", "exec sleep 600")  # the hub is up: a camera's process that stays
 DIES = ("/bin/sh", "-c", "exit 1")  # the hub is down: a start that fails at once

@@ -29,8 +29,8 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, not an install
 
 from recorder.config import parse_config
-from recorder.segments import CompletedSegment, segment_file_name
-from recorder.storage import DiskUsage, Storage
+from recorder.footage.segments import CompletedSegment, segment_file_name
+from recorder.storage.facade import DiskUsage, Storage
 
 TARGET_PASS_SECONDS = 2.0
 TARGET_PASS_MB = 100.0

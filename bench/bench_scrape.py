@@ -33,8 +33,8 @@ from bench_retention import create_files
 
 from exporter.server import ExporterServer
 from recorder.config import parse_config
-from recorder.daemon import Recorder
-from recorder.ffmpeg_binary import find_tools
+from recorder.daemon.recorder import Recorder
+from recorder.ffmpeg.binary import find_tools
 
 # What Prometheus 2.x sends on every scrape (scrape/scrape.go's scrapeAcceptHeader and Accept-Encoding).
 PROMETHEUS_HEADERS = {

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from exporter.server import ExporterServer
 from recorder.config import parse_config
-from recorder.daemon import Recorder
-from recorder.ffmpeg_binary import find_tools
+from recorder.daemon.recorder import Recorder
+from recorder.ffmpeg.binary import find_tools
 
 CAMERAS = [f"cam{i:02d}" for i in range(1, 17)]
 TARGET_MS = 50.0

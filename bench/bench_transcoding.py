@@ -45,8 +45,8 @@ sys.path.insert(0, str(REPO))
 from bench_support import free_port, wait  # noqa: E402
 
 from recorder.config import Container, parse_config  # noqa: E402
-from recorder.presets import build_transcode_command  # noqa: E402
-from recorder.segments import segment_file_name  # noqa: E402
+from recorder.ffmpeg.presets import build_transcode_command  # noqa: E402
+from recorder.footage.segments import segment_file_name  # noqa: E402
 from recorder.transcoding.gate import CpuReading, DiskReading, Gate  # noqa: E402
 from recorder.transcoding.pausable import idle_priority_prefix  # noqa: E402
 from recorder.transcoding.verify import probe, verify  # noqa: E402

@@ -1,6 +1,6 @@
 """The HTTP side of camera-recorder: reads the recorder's snapshots, never the other way round.
 
-`serve()` is the one call the composition root (recorder/cli.py) makes to put a recorder on the network.
+`serve()` is the one call the composition root (recorder/app/cli.py) makes to put a recorder on the network.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from exporter.server import ExporterServer
     from exporter.webconfig import WebOptions
     from recorder.config import ExporterConfig
-    from recorder.ports import RecorderView
+    from recorder.state.ports import RecorderView
 
 
 def serve(recorder: RecorderView, config: ExporterConfig, web: WebOptions | None = None) -> ExporterServer:

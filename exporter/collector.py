@@ -14,8 +14,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from exporter import metrics as m
-from recorder.buildinfo import build_info
-from recorder.snapshots import CameraStorage, CameraView, RecorderSnapshot, StorageSnapshot
+from recorder.domain.buildinfo import build_info
+from recorder.state.snapshots import CameraStorage, CameraView, RecorderSnapshot, StorageSnapshot
 
 log = logging.getLogger(__name__)
 

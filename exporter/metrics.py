@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from recorder.vocabulary import (
+from recorder.domain.vocabulary import (
     CameraState,
     DeletionReason,
     DiscardReason,

@@ -23,9 +23,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 from exporter.exchange import Request
 from exporter.status_page import PAGE_HEADERS, CameraPanel, days_with_footage, page_range, render_status_page
 from exporter.web import SLOW_POOL
-from recorder.export import CLIP_FORMATS, CheckedClip, ExportError, check_clip, export_argv, plan_export
-from recorder.ports import RecorderView
-from recorder.recordings import (
+from recorder.camera.states import CameraSnapshot
+from recorder.footage.recordings import (
     TimeError,
     build_timeline,
     iso_utc,
@@ -33,8 +32,9 @@ from recorder.recordings import (
     segments_from_index,
     spans_of_rows,
 )
-from recorder.states import CameraSnapshot
-from recorder.thumbnails import ThumbnailCache
+from recorder.state.ports import RecorderView
+from recorder.storage.export import CLIP_FORMATS, CheckedClip, ExportError, check_clip, export_argv, plan_export
+from recorder.storage.thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)
 

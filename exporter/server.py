@@ -41,8 +41,8 @@ from exporter.webconfig import (
 from exporter.webhook import WebhookHandler
 from recorder import __version__
 from recorder.config import ExporterConfig
-from recorder.ports import RecorderView
-from recorder.snapshots import RecorderSnapshot
+from recorder.state.ports import RecorderView
+from recorder.state.snapshots import RecorderSnapshot
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
-from recorder.recordings import TimeError, Timeline, day_bounds, local_text
-from recorder.snapshots import CameraView, RecorderSnapshot
-from recorder.units import human_bytes
-from recorder.vocabulary import CameraState
+from recorder.domain.units import human_bytes
+from recorder.domain.vocabulary import CameraState
+from recorder.footage.recordings import TimeError, Timeline, day_bounds, local_text
+from recorder.state.snapshots import CameraView, RecorderSnapshot
 
 TIMELINE_WIDTH = 1000  # SVG user units across the timeline; the browser scales it to the page
 TIMELINE_HEIGHT = 34

@@ -23,7 +23,7 @@ from exporter.exchange import BodyProblem
 from exporter.ratelimit import RateLimitedLog
 from exporter.webconfig import parse_basic_authorization
 from recorder.config import ExporterConfig
-from recorder.vocabulary import AlertAction, RetentionTrigger, WebhookResult, values
+from recorder.domain.vocabulary import AlertAction, RetentionTrigger, WebhookResult, values
 
 log = logging.getLogger(__name__)
 

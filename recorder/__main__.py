@@ -2,6 +2,6 @@
 
 import sys
 
-from recorder.cli import main
+from recorder.app.cli import main
 
 sys.exit(main())

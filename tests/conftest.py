@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
+from recorder.camera.supervisor import CameraSupervisor
 from recorder.config import Config, parse_config
-from recorder.ffmpeg_process import spawn_ffmpeg
-from recorder.presets import build_command
-from recorder.segments import segment_file_name
-from recorder.supervisor import CameraSupervisor
+from recorder.ffmpeg.presets import build_command
+from recorder.ffmpeg.process import spawn_ffmpeg
+from recorder.footage.segments import segment_file_name
 
 # How often wait_for looks again: the pace of a wait with a deadline, never a synchronisation by itself.
 POLL_INTERVAL = 0.02

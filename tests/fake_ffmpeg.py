@@ -10,8 +10,8 @@ import os
 import subprocess
 import sys
 
-from recorder.ffmpeg_process import FFmpegProcess
-from recorder.presets import FFmpegCommand
+from recorder.ffmpeg.presets import FFmpegCommand
+from recorder.ffmpeg.process import FFmpegProcess
 
 _CHILD = """
 import os, signal, sys, time

@@ -48,14 +48,16 @@ def _lint_copy_with(tmp_path: Path, module: str, added_import: str) -> subproces
 
 def test_a_recorder_module_importing_the_exporter_breaks_a_contract(tmp_path: Path) -> None:
     """The contract can fail: a copy of the tree with one domain module importing exporter.metrics."""
-    result = _lint_copy_with(tmp_path, "recorder/vocabulary.py", "import exporter.metrics")
+    result = _lint_copy_with(tmp_path, "recorder/domain/vocabulary.py", "import exporter.metrics")
     assert result.returncode != 0
-    assert "BROKEN" in result.stdout and "recorder.vocabulary -> exporter.metrics" in result.stdout
+    assert "BROKEN" in result.stdout and "recorder.domain.vocabulary -> exporter.metrics" in result.stdout
 
 
-@pytest.mark.parametrize("forbidden", ["recorder.daemon", "recorder.presets", "recorder.storage"])
+@pytest.mark.parametrize(
+    "forbidden", ["recorder.daemon.recorder", "recorder.ffmpeg.presets", "recorder.storage.facade"]
+)
 def test_the_exporter_importing_the_daemon_machinery_breaks_a_contract(tmp_path: Path, forbidden: str) -> None:
-    """Issue 12: the exporter reads snapshots and config (recorder.ports), never the daemon's machinery."""
+    """Issue 12: the exporter reads snapshots and config (recorder.state.ports), never the daemon's machinery."""
     result = _lint_copy_with(tmp_path, "exporter/status_page.py", f"import {forbidden}")
     assert result.returncode != 0
     assert "BROKEN" in result.stdout and f"exporter.status_page -> {forbidden}" in result.stdout

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from recorder.compat import BackportedStrEnum, StrEnum
+from recorder.domain.compat import BackportedStrEnum, StrEnum
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKED_TREES = ["recorder", "exporter", "tests", "bench", "setup.py"]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder.config import Config, parse_config
-from recorder.segments import segment_file_name
+from recorder.footage.segments import segment_file_name
 from recorder.transcoding.gate import CpuReading, DiskReading, Gate, TranscodeState
 from recorder.transcoding.worker import Transcoder
 

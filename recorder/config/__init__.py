@@ -33,7 +33,7 @@ from recorder.config.model import (
     TranscodingConfig,
 )
 from recorder.config.sections import parse_config, valid_listen_address
-from recorder.vocabulary import SourceKind
+from recorder.domain.vocabulary import SourceKind
 
 __all__ = [
     "CONFIG_ENV",

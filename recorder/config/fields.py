@@ -9,8 +9,8 @@ import reprlib
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from recorder.config.limits import MAX_NAME_LENGTH, MAX_SHOWN, MAX_TEXT_LENGTH
 from recorder.config.model import Resolution
-from recorder.input_limits import MAX_NAME_LENGTH, MAX_SHOWN, MAX_TEXT_LENGTH
 
 # Camera ids become folder and file names, so only a conservative character set is accepted.
 CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from recorder.config.fields import _show_key
+from recorder.config.limits import MAX_CONFIG_BYTES, MAX_SHOWN, MAX_YAML_VALUES
 from recorder.config.model import Config, ConfigError
 from recorder.config.sections import parse_config
-from recorder.input_limits import MAX_CONFIG_BYTES, MAX_SHOWN, MAX_YAML_VALUES
 
 if TYPE_CHECKING:
-    from recorder.legacy import LegacyFile
+    from recorder.config.legacy import LegacyFile
 
 DEFAULT_CONFIG_PATH = Path("/etc/camera-recorder/config.yaml")
 CONFIG_ENV = "CAMERA_RECORDER_CONFIG"
@@ -172,7 +172,7 @@ def load_raw(path: Path) -> Any:
 
 def read_source(path: Path) -> tuple[Any, list[str], LegacyFile | None]:
     """The raw mapping, its notes, and for a legacy file what it was read from (to name legacy keys)."""
-    from recorder import legacy
+    from recorder.config import legacy
 
     text = _decode_config(path, _read_config_bytes(path))
     if legacy.looks_legacy(path, text):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from recorder.compat import StrEnum
-from recorder.input_formats import INPUT_FORMAT_NAMES
-from recorder.vocabulary import SourceKind
+from recorder.domain.compat import StrEnum
+from recorder.domain.input_formats import INPUT_FORMAT_NAMES
+from recorder.domain.vocabulary import SourceKind
 
 
 class ConfigError(Exception):
@@ -48,7 +48,7 @@ class ThresholdAction(StrEnum):
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 QSV_PRESETS = PRESETS[2:]  # Intel's encoders know veryfast..veryslow only
-INPUT_FORMATS = INPUT_FORMAT_NAMES  # recorder/input_formats.py is the table
+INPUT_FORMATS = INPUT_FORMAT_NAMES  # recorder/domain/input_formats.py is the table
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 

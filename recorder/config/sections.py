@@ -47,7 +47,7 @@ from recorder.config.model import (
     ThresholdAction,
     TranscodingConfig,
 )
-from recorder.vocabulary import SourceKind
+from recorder.domain.vocabulary import SourceKind
 
 TRANSCODE_CODECS = (Codec.HEVC_QSV, Codec.H264_QSV, Codec.HEVC_VAAPI, Codec.H264_VAAPI, Codec.LIBX265, Codec.LIBX264)
 SCHEDULE_RE = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")

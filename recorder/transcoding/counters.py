@@ -8,11 +8,11 @@ import threading
 from collections.abc import Iterable
 from types import MappingProxyType
 
-from recorder.snapshots import TranscodeSnapshot
+from recorder.domain.vocabulary import TranscodeResult, values
+from recorder.state.snapshots import TranscodeSnapshot
 from recorder.transcoding.gate import TranscodeState
 from recorder.transcoding.ledger import LedgerEntry
 from recorder.transcoding.planner import Candidate
-from recorder.vocabulary import TranscodeResult, values
 
 # The counters were split out of worker.py: its logger name stays, so operators' log filters keep working.
 log = logging.getLogger("recorder.transcoding.worker")

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import psutil
 
 from recorder.config import TranscodingConfig
+from recorder.domain.vocabulary import TranscodeState
 from recorder.transcoding.window import in_window
-from recorder.vocabulary import TranscodeState
 
 GB = 1_000_000_000
 

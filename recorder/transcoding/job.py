@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recorder.config import Config, Container
-from recorder.presets import build_transcode_command
+from recorder.ffmpeg.presets import build_transcode_command
 from recorder.transcoding.ledger import Ledger, LedgerEntry
 from recorder.transcoding.pausable import PausableRunner
 from recorder.transcoding.planner import Candidate

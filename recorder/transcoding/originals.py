@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from recorder.segments import parse_segment_name
+from recorder.footage.segments import parse_segment_name
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
-from recorder.ffmpeg_process import die_with_parent
-from recorder.progress import Progress, ProgressParser
+from recorder.ffmpeg.process import die_with_parent
+from recorder.ffmpeg.progress import Progress, ProgressParser
 from recorder.transcoding.gate import Gate, TranscodeState
 from recorder.transcoding.verify import ToolInterrupted
 

@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from recorder.segments import parse_segment_name
+from recorder.footage.segments import parse_segment_name
 from recorder.transcoding.ledger import Ledger
 
 DAY = 86400.0

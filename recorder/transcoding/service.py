@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TypedDict
 
 from recorder.config import Config
-from recorder.segments import CompletedSegment
-from recorder.snapshots import StorageSnapshot
+from recorder.footage.segments import CompletedSegment
+from recorder.state.snapshots import StorageSnapshot
 from recorder.transcoding.capacity import transcoded_capacity_seconds
 from recorder.transcoding.gate import DiskReading, Gate
 from recorder.transcoding.originals import make_reclaimer

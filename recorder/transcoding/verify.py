@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from recorder.ffmpeg_process import die_with_parent
+from recorder.ffmpeg.process import die_with_parent
 
 DURATION_TOLERANCE_SECONDS = 0.5
 DURATION_TOLERANCE_RATIO = 0.01

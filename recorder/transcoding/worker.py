@@ -18,9 +18,9 @@ from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 from recorder.config import Config
-from recorder.progress import Progress
-from recorder.segments import parse_segment_name
-from recorder.snapshots import TranscodeSnapshot
+from recorder.ffmpeg.progress import Progress
+from recorder.footage.segments import parse_segment_name
+from recorder.state.snapshots import TranscodeSnapshot
 from recorder.transcoding.counters import TranscodeCounters
 from recorder.transcoding.gate import Gate, TranscodeState
 from recorder.transcoding.job import ABORTED, OnReplaced, PendingSwaps, SegmentJob

@@ -27,7 +27,7 @@ import pytest
 from conftest import wait_for
 from daemon_harness import free_port, write_config
 
-from recorder.cli import EXIT_CONFIG
+from recorder.app.cli import EXIT_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "camera-recorder.service"

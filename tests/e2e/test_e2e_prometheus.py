@@ -41,8 +41,8 @@ from e2e_servers import (
     window,
 )
 
-from recorder.daemon import hottest_cpu_sensor
-from recorder.segments import segment_file_name
+from recorder.daemon.recorder import hottest_cpu_sensor
+from recorder.footage.segments import segment_file_name
 
 TOKEN = "e2e-webhook-token"
 MIB = 1 << 20

@@ -12,8 +12,8 @@ from e2e_servers import JOB, Prometheus
 
 from exporter import metrics as m
 from exporter.server import ExporterServer
-from recorder.daemon import Recorder
-from recorder.ffmpeg_binary import find_tools
+from recorder.daemon.recorder import Recorder
+from recorder.ffmpeg.binary import find_tools
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from conftest import small_config
 
 from exporter.server import AUTH_QUEUE_LIMIT, ExporterServer
 from exporter.webconfig import WebOptions
-from recorder.daemon import Recorder
-from recorder.ffmpeg_binary import find_tools
+from recorder.daemon.recorder import Recorder
+from recorder.ffmpeg.binary import find_tools
 
 # Cost 10, as `htpasswd -nBC 10` makes: each guess costs a real bcrypt (tens of ms), as in production.
 HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(10)).decode()

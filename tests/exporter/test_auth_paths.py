@@ -14,8 +14,8 @@ from conftest import small_config
 
 from exporter.server import WEBHOOK_PATH, ExporterServer
 from exporter.webconfig import WebOptions
-from recorder.daemon import Recorder
-from recorder.ffmpeg_binary import find_tools
+from recorder.daemon.recorder import Recorder
+from recorder.ffmpeg.binary import find_tools
 
 HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
 GOOD = "Basic " + base64.b64encode(b"prometheus:s3cret").decode()

@@ -14,9 +14,9 @@ from prometheus_client.core import Metric
 
 from exporter import metrics as m
 from exporter.collector import RecorderCollector
-from recorder.snapshots import CameraSnapshot, CameraView, RecorderSnapshot, ResourceUsage
-from recorder.storage import Storage
-from recorder.vocabulary import CameraState
+from recorder.domain.vocabulary import CameraState
+from recorder.state.snapshots import CameraSnapshot, CameraView, RecorderSnapshot, ResourceUsage
+from recorder.storage.facade import Storage
 
 
 class Source:
@@ -104,7 +104,7 @@ def test_a_failing_sub_collector_is_reported_and_the_others_still_answer(
 def test_orphaned_footage_has_its_own_families_and_at_most_a_bounded_set_of_camera_series(tmp_path: Path) -> None:
     # 25 folders of removed cameras on disk, real segments, through the real Storage: the 20 largest are
     # shown by name, the other 5 summed as `_other`, and nothing of theirs appears in the configured families.
-    from recorder.segments import segment_file_name
+    from recorder.footage.segments import segment_file_name
 
     base = tmp_path / "rec"
     for i in range(25):

@@ -15,9 +15,9 @@ from conftest import probe, small_config, wait_for
 from test_export_stream import noisy_segment
 
 from exporter.server import ExporterServer
-from recorder.daemon import Recorder
-from recorder.ffmpeg_binary import find_tools
-from recorder.segments import segment_file_name
+from recorder.daemon.recorder import Recorder
+from recorder.ffmpeg.binary import find_tools
+from recorder.footage.segments import segment_file_name
 
 SEGMENT_SECONDS = 4  # more than recordings.GAP_TOLERANCE_SECONDS: one missing is a gap
 RATE = 10

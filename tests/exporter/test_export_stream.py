@@ -20,10 +20,10 @@ from conftest import probe, small_config, wait_for
 
 from exporter.operator_routes import EXPORT_POOL, MAX_CONCURRENT_EXPORTS
 from exporter.server import ExporterServer
-from recorder.daemon import Recorder
-from recorder.ffmpeg_binary import find_tools
-from recorder.segments import segment_file_name
-from recorder.thumbnails import ThumbnailCache
+from recorder.daemon.recorder import Recorder
+from recorder.ffmpeg.binary import find_tools
+from recorder.footage.segments import segment_file_name
+from recorder.storage.thumbnails import ThumbnailCache
 
 SEGMENT_SECONDS = 4
 SLOW_READ_BYTES = 4096

@@ -23,7 +23,7 @@ from daemon_harness import REPO, Daemon, free_port, write_config
 from tls_certs import CertPair, make_ca, make_cert
 
 from exporter.web import REQUEST_TIMEOUT
-from recorder.cli import EXIT_CONFIG
+from recorder.app.cli import EXIT_CONFIG
 
 # Seconds of CPU the daemon may use in a 2 s window while a crowd waits at its door: a spinning accept loop
 # uses about 2 s (a whole core); the daemon's own work with two cheap cameras is a few hundredths.

@@ -195,7 +195,7 @@ def test_malformed_times_and_numbers_are_4xx_counted_and_quiet(webhook_daemon: D
     assert daemon.value("camera_recorder_http_responses_total", code="4xx") >= 103
     assert not daemon.value("camera_recorder_http_responses_total", code="5xx")
     # A line at most (the webhook's refusal), no tracebacks; the cameras' own lines are theirs.
-    added = [line for line in daemon.log().splitlines()[lines_before:] if "recorder.supervisor" not in line]
+    added = [line for line in daemon.log().splitlines()[lines_before:] if "recorder.camera.supervisor" not in line]
     assert len(added) <= 2 and not any("Traceback" in line for line in added), added
 
 

@@ -14,8 +14,8 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from exporter.server import MAX_SHARED_RENDERS, ExporterServer
-from recorder.daemon import Recorder
-from recorder.ffmpeg_binary import find_tools
+from recorder.daemon.recorder import Recorder
+from recorder.ffmpeg.binary import find_tools
 
 # scrape/scrape.go's Accept headers: Prometheus 2.x, and 3.x with its default scrape_protocols.
 PROMETHEUS_2 = (

@@ -15,9 +15,9 @@ from conftest import small_config
 
 from exporter.exchange import Request, Response, StreamedResponse, headers_of
 from exporter.operator_routes import OperatorRoutes
-from recorder.daemon import Recorder
-from recorder.ffmpeg_binary import find_tools
-from recorder.segments import segment_file_name
+from recorder.daemon.recorder import Recorder
+from recorder.ffmpeg.binary import find_tools
+from recorder.footage.segments import segment_file_name
 
 SEGMENT_SECONDS = 2
 

@@ -23,10 +23,11 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from exporter import collector as collector_module
 from exporter.collector import RecorderCollector
 from exporter.server import negotiate
-from recorder.buildinfo import BuildInfo
 from recorder.config.model import CameraConfig
-from recorder.segments import segment_duration_buckets
-from recorder.snapshots import (
+from recorder.domain.buildinfo import BuildInfo
+from recorder.domain.vocabulary import CameraState, SourceKind, TranscodeState
+from recorder.footage.segments import segment_duration_buckets
+from recorder.state.snapshots import (
     CameraSnapshot,
     CameraStorage,
     CameraView,
@@ -36,7 +37,6 @@ from recorder.snapshots import (
     StorageSnapshot,
     TranscodeSnapshot,
 )
-from recorder.vocabulary import CameraState, SourceKind, TranscodeState
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 TEXT_GOLDEN = GOLDEN / "scrape.txt"

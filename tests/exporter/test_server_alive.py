@@ -8,8 +8,8 @@ import pytest
 from conftest import small_config, wait_for
 
 from exporter.server import ExporterServer
-from recorder.daemon import Recorder
-from recorder.ffmpeg_binary import find_tools
+from recorder.daemon.recorder import Recorder
+from recorder.ffmpeg.binary import find_tools
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the injected failure

@@ -145,8 +145,8 @@ def test_the_operator_routes_are_behind_the_same_auth(tmp_path: Path) -> None:
     from conftest import small_config
 
     from exporter.server import ExporterServer
-    from recorder.daemon import Recorder
-    from recorder.ffmpeg_binary import find_tools
+    from recorder.daemon.recorder import Recorder
+    from recorder.ffmpeg.binary import find_tools
 
     (tmp_path / "password").write_text("s3cret\n")
     config = small_config(

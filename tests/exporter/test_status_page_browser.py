@@ -21,8 +21,8 @@ from playwright.sync_api import Request, Route, sync_playwright
 
 from exporter.server import ExporterServer
 from recorder.config import parse_config
-from recorder.daemon import Recorder
-from recorder.ffmpeg_binary import find_tools
+from recorder.daemon.recorder import Recorder
+from recorder.ffmpeg.binary import find_tools
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

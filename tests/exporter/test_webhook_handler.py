@@ -16,7 +16,7 @@ from conftest import small_config
 from exporter.web import REQUEST_TIMEOUT
 from exporter.webhook import MAX_ALERT_AGE_SECONDS, MAX_CLOCK_SKEW_SECONDS, WebhookHandler
 from recorder.config import ExporterConfig
-from recorder.vocabulary import WebhookResult
+from recorder.domain.vocabulary import WebhookResult
 
 TOKEN = "s3cret-token"
 INSTANCE = "recorder.example:9100"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from daemon_harness import Daemon, write_config
 
-from recorder.buildinfo import build_info
+from recorder.domain.buildinfo import build_info
 
 REPO = Path(__file__).resolve().parents[2]
 # Prometheus' own first two lines: "prometheus, version 2.45.0 (branch: HEAD, revision: 8ef767e...)"
@@ -28,7 +28,7 @@ def head_commit(repo: Path) -> str:
 
 
 def version_output(python: str, cwd: Path, extra_path: Path | None = None) -> list[str]:
-    code = "import sys; from recorder.cli import main; sys.exit(main(['--version']))"
+    code = "import sys; from recorder.app.cli import main; sys.exit(main(['--version']))"
     if extra_path is not None:
         code = f"import sys; sys.path.insert(0, {str(extra_path)!r}); " + code
     out = subprocess.run([python, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=60, check=True)

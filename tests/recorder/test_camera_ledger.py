@@ -10,13 +10,13 @@ from types import MappingProxyType
 import pytest
 from conftest import small_config
 
-from recorder.camera_ledger import CameraLedger
-from recorder.camera_report import CameraReport
+from recorder.camera.ledger import CameraLedger
+from recorder.camera.report import CameraReport
+from recorder.camera.states import CameraState, CameraStateMachine
 from recorder.config import CameraConfig, Codec, Config
-from recorder.ffmpeg_binary import FFmpegTools
-from recorder.reload import restart_reasons
-from recorder.snapshots import CameraSnapshot, Histogram, ResourceUsage, RestartEvent
-from recorder.states import CameraState, CameraStateMachine
+from recorder.daemon.reload import restart_reasons
+from recorder.ffmpeg.binary import FFmpegTools
+from recorder.state.snapshots import CameraSnapshot, Histogram, ResourceUsage, RestartEvent
 
 
 class FakeClock:
@@ -141,7 +141,7 @@ def test_settings_outside_the_camera_that_change_its_ffmpeg_or_supervision_resta
 
 
 def test_a_histogram_under_new_bounds_never_lowers_a_bucket_both_layouts_have() -> None:
-    from recorder.snapshots import Histogram
+    from recorder.state.snapshots import Histogram
 
     old = Histogram.empty((450.0, 900.0, 1350.0, 1800.0, 3600.0))
     for value in (400.0, 800.0, 1700.0, 1800.0, 5000.0):

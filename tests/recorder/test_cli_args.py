@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from recorder.cli_args import build_parser, starts_the_daemon, usage_error
+from recorder.app.cli_args import build_parser, starts_the_daemon, usage_error
 
 ONE_SHOT = [
     ["--detect"], ["--detect", "--json"], ["--validate"], ["--stats"], ["--stats", "--json"], ["--cleanup"],

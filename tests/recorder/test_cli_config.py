@@ -18,10 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from recorder import legacy
-from recorder.cli import main
-from recorder.config import CONFIG_ENV, Config, load_config, parse_config
-from recorder.presets import build_command
+from recorder.app.cli import main
+from recorder.config import CONFIG_ENV, Config, legacy, load_config, parse_config
+from recorder.ffmpeg.presets import build_command
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 REPO = CONFIGS.parents[1]
@@ -397,7 +396,7 @@ def test_convert_proposes_the_by_id_path_detect_sees(
     assert any(line.startswith("camera-recorder: not converted: line 5: WEB_PORT: ") for line in lines)
 
     # --detect, with the fake v4l2-ctl the detection tests use, names the same link for that node.
-    from recorder.v4l2.probe import detect
+    from recorder.devices.v4l2.probe import detect
 
     replay = tmp_path / "replay"
     replay.mkdir()

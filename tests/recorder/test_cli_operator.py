@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from recorder import demo
-from recorder.cli import NO_CAMERA_CHECKLIST, demo_config, main
+from recorder.app import demo_config as demo
+from recorder.app.cli import NO_CAMERA_CHECKLIST, demo_config, main
 from recorder.config import SourceKind
-from recorder.presets import build_command
+from recorder.ffmpeg.presets import build_command
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

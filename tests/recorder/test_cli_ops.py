@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import segment_file, wait_for
 
-from recorder.cli import main
+from recorder.app.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "fixtures" / "v4l2-corpus"  # published outputs; README.md there names each source
@@ -213,7 +213,7 @@ def test_demo_records_two_synthetic_cameras_and_serves_metrics(tmp_path: Path) -
 def test_a_wildcard_listen_address_is_shown_as_this_hosts_name() -> None:
     import socket
 
-    from recorder.cli_demo import status_page_url
+    from recorder.app.demo import status_page_url
 
     assert status_page_url("http", "0.0.0.0:9100") == f"http://{socket.gethostname()}:9100/"
     assert status_page_url("https", "127.0.0.1:9101") == "https://127.0.0.1:9101/"
@@ -225,7 +225,7 @@ def test_logs_carry_the_camera_and_no_second_timestamp_under_journald(
 ) -> None:
     import logging
 
-    from recorder.cli import setup_logging
+    from recorder.app.cli import setup_logging
 
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", list(root.handlers))  # restored after the test
@@ -249,7 +249,7 @@ def test_logfmt_and_json_as_prometheus_writes_them(
 ) -> None:
     import logging
 
-    from recorder.cli import setup_logging
+    from recorder.app.cli import setup_logging
 
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", list(root.handlers))  # restored after the test

@@ -1,4 +1,4 @@
-"""The CLI's progress display (recorder/cli_progress.py): which style where, and what each style writes."""
+"""The CLI's progress display (recorder/app/progress_display.py): which style where, and what each style writes."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from recorder.cli_progress import ProgressLine, ProgressStyle, progress_style
-from recorder.units import human_bytes, human_seconds
+from recorder.app.progress_display import ProgressLine, ProgressStyle, progress_style
+from recorder.domain.units import human_bytes, human_seconds
 
 
 class Clock:

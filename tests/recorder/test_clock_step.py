@@ -15,9 +15,11 @@ import pytest
 from conftest import small_config, wait_for
 from transcoding_support import make_segment
 
+from recorder.camera.storage_gate import StorageGate
+from recorder.camera.supervisor import CameraSupervisor
 from recorder.config import Container
-from recorder.presets import FFmpegCommand, build_command
-from recorder.segments import (
+from recorder.ffmpeg.presets import FFmpegCommand, build_command
+from recorder.footage.segments import (
     ClockWatch,
     CompletedSegment,
     folder_names,
@@ -25,8 +27,6 @@ from recorder.segments import (
     parse_segment_name,
     segment_file_name,
 )
-from recorder.storage_gate import StorageGate
-from recorder.supervisor import CameraSupervisor
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 
@@ -152,7 +152,7 @@ def test_a_supervisor_whose_clock_steps_back_overwrites_nothing_and_says_so(
 
 
 def test_a_suffixed_run_never_takes_the_older_files_after_its_start_for_its_own(tmp_path: Path) -> None:
-    from recorder.segments import unfinished_segments
+    from recorder.footage.segments import unfinished_segments
 
     folder = tmp_path / "cam1"
     folder.mkdir()

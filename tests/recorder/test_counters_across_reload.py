@@ -19,11 +19,11 @@ import pytest
 from conftest import small_config, wait_for
 from daemon_harness import Daemon, write_config
 
-from recorder.cli import _print_run_summary
+from recorder.app.cli import _print_run_summary
+from recorder.camera.states import CameraState
 from recorder.config import Config
-from recorder.daemon import Recorder
-from recorder.ffmpeg_binary import find_tools
-from recorder.states import CameraState
+from recorder.daemon.recorder import Recorder
+from recorder.ffmpeg.binary import find_tools
 
 STAND_IN = Path(__file__).resolve().parents[1] / "v4l2_standin_ffmpeg.py"
 PATTERN = {"test_pattern": True, "resolution": "160x120", "framerate": 25}

@@ -95,10 +95,10 @@ def test_healthy_fails_naming_the_camera_whose_supervisor_is_wedged(tmp_path: Pa
     from daemon_harness import request
 
     from exporter.server import ExporterServer
-    from recorder.daemon import Recorder
-    from recorder.ffmpeg_binary import find_tools
-    from recorder.ffmpeg_process import spawn_ffmpeg
-    from recorder.presets import FFmpegCommand
+    from recorder.daemon.recorder import Recorder
+    from recorder.ffmpeg.binary import find_tools
+    from recorder.ffmpeg.presets import FFmpegCommand
+    from recorder.ffmpeg.process import spawn_ffmpeg
 
     release = threading.Event()
     wedged = threading.Event()
@@ -283,9 +283,9 @@ def test_a_reload_tells_systemd_it_is_reloading_then_ready(tmp_path: Path) -> No
     from conftest import small_config
 
     from recorder.config import ConfigError
-    from recorder.daemon import Recorder
-    from recorder.ffmpeg_binary import find_tools
-    from recorder.sdnotify import Notifier
+    from recorder.daemon.recorder import Recorder
+    from recorder.daemon.sdnotify import Notifier
+    from recorder.ffmpeg.binary import find_tools
 
     path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -326,8 +326,8 @@ def test_a_reload_keeps_what_others_hold_current_and_the_exporter_settings(
     from conftest import small_config
 
     from exporter.server import build_registry
-    from recorder.daemon import Recorder
-    from recorder.ffmpeg_binary import find_tools
+    from recorder.daemon.recorder import Recorder
+    from recorder.ffmpeg.binary import find_tools
 
     cam = {"test_pattern": True, "resolution": "160x120", "framerate": 25}
     config = small_config(tmp_path / "rec", cameras={"cam1": cam})

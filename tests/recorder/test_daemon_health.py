@@ -15,11 +15,11 @@ import pytest
 from conftest import segment_file, small_config, wait_for
 
 from recorder.config import Config
-from recorder.daemon import Recorder
-from recorder.ffmpeg_binary import find_tools
-from recorder.sdnotify import Notifier
-from recorder.segments import CompletedSegment, segment_file_name
-from recorder.storage import Storage
+from recorder.daemon.recorder import Recorder
+from recorder.daemon.sdnotify import Notifier
+from recorder.ffmpeg.binary import find_tools
+from recorder.footage.segments import CompletedSegment, segment_file_name
+from recorder.storage.facade import Storage
 from recorder.transcoding.worker import TranscodeWorker
 
 MIB = 1 << 20

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from conftest import probe
 
-from recorder.cli import main
-from recorder.export import ExportError, plan_export
-from recorder.recordings import Segment
+from recorder.app.cli import main
+from recorder.footage.recordings import Segment
+from recorder.storage.export import ExportError, plan_export
 
 SEGMENT_SECONDS = 4
 UTC = timezone.utc

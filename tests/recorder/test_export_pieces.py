@@ -13,9 +13,9 @@ import yaml
 from conftest import probe
 from test_export import SEGMENT_SECONDS, recorded_segment
 
-from recorder.cli import main
-from recorder.export import MAX_HELD_SEGMENTS, ExportError, HeldSegments, check_clip, write_clip
-from recorder.recordings import Segment, scan_folder
+from recorder.app.cli import main
+from recorder.footage.recordings import Segment, scan_folder
+from recorder.storage.export import MAX_HELD_SEGMENTS, ExportError, HeldSegments, check_clip, write_clip
 
 FRAMES_PER_SEGMENT = SEGMENT_SECONDS * 10  # recorded_segment films at 10 fps
 
@@ -145,8 +145,8 @@ def test_a_range_needing_more_segments_than_can_be_held_is_refused_before_anythi
 def test_retention_leaves_the_segments_a_clip_holds_until_it_is_done(tmp_path: Path) -> None:
     from conftest import small_config
 
-    from recorder.daemon import Recorder
-    from recorder.ffmpeg_binary import find_tools
+    from recorder.daemon.recorder import Recorder
+    from recorder.ffmpeg.binary import find_tools
 
     base = tmp_path / "rec"
     paths, t0 = three_segments(base)  # two hours old
@@ -164,7 +164,7 @@ def test_retention_leaves_the_segments_a_clip_holds_until_it_is_done(tmp_path: P
 
 
 def test_a_failing_probe_never_leaves_the_segments_held(tmp_path: Path) -> None:
-    from recorder.export import held_segment_paths
+    from recorder.storage.export import held_segment_paths
 
     base = tmp_path / "rec"
     _paths, t0 = three_segments(base)

@@ -9,8 +9,8 @@ from conftest import small_config, wait_for
 from daemon_harness import Daemon, alive, write_config
 
 from exporter.server import build_registry
-from recorder.daemon import Recorder
-from recorder.ffmpeg_binary import FFmpegTools, FFmpegVersion, ffmpeg_version
+from recorder.daemon.recorder import Recorder
+from recorder.ffmpeg.binary import FFmpegTools, FFmpegVersion, ffmpeg_version
 
 FIXED_VERSION = "9.9.9-fixed"
 

@@ -1,4 +1,4 @@
-"""Tests for recorder.ffmpeg_errors against real FFmpeg stderr as published (tests/fixtures/v4l2-corpus)."""
+"""Tests for recorder.ffmpeg.errors against real FFmpeg stderr as published (tests/fixtures/v4l2-corpus)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from exporter.metrics import RESTART_REASONS
-from recorder.ffmpeg_errors import StderrReason, classify, classify_line, restart_reason, scrub
+from recorder.ffmpeg.errors import StderrReason, classify, classify_line, restart_reason, scrub
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "fixtures" / "v4l2-corpus"  # published outputs; README.md there names each source

@@ -14,10 +14,10 @@ import pytest
 from conftest import small_config, wait_for
 from daemon_harness import Daemon, alive, ffmpeg_descendants, write_config
 
+from recorder.camera.states import CameraState
+from recorder.camera.supervisor import CameraSupervisor
 from recorder.config import Config
-from recorder.presets import build_command
-from recorder.states import CameraState
-from recorder.supervisor import CameraSupervisor
+from recorder.ffmpeg.presets import build_command
 
 
 def _wrapper(folder: Path) -> Path:
@@ -107,7 +107,7 @@ def test_running_out_of_descriptors_after_the_fork_leaves_no_unwatched_ffmpeg(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """EMFILE between starting FFmpeg and taking its pipes: the started FFmpeg is killed and reaped."""
-    from recorder import ffmpeg_process
+    from recorder.ffmpeg import process as ffmpeg_process
 
     started: list[subprocess.Popen[bytes]] = []
     real_popen, real_dup = subprocess.Popen, os.dup
@@ -134,7 +134,7 @@ def _emfile(fd: int) -> int:
 
 def _spawned_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[dict[str, Any]], Any]:
     """Popen's keyword arguments for each process spawn_ffmpeg starts, and the process it returned."""
-    from recorder import ffmpeg_process
+    from recorder.ffmpeg import process as ffmpeg_process
 
     calls: list[dict[str, Any]] = []
     real_popen = subprocess.Popen
@@ -180,7 +180,7 @@ def test_without_process_group_the_preexec_path_still_groups_and_lists(
 ) -> None:
     """Python 3.10's path (kept for it, and for a run whose guard cannot start): the same group, the same
     segment list on SEGMENT_LIST_FD."""
-    from recorder import ffmpeg_process
+    from recorder.ffmpeg import process as ffmpeg_process
 
     monkeypatch.setattr(ffmpeg_process, "PROCESS_GROUP_ARGUMENT", False)
     calls, process = _spawned_with(tmp_path, monkeypatch)

@@ -20,10 +20,10 @@ import pytest
 from conftest import small_config, wait_for
 from fake_ffmpeg import FakeFFmpeg
 
-from recorder.ffmpeg_run import PAUSE, STDERR_LINES_KEPT, STOP, FFmpegRun, RunHooks, RunOutcome, process_usage
-from recorder.presets import FFmpegCommand, build_command
-from recorder.segments import segment_file_name
-from recorder.vocabulary import RestartReason
+from recorder.domain.vocabulary import RestartReason
+from recorder.ffmpeg.presets import FFmpegCommand, build_command
+from recorder.ffmpeg.run import PAUSE, STDERR_LINES_KEPT, STOP, FFmpegRun, RunHooks, RunOutcome, process_usage
+from recorder.footage.segments import segment_file_name
 
 
 class Heard:

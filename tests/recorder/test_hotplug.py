@@ -14,9 +14,9 @@ import pytest
 import yaml
 from udev_netlink import fake_camera_properties, send_udev_event, udev_control_present
 
-from recorder import hotplug
 from recorder.config import CameraConfig, DeviceMatch, SourceKind, parse_config
-from recorder.hotplug import (
+from recorder.devices import hotplug
+from recorder.devices.hotplug import (
     HOTPLUG_ACTIONS,
     HotplugMonitor,
     camera_matches,

@@ -10,7 +10,7 @@ import pytest
 from udev_netlink import fake_camera_properties
 
 from recorder.config import CameraConfig, DeviceMatch, SourceKind
-from recorder.hotplug_tracker import PresenceTracker
+from recorder.devices.tracker import PresenceTracker
 
 SERIAL_A = "046d_Logitech_BRIO_AAAA0001"
 SERIAL_B = "046d_Logitech_BRIO_BBBB0002"

@@ -12,7 +12,7 @@ from conftest import wait_for
 from daemon_harness import Daemon, write_config
 from transcoding_support import make_segment
 
-from recorder.segments import SUSPICIOUS_SEGMENT_BYTES, leftover_segments, segment_file_name
+from recorder.footage.segments import SUSPICIOUS_SEGMENT_BYTES, leftover_segments, segment_file_name
 
 HEADER_ONLY_BYTES = 570  # what the issue found after a SIGKILL just after a cut
 

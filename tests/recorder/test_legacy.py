@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recorder import legacy, legacy_writer
 from recorder.config import (
     BitrateMode,
     CameraConfig,
@@ -23,6 +22,8 @@ from recorder.config import (
     Resolution,
     SourceKind,
     StorageConfig,
+    legacy,
+    legacy_writer,
     load_config,
     parse_config,
 )

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from recorder import legacy
-from recorder.migration_doc import key_table, replace_table
+from recorder.app.migration_doc import key_table, replace_table
+from recorder.config import legacy
 
 MIGRATION = Path(__file__).resolve().parents[2] / "MIGRATION.md"
 ROW_RE = re.compile(r"^\| `([A-Z0-9_<>]+)` \| `([A-Za-z_.<>0-9]+)` \|$", re.MULTILINE)
@@ -29,7 +29,7 @@ ORIGINAL_KEYS = (
 def test_the_generated_table_in_migration_md_is_up_to_date() -> None:
     text = MIGRATION.read_text()
     assert key_table() in text
-    assert replace_table(text) == text, "run: python -m recorder.migration_doc MIGRATION.md"
+    assert replace_table(text) == text, "run: python -m recorder.app.migration_doc MIGRATION.md"
 
 
 @pytest.mark.parametrize(("old", "new"), ROW_RE.findall(MIGRATION.read_text()))

@@ -10,7 +10,7 @@ from pathlib import Path
 from conftest import wait_for
 from daemon_harness import Daemon, write_config
 
-from recorder.progress import OutputRateMeter, ProgressParser
+from recorder.ffmpeg.progress import OutputRateMeter, ProgressParser
 
 # A few seconds of x264 at a size that writes tens of kB a second, a keyframe a second so it cuts 1 s segments.
 FFMPEG_SEGMENTS = [

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from recorder.config import PRESETS, BitrateMode, Codec, Config, ConfigError, Container, SourceKind, parse_config
-from recorder.presets import SEGMENT_LIST_FD, FFmpegCommand, build_command
-from recorder.segments import parse_segment_list_line, parse_segment_name
+from recorder.ffmpeg.presets import SEGMENT_LIST_FD, FFmpegCommand, build_command
+from recorder.footage.segments import parse_segment_list_line, parse_segment_name
 
 BY_ID = "/dev/v4l/by-id/usb-046d_HD_Pro_Webcam_C920_8A2F5B3E-video-index0"
 

@@ -1,10 +1,10 @@
-"""The disk-pressure arithmetic (recorder.retention.planner), with numbers only."""
+"""The disk-pressure arithmetic (recorder.storage.retention.planner), with numbers only."""
 
 from __future__ import annotations
 
 import pytest
 
-from recorder.retention.planner import MIN_CHECK_DELAY, bytes_above, next_check_delay, pressure_need
+from recorder.storage.retention.planner import MIN_CHECK_DELAY, bytes_above, next_check_delay, pressure_need
 
 MB = 1_000_000
 

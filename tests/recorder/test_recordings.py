@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import small_config
 
-from recorder.recordings import (
+from recorder.camera.states import RECENT_RESTARTS_KEPT, CameraSnapshot, CameraState, recent_restarts
+from recorder.footage.recordings import (
     GAP_TOLERANCE_SECONDS,
     TimeError,
     build_timeline,
@@ -20,9 +21,8 @@ from recorder.recordings import (
     segments_from_index,
     spans_of_rows,
 )
-from recorder.segments import CompletedSegment
-from recorder.states import RECENT_RESTARTS_KEPT, CameraSnapshot, CameraState, recent_restarts
-from recorder.storage import Storage
+from recorder.footage.segments import CompletedSegment
+from recorder.storage.facade import Storage
 
 T0 = 1_795_600_000.0  # 2026-11-25 07:06:40 UTC
 

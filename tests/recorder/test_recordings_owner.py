@@ -17,16 +17,16 @@ from conftest import probe, wait_for
 from daemon_harness import REPO, Daemon, free_port, write_config
 from transcoding_support import make_segment
 
-from recorder.cli import main
-from recorder.recordings_owner import DaemonLock, FolderInUse, daemon_running, lock_path, open_segments
-from recorder.segments import parse_segment_name, segment_file_name
+from recorder.app.cli import main
+from recorder.footage.segments import parse_segment_name, segment_file_name
+from recorder.storage.recordings_owner import DaemonLock, FolderInUse, daemon_running, lock_path, open_segments
 
 Held = tuple[Path, Callable[..., subprocess.Popen[str]]]
 
 HOLDER = """
 import sys
 from pathlib import Path
-from recorder.recordings_owner import DaemonLock
+from recorder.storage.recordings_owner import DaemonLock
 lock = DaemonLock(Path(sys.argv[1]))
 lock.acquire()
 print("held", flush=True)
@@ -230,8 +230,8 @@ def test_a_reload_onto_a_folder_another_daemon_holds_is_refused_and_a_free_one_m
 ) -> None:
     from conftest import small_config
 
-    from recorder.daemon import Recorder
-    from recorder.ffmpeg_binary import find_tools
+    from recorder.daemon.recorder import Recorder
+    from recorder.ffmpeg.binary import find_tools
 
     taken, hold = held_by_another_process
     holder = hold()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from conftest import small_config
 
-from recorder.retention.accounting import RetentionCounters
-from recorder.retention.model import DeletedFile
-from recorder.storage import Storage
+from recorder.storage.facade import Storage
+from recorder.storage.retention.accounting import RetentionCounters
+from recorder.storage.retention.model import DeletedFile
 
 
 def deleted(camera: str, size: int = 100) -> DeletedFile:

@@ -15,8 +15,8 @@ import pytest
 from conftest import mounted_tmpfs
 
 from recorder.config import Config, parse_config
-from recorder.segments import parse_segment_name, segment_file_name
-from recorder.storage import Storage
+from recorder.footage.segments import parse_segment_name, segment_file_name
+from recorder.storage.facade import Storage
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -246,7 +246,7 @@ def test_stats_and_cleanup_show_the_orphans(tmp_path: Path, capsys: pytest.Captu
 
     import yaml
 
-    from recorder.cli import main
+    from recorder.app.cli import main
 
     base = tmp_path / "rec"
     now = time.time()

@@ -1,10 +1,10 @@
-"""The retention planner (recorder.retention.planner.plan_pass), with numbers only: no filesystem, no clock."""
+"""The retention planner (recorder.storage.retention.planner.plan_pass), with numbers only: no filesystem, no clock."""
 
 from __future__ import annotations
 
 from recorder.config import ThresholdAction
-from recorder.retention.model import DiskUsage, Entry
-from recorder.retention.planner import IndexView, Policy, RetentionSettings, plan_pass, policies
+from recorder.storage.retention.model import DiskUsage, Entry
+from recorder.storage.retention.planner import IndexView, Policy, RetentionSettings, plan_pass, policies
 
 NOW = 1_000_000.0
 MIB = 1 << 20

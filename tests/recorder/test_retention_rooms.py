@@ -1,4 +1,4 @@
-"""The rooms the Storage facade wires (recorder/retention/: snapshot builder, index entries, pressure guard,
+"""The rooms the Storage facade wires (recorder/storage/retention/: snapshot builder, index entries, pressure guard,
 folder watch), each on its own: a fake clock and fake statvfs readings, no daemon, no retention pass."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from recorder.config import ThresholdAction
-from recorder.retention.accounting import SnapshotBuilder
-from recorder.retention.filesystem import RecordingsFolder
-from recorder.retention.health import FolderWatch
-from recorder.retention.model import DeletedFile, DiskUsage, Entry
-from recorder.retention.planner import RetentionSettings
-from recorder.retention.pressure import PressureGuard
-from recorder.retention.state import StorageState
-from recorder.segments import segment_file_name
+from recorder.footage.segments import segment_file_name
+from recorder.storage.retention.accounting import SnapshotBuilder
+from recorder.storage.retention.filesystem import RecordingsFolder
+from recorder.storage.retention.health import FolderWatch
+from recorder.storage.retention.model import DeletedFile, DiskUsage, Entry
+from recorder.storage.retention.planner import RetentionSettings
+from recorder.storage.retention.pressure import PressureGuard
+from recorder.storage.retention.state import StorageState
 
 NOW = 1_700_000_000.0
 SIZE = 1000 * 4096  # a 1000-block filesystem

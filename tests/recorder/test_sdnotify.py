@@ -55,10 +55,10 @@ def test_watchdog_pings_stop_while_a_supervisor_is_wedged(tmp_path: Path) -> Non
 
     from conftest import small_config
 
-    from recorder.daemon import Recorder
-    from recorder.ffmpeg_binary import find_tools
-    from recorder.ffmpeg_process import spawn_ffmpeg
-    from recorder.sdnotify import Notifier
+    from recorder.daemon.recorder import Recorder
+    from recorder.daemon.sdnotify import Notifier
+    from recorder.ffmpeg.binary import find_tools
+    from recorder.ffmpeg.process import spawn_ffmpeg
 
     path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from recorder.segments import check_segment, parse_segment_list_line, parse_segment_name, salvage_cut_segments
+from recorder.footage.segments import check_segment, parse_segment_list_line, parse_segment_name, salvage_cut_segments
 
 
 def test_names_are_parsed_as_utc_and_foreign_names_refused() -> None:

@@ -1,10 +1,10 @@
-"""The camera state machine (recorder.states): one test per edge, a fake clock, no FFmpeg and no thread."""
+"""The camera state machine (recorder.camera.states): one test per edge, a fake clock, no FFmpeg and no thread."""
 
 from __future__ import annotations
 
 import pytest
 
-from recorder.states import (
+from recorder.camera.states import (
     GAP_STATES,
     RESOURCE_RETRY_MAX,
     TRANSITIONS,
@@ -15,7 +15,7 @@ from recorder.states import (
     jittered_backoff_bounds,
     state_after_end,
 )
-from recorder.vocabulary import RestartReason
+from recorder.domain.vocabulary import RestartReason
 
 S = CameraState
 
@@ -164,7 +164,7 @@ def _within(wait: float, bounds: tuple[float, float]) -> bool:
     return bounds[0] <= wait <= bounds[1]
 
 
-# The backoff is jittered (recorder.states.jittered_backoff): where these tests once asserted the exact
+# The backoff is jittered (recorder.camera.states.jittered_backoff): where these tests once asserted the exact
 # exponential wait, they assert the bounded range around it: [d, 1.5 d] for d = initial * 2**(n-1), and
 # [max / 2, max] once that reaches the cap.
 

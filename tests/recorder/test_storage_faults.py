@@ -21,8 +21,8 @@ from daemon_harness import Daemon, write_config
 from transcoding_support import make_segment
 
 from recorder.config import ConfigError, parse_config
-from recorder.preflight import run_checks
-from recorder.segments import parse_segment_name
+from recorder.daemon.preflight import run_checks
+from recorder.footage.segments import parse_segment_name
 
 MIB = 1024 * 1024
 CAM = "cam1"

@@ -14,11 +14,11 @@ import pytest
 from conftest import probe, small_config, wait_for
 from transcoding_support import make_segment
 
+from recorder.camera.states import CameraState, jittered_backoff_bounds
+from recorder.camera.supervisor import CameraSupervisor
 from recorder.config import CameraConfig, Config, SourceKind
-from recorder.presets import build_command
-from recorder.segments import CompletedSegment, parse_segment_name, segment_file_name
-from recorder.states import CameraState, jittered_backoff_bounds
-from recorder.supervisor import CameraSupervisor
+from recorder.ffmpeg.presets import build_command
+from recorder.footage.segments import CompletedSegment, parse_segment_name, segment_file_name
 
 FPS = 25
 
@@ -237,7 +237,7 @@ def test_backoff_doubles_up_to_the_cap_and_resets_after_a_stable_run(
         supervisor={"backoff_initial": 0.05, "backoff_max": 0.4, "stable_after": 1.5},
     )
     sup = _supervisor(config)
-    caplog.set_level("INFO", logger="recorder.supervisor")
+    caplog.set_level("INFO", logger="recorder.camera.supervisor")
 
     def waits() -> list[float]:
         return [float(m) for m in re.findall(r"-> backoff \(restart in ([0-9.]+) s\)", caplog.text)]

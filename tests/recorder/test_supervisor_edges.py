@@ -14,9 +14,9 @@ from pathlib import Path
 from conftest import make_supervisor, small_config, wait_for
 from fake_ffmpeg import FakeFFmpeg
 
-from recorder.presets import build_command
-from recorder.states import CameraState
-from recorder.supervisor import CameraSupervisor
+from recorder.camera.states import CameraState
+from recorder.camera.supervisor import CameraSupervisor
+from recorder.ffmpeg.presets import build_command
 
 
 @contextmanager

@@ -19,11 +19,11 @@ import pytest
 from conftest import make_supervisor, probe, wait_for
 from daemon_harness import Daemon, alive, write_config
 
-from recorder.ffmpeg_process import spawn_ffmpeg
-from recorder.ffmpeg_run import FFmpegRun
-from recorder.presets import FFmpegCommand
-from recorder.states import CameraState
-from recorder.supervisor import CameraSupervisor
+from recorder.camera.states import CameraState
+from recorder.camera.supervisor import CameraSupervisor
+from recorder.ffmpeg.presets import FFmpegCommand
+from recorder.ffmpeg.process import spawn_ffmpeg
+from recorder.ffmpeg.run import FFmpegRun
 
 FPS = 25
 
@@ -80,7 +80,7 @@ def test_an_oserror_from_proc_sampling_is_skipped_without_a_restart(
             raise OSError(errno.EMFILE, "Too many open files")  # what /proc gives with the fd table full
         return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr("recorder.ffmpeg_run.os.open", unreadable_proc)
+    monkeypatch.setattr("recorder.ffmpeg.run.os.open", unreadable_proc)
     sup = supervisor(tmp_path)
     sup.start()
     try:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from conftest import wait_for
 
-from recorder.thumbnails import THUMBNAIL_WIDTH, ThumbnailCache
+from recorder.storage.thumbnails import THUMBNAIL_WIDTH, ThumbnailCache
 
 
 def two_colour_segment(path: Path) -> Path:

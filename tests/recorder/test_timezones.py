@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import small_config
 
-from recorder.presets import build_command
-from recorder.segments import parse_segment_name, segment_file_name
+from recorder.ffmpeg.presets import build_command
+from recorder.footage.segments import parse_segment_name, segment_file_name
 
 REPO = Path(__file__).resolve().parents[2]
 ZONES = ["UTC", "America/New_York", "Pacific/Chatham", "Asia/Kolkata", "Australia/Lord_Howe"]
@@ -27,7 +27,7 @@ INSTANTS = [1710054000.0, 1710057600.0, 1730613600.0, 1730617200.0, 1795608000.0
 # Runs in the child: the names the code builds for INSTANTS, what it parses them back to, and gmtime's stamp.
 NAMING_CHECK = """
 import json, sys, time
-from recorder.segments import parse_segment_name, segment_file_name
+from recorder.footage.segments import parse_segment_name, segment_file_name
 instants = json.loads(sys.argv[1])
 print(json.dumps([[segment_file_name("cam1", t), parse_segment_name(segment_file_name("cam1", t)).start,
                    time.strftime("%Y%m%d_%H%M%S", time.gmtime(t))] for t in instants]))

@@ -14,8 +14,8 @@ import pytest
 from conftest import probe, wait_for
 from transcoding_support import FixedGate, make_segment, transcoder, transcoding_config
 
-from recorder.segments import parse_segment_name, segment_file_name
-from recorder.storage import Storage
+from recorder.footage.segments import parse_segment_name, segment_file_name
+from recorder.storage.facade import Storage
 from recorder.transcoding import verify as verify_module
 from recorder.transcoding.capacity import transcoded_capacity_seconds
 from recorder.transcoding.gate import TranscodeState

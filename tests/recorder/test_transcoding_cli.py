@@ -10,8 +10,8 @@ import yaml
 from conftest import probe
 from transcoding_support import make_segment
 
-from recorder.cli import main
-from recorder.cli_progress import human_bytes as _human
+from recorder.app.cli import main
+from recorder.app.progress_display import human_bytes as _human
 from recorder.transcoding.originals import originals_folder
 
 

@@ -16,7 +16,7 @@ import pytest
 from conftest import probe, wait_for
 from transcoding_support import make_segment, transcoder, transcoding_config
 
-from recorder.storage import Storage
+from recorder.storage.facade import Storage
 from recorder.transcoding.originals import originals_folder
 
 REPO = Path(__file__).resolve().parents[2]

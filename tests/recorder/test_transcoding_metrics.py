@@ -15,9 +15,9 @@ from transcoding_support import make_segment
 from exporter import metrics as m
 from exporter.collector import RecorderCollector
 from recorder.config import parse_config
-from recorder.daemon import RecorderSnapshot
-from recorder.snapshots import TranscodeSnapshot
-from recorder.storage import Storage
+from recorder.daemon.recorder import RecorderSnapshot
+from recorder.state.snapshots import TranscodeSnapshot
+from recorder.storage.facade import Storage
 from recorder.transcoding.gate import TranscodeState
 
 

@@ -12,7 +12,7 @@ from conftest import probe
 from transcoding_support import make_segment
 
 from recorder.config import BitrateMode, Codec, Container, parse_config
-from recorder.presets import build_transcode_command
+from recorder.ffmpeg.presets import build_transcode_command
 
 SRC = "/storage/recordings/cam1/cam1_20261101_020000.mkv"
 TMP = "/storage/recordings/cam1/.cam1_20261101_020000.mkv.transcoding"

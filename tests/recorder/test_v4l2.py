@@ -1,4 +1,4 @@
-"""Tests for the recorder.v4l2 package against real v4l2-ctl outputs (published ones and the project's own)."""
+"""Tests for the recorder.devices.v4l2 package against real v4l2-ctl outputs (published ones and the project's own)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recorder.input_formats import fourccs_for, input_format_name
-from recorder.v4l2.model import DeviceInfo, FrameSize, StepwiseSize, V4L2Device
-from recorder.v4l2.modes import check_mode, recommend
-from recorder.v4l2.parse import parse_formats, parse_info, parse_list_devices, split_card_header
-from recorder.v4l2.probe import detect, resolve_v4l2_ctl, stable_paths
-from recorder.v4l2.render import devices_to_json, render_human
+from recorder.devices.v4l2.model import DeviceInfo, FrameSize, StepwiseSize, V4L2Device
+from recorder.devices.v4l2.modes import check_mode, recommend
+from recorder.devices.v4l2.parse import parse_formats, parse_info, parse_list_devices, split_card_header
+from recorder.devices.v4l2.probe import detect, resolve_v4l2_ctl, stable_paths
+from recorder.devices.v4l2.render import devices_to_json, render_human
+from recorder.domain.input_formats import fourccs_for, input_format_name
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "fixtures" / "v4l2-corpus"  # published outputs; README.md there names each source

@@ -11,8 +11,8 @@ from pathlib import Path
 from conftest import segment_file, small_config, wait_for
 from daemon_harness import Daemon, write_config
 
-from recorder.segments import parse_segment_name
-from recorder.storage import Storage
+from recorder.footage.segments import parse_segment_name
+from recorder.storage.facade import Storage
 
 MIB = 1 << 20
 
@@ -82,7 +82,7 @@ def test_a_daemon_whose_camera_mount_vanishes_reports_what_the_disk_holds(tmp_pa
 
 
 def test_a_camera_folder_created_after_the_scan_is_no_moved_mount(tmp_path: Path) -> None:
-    from recorder.retention.scan import folders_moved
+    from recorder.storage.retention.scan import folders_moved
 
     base = tmp_path / "rec"
     storage = Storage(small_config(base))

@@ -7,9 +7,15 @@ from pathlib import Path
 
 from conftest import small_config
 
-from recorder.segments import folder_names, parse_segment_name, segment_file_name
-from recorder.storage import Storage
-from recorder.write_probe import PROBE_NAME, camera_folder_problem, is_probe_name, probe_folder, unique_probe_name
+from recorder.footage.segments import folder_names, parse_segment_name, segment_file_name
+from recorder.footage.write_probe import (
+    PROBE_NAME,
+    camera_folder_problem,
+    is_probe_name,
+    probe_folder,
+    unique_probe_name,
+)
+from recorder.storage.facade import Storage
 
 ROUNDS = 1500
 
