@@ -23,17 +23,17 @@ REPO = Path(__file__).resolve().parents[1]
 CHECKED_TREES = ["recorder", "exporter", "tests", "bench", "setup.py"]
 # Fast tests that touch every module's import path and need no daemon, no root mount and no network.
 UNIT_TESTS_UNDER_310 = [
-    "tests/recorder/test_config.py",
-    "tests/recorder/test_cli_config.py",
-    "tests/recorder/test_legacy.py",
-    "tests/recorder/test_presets.py",
-    "tests/recorder/test_segments.py",
-    "tests/recorder/test_ffmpeg_errors.py",
-    "tests/recorder/test_v4l2.py",
-    "tests/recorder/test_states.py",
-    "tests/recorder/test_retention_planner.py",
+    "tests/recorder/config/test_config.py",
+    "tests/recorder/app/test_cli_config.py",
+    "tests/recorder/config/test_legacy.py",
+    "tests/recorder/ffmpeg/test_presets.py",
+    "tests/recorder/footage/test_segments.py",
+    "tests/recorder/ffmpeg/test_ffmpeg_errors.py",
+    "tests/recorder/devices/test_v4l2.py",
+    "tests/recorder/camera/test_states.py",
+    "tests/recorder/storage/test_retention_planner.py",
     "tests/exporter/test_scrape_golden.py",
-    "tests/recorder/test_recordings.py",
+    "tests/recorder/footage/test_recordings.py",
     "tests/test_python310.py",
 ]
 

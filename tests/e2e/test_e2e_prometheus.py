@@ -117,11 +117,11 @@ EMPTY_WHEN_HEALTHY: dict[str, Empty] = {
     "alert:CameraRecorderRetentionNotRunning": Empty("retention passes run every second; needs 2 h", "relaxed"),
     "alert:CameraRecorderStorageNotWritable": Empty("the recordings folder is writable", "disk_unwritable"),
     # The disk recorder here uses on_threshold: stop_recording, so a full disk pauses its camera instead;
-    # tests/recorder/test_storage_faults.py provokes both with the real daemon.
+    # tests/recorder/storage/test_storage_faults.py provokes both with the real daemon.
     "alert:CameraRecorderCameraStorageError": Empty("every camera folder takes writes", "relaxed"),
     "alert:CameraRecorderDiskFull": Empty("no FFmpeg met a full disk", "relaxed"),
     "alert:CameraRecorderSupervisorFaults": Empty("no supervision round fails (a bug, or out of fds)", "relaxed"),
-    # tests/recorder/test_clock_step.py steps a real FFmpeg's clock back (libfaketime) and checks the restart.
+    # tests/recorder/camera/test_clock_step.py steps a real FFmpeg's clock back (libfaketime) and checks the restart.
     "alert:CameraRecorderClockSteppedBack": Empty("the wall clock never steps back here", "relaxed"),
     # The healthy recorder transcodes one old segment at start, verified, and nothing else becomes due.
     "alert:CameraRecorderTranscodeBacklogGrowing": Empty("its backlog only shrinks (1, then 0)", "relaxed"),

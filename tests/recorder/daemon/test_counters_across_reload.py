@@ -25,7 +25,7 @@ from recorder.config import Config
 from recorder.daemon.recorder import Recorder
 from recorder.ffmpeg.binary import find_tools
 
-STAND_IN = Path(__file__).resolve().parents[1] / "v4l2_standin_ffmpeg.py"
+STAND_IN = Path(__file__).resolve().parents[2] / "v4l2_standin_ffmpeg.py"
 PATTERN = {"test_pattern": True, "resolution": "160x120", "framerate": 25}
 # Monotonic while the same series is exposed: counters and the histograms' buckets, count and sum, retention's too (a
 # reload that re-reads the disk builds a new Storage, which goes on from the old one's counts).

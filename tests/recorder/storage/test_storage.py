@@ -374,7 +374,7 @@ def test_only_segments_of_configured_cameras_in_their_own_folder_are_touched(tmp
     (base / "cam2").symlink_to(elsewhere, target_is_directory=True)
     real = write(base, "cam1", old + 3, 10)
     # Issue 19: an unconfigured camera's own segments in its own folder are footage retention ages too (by
-    # cleanup_days); they used to be left alone, filling the disk (tests/recorder/test_retention_orphans.py).
+    # cleanup_days); they used to be left alone, filling the disk (tests/recorder/storage/test_retention_orphans.py).
     orphan = write(base, "cam9", old + 4, 10)
     storage = Storage(config(base, {"cleanup_days": 30}), clock=lambda: NOW)
     storage.scan()

@@ -208,7 +208,7 @@ def test_export_on_a_terminal_draws_a_bar_and_with_json_logs_writes_records(
     base, t0 = recordings
     argv = [sys.executable, "-m", "recorder", "-c", str(_config(tmp_path, base)), "--export", "cam1",
             "--since", _utc(t0 + 2), "--until", _utc(t0 + 10)]  # fmt: skip
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     main_fd, terminal = pty.openpty()
     try:
         done = subprocess.run([*argv, "-o", str(tmp_path / "a.mkv")], cwd=repo, stdout=subprocess.PIPE,

@@ -10,7 +10,7 @@ import pytest
 from recorder.app.migration_doc import key_table, replace_table
 from recorder.config import legacy
 
-MIGRATION = Path(__file__).resolve().parents[2] / "MIGRATION.md"
+MIGRATION = Path(__file__).resolve().parents[3] / "MIGRATION.md"
 ROW_RE = re.compile(r"^\| `([A-Z0-9_<>]+)` \| `([A-Za-z_.<>0-9]+)` \|$", re.MULTILINE)
 # A value each key accepts, so that the parser's converters keep it.
 SAMPLE_VALUES = {"DEBUG_LOGGING": "1", "WEB_PORT": "8080"}

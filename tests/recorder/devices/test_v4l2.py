@@ -20,7 +20,7 @@ from recorder.devices.v4l2.probe import detect, resolve_v4l2_ctl, stable_paths
 from recorder.devices.v4l2.render import devices_to_json, render_human
 from recorder.domain.input_formats import fourccs_for, input_format_name
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CORPUS = REPO / "tests" / "fixtures" / "v4l2-corpus"  # published outputs; README.md there names each source
 FIXTURES = REPO / "tests" / "fixtures" / "v4l2"
 FAKE_V4L2_CTL = REPO / "tests" / "fake_v4l2_ctl.py"

@@ -15,7 +15,7 @@ from daemon_harness import Daemon, write_config
 
 from recorder.domain.buildinfo import build_info
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 # Prometheus' own first two lines: "prometheus, version 2.45.0 (branch: HEAD, revision: 8ef767e...)"
 # and "  build date:       20230623-15:09:49".
 VERSION_LINE = re.compile(r"^camera-recorder, version \S+ \(branch: \S+, revision: (?P<revision>\S+)\)$")

@@ -39,8 +39,8 @@ from recorder.config import (
 from recorder.config import fields as config_fields
 from recorder.config import sections as config_sections
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+REPO = Path(__file__).resolve().parents[3]
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 EXAMPLE = REPO / "config.yaml.example"
 
 CAMERA_ID_RULE = "camera id must be 1-64 letters, digits, '_' or '-' (it names a folder)"

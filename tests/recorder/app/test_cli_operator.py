@@ -15,7 +15,7 @@ from recorder.app.cli import NO_CAMERA_CHECKLIST, demo_config, main
 from recorder.config import SourceKind
 from recorder.ffmpeg.presets import build_command
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_detect_with_no_camera_says_what_to_check(

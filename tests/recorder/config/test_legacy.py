@@ -28,7 +28,7 @@ from recorder.config import (
     parse_config,
 )
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 CONF = CONFIGS / "camera-mapping.conf"
 BASH = shutil.which("bash")
 

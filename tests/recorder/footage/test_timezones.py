@@ -19,7 +19,7 @@ from conftest import small_config
 from recorder.ffmpeg.presets import build_command
 from recorder.footage.segments import parse_segment_name, segment_file_name
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 ZONES = ["UTC", "America/New_York", "Pacific/Chatham", "Asia/Kolkata", "Australia/Lord_Howe"]
 
 # Instants either side of the US daylight-saving changes of 2024, and one in 2026.

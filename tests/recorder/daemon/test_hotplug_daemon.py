@@ -11,7 +11,7 @@ from conftest import wait_for
 from daemon_harness import Daemon, alive, write_config
 from udev_netlink import fake_camera_properties, send_udev_event, udev_control_present
 
-STAND_IN = Path(__file__).resolve().parents[1] / "v4l2_standin_ffmpeg.py"
+STAND_IN = Path(__file__).resolve().parents[2] / "v4l2_standin_ffmpeg.py"
 
 
 @pytest.fixture

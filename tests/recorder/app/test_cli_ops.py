@@ -16,9 +16,9 @@ from conftest import segment_file, wait_for
 
 from recorder.app.cli import main
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CORPUS = REPO / "tests" / "fixtures" / "v4l2-corpus"  # published outputs; README.md there names each source
-FAKE_V4L2_CTL = Path(__file__).resolve().parents[1] / "fake_v4l2_ctl.py"
+FAKE_V4L2_CTL = Path(__file__).resolve().parents[2] / "fake_v4l2_ctl.py"
 
 
 def _corpus(name: str) -> str:

@@ -19,7 +19,7 @@ from transcoding_support import make_segment, transcoder, transcoding_config
 from recorder.storage.facade import Storage
 from recorder.transcoding.originals import originals_folder
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 # The worker as the daemon runs it, in its own process: recovery, then every due segment.
 WORKER = textwrap.dedent(

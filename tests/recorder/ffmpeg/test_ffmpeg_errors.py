@@ -9,7 +9,7 @@ import pytest
 from exporter.metrics import RESTART_REASONS
 from recorder.ffmpeg.errors import StderrReason, classify, classify_line, restart_reason, scrub
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CORPUS = REPO / "tests" / "fixtures" / "v4l2-corpus"  # published outputs; README.md there names each source
 
 

@@ -22,7 +22,7 @@ from recorder.app.cli import main
 from recorder.config import CONFIG_ENV, Config, legacy, load_config, parse_config
 from recorder.ffmpeg.presets import build_command
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 REPO = CONFIGS.parents[1]
 
 
