@@ -35,7 +35,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, not an install
 
-from exporter.operator_routes import MAX_CONCURRENT_EXPORTS
+from exporter.routes.operator import MAX_CONCURRENT_EXPORTS
 from exporter.server import ExporterServer
 from recorder.config import parse_config
 from recorder.daemon.recorder import Recorder

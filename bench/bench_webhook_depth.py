@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, not an install
 
-from exporter.webhook import json_depth
+from exporter.routes.webhook import json_depth
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """The HTTP surface on :9100: /metrics, health and readiness, the Alertmanager webhook, and the operator's
-routes (the status page at `/`, pictures, recordings, clips: exporter/operator_routes.py).
+routes (the status page at `/`, pictures, recordings, clips: exporter/routes/operator.py).
 
 HTTP itself (aiohttp in a thread of its own, connection limits, deadlines, pools) is exporter/web.py's, TLS
 and basic auth exporter/webconfig.py's; this module is the route table and what each route answers. Every
@@ -28,8 +28,9 @@ from prometheus_client.openmetrics import exposition as openmetrics
 from exporter import metrics as m
 from exporter.collector import RecorderCollector
 from exporter.exchange import Request
-from exporter.operator_routes import OperatorRoutes
 from exporter.ratelimit import FailureLimiter, RateLimitedLog
+from exporter.routes.operator import OperatorRoutes
+from exporter.routes.webhook import WebhookHandler
 from exporter.web import SLOW_POOL, WebServer, listen_socket
 from exporter.webconfig import (
     BasicAuthChecker,
@@ -38,7 +39,6 @@ from exporter.webconfig import (
     check_telemetry_path,
     resolve_web_config,
 )
-from exporter.webhook import WebhookHandler
 from recorder import __version__
 from recorder.config import ExporterConfig
 from recorder.state.ports import RecorderView

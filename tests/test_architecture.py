@@ -61,9 +61,9 @@ def test_a_recorder_module_importing_the_exporter_breaks_a_contract(tmp_path: Pa
 )
 def test_the_exporter_importing_the_daemon_machinery_breaks_a_contract(tmp_path: Path, forbidden: str) -> None:
     """Issue 12: the exporter reads snapshots and config (recorder.state.ports), never the daemon's machinery."""
-    result = _lint_copy_with(tmp_path, "exporter/status_page.py", f"import {forbidden}")
+    result = _lint_copy_with(tmp_path, "exporter/routes/status_page.py", f"import {forbidden}")
     assert result.returncode != 0
-    assert "BROKEN" in result.stdout and f"exporter.status_page -> {forbidden}" in result.stdout
+    assert "BROKEN" in result.stdout and f"exporter.routes.status_page -> {forbidden}" in result.stdout
 
 
 # Each row: a module that gains one wrong import, and the line lint-imports must print. The layers contract

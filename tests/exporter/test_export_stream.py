@@ -18,7 +18,7 @@ import psutil
 import pytest
 from conftest import probe, small_config, wait_for
 
-from exporter.operator_routes import EXPORT_POOL, MAX_CONCURRENT_EXPORTS
+from exporter.routes.operator import EXPORT_POOL, MAX_CONCURRENT_EXPORTS
 from exporter.server import ExporterServer
 from recorder.daemon.recorder import Recorder
 from recorder.ffmpeg.binary import find_tools

@@ -14,7 +14,7 @@ import pytest
 from conftest import small_config
 
 from exporter.exchange import Request, Response, StreamedResponse, headers_of
-from exporter.operator_routes import OperatorRoutes
+from exporter.routes.operator import OperatorRoutes
 from recorder.daemon.recorder import Recorder
 from recorder.ffmpeg.binary import find_tools
 from recorder.footage.segments import segment_file_name

@@ -12,6 +12,7 @@ import pytest
 from tls_certs import make_ca, make_cert
 
 from exporter.ratelimit import RateLimitedLog
+from exporter.routes.webhook import json_depth
 from exporter.webconfig import (
     BasicAuthChecker,
     PlainPasswordUser,
@@ -22,7 +23,6 @@ from exporter.webconfig import (
     load_web_config,
     resolve_web_config,
 )
-from exporter.webhook import json_depth
 from recorder.config import ConfigError, ExporterConfig, parse_config
 
 HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()  # cost 4: these tests check logic, not cost

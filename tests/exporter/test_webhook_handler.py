@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import small_config
 
+from exporter.routes.webhook import MAX_ALERT_AGE_SECONDS, MAX_CLOCK_SKEW_SECONDS, WebhookHandler
 from exporter.web import REQUEST_TIMEOUT
-from exporter.webhook import MAX_ALERT_AGE_SECONDS, MAX_CLOCK_SKEW_SECONDS, WebhookHandler
 from recorder.config import ExporterConfig
 from recorder.domain.vocabulary import WebhookResult
 

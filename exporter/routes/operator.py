@@ -21,7 +21,7 @@ from typing import IO
 from urllib.parse import parse_qs, quote, urlsplit
 
 from exporter.exchange import Request
-from exporter.status_page import PAGE_HEADERS, CameraPanel, days_with_footage, page_range, render_status_page
+from exporter.routes.status_page import PAGE_HEADERS, CameraPanel, days_with_footage, page_range, render_status_page
 from exporter.web import SLOW_POOL
 from recorder.camera.states import CameraSnapshot
 from recorder.footage.recordings import (
