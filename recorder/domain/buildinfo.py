@@ -20,7 +20,7 @@ from recorder.domain.compat import UTC
 UNKNOWN = "unknown"
 # Prometheus' `build date` layout, e.g. 20240623-15:09:49 (UTC).
 DATE_FORMAT = "%Y%m%d-%H:%M:%S"
-_CHECKOUT = Path(__file__).resolve().parents[1]
+_CHECKOUT = Path(__file__).resolve().parents[2]
 GIT_TIMEOUT_SECONDS = 5
 
 
