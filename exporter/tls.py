@@ -44,10 +44,10 @@ class HandshakePool:
     """At most `threads` handshake steps at once; at most `queue_limit` more waiting, the oldest cut beyond.
     Everything but the step itself runs on the loop's thread, so no locks."""
 
-    def __init__(self, threads: int = HANDSHAKE_THREADS, queue_limit: int = HANDSHAKE_QUEUE) -> None:
-        self._threads = threads
-        self._queue_limit = queue_limit
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="exporter-tls")
+    def __init__(self, threads: int | None = None, queue_limit: int | None = None) -> None:
+        self._threads = threads or HANDSHAKE_THREADS
+        self._queue_limit = queue_limit or HANDSHAKE_QUEUE
+        self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="exporter-tls")
         self._waiting: collections.deque[TLSHandshake] = collections.deque()
         self._running = 0
         self.completed = 0  # handshakes done
@@ -251,6 +251,9 @@ class TLSHandshake(asyncio.Protocol):
         done, out, error = result
         if out:
             self._raw.write(out)
+        if self._raw.is_closing():  # the write found the connection reset: its connection_lost is on its way
+            self._end_handshake()
+            return
         if error is not None:
             self._pool.failed += 1
             log.debug("TLS handshake with %s failed: %s", self._peer(), error)
