@@ -175,10 +175,12 @@ def test_a_handshake_held_in_its_sni_callback_holds_up_no_scrape_and_completes_a
 
     def blocked_client() -> None:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
-                with client_context(certs).wrap_socket(raw, server_hostname=BLOCKED_NAME) as tls:
-                    tls.sendall(b"GET /blocked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    blocked_result.append(b"".join(iter(lambda: tls.recv(65536), b"")))
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=30) as raw,
+                client_context(certs).wrap_socket(raw, server_hostname=BLOCKED_NAME) as tls,
+            ):
+                tls.sendall(b"GET /blocked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                blocked_result.append(b"".join(iter(lambda: tls.recv(65536), b"")))
         except Exception as exc:
             blocked_result.append(exc)
 
@@ -217,9 +219,11 @@ def test_a_handshake_flood_is_bounded_in_threads_cut_at_its_deadline_and_scrapes
         ctx = client_context(certs)
         while not stop.is_set():
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-                    with ctx.wrap_socket(raw, server_hostname="localhost"):
-                        full_handshakes[0] += 1
+                with (
+                    socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+                    ctx.wrap_socket(raw, server_hostname="localhost"),
+                ):
+                    full_handshakes[0] += 1
             except OSError as exc:  # refused at the cap would be a failure too: the cap is far above this
                 failures.append(exc)
                 return
@@ -356,9 +360,11 @@ def test_a_renewed_certificate_written_in_place_is_served_to_new_connections(
     clients = client_context(certs)
 
     def served_cn() -> str:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-            with clients.wrap_socket(raw, server_hostname="localhost") as tls:
-                return str(dict(item[0] for item in tls.getpeercert()["subject"])["commonName"])
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            clients.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            return str(dict(item[0] for item in tls.getpeercert()["subject"])["commonName"])
 
     kept = https(port, clients)
     try:
@@ -426,10 +432,12 @@ def test_close_abort_and_broken_handshakes_leave_no_descriptor_behind(
 
     for _ in range(3):
         # The server closes after its answer (close_notify, then the socket).
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-            with clients.wrap_socket(raw, server_hostname="localhost") as tls:
-                tls.sendall(b"GET /close HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                assert b"".join(iter(lambda: tls.recv(65536), b"")).endswith(b"answered /close\n")
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            clients.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            tls.sendall(b"GET /close HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert b"".join(iter(lambda: tls.recv(65536), b"")).endswith(b"answered /close\n")
         # The client sends close_notify and waits for the server's.
         with clients.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
                                  server_hostname="localhost") as tls:  # fmt: skip
@@ -448,11 +456,11 @@ def test_close_abort_and_broken_handshakes_leave_no_descriptor_behind(
         # Plain HTTP to the TLS port, and a half-close in the handshake.
         with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
             raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            wait_for(lambda: closed_by_server(raw), timeout=5, what="plain HTTP to be refused")
+            wait_for(lambda: closed_by_server(raw), timeout=5, what="plain HTTP to be refused")  # noqa: B023
         with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
             raw.sendall(hello[:20])
             raw.shutdown(socket.SHUT_WR)
-            wait_for(lambda: closed_by_server(raw), timeout=5, what="the half-closed handshake to be closed")
+            wait_for(lambda: closed_by_server(raw), timeout=5, what="the half-closed handshake to close")  # noqa: B023
 
     wait_for(lambda: server.open_connections == 0, timeout=10, what="every connection to be forgotten")
     wait_for(lambda: open_descriptors() <= before, timeout=10,
@@ -478,7 +486,7 @@ def test_the_transport_serves_sendfile_flow_control_and_the_extra_info_asyncio_o
             transport.set_write_buffer_limits(high=64 << 10)
             seen["limits"] = transport.get_write_buffer_limits()
             seen["protocol"] = transport.get_protocol() is self
-            asyncio.ensure_future(self.send())
+            self.sending = asyncio.ensure_future(self.send())
 
         async def send(self) -> None:
             loop = asyncio.get_running_loop()
@@ -530,7 +538,9 @@ def test_the_transport_serves_sendfile_flow_control_and_the_extra_info_asyncio_o
 # -- the real daemon ------------------------------------------------------------------------------------
 
 
-def test_the_real_daemon_serves_tls_to_curl_during_a_handshake_flood(certs: dict[str, CertPair], tmp_path: Path) -> None:
+def test_the_real_daemon_serves_tls_to_curl_during_a_handshake_flood(
+    certs: dict[str, CertPair], tmp_path: Path
+) -> None:
     web = tmp_path / "web.yml"
     web.write_text(f"tls_server_config:\n  cert_file: {certs['server'].cert}\n  key_file: {certs['server'].key}\n")
     config = write_config(tmp_path / "config.yaml", tmp_path / "rec")
