@@ -209,6 +209,7 @@ def test_a_handshake_flood_is_bounded_in_threads_cut_at_its_deadline_and_scrapes
     certs: dict[str, CertPair], serve: Callable[..., tuple[int, WebServer]]
 ) -> None:
     context = server_context(certs)
+    leftover_threads = tls_threads()  # an earlier test's pool, still winding down
     port, server = serve(lambda: context)
     hello = client_hello(client_context(certs))
     stop = threading.Event()
@@ -250,7 +251,7 @@ def test_a_handshake_flood_is_bounded_in_threads_cut_at_its_deadline_and_scrapes
             if answered > 10_000:
                 raise AssertionError("the stalled handshakes were never cut")
         assert answered >= 5
-        assert 0 < max_threads <= HANDSHAKE_THREADS
+        assert 0 < max_threads <= leftover_threads + HANDSHAKE_THREADS
         assert server.handshakes.cut_deadline >= len(stalled)
         assert full_handshakes[0] > 0 and not failures, failures
     finally:
