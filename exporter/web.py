@@ -21,7 +21,11 @@ needs, is here:
   only once the client has taken the previous ones, a client that takes nothing for WRITE_TIMEOUT is
   dropped (what it takes from the socket's buffers counts, not one write's wait), and a client that goes
   away stops the producer;
-- a malformed request is a 4xx and one debug line, not an ERROR with a traceback.
+- a malformed request is a 4xx and one debug line, not an ERROR with a traceback;
+- TLS handshakes off the loop (exporter/tls.py): the listener is plain TCP and each handshake's crypto runs
+  in a pool of two threads, so a handshake flood does not delay the scrapes of connections already made. A
+  connection in its handshake counts against the cap and the descriptor budget like any other, and is the
+  first to make room (the oldest first): it has proven nothing yet, an idle kept-alive connection has.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from exporter.exchange import BodyProblem, Chunks, Request, Response, StreamedResponse
 from exporter.metrics import HTTP_CODE_CLASSES
 from exporter.ratelimit import RateLimitedLog
+from exporter.tls import HandshakePool, TLSHandshake
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +282,7 @@ class _Server(web.Server):
         self._request_timeout = request_timeout
         self._budget = budget
         self.open: set[_Connection] = set()
+        self.handshaking: set[TLSHandshake] = set()  # TLS connections not yet handed to a _Connection
         self.evictions = 0  # idle connections closed to make room
         self.refusals = 0  # new connections closed at once: no room, and nothing idle to make room
         # Answers sent, by status class; every key there from the start, so a scrape's copy never races an insert.
@@ -296,22 +302,38 @@ class _Server(web.Server):
 
     def shortfall(self) -> int:
         """How many connections too many are open: over the cap, or into the descriptors kept for recording."""
-        over = len(self.open) - self.max_connections
+        connections = len(self.open) + len(self.handshaking)
+        over = connections - self.max_connections
         if self._budget is not None:
-            over = max(over, -self._budget.free(len(self.open)))
+            over = max(over, -self._budget.free(connections))
         return over
 
-    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
-        assert isinstance(handler, _Connection)
+    def _make_room(self) -> bool:
         need = self.shortfall() + 1  # room for this one too
         while need > 0 and self.evict_idle():
             need -= 1
         if need > 0:
             self.refusals += 1
+            return False
+        return True
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        assert isinstance(handler, _Connection)
+        if not self._make_room():
             transport.close()  # every connection is busy: this one waits for none of them
             return
         self.open.add(handler)
         super().connection_made(handler, transport)
+
+    def admit_handshake(self, handshake: TLSHandshake) -> bool:
+        """A TLS connection just accepted: it counts from now, through its handshake."""
+        if not self._make_room():
+            return False
+        self.handshaking.add(handshake)
+        return True
+
+    def handshake_ended(self, handshake: TLSHandshake) -> None:
+        self.handshaking.discard(handshake)
 
     def shed(self) -> int:
         """Close idle connections until none is over the budget; how many were closed."""
@@ -324,7 +346,14 @@ class _Server(web.Server):
         self.open.discard(handler)
 
     def evict_idle(self) -> bool:
-        """Close the least recently active connection no request is being handled on; False if none is."""
+        """Close the connection in its TLS handshake the longest or else the least recently active connection no
+        request is being handled on; False if there is none."""
+        if self.handshaking:
+            oldest_handshake = min(self.handshaking, key=lambda h: h.started_at)
+            self.handshaking.discard(oldest_handshake)
+            oldest_handshake.cut("making room for a new connection")
+            self.evictions += 1
+            return True
         idle = [c for c in self.open if not c.busy]
         if not idle:
             return False
@@ -396,6 +425,7 @@ class WebServer:
         self._body_in_flight = 0
         self.streams: set[StreamProgress] = set()  # read from other threads: copy before iterating
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.handshakes: HandshakePool | None = None  # with TLS: its counters, for tests and benchmarks
         self._server: _Server | None = None
         self._stopping: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -435,7 +465,8 @@ class WebServer:
 
     @property
     def open_connections(self) -> int:
-        return len(self._server.open) if self._server is not None else 0
+        """Connections open, those in their TLS handshake included."""
+        return len(self._server.open) + len(self._server.handshaking) if self._server is not None else 0
 
     @property
     def max_connections(self) -> int:
@@ -497,15 +528,14 @@ class WebServer:
         # At stop, requests in flight get a moment to finish; a clip still streaming is cut (the daemon stops).
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=STOP_GRACE_SECONDS)
         await runner.setup()
+        handshakes = HandshakePool() if self._tls_context is not None else None
+        self.handshakes = handshakes
         listening = await loop.create_server(
-            runner.server,
+            self._protocol_factory(server, handshakes),
             sock=self._listener,
-            ssl=self._front_tls_context(),
             # asyncio accepts up to `backlog` connections in a row before any of them is checked against the
             # descriptor budget: a small burst, so a flood overshoots the reserve by ACCEPT_BURST at most.
             backlog=ACCEPT_BURST,
-            # A TLS client that never finishes its handshake is cut off like one that never sends a request.
-            ssl_handshake_timeout=self._request_timeout if self._tls_context is not None else None,
         )
         self._listener.listen(LISTEN_BACKLOG)  # the kernel's queue stays long (create_server set it to the burst)
         watching = asyncio.ensure_future(self._watch_budget(server)) if budget is not None else None
@@ -516,7 +546,32 @@ class WebServer:
             if watching is not None:
                 watching.cancel()
             listening.close()
+            if handshakes is not None:
+                for handshake in list(server.handshaking):
+                    handshake.cut("the server is stopping")
+                handshakes.shutdown()
             await runner.cleanup()
+
+    def _protocol_factory(self, server: _Server, handshakes: HandshakePool | None) -> Callable[[], asyncio.Protocol]:
+        """Plain HTTP: aiohttp's protocol on the socket. TLS: a handshake first, its crypto in `handshakes`'
+        threads; each one starts from the source's context of the moment, so a renewed certificate written in
+        place applies to new connections without a restart."""
+        source = self._tls_context
+        if source is None or handshakes is None:
+            return server
+
+        def handshake() -> asyncio.Protocol:
+            return TLSHandshake(
+                server(),
+                source,
+                handshakes,
+                # A TLS client that never finishes its handshake is cut off like one that never sends a request.
+                timeout=self._request_timeout,
+                admit=server.admit_handshake,
+                release=server.handshake_ended,
+            )
+
+        return handshake
 
     async def _watch_budget(self, server: _Server) -> None:
         """Once a second: connections over the budget for two looks in a row (the limit was lowered on the
@@ -532,22 +587,6 @@ class WebServer:
                     self._ratelimited.log(logging.WARNING, "shed", "closed %d idle connections: the descriptors "
                                           "left are the cameras' (fd limit %s)", shed, _soft_fd_limit())  # fmt: skip
             short_before = short
-
-    def _front_tls_context(self) -> ssl.SSLContext | None:
-        """The context aiohttp is handed; each handshake switches to the source's current one (a renewed
-        certificate written in place applies to new connections without a restart)."""
-        if self._tls_context is None:
-            return None
-        source = self._tls_context
-        front = source()
-
-        def current(tls: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext) -> None:
-            latest = source()
-            if latest is not context:
-                tls.context = latest
-
-        front.sni_callback = current
-        return front
 
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
