@@ -17,11 +17,10 @@ import pytest
 from conftest import small_config, wait_for
 from udev_netlink import fake_camera_properties
 
-from recorder.daemon.device_events import DeviceEvents
+from recorder.daemon.camera_wiring import DeviceEvents
 from recorder.daemon.health import Health
-from recorder.daemon.housekeeping import Housekeeping
+from recorder.daemon.housekeeping import Housekeeping, status_line
 from recorder.daemon.sdnotify import Notifier
-from recorder.daemon.status_report import status_line
 
 SERIAL = "046d_Logitech_BRIO_ROOMS001"
 
