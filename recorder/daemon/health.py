@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from recorder.camera.supervisor import CameraSupervisor
 from recorder.daemon.sdnotify import Notifier
 
-# The daemon's log name, as before the Recorder was split into rooms.
+# Logged under the daemon's name: operators grep for recorder.daemon.
 log = logging.getLogger("recorder.daemon")
 
 # A supervisor whose loop has not gone round for this long is wedged (its loop beats every 5 s; a check

@@ -1,15 +1,22 @@
 """The daemon's housekeeping loop: what signals ask for (stop, reload, a status log), systemd's watchdog and
-STATUS=, and the CPU temperature. Signal handlers only set a flag and wake the loop, which does the work."""
+STATUS=, and the CPU temperature. Signal handlers only set a flag and wake the loop, which does the work.
+Here too the two things the loop says about the cameras: the STATUS= line and SIGUSR1's status log."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import psutil
 
+from recorder.camera.supervisor import CameraSupervisor
 from recorder.daemon.sdnotify import Notifier
+from recorder.state.snapshots import RecorderSnapshot
+
+# Status lines are the daemon's: operators grep for recorder.daemon.
+log = logging.getLogger("recorder.daemon")
 
 # Every wake-up of an idle daemon costs CPU that counts against FFmpeg's (cheap) stream copy, so the
 # housekeeping loop ticks slowly; what must be prompt arrives by callback (retention's pause) or by
@@ -100,3 +107,27 @@ class Housekeeping:
                 self.read_temperature()
                 next_temperature = now + TEMPERATURE_EVERY
             self._wakeup.wait(tick if deadline is None else min(tick, deadline - now))
+
+
+def status_line(supervisors: Iterable[CameraSupervisor]) -> str:
+    """One line for systemd's STATUS=: each camera's state."""
+    parts = [f"{sup.camera.id}: {sup.snapshot.state.value}" for sup in supervisors]
+    return ", ".join(parts) or "no cameras enabled"
+
+
+def log_status(snap: RecorderSnapshot) -> None:
+    """One line per camera: what SIGUSR1 asks for (and what an operator wants before acting)."""
+    log.info(
+        "status: %d camera(s), FFmpeg %s, %s, last config reload %s",
+        len(snap.cameras), snap.ffmpeg_version, "healthy" if snap.healthy else "stuck: " + ", ".join(snap.stuck),
+        "succeeded" if snap.config_reload_successful else "FAILED (running the previous configuration)",
+    )  # fmt: skip
+    for view in snap.cameras:
+        st = view.status
+        restarts = ", ".join(f"{reason} {n}" for reason, n in sorted(st.restarts.items())) or "none"
+        log.info(
+            "status: %s, FFmpeg pid %s, %.1f fps, %d frames, %d segments, restarts: %s, gap %.1f s%s",
+            st.state.value, st.ffmpeg_pid or "-", st.fps, st.frames, st.segments_completed, restarts,
+            st.gap_seconds_at(snap.monotonic_now), f", last error: {st.last_error}" if st.last_error else "",
+            extra={"camera": view.config.id},
+        )  # fmt: skip

@@ -1,44 +1,43 @@
 """The recorder: one supervisor per camera, storage and retention, hot-plug, and systemd's view of it.
 
-The Recorder wires its rooms together and orders their start and stop; each job lives in its own module:
-camera_wiring (building a supervisor), device_events (hot-plug routing), health (stuck loops, the watchdog),
-housekeeping (the main loop and signals), status_report (snapshots, status lines), transcoder_slot (night
-transcoding) and reload (SIGHUP).
+The Recorder wires its rooms together, orders their start and stop, and gathers the snapshot the exporter
+reads; each job lives in its own module: camera_wiring (building a supervisor, hot-plug routed to it), health
+(stuck loops, the watchdog), sdnotify (systemd's protocol), housekeeping (the main loop, signals, STATUS= and
+the status log), transcoder_slot (night transcoding) and reload (SIGHUP).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import platform
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import cast
 
+from recorder import __version__
 from recorder.camera.ledger import CameraLedger
 from recorder.camera.supervisor import CameraSupervisor
 from recorder.config import Config
-from recorder.daemon.camera_wiring import SupervisorFactory
-from recorder.daemon.device_events import DeviceEvents, udev_context
+from recorder.daemon.camera_wiring import DeviceEvents, SupervisorFactory, udev_context
 from recorder.daemon.health import HEARTBEAT_STALE_AFTER, Health
-from recorder.daemon.housekeeping import HOUSEKEEPING_TICK, Housekeeping, hottest_cpu_sensor
+from recorder.daemon.housekeeping import HOUSEKEEPING_TICK, Housekeeping, log_status, status_line
 from recorder.daemon.preflight import recordings_folder_at_start
 from recorder.daemon.reload import ConfigReloader
 from recorder.daemon.sdnotify import Notifier
-from recorder.daemon.status_report import build_snapshot, log_status, status_line
 from recorder.daemon.transcoder_slot import TranscoderSlot
 from recorder.ffmpeg.binary import FFmpegTools, FFmpegVersion
+from recorder.ffmpeg.presets import encoder_preset
 from recorder.ffmpeg.process import Launcher, spawn_ffmpeg
-from recorder.state.snapshots import RecorderSnapshot
+from recorder.state.snapshots import CameraView, RecorderSnapshot
 from recorder.storage.export import held_segment_paths
 from recorder.storage.facade import Storage
 from recorder.storage.recordings_owner import DaemonLock
 from recorder.transcoding import service as transcoding
 from recorder.transcoding.worker import TranscodeWorker
-
-# Importers of the earlier single-module daemon find these here still.
-__all__ = ["HEARTBEAT_STALE_AFTER", "HOUSEKEEPING_TICK", "Recorder", "RecorderSnapshot", "hottest_cpu_sensor"]
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ class Recorder:
         )
         self.reloader = ConfigReloader(self, config_loader, housekeeping_tick=HOUSEKEEPING_TICK)
         self.devices = DeviceEvents(lambda: self.supervisors, udev_context())
-        self.transcoder_slot = TranscoderSlot(self)
+        self.transcoder_slot = TranscoderSlot(self._build_transcoder)
         self.supervisor_factory = SupervisorFactory(
             self, launcher=launcher, clock=clock, udev_context=self.devices.context
         )
@@ -116,6 +115,20 @@ class Recorder:
             **transcoding.storage_hooks(config, self.transcoder_slot.size_ratio),
         )
 
+    def _build_transcoder(self) -> TranscodeWorker | None:
+        """Night transcoding's worker over the configuration, tools and storage of the moment (None: disabled)."""
+        storage = self.storage
+        return transcoding.build_worker(
+            self.config,
+            ffmpeg=self.tools.ffmpeg or "ffmpeg",
+            ffprobe=self.tools.ffprobe or "ffprobe",
+            storage_snapshot=storage.snapshot,
+            cameras_recording=lambda: {cid: sup.snapshot.recording for cid, sup in self.supervisors.items()},
+            active_paths=self.active_segments,
+            forget=storage.forget,
+            add_segment=storage.add_segment,
+        )
+
     def apply_recording_allowed(self, allowed: bool) -> None:
         """Retention's stop_recording policy: pause every camera while the disk is above the threshold.
 
@@ -144,7 +157,29 @@ class Recorder:
         return [*self.active_segments(), *self.transcoder_slot.busy_paths(), *held_segment_paths()]
 
     def snapshot(self) -> RecorderSnapshot:
-        return build_snapshot(self)
+        """One consistent read of everything the exporter serves."""
+        config = self.config
+        transcoder = self.transcoder
+        return RecorderSnapshot(
+            version=__version__,
+            ffmpeg_version=self.ffmpeg_version.value,
+            python_version=platform.python_version(),
+            started_at=self.started_at,
+            cameras=tuple(
+                CameraView(sup.camera, sup.snapshot, sup.resources, encoder_preset(sup.camera, config)[0].value)
+                for sup in self.supervisors.values()
+            ),
+            storage=self.storage.snapshot(),
+            hotplug_events=MappingProxyType(dict(self.devices.events)),
+            hotplug_mode=self.hotplug.mode,
+            cpu_temperature_celsius=self.housekeeping.temperature,
+            stuck=self.stuck(),
+            config_reload_successful=self.reloader.successful,
+            config_reload_success_at=self.reloader.success_at,
+            segment_time=config.recording.segment_time,
+            stall_timeout=config.supervisor.stall_timeout,
+            transcoding=transcoder.snapshot() if transcoder is not None else None,
+        )
 
     def stuck(self) -> tuple[str, ...]:
         """Cameras whose supervision loop has not gone round lately, and each registered thread that died."""

@@ -1,7 +1,8 @@
 """SIGHUP: read the configuration again and apply it to a running Recorder.
 
 Cameras whose settings changed restart, the others keep recording with the same FFmpeg; storage, hot-plug
-and the night transcoder are replaced only when what they are built from changed.
+and the night transcoder are replaced only when what they are built from changed. The Recorder is reached
+through `Reloadable`: what a reload reads, and the parts of the daemon it replaces.
 """
 
 from __future__ import annotations
@@ -9,24 +10,75 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import fields, replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from recorder.camera.ledger import CameraLedger
 from recorder.camera.states import RUNNING_STATES
 from recorder.camera.supervisor import CameraSupervisor
 from recorder.config import CameraConfig, Config, ConfigError
-from recorder.daemon.device_events import device_cameras
+from recorder.daemon.camera_wiring import DeviceEvents, SupervisorFactory, device_cameras
+from recorder.daemon.health import Health
+from recorder.daemon.sdnotify import Notifier
+from recorder.daemon.transcoder_slot import TranscoderSlot
+from recorder.devices.hotplug import HotplugMonitor
 from recorder.domain.vocabulary import RestartReason
-from recorder.ffmpeg.binary import FFmpegTools, find_tools
+from recorder.ffmpeg.binary import FFmpegTools, FFmpegVersion, find_tools
 from recorder.ffmpeg.presets import FFmpegCommand, build_command
+from recorder.storage.facade import Storage
 from recorder.storage.recordings_owner import DaemonLock, FolderInUse
 from recorder.transcoding import service as transcoding
 
-if TYPE_CHECKING:
-    from recorder.daemon.recorder import Recorder
-
 log = logging.getLogger(__name__)
+
+
+class StorageSlot(Protocol):
+    """The holder every user of the storage reads through: a reload that rebuilds the accounting swaps it."""
+
+    current: Storage
+
+
+class Reloadable(Protocol):
+    """The running daemon as a reload sees it (the Recorder). Plain attributes are what a reload replaces;
+    properties and methods it only reads or calls."""
+
+    config: Config
+    tools: FFmpegTools
+    supervisors: dict[str, CameraSupervisor]
+    ffmpeg_version: FFmpegVersion
+    hotplug: HotplugMonitor
+    recordings_lock: DaemonLock
+
+    @property
+    def started_at(self) -> float: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
+    @property
+    def notifier(self) -> Notifier: ...
+    @property
+    def health(self) -> Health: ...
+    @property
+    def ledger(self) -> CameraLedger: ...
+    @property
+    def new_version_probe(self) -> Callable[[str], FFmpegVersion]: ...
+    @property
+    def storage(self) -> Storage: ...
+    @property
+    def storage_slot(self) -> StorageSlot: ...
+    @property
+    def devices(self) -> DeviceEvents: ...
+    @property
+    def supervisor_factory(self) -> SupervisorFactory: ...
+    @property
+    def transcoder_slot(self) -> TranscoderSlot: ...
+
+    def status_line(self) -> str: ...
+    def new_storage(self, config: Config) -> Storage: ...
+    def apply_recording_allowed(self, allowed: bool) -> None: ...
+    def stop_supervisors(
+        self, supervisors: list[CameraSupervisor], why: Mapping[str, tuple[str, bool]] | None = None
+    ) -> bool: ...
 
 
 class ConfigReloader:
@@ -34,7 +86,7 @@ class ConfigReloader:
     remembers how the last one went for the exporter."""
 
     def __init__(
-        self, recorder: Recorder, config_loader: Callable[[], Config] | None, *, housekeeping_tick: float
+        self, recorder: Reloadable, config_loader: Callable[[], Config] | None, *, housekeeping_tick: float
     ) -> None:
         self._recorder = recorder
         self._config_loader = config_loader

@@ -6,15 +6,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from recorder.transcoding import service as transcoding
 from recorder.transcoding.worker import TranscodeWorker
 
-if TYPE_CHECKING:
-    from recorder.daemon.recorder import Recorder
-
-# The daemon's log name, as before the Recorder was split into rooms.
+# Logged under the daemon's name: operators grep for recorder.daemon.
 log = logging.getLogger("recorder.daemon")
 
 
@@ -22,23 +17,12 @@ class TranscoderSlot:
     """Holds the running worker, or None: published only once its thread runs, unpublished before it stops,
     so that the liveness check never reads a worker without a thread as a dead one."""
 
-    def __init__(self, recorder: Recorder) -> None:
-        self._recorder = recorder
+    def __init__(self, build: Callable[[], TranscodeWorker | None]) -> None:
+        self._build = build  # from the configuration of the moment; None when transcoding is disabled
         self.worker: TranscodeWorker | None = None
 
     def start(self) -> None:
-        rec = self._recorder
-        storage = rec.storage
-        worker = transcoding.build_worker(
-            rec.config,
-            ffmpeg=rec.tools.ffmpeg or "ffmpeg",
-            ffprobe=rec.tools.ffprobe or "ffprobe",
-            storage_snapshot=storage.snapshot,
-            cameras_recording=lambda: {cid: sup.snapshot.recording for cid, sup in rec.supervisors.items()},
-            active_paths=rec.active_segments,
-            forget=storage.forget,
-            add_segment=storage.add_segment,
-        )
+        worker = self._build()
         if worker is not None:
             try:
                 worker.start()
@@ -70,8 +54,4 @@ class TranscoderSlot:
     def busy_paths(self) -> list[Path]:
         """The segment the worker's FFmpeg reads now, which retention must not delete."""
         worker = self.worker
-        if worker is None:
-            return []
-        # busy_paths() arrives with the transcoding worker's own change; until then nothing extra is held.
-        busy: Callable[[], list[Path]] = getattr(worker, "busy_paths", list)
-        return busy()
+        return worker.busy_paths() if worker is not None else []

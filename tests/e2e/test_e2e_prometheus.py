@@ -41,7 +41,7 @@ from e2e_servers import (
     window,
 )
 
-from recorder.daemon.recorder import hottest_cpu_sensor
+from recorder.daemon.housekeeping import hottest_cpu_sensor
 from recorder.footage.segments import segment_file_name
 
 TOKEN = "e2e-webhook-token"

@@ -17,11 +17,10 @@ import pytest
 from conftest import small_config, wait_for
 from udev_netlink import fake_camera_properties
 
-from recorder.daemon.device_events import DeviceEvents
+from recorder.daemon.camera_wiring import DeviceEvents
 from recorder.daemon.health import Health
-from recorder.daemon.housekeeping import Housekeeping
+from recorder.daemon.housekeeping import Housekeeping, status_line
 from recorder.daemon.sdnotify import Notifier
-from recorder.daemon.status_report import status_line
 
 SERIAL = "046d_Logitech_BRIO_ROOMS001"
 
@@ -181,3 +180,27 @@ def test_the_status_line_names_each_cameras_state_or_says_there_is_none(tmp_path
     assert status_line([]) == "no cameras enabled"
     supervisor = make_supervisor(tmp_path)
     assert status_line([supervisor]) == f"{supervisor.camera.id}: stopped"
+
+
+# -- the Recorder as its rooms see it ---------------------------------------------------------------------
+
+
+def _protocol_members(protocol: type) -> set[str]:
+    """What a Protocol names: its annotated attributes, properties and methods."""
+    return {name for name in (*vars(protocol), *protocol.__annotations__) if not name.startswith("_")}
+
+
+def test_the_recorder_offers_every_member_its_rooms_protocols_name(tmp_path: Path) -> None:
+    """Reload and camera wiring reach the Recorder through Protocols (no type checker runs them): a member the
+    Recorder renamed or dropped fails here, not at the first SIGHUP."""
+    from recorder.daemon.camera_wiring import WiringSource
+    from recorder.daemon.recorder import Recorder
+    from recorder.daemon.reload import Reloadable, StorageSlot
+    from recorder.ffmpeg.binary import find_tools
+
+    config = small_config(tmp_path / "rec")
+    recorder = Recorder(config, find_tools(config.system), notifier=Notifier({}))
+    for protocol, holder in ((Reloadable, recorder), (WiringSource, recorder), (StorageSlot, recorder.storage_slot)):
+        missing = sorted(name for name in _protocol_members(protocol) if not hasattr(holder, name))
+        assert missing == [], f"{type(holder).__name__} lacks what {protocol.__name__} names: {missing}"
+    assert {"config", "supervisors", "storage_slot", "stop_supervisors"} <= _protocol_members(Reloadable)

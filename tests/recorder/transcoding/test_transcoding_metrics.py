@@ -15,8 +15,7 @@ from transcoding_support import make_segment
 from exporter import metrics as m
 from exporter.collector import RecorderCollector
 from recorder.config import parse_config
-from recorder.daemon.recorder import RecorderSnapshot
-from recorder.state.snapshots import TranscodeSnapshot
+from recorder.state.snapshots import RecorderSnapshot, TranscodeSnapshot
 from recorder.storage.facade import Storage
 from recorder.transcoding.gate import TranscodeState
 
