@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recorder.camera.report import CameraReport
-from recorder.camera.states import CameraState
 from recorder.camera.storage_gate import StorageGate
 from recorder.config import SupervisorConfig
-from recorder.domain.vocabulary import RestartReason
+from recorder.domain.vocabulary import CameraState, RestartReason
 from recorder.ffmpeg.presets import FFmpegCommand
 from recorder.ffmpeg.process import Launcher
 from recorder.ffmpeg.run import FFmpegRun, RunHooks, abandon

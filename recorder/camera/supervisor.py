@@ -20,10 +20,10 @@ from pathlib import Path
 from recorder.camera.ledger import Carried
 from recorder.camera.report import CameraReport
 from recorder.camera.run import CameraRuns, RunEnd, RunWiring, SegmentEvents
-from recorder.camera.states import WAITING_TO_RESTART, CameraState, CameraStateMachine, state_after_end
+from recorder.camera.states import WAITING_TO_RESTART, CameraStateMachine, state_after_end
 from recorder.camera.storage_gate import StorageGate
 from recorder.config import CameraConfig, SourceKind, SupervisorConfig
-from recorder.domain.vocabulary import RestartReason
+from recorder.domain.vocabulary import CameraState, RestartReason
 from recorder.ffmpeg.presets import FFmpegCommand
 from recorder.ffmpeg.process import Launcher, spawn_ffmpeg
 from recorder.ffmpeg.run import HEARTBEAT_EVERY, PAUSE, STALL_KILL_GRACE, STOP, drain
@@ -163,7 +163,7 @@ class CameraSupervisor:
         launcher: Launcher = spawn_ffmpeg,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
-        # What the camera's earlier supervisors counted (camera_ledger): this one's counters go on from there.
+        # What the camera's earlier supervisors counted (camera/ledger.py): this one's counters go on from there.
         carried: Carried | None = None,
     ) -> None:
         self.camera = camera

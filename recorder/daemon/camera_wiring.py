@@ -12,7 +12,7 @@ import pyudev
 
 from recorder.camera.supervisor import CameraSupervisor, CommandFactory
 from recorder.config import CameraConfig
-from recorder.devices.hotplug import resolve_device
+from recorder.devices.identity import resolve_device
 from recorder.ffmpeg.presets import build_command
 from recorder.ffmpeg.process import Launcher
 
