@@ -54,7 +54,9 @@ CommandFactory = Callable[[str | None, int], FFmpegCommand]
 
 
 class SourcePresence:
-    """The udev thread tells it (`added`, `removed`); the supervisor thread asks and checks it.
+    """Whether a camera's source is there: a device camera asks its node finder, other sources always are.
+
+    The udev thread tells it (`added`, `removed`); the supervisor thread asks and checks it.
 
     Both threads write `present` with plain assignments of a bool and each reads it afresh every round: a
     stale read costs one round, never a wrong state for longer.
