@@ -23,8 +23,8 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from conftest import make_supervisor, wait_for  # noqa: E402
 from fake_ffmpeg import FakeFFmpeg  # noqa: E402
 
-from recorder.camera.states import CameraState  # noqa: E402
 from recorder.camera.supervisor import CameraSupervisor  # noqa: E402
+from recorder.domain.vocabulary import CameraState  # noqa: E402
 
 BLOCK = (
     "frame={frame}\nfps=60.00\nstream_0_0_q=-1.0\nbitrate=N/A\ntotal_size=N/A\nout_time_us={us}\n"

@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from recorder.config import parse_config
 from recorder.footage.segments import CompletedSegment, segment_file_name
-from recorder.storage.facade import DiskUsage, Storage
+from recorder.storage.facade import Storage
+from recorder.storage.retention.model import DiskUsage
 
 TARGET_PASS_SECONDS = 2.0
 TARGET_PASS_MB = 100.0

@@ -23,7 +23,6 @@ from urllib.parse import parse_qs, quote, urlsplit
 from exporter.exchange import Request
 from exporter.routes.status_page import PAGE_HEADERS, CameraPanel, days_with_footage, page_range, render_status_page
 from exporter.web import SLOW_POOL
-from recorder.camera.states import CameraSnapshot
 from recorder.footage.recordings import (
     TimeError,
     build_timeline,
@@ -33,6 +32,7 @@ from recorder.footage.recordings import (
     spans_of_rows,
 )
 from recorder.state.ports import RecorderView
+from recorder.state.snapshots import CameraSnapshot
 from recorder.storage.export import CLIP_FORMATS, CheckedClip, ExportError, check_clip, export_argv, plan_export
 from recorder.storage.thumbnails import ThumbnailCache
 

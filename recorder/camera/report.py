@@ -12,7 +12,8 @@ from dataclasses import replace
 from types import MappingProxyType
 
 from recorder.camera.ledger import Carried
-from recorder.camera.states import CameraState, CameraStateMachine
+from recorder.camera.states import CameraStateMachine
+from recorder.domain.vocabulary import CameraState
 from recorder.ffmpeg.progress import Progress
 from recorder.ffmpeg.run import FFmpegRun
 from recorder.state.snapshots import CameraSnapshot, ResourceUsage, recent_restarts
@@ -32,7 +33,7 @@ class CameraReport:
         monotonic: Callable[[], float],
         carried: Carried | None = None,
     ) -> None:
-        """`carried`: what the camera's earlier supervisors counted (camera_ledger): every counter goes on
+        """`carried`: what the camera's earlier supervisors counted (camera/ledger.py): every counter goes on
         from there, and so do the last segment, the last error and the restart timeline."""
         self._machine = machine
         self._clock = clock

@@ -1,7 +1,4 @@
-"""Camera supervision states: their groupings, the transition table and the one change_state().
-
-(The snapshot of one camera is re-exported from recorder.state.snapshots for older imports.)
-"""
+"""Camera supervision states: their groupings, the transition table and the one change_state()."""
 
 from __future__ import annotations
 
@@ -12,26 +9,7 @@ from tenacity import RetryCallState, wait_exponential, wait_fixed, wait_random_e
 from tenacity.wait import wait_base
 
 from recorder.domain.vocabulary import CameraState, RestartReason
-from recorder.state.snapshots import RECENT_RESTARTS_KEPT, CameraSnapshot, Histogram, RestartEvent, recent_restarts
-
-__all__ = [
-    "GAP_STATES",
-    "RECENT_RESTARTS_KEPT",
-    "RESOURCE_RETRY_MAX",
-    "RUNNING_STATES",
-    "TRANSITIONS",
-    "CameraSnapshot",
-    "CameraState",
-    "CameraStateMachine",
-    "Histogram",
-    "InvalidTransition",
-    "RestartEvent",
-    "jittered_backoff",
-    "jittered_backoff_bounds",
-    "recent_restarts",
-    "state_after_end",
-    "wait_exponential_backoff",
-]
+from recorder.state.snapshots import CameraSnapshot
 
 # States in which the camera should be recording: time spent in them is a recording gap. So is time
 # `stopped` by retention's stop_recording policy (the supervisor says so); a shutdown is not.
@@ -48,7 +26,6 @@ GAP_STATES = frozenset(
 
 # An FFmpeg run is under way in these.
 RUNNING_STATES = frozenset({CameraState.STARTING, CameraState.RECORDING, CameraState.STALLED})
-_RUNNING = RUNNING_STATES
 # Where a camera may go from each state. Everything may stop, back off, fail, lose its device or find its
 # folder refusing writes; the edges that carry meaning are the ones into and out of an FFmpeg run:
 # recording only follows a start (frames were written), a stall only interrupts a run, and a new start
@@ -155,7 +132,7 @@ class CameraStateMachine:
         backoff_max: float = 30.0,
         carried: CameraSnapshot | None = None,
     ) -> None:
-        """`carried`: the camera's earlier supervisor's last snapshot (camera_ledger): its restarts and gap go on
+        """`carried`: the camera's earlier supervisor's last snapshot (camera/ledger.py): its restarts and gap go on
         from here, the gap still growing when the handover itself is one (a reload restarting the camera)."""
         self._monotonic = monotonic
         self._backoff_initial = backoff_initial
@@ -174,7 +151,7 @@ class CameraStateMachine:
     @property
     def running(self) -> bool:
         """An FFmpeg run is under way (starting, recording or stalled)."""
-        return self.state in _RUNNING
+        return self.state in RUNNING_STATES
 
     def change_state(
         self,

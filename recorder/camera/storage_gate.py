@@ -10,9 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from recorder.domain.vocabulary import RestartReason
-from recorder.footage.faults import is_resource_error
 from recorder.footage.segments import folder_names
-from recorder.footage.write_probe import camera_folder_problem, describe
+from recorder.footage.write_probe import camera_folder_problem, describe, is_resource_error
 
 # Waiting for a new second before a start bounds at this; a larger gap means the clock stepped back, and the
 # run takes fresh names instead (a suffix) rather than wait for the clock to pass the newest name.

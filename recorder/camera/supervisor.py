@@ -1,32 +1,32 @@
 """One camera's supervisor: runs its FFmpeg, watches it, restarts it, and publishes a snapshot.
 
-The loop and its wiring live here; the pieces it wires are their own modules: the state machine and its
-backoff (states), the runs and how each ended (camera_run, over ffmpeg_run's one FFmpeg run), the published
-snapshot (camera_report), the segments a run reports (segment_events), the camera folder's checks
-(storage_gate), the source's presence (presence) and the wake-up pipe the thread sleeps on (wakeup).
+The loop lives here with the two small things only it uses: the source's presence (`SourcePresence`, told
+by the udev thread) and the wake-up pipe the thread sleeps on (`WakeUp`). The pieces it wires are their own
+modules: the state machine and its backoff (states), the runs and the segments they report (run, over
+recorder.ffmpeg.run's one FFmpeg run), the published snapshot (report) and the camera folder's checks
+(storage_gate).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import selectors
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from recorder.camera.ledger import Carried
-from recorder.camera.presence import SourcePresence
 from recorder.camera.report import CameraReport
-from recorder.camera.run import CameraRuns, RunEnd, RunWiring
-from recorder.camera.segment_events import SegmentEvents
-from recorder.camera.states import WAITING_TO_RESTART, CameraState, CameraStateMachine, state_after_end
+from recorder.camera.run import CameraRuns, RunEnd, RunWiring, SegmentEvents
+from recorder.camera.states import WAITING_TO_RESTART, CameraStateMachine, state_after_end
 from recorder.camera.storage_gate import StorageGate
-from recorder.camera.wakeup import WakeUp
 from recorder.config import CameraConfig, SourceKind, SupervisorConfig
-from recorder.domain.vocabulary import RestartReason
+from recorder.domain.vocabulary import CameraState, RestartReason
 from recorder.ffmpeg.presets import FFmpegCommand
 from recorder.ffmpeg.process import Launcher, spawn_ffmpeg
-from recorder.ffmpeg.run import PAUSE, STALL_KILL_GRACE, STOP
+from recorder.ffmpeg.run import HEARTBEAT_EVERY, PAUSE, STALL_KILL_GRACE, STOP, drain
 from recorder.footage.segments import (
     ClockWatch,
     CompletedSegment,
@@ -53,6 +53,96 @@ _TROUBLED = frozenset(
 CommandFactory = Callable[[str | None, int], FFmpegCommand]
 
 
+class SourcePresence:
+    """Whether a camera's source is there: a device camera asks its node finder, other sources always are.
+
+    The udev thread tells it (`added`, `removed`); the supervisor thread asks and checks it.
+
+    Both threads write `present` with plain assignments of a bool and each reads it afresh every round: a
+    stale read costs one round, never a wrong state for longer.
+    """
+
+    def __init__(self, device_node: Callable[[], str | None] | None) -> None:
+        self._device_node = device_node  # None for sources that are not devices
+        self.present = self.there()
+        self._returned = False  # set by the udev thread; taken by the supervisor thread
+
+    def there(self) -> bool:
+        """Asks the node finder now, without changing `present`."""
+        return self._device_node is None or self._device_node() is not None
+
+    def check(self) -> bool:
+        """Asks the node finder and remembers the answer."""
+        self.present = self.there()
+        return self.present
+
+    def node(self) -> tuple[bool, str | None]:
+        """(whether the source is there, its device node); for a non-device source (True, None)."""
+        if self._device_node is None:
+            return True, None
+        node = self._device_node()
+        if node is None:
+            self.present = False
+        return node is not None, node
+
+    def added(self) -> None:
+        self.present = True
+        self._returned = True
+
+    def removed(self) -> None:
+        self.present = False
+
+    def take_return(self) -> bool:
+        """True once after the device came back: its next start begins a fresh backoff sequence."""
+        returned, self._returned = self._returned, False
+        return returned
+
+
+class WakeUp:
+    """Sleeps until woken or a timeout passes, and remembers when its thread last showed it is alive."""
+
+    def __init__(self, monotonic: Callable[[], float]) -> None:
+        self._monotonic = monotonic
+        self.read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self._write_fd, False)
+        self.heartbeat = monotonic()  # when the sleeping thread last went round
+
+    def wake(self) -> None:
+        """Called from any thread; never blocks."""
+        if self._write_fd < 0:
+            return  # closed for good: nothing left to wake
+        try:
+            os.write(self._write_fd, b"x")
+        except BlockingIOError:
+            pass  # already awake: the pipe is full of wake-ups
+
+    def wait(self, seconds: float | None) -> None:
+        """Sleep until woken or `seconds` have passed (None: until woken), beating the heart meanwhile."""
+        deadline = None if seconds is None else self._monotonic() + seconds
+        # poll(2) needs no descriptor of its own, unlike epoll: waiting works even with the fd table full.
+        with selectors.PollSelector() as sel:
+            sel.register(self.read_fd, selectors.EVENT_READ)
+            while True:
+                self.heartbeat = self._monotonic()
+                left = HEARTBEAT_EVERY if deadline is None else min(HEARTBEAT_EVERY, deadline - self.heartbeat)
+                if left <= 0 or sel.select(left):
+                    break
+        drain(self.read_fd)
+        self.heartbeat = self._monotonic()
+
+    def beat(self, now: float) -> None:
+        self.heartbeat = now
+
+    def close(self) -> None:
+        """Once the sleeping thread is gone. The numbers are forgotten first: a late wake() must not write
+        into a reused descriptor."""
+        fds, self.read_fd, self._write_fd = (self.read_fd, self._write_fd), -1, -1
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
+
+
 class CameraSupervisor:
     """Keeps one camera recording; one camera's trouble never touches another's supervisor."""
 
@@ -75,7 +165,7 @@ class CameraSupervisor:
         launcher: Launcher = spawn_ffmpeg,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
-        # What the camera's earlier supervisors counted (camera_ledger): this one's counters go on from there.
+        # What the camera's earlier supervisors counted (camera/ledger.py): this one's counters go on from there.
         carried: Carried | None = None,
     ) -> None:
         self.camera = camera

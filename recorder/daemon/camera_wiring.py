@@ -16,7 +16,8 @@ import pyudev
 from recorder.camera.ledger import CameraLedger
 from recorder.camera.supervisor import CameraSupervisor, CommandFactory
 from recorder.config import CameraConfig, Config, SourceKind
-from recorder.devices.hotplug import HotplugMonitor, resolve_device
+from recorder.devices.hotplug import HotplugMonitor
+from recorder.devices.identity import resolve_device
 from recorder.ffmpeg.binary import FFmpegTools
 from recorder.ffmpeg.presets import build_command
 from recorder.ffmpeg.process import Launcher

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from recorder.config import Codec, Config, SourceKind
-from recorder.devices.hotplug import resolve_device
+from recorder.devices.identity import resolve_device
 from recorder.devices.v4l2.modes import check_mode
 from recorder.devices.v4l2.probe import probe, resolve_v4l2_ctl
 from recorder.domain.input_formats import fourccs_for

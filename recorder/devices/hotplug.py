@@ -18,35 +18,12 @@ from collections.abc import Mapping, Sequence
 import pyudev
 
 from recorder.config import CameraConfig
-from recorder.devices.identity import (
-    SUBSYSTEM,
-    camera_matches,
-    device_links,
-    is_capture_node,
-    match_camera,
-    resolve_device,
-    scan_present,
-    suggest_config,
-)
-from recorder.devices.tracker import HOTPLUG_ACTIONS, AddRemoveCallback, EventCallback, PresenceTracker
+from recorder.devices.identity import SUBSYSTEM, scan_present
+from recorder.devices.tracker import AddRemoveCallback, EventCallback, PresenceTracker
 from recorder.domain.vocabulary import SourceKind
 
-# What importers of the single-module hotplug found here (identity, the tracker's vocabulary) stays importable.
-__all__ = [
-    "HOTPLUG_ACTIONS",
-    "SUBSYSTEM",
-    "UDEV_CONTROL",
-    "HotplugMonitor",
-    "camera_matches",
-    "device_links",
-    "is_capture_node",
-    "match_camera",
-    "resolve_device",
-    "suggest_config",
-    "udev_available",
-]
-
-log = logging.getLogger(__name__)
+# One log name for all of hot-plug (monitor, tracker, identity): operators and tests filter on it.
+log = logging.getLogger("recorder.hotplug")
 
 UDEV_CONTROL = "/run/udev/control"
 # Events handled per wakeup before the stop pipe is looked at again, so a flood cannot delay stop().

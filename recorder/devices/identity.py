@@ -14,7 +14,7 @@ import pyudev
 from recorder.config import CameraConfig
 from recorder.domain.vocabulary import SourceKind
 
-# Hot-plug's log name, as before identity and the monitor were split (tests and operators filter on it).
+# One log name for all of hot-plug (monitor, tracker, identity): operators and tests filter on it.
 log = logging.getLogger("recorder.hotplug")
 
 SUBSYSTEM = "video4linux"

@@ -12,7 +12,7 @@ from recorder.config import CameraConfig
 from recorder.devices.identity import is_capture_node, match_camera, suggest_config
 from recorder.domain.vocabulary import HotplugAction, values
 
-# Hot-plug's log name, as before the tracker and the monitor were split (tests and operators filter on it).
+# One log name for all of hot-plug (monitor, tracker, identity): operators and tests filter on it.
 log = logging.getLogger("recorder.hotplug")
 
 # The udev actions reported through on_event (vocabulary.HotplugAction; the metric's label tuple too).

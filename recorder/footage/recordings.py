@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from recorder.camera.states import RestartEvent
 from recorder.footage.segments import parse_segment_name
+from recorder.state.snapshots import RestartEvent
 
 # Segment names carry whole seconds and FFmpeg cuts at keyframes, so consecutive segments of one run meet
 # within a second or two of each other; a larger hole is a gap in the recording.

@@ -3,6 +3,9 @@
 `os.access` is no answer: root passes every access check, yet a read-only mount, a full disk or a
 failing device refuse the write. So the probe creates, writes, fsyncs and removes a small hidden file;
 every OSError (EROFS, EACCES, EPERM, EIO, ENOSPC, EDQUOT, ENOENT, ELOOP ...) is a failed probe.
+
+Not every failed write is the folder's fault: `is_resource_error` tells the machine's passing conditions
+(out of descriptors, memory, processes) from faults of the recordings folder or a bug.
 """
 
 from __future__ import annotations
@@ -21,6 +24,15 @@ PROBE_NAME = ".camera-recorder-probe"
 _probe_counter = itertools.count()
 _PROBE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 _PROBE_BYTES = b"camera-recorder write probe\n"
+
+# Out of descriptors (per process, system-wide), memory, processes or buffers: they come back by
+# themselves, so what failed is retried, and nothing is concluded about the folder or the camera.
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.ENOBUFS})
+
+
+def is_resource_error(exc: BaseException) -> bool:
+    """Out of descriptors, memory or processes: a condition of the machine that passes by itself."""
+    return isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS)
 
 
 def probe_folder(folder: Path) -> OSError | None:

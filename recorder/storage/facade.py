@@ -17,9 +17,7 @@ from pathlib import Path
 from recorder.config import Config
 from recorder.domain.vocabulary import RetentionTrigger
 from recorder.footage.segments import CompletedSegment, parse_segment_name
-from recorder.footage.write_probe import PROBE_NAME
 from recorder.state.snapshots import StorageSnapshot
-from recorder.storage.report import format_report, format_stats
 from recorder.storage.retention.accounting import RetentionCounters, SnapshotBuilder
 from recorder.storage.retention.filesystem import RecordingsFolder, statvfs_usage
 from recorder.storage.retention.health import FolderWatch
@@ -32,8 +30,6 @@ from recorder.storage.retention.state import StorageState
 from recorder.storage.retention.worker import PeriodicSteps, RetentionWorker
 
 log = logging.getLogger(__name__)
-
-__all__ = ["PROBE_NAME", "DiskUsage", "RetentionReport", "Storage", "format_report", "format_stats"]
 
 
 class Storage:

@@ -1,4 +1,5 @@
-"""How the daemon wires the transcoder in: its worker, and the hooks it gives retention."""
+"""How the daemon wires the transcoder in: its worker, and the hooks it gives retention (kept originals
+reclaimed first, and the capacity when segments older than min_age_days shrink by the transcoding ratio)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,27 @@ from typing import TypedDict
 from recorder.config import Config
 from recorder.footage.segments import CompletedSegment
 from recorder.state.snapshots import StorageSnapshot
-from recorder.transcoding.capacity import transcoded_capacity_seconds
 from recorder.transcoding.gate import DiskReading, Gate
 from recorder.transcoding.originals import make_reclaimer
 from recorder.transcoding.worker import Transcoder, TranscodeWorker
+
+DAY = 86400.0
+
+
+def transcoded_capacity_seconds(usable_bytes: float, rate: float, min_age_days: float, size_ratio: float) -> float:
+    """Seconds of recording that fit in `usable_bytes` at `rate` bytes/s when footage past min_age shrinks.
+
+    The newest `min_age_days` are kept as recorded (`rate` bytes per second); everything older takes
+    `size_ratio` (transcoded bytes / original bytes, measured) of that. With capacity C:
+    C <= min_age: C = usable / rate; else usable = min_age * rate + (C - min_age) * rate * ratio.
+    """
+    if rate <= 0:
+        raise ValueError("rate must be positive")
+    usable = max(usable_bytes, 0.0)
+    young = min_age_days * DAY
+    if usable <= young * rate or size_ratio <= 0:
+        return usable / rate
+    return young + (usable - young * rate) / (rate * min(size_ratio, 1.0))
 
 
 class StorageHooks(TypedDict, total=False):

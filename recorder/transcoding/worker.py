@@ -1,7 +1,8 @@
 """The transcoding worker: a thread in the daemon (or one pass from the CLI) that re-encodes due segments
 at idle priority, yields to the recorder, and replaces each segment only once its transcode is verified.
 
-`Transcoder` ties the pieces together: the recordings' lock (`lock`), the counters the metrics read
+`Transcoder` ties the pieces together: the recordings' lock (`RecordingsLock`, here: one transcoder per
+recordings folder, the daemon's worker or one `--transcode`), the counters the metrics read
 (`counters`), the pausable idle-priority children (`pausable`), one segment's encode, verification and swap
 (`job`); `TranscodeWorker` is the thread that runs it through the due list.
 """
@@ -9,6 +10,7 @@ at idle priority, yields to the recorder, and replaces each segment only once it
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import subprocess
@@ -18,14 +20,14 @@ from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 from recorder.config import Config
+from recorder.domain.vocabulary import TranscodeState
 from recorder.ffmpeg.progress import Progress
 from recorder.footage.segments import parse_segment_name
 from recorder.state.snapshots import TranscodeSnapshot
 from recorder.transcoding.counters import TranscodeCounters
-from recorder.transcoding.gate import Gate, TranscodeState
+from recorder.transcoding.gate import Gate
 from recorder.transcoding.job import ABORTED, OnReplaced, PendingSwaps, SegmentJob
-from recorder.transcoding.ledger import Ledger
-from recorder.transcoding.lock import RecordingsLock, TranscoderBusy
+from recorder.transcoding.ledger import Ledger, state_folder
 from recorder.transcoding.pausable import JOB_POLL, PausableRunner
 from recorder.transcoding.planner import Candidate, plan
 from recorder.transcoding.swap import recover, temp_path, verified_path
@@ -36,6 +38,41 @@ log = logging.getLogger(__name__)
 PAUSED_TICK = 15.0
 # The due list is rebuilt from the disk at most this often (a walk of every camera folder).
 REPLAN_EVERY = 600.0
+
+LOCK_NAME = "lock"
+
+
+class TranscoderBusy(RuntimeError):
+    """Another transcoder (the daemon's, or another `--transcode`) holds the recordings' lock."""
+
+
+class RecordingsLock:
+    """An exclusive flock on `<base>/.transcoding/lock`; the kernel drops it with the process that held it."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock now or raise TranscoderBusy."""
+        folder = state_folder(self.base)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise TranscoderBusy(f"another transcoder works on {self.base} (the daemon's?)") from None
+        self._fd = fd
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class Transcoder:

@@ -12,9 +12,8 @@ import stat
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
-from recorder.footage.faults import is_resource_error
 from recorder.footage.segments import parse_segment_name, segment_file_name
-from recorder.footage.write_probe import probe_folder
+from recorder.footage.write_probe import is_resource_error, probe_folder
 from recorder.storage.retention.model import DeletedFile, DiskUsage, Entry
 
 # One logger for the whole storage side, the name operators already filter on.

@@ -12,9 +12,10 @@ from conftest import small_config
 
 from recorder.camera.ledger import CameraLedger
 from recorder.camera.report import CameraReport
-from recorder.camera.states import CameraState, CameraStateMachine
+from recorder.camera.states import CameraStateMachine
 from recorder.config import CameraConfig, Codec, Config
 from recorder.daemon.reload import restart_reasons
+from recorder.domain.vocabulary import CameraState
 from recorder.ffmpeg.binary import FFmpegTools
 from recorder.state.snapshots import CameraSnapshot, Histogram, ResourceUsage, RestartEvent
 

@@ -9,13 +9,12 @@ from recorder.camera.states import (
     RESOURCE_RETRY_MAX,
     TRANSITIONS,
     WAITING_TO_RESTART,
-    CameraState,
     CameraStateMachine,
     InvalidTransition,
     jittered_backoff_bounds,
     state_after_end,
 )
-from recorder.domain.vocabulary import RestartReason
+from recorder.domain.vocabulary import CameraState, RestartReason
 
 S = CameraState
 

@@ -14,9 +14,10 @@ import pytest
 from conftest import probe, small_config, wait_for
 from transcoding_support import make_segment
 
-from recorder.camera.states import CameraState, jittered_backoff_bounds
+from recorder.camera.states import jittered_backoff_bounds
 from recorder.camera.supervisor import CameraSupervisor
 from recorder.config import CameraConfig, Config, SourceKind
+from recorder.domain.vocabulary import CameraState
 from recorder.ffmpeg.presets import build_command
 from recorder.footage.segments import CompletedSegment, parse_segment_name, segment_file_name
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from conftest import make_supervisor, small_config, wait_for
 from fake_ffmpeg import FakeFFmpeg
 
-from recorder.camera.states import CameraState
 from recorder.camera.supervisor import CameraSupervisor
+from recorder.domain.vocabulary import CameraState
 from recorder.ffmpeg.presets import build_command
 
 

@@ -19,8 +19,8 @@ import pytest
 from conftest import make_supervisor, probe, wait_for
 from daemon_harness import Daemon, alive, write_config
 
-from recorder.camera.states import CameraState
 from recorder.camera.supervisor import CameraSupervisor
+from recorder.domain.vocabulary import CameraState
 from recorder.ffmpeg.presets import FFmpegCommand
 from recorder.ffmpeg.process import spawn_ffmpeg
 from recorder.ffmpeg.run import FFmpegRun

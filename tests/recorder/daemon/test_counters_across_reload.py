@@ -20,9 +20,9 @@ from conftest import small_config, wait_for
 from daemon_harness import Daemon, write_config
 
 from recorder.app.cli import _print_run_summary
-from recorder.camera.states import CameraState
 from recorder.config import Config
 from recorder.daemon.recorder import Recorder
+from recorder.domain.vocabulary import CameraState
 from recorder.ffmpeg.binary import find_tools
 
 STAND_IN = Path(__file__).resolve().parents[2] / "v4l2_standin_ffmpeg.py"

@@ -16,15 +16,9 @@ from udev_netlink import fake_camera_properties, send_udev_event, udev_control_p
 
 from recorder.config import CameraConfig, DeviceMatch, SourceKind, parse_config
 from recorder.devices import hotplug
-from recorder.devices.hotplug import (
-    HOTPLUG_ACTIONS,
-    HotplugMonitor,
-    camera_matches,
-    device_links,
-    match_camera,
-    resolve_device,
-    suggest_config,
-)
+from recorder.devices.hotplug import HotplugMonitor
+from recorder.devices.identity import camera_matches, device_links, match_camera, resolve_device, suggest_config
+from recorder.devices.tracker import HOTPLUG_ACTIONS
 
 DEADLINE = 5.0  # seconds; generous so a loaded CI machine does not flake, never a sleep
 

@@ -14,9 +14,9 @@ import pytest
 from conftest import small_config, wait_for
 from daemon_harness import Daemon, alive, ffmpeg_descendants, write_config
 
-from recorder.camera.states import CameraState
 from recorder.camera.supervisor import CameraSupervisor
 from recorder.config import Config
+from recorder.domain.vocabulary import CameraState
 from recorder.ffmpeg.presets import build_command
 
 

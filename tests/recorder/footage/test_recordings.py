@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import small_config
 
-from recorder.camera.states import RECENT_RESTARTS_KEPT, CameraSnapshot, CameraState, recent_restarts
+from recorder.domain.vocabulary import CameraState
 from recorder.footage.recordings import (
     GAP_TOLERANCE_SECONDS,
     TimeError,
@@ -22,6 +22,7 @@ from recorder.footage.recordings import (
     spans_of_rows,
 )
 from recorder.footage.segments import CompletedSegment
+from recorder.state.snapshots import RECENT_RESTARTS_KEPT, CameraSnapshot, recent_restarts
 from recorder.storage.facade import Storage
 
 T0 = 1_795_600_000.0  # 2026-11-25 07:06:40 UTC

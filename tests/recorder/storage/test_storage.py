@@ -17,7 +17,9 @@ from conftest import mounted_tmpfs
 from exporter.metrics import DELETION_REASONS, RETENTION_TRIGGERS
 from recorder.config import Config, parse_config
 from recorder.footage.segments import CompletedSegment, parse_segment_name, segment_file_name
-from recorder.storage.facade import PROBE_NAME, Storage, format_report, format_stats
+from recorder.footage.write_probe import PROBE_NAME
+from recorder.storage.facade import Storage
+from recorder.storage.report import format_report, format_stats
 
 KIB = 1024
 MIB = 1024 * KIB

@@ -17,12 +17,11 @@ from transcoding_support import FixedGate, make_segment, transcoder, transcoding
 from recorder.footage.segments import parse_segment_name, segment_file_name
 from recorder.storage.facade import Storage
 from recorder.transcoding import verify as verify_module
-from recorder.transcoding.capacity import transcoded_capacity_seconds
 from recorder.transcoding.gate import TranscodeState
 from recorder.transcoding.ledger import Ledger
 from recorder.transcoding.originals import kept_originals, make_reclaimer, originals_folder
 from recorder.transcoding.planner import plan
-from recorder.transcoding.service import storage_hooks
+from recorder.transcoding.service import storage_hooks, transcoded_capacity_seconds
 from recorder.transcoding.swap import complete_swap, mark_verified, recover, temp_path, verified_path
 from recorder.transcoding.worker import ABORTED, TranscoderBusy
 

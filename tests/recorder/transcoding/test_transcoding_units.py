@@ -13,10 +13,10 @@ from recorder.transcoding.counters import TranscodeCounters
 from recorder.transcoding.gate import TranscodeState
 from recorder.transcoding.job import PendingSwaps
 from recorder.transcoding.ledger import LedgerEntry
-from recorder.transcoding.lock import RecordingsLock, TranscoderBusy
 from recorder.transcoding.pausable import PausableRunner
 from recorder.transcoding.planner import Candidate
 from recorder.transcoding.swap import verified_path
+from recorder.transcoding.worker import RecordingsLock, TranscoderBusy
 
 CAMERAS = ("cam1", "cam2")
 

@@ -13,8 +13,7 @@ import pytest
 from transcoding_support import QUIET_CPU, ROOMY_DISK, transcoding_config
 
 from exporter.metrics import TRANSCODE_STATES
-from recorder.transcoding.gate import GB, CpuReading, DiskReading, Gate, TranscodeState, psutil_cpu
-from recorder.transcoding.window import in_window
+from recorder.transcoding.gate import GB, CpuReading, DiskReading, Gate, TranscodeState, in_window, psutil_cpu
 
 ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Pacific/Chatham", "Asia/Kolkata", "Australia/Lord_Howe")
 
