@@ -52,7 +52,7 @@ def _show(value: Any) -> str:
     return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
 
 
-def _show_key(key: Any) -> str:
+def show_key(key: Any) -> str:
     """A mapping key as it appears in a key path (cameras.cam1.name), cut short when absurd."""
     text = key if isinstance(key, str) else _show(key)
     return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}... ({len(text)} characters)"
@@ -78,7 +78,7 @@ class _Section:
         self.raw: Mapping[str, Any] = raw
         for key in raw:
             if key not in allowed:
-                shown = _show_key(key)
+                shown = show_key(key)
                 hint = difflib.get_close_matches(shown, allowed, n=1)
                 suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
                 problems.append(f"{self._key(shown)}: unknown key{suffix}")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from recorder.config.fields import _show_key
+from recorder.config.fields import show_key
 from recorder.config.limits import MAX_CONFIG_BYTES, MAX_SHOWN, MAX_YAML_VALUES
 from recorder.config.model import Config, ConfigError
 from recorder.config.sections import parse_config
@@ -103,7 +103,7 @@ class _ConfigLoader(yaml.SafeLoader):
                 line = key_node.start_mark.line + 1
                 if earlier is not None:
                     raise _RefusedYaml(
-                        None, None, f"duplicate key {_show_key(key)!r} (first defined on line {earlier})",
+                        None, None, f"duplicate key {show_key(key)!r} (first defined on line {earlier})",
                         key_node.start_mark,
                     )  # fmt: skip
                 first_line[key] = line

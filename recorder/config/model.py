@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recorder.domain.compat import StrEnum
-from recorder.domain.input_formats import INPUT_FORMAT_NAMES
 from recorder.domain.vocabulary import SourceKind
 
 
@@ -48,7 +47,6 @@ class ThresholdAction(StrEnum):
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 QSV_PRESETS = PRESETS[2:]  # Intel's encoders know veryfast..veryslow only
-INPUT_FORMATS = INPUT_FORMAT_NAMES  # recorder/domain/input_formats.py is the table
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 

@@ -26,7 +26,6 @@ from recorder.config.fields import (
     _text,
 )
 from recorder.config.model import (
-    INPUT_FORMATS,
     LOG_LEVELS,
     PRESETS,
     QSV_PRESETS,
@@ -47,6 +46,7 @@ from recorder.config.model import (
     ThresholdAction,
     TranscodingConfig,
 )
+from recorder.domain.input_formats import INPUT_FORMAT_NAMES
 from recorder.domain.vocabulary import SourceKind
 
 TRANSCODE_CODECS = (Codec.HEVC_QSV, Codec.H264_QSV, Codec.HEVC_VAAPI, Codec.H264_VAAPI, Codec.LIBX265, Codec.LIBX264)
@@ -109,7 +109,7 @@ def _camera(camera_id: Any, raw: Any, problems: list[str], base_dir: Path | None
         source=kind,
         location=location,
         match=match,
-        input_format=sec.get("input_format", _choice(INPUT_FORMATS), None, _one_of(INPUT_FORMATS)),
+        input_format=sec.get("input_format", _choice(INPUT_FORMAT_NAMES), None, _one_of(INPUT_FORMAT_NAMES)),
         resolution=resolution,
         framerate=framerate,
         enabled=sec.get("enabled", _bool, True, "true or false"),
