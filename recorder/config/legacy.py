@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from recorder.config.limits import MAX_SHOWN, MAX_TEXT_LENGTH
+from recorder.config.model import ConfigError
 
 _ASSIGNMENT_RE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 _CAMERA_KEY_RE = re.compile(r"^CAMERA(\d+)_([A-Z_]+)$")
@@ -281,7 +282,6 @@ def _unknown_key(key: str) -> str | None:
 
 def read_legacy(text: str, source: str = "camera-mapping.conf") -> LegacyFile:
     """Read a legacy file into its raw mapping, with the origin of every value and what was refused or ignored."""
-    from recorder.config import ConfigError
 
     try:
         values, referenced = read_assignments(text)
@@ -334,7 +334,6 @@ def legacy_to_raw(text: str, source: str = "camera-mapping.conf") -> tuple[dict[
 
     ConfigError when the file has a key that looks like one of the original's but is not (a typo).
     """
-    from recorder.config import ConfigError
 
     read = read_legacy(text, source)
     if read.problems:
