@@ -8,17 +8,16 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
+from recorder.config import legacy
 from recorder.config.fields import show_key
+from recorder.config.legacy import LegacyFile
 from recorder.config.limits import MAX_CONFIG_BYTES, MAX_SHOWN, MAX_YAML_VALUES
 from recorder.config.model import Config, ConfigError
 from recorder.config.sections import parse_config
-
-if TYPE_CHECKING:
-    from recorder.config.legacy import LegacyFile
 
 DEFAULT_CONFIG_PATH = Path("/etc/camera-recorder/config.yaml")
 CONFIG_ENV = "CAMERA_RECORDER_CONFIG"
@@ -172,8 +171,6 @@ def load_raw(path: Path) -> Any:
 
 def read_source(path: Path) -> tuple[Any, list[str], LegacyFile | None]:
     """The raw mapping, its notes, and for a legacy file what it was read from (to name legacy keys)."""
-    from recorder.config import legacy
-
     text = _decode_config(path, _read_config_bytes(path))
     if legacy.looks_legacy(path, text):
         read = legacy.read_legacy(text, source=str(path))
