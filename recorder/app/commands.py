@@ -26,6 +26,7 @@ from recorder.config import (
     resolve_config_path,
 )
 from recorder.daemon import preflight
+from recorder.devices.v4l2.probe import stable_paths
 from recorder.ffmpeg.binary import ffmpeg_version, find_tools
 from recorder.ffmpeg.presets import ALWAYS_SET_MOVFLAGS, build_command
 from recorder.storage.recordings_owner import open_segments
@@ -78,12 +79,19 @@ def convert_config(path: Path, target: str | None, *, force: bool = False) -> in
     return EXIT_OK
 
 
+def _by_id_link(device: str) -> str | None:
+    """The /dev/v4l/by-id link of a kernel-numbered node, or None. The links live beside the node:
+    /dev/video2 -> /dev/v4l/by-id/ (a test's fake /dev alike)."""
+    links = [p for p in stable_paths(device, os.path.dirname(device) or "/dev") if "/by-id/" in p]
+    return links[0] if links else None
+
+
 def _without_meaningless(read: legacy.LegacyFile) -> list[str]:
     """Rewrite a legacy file's raw mapping for YAML: by-id paths for kernel-numbered devices, no movflags the
     recorder always sets (or refuses). A line for each change ("converted: ") or kept risk ("check: "), naming
     the legacy key and its line."""
     notes: list[str] = []
-    for camera_id, assignment, by_id in legacy.stable_device_proposals(read):
+    for camera_id, assignment, by_id in legacy.stable_device_proposals(read, _by_id_link):
         where = f"line {assignment.line}: {assignment.key}"
         if by_id is not None:
             read.raw["cameras"][camera_id]["device"] = by_id

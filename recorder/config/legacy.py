@@ -11,6 +11,7 @@ import difflib
 import os
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -348,19 +349,18 @@ def raw_to_yaml(raw: dict[str, Any]) -> str:
     return yaml.safe_dump(ordered, sort_keys=False, default_flow_style=False)
 
 
-def stable_device_proposals(read: LegacyFile) -> list[tuple[str, Assignment, str | None]]:
+def stable_device_proposals(
+    read: LegacyFile, stable_link: Callable[[str], str | None]
+) -> list[tuple[str, Assignment, str | None]]:
     """(camera id, its DEVICE assignment, the /dev/v4l/by-id link to use instead or None) for each camera
-    named by a kernel number (/dev/videoN), which follows plug order and can swap cameras at a replug."""
-    from recorder.devices.v4l2.probe import stable_paths
-
+    named by a kernel number (/dev/videoN), which follows plug order and can swap cameras at a replug.
+    stable_link (the devices layer's, passed in by the app) names the link of a node, or None."""
     proposals: list[tuple[str, Assignment, str | None]] = []
     for camera_id, camera in read.raw.get("cameras", {}).items():
         device = camera.get("device")
         if not isinstance(device, str) or not _KERNEL_NODE_RE.match(os.path.basename(device)):
             continue
-        # The links live beside the node: /dev/video2 -> /dev/v4l/by-id/ (a test's fake /dev alike).
-        links = [p for p in stable_paths(device, os.path.dirname(device) or "/dev") if "/by-id/" in p]
-        proposals.append((camera_id, read.origins[f"cameras.{camera_id}.device"], links[0] if links else None))
+        proposals.append((camera_id, read.origins[f"cameras.{camera_id}.device"], stable_link(device)))
     return proposals
 
 
