@@ -1,7 +1,10 @@
 """Configuration: read once, validated once, into frozen objects; nothing else reads raw dicts.
 
-model: the frozen dataclasses and string enums; fields: the `_Section` reader and value converters;
-sections: one parser per section and `parse_config`; loader: reading a file (YAML or legacy) into a raw mapping.
+model: the frozen dataclasses, string enums and ConfigError; limits: the size bounds on input and on what an
+error shows; fields: the `_Section` reader and value converters; sections: one parser per section and
+`parse_config`; legacy: the original bash camera-mapping.conf read into a raw mapping, each key's line kept
+to name culprits; legacy_writer: that mapping written back as YAML for --convert-config; loader: reading a
+file (YAML or legacy) into a raw mapping and on into a Config.
 """
 
 from recorder.config.loader import (
