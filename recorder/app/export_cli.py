@@ -12,8 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from recorder.app.progress_display import ProgressLine, human_bytes, human_seconds, progress_style
+from recorder.app.progress_display import ProgressLine, progress_style
 from recorder.config import Config
+from recorder.domain.units import human_bytes, human_seconds
 from recorder.ffmpeg.binary import find_tools
 from recorder.footage.recordings import TimeError, local_text, overlapping, parse_time, scan_folder
 from recorder.storage.export import ExportError, check_clip, probe_clip_duration, write_clip

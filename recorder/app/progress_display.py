@@ -15,9 +15,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from recorder.domain.compat import StrEnum
-from recorder.domain.units import human_bytes, human_seconds
-
-__all__ = ["ProgressLine", "ProgressStyle", "human_bytes", "human_seconds", "progress_style"]
+from recorder.domain.units import human_seconds
 
 log = logging.getLogger("recorder.progress")
 

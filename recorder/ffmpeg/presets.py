@@ -71,7 +71,6 @@ URL_SCHEME_ARGS: Mapping[str, tuple[Fragment, ...]] = {
     "udp": (("-timeout", "10000000"), ("-fifo_size", "1000000", "-overrun_nonfatal", "1")),
 }
 
-V4L2_INPUT_FORMATS: Mapping[str, str] = FFMPEG_INPUT_FORMAT  # config name -> FFmpeg -input_format
 
 _QSV_HW: tuple[Fragment, ...] = (("-init_hw_device", "qsv=hw"), ("-filter_hw_device", "hw"))
 _VAAPI_HW: tuple[Fragment, ...] = (("-vaapi_device", "{hw_device}"),)
@@ -316,7 +315,7 @@ def build_command(
         location=camera.location,
         test_pattern=camera.location or f"testsrc2=size={camera.resolution}:rate={camera.framerate}",
         device_node=device_node or camera.location or None,
-        v4l2_input_format=V4L2_INPUT_FORMATS.get(camera.input_format) if camera.input_format else None,
+        v4l2_input_format=FFMPEG_INPUT_FORMAT.get(camera.input_format) if camera.input_format else None,
         resolution=str(camera.resolution) if camera.resolution else None,
         framerate=str(camera.framerate) if camera.framerate else None,
         **_encoder_values(config, preset=enc.preset, quality=enc.quality),

@@ -11,7 +11,7 @@ from conftest import probe
 from transcoding_support import make_segment
 
 from recorder.app.cli import main
-from recorder.app.progress_display import human_bytes as _human
+from recorder.domain.units import human_bytes as _human
 from recorder.transcoding.originals import originals_folder
 
 
